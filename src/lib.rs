@@ -1,0 +1,20 @@
+//! seqcalc: teach neural networks arithmetic as character-level sequence-to-sequence translation.
+//!
+//! The data flows `task` (problems as strings) -> `codec` (u8 symbol indices) -> `data`
+//! (datasets and batches) -> `model` (built from `nn` layers) -> `train` (loop, metrics,
+//! checkpoints) -> `report` (progress, samples, plots); `eval` and `predict` read a run
+//! directory back. See shared/DESIGN.md.
+
+pub mod codec;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod fsutil;
+pub mod history;
+pub mod model;
+pub mod nn;
+pub mod optim;
+pub mod report;
+pub mod rundir;
+pub mod task;
+pub mod train;
