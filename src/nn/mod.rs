@@ -1,1 +1,175 @@
-//! Layers with forward and backward side by side.
+//! The compute core: layers with forward and backward side by side, on `matrixmultiply` GEMMs.
+//!
+//! Shape letters used throughout: `B` batch (rows of one worker's slice), `T` time steps,
+//! `I` input features, `H` hidden units, `G` gates per cell (LSTM 4, GRU 3, SimpleRNN 1),
+//! `V` vocabulary size. Activations are time-major (`[T, B, ·]`) so one step is contiguous.
+//! Weights use PyTorch's layout and names (`weight_ih` is `[G*H, I]`, `weight_hh` is `[G*H, H]`)
+//! and Keras's semantics and initialisation.
+//!
+//! Every kernel is generic over [`Real`] so the same code runs in f32 for speed and in f64 for
+//! finite-difference gradient checks.
+
+pub mod act;
+pub mod dense;
+pub mod gemm;
+pub mod loss;
+pub mod params;
+pub mod reference;
+pub mod rnn;
+
+#[cfg(test)]
+pub(crate) mod gradcheck;
+
+use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A floating-point scalar the kernels run on (f32 in training, f64 in gradient checks).
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialOrd
+    + Debug
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    /// tanh, allowed to be a fast approximation (f32: a rational approximation, |err| < 1e-6).
+    fn tanh_fast(self) -> Self;
+    /// C = alpha * A @ B + beta * C with arbitrary strides (see `matrixmultiply::sgemm`).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid, non-overlapping (for C) matrices.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+
+    /// sigmoid via tanh: 0.5 * tanh(0.5 x) + 0.5 (numerically safe for any x).
+    #[inline(always)]
+    fn sigmoid_fast(self) -> Self {
+        let half = Self::from_f64(0.5);
+        half * (half * self).tanh_fast() + half
+    }
+}
+
+impl Real for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+    #[inline(always)]
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn exp(self) -> f32 {
+        f32::exp(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> f32 {
+        f32::ln(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> f32 {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> f32 {
+        act::tanh_rational(self)
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+impl Real for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    #[inline(always)]
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn exp(self) -> f64 {
+        f64::exp(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> f64 {
+        f64::ln(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> f64 {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> f64 {
+        f64::tanh(self)
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}

@@ -1,0 +1,143 @@
+//! Safe matrix products over row-major slices: `C = alpha * op(A) @ op(B) + beta * C`.
+//!
+//! `op(X)` is `X` or its transpose, chosen by a flag; transposes are free (strides only).
+//! `gemm_ref` is the plain triple loop the fast path is tested against.
+
+use super::Real;
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Use the matrix as stored.
+    N,
+    /// Use its transpose.
+    T,
+}
+
+/// `C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C[m, n]`.
+///
+/// `a` holds `[m, k]` row-major when `ta == N`, `[k, m]` when `ta == T`; likewise `b` holds
+/// `[k, n]` or `[n, k]`; `c` holds `[m, n]`. With `beta == 0`, `c` is overwritten, not read.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<R: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: R,
+    a: &[R],
+    ta: Op,
+    b: &[R],
+    tb: Op,
+    beta: R,
+    c: &mut [R],
+) {
+    assert!(a.len() >= m * k, "gemm: A too small");
+    assert!(b.len() >= k * n, "gemm: B too small");
+    assert!(c.len() >= m * n, "gemm: C too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // matrixmultiply handles k == 0, but be explicit: C = beta * C.
+        for v in &mut c[..m * n] {
+            *v = if beta == R::ZERO { R::ZERO } else { *v * beta };
+        }
+        return;
+    }
+    let (rsa, csa) = match ta {
+        Op::N => (k as isize, 1),
+        Op::T => (1, m as isize),
+    };
+    let (rsb, csb) = match tb {
+        Op::N => (n as isize, 1),
+        Op::T => (1, k as isize),
+    };
+    // SAFETY: the asserts above guarantee every index the strides reach is in bounds, and `c`
+    // is a unique borrow that cannot alias `a` or `b`.
+    unsafe {
+        R::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// The plain reference twin of [`gemm`]: a triple loop in f64 accumulation.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_ref<R: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: R,
+    a: &[R],
+    ta: Op,
+    b: &[R],
+    tb: Op,
+    beta: R,
+    c: &mut [R],
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                let av = match ta {
+                    Op::N => a[i * k + p],
+                    Op::T => a[p * m + i],
+                };
+                let bv = match tb {
+                    Op::N => b[p * n + j],
+                    Op::T => b[j * k + p],
+                };
+                s += av.to_f64() * bv.to_f64();
+            }
+            let old = if beta == R::ZERO { 0.0 } else { beta.to_f64() * c[i * n + j].to_f64() };
+            c[i * n + j] = R::from_f64(alpha.to_f64() * s + old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn rand_vec(rng: &mut impl Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    #[test]
+    fn fast_gemm_matches_reference_on_odd_shapes() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 140, 512), (5, 1, 129)] {
+            for ta in [Op::N, Op::T] {
+                for tb in [Op::N, Op::T] {
+                    let a = rand_vec(&mut rng, m * k);
+                    let b = rand_vec(&mut rng, k * n);
+                    let c0 = rand_vec(&mut rng, m * n);
+                    let (mut c1, mut c2) = (c0.clone(), c0.clone());
+                    gemm(m, k, n, 0.5, &a, ta, &b, tb, 2.0, &mut c1);
+                    gemm_ref(m, k, n, 0.5, &a, ta, &b, tb, 2.0, &mut c2);
+                    for (x, y) in c1.iter().zip(&c2) {
+                        assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} {ta:?}{tb:?}: {x} vs {y}");
+                    }
+                    // beta = 0 must ignore whatever C held (even NaN).
+                    let mut c3 = vec![f32::NAN; m * n];
+                    gemm(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c3);
+                    assert!(c3.iter().all(|v| v.is_finite()));
+                }
+            }
+        }
+    }
+}

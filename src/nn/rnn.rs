@@ -1,0 +1,738 @@
+//! Recurrent layers (LSTM, GRU, SimpleRNN) with fused forward and backward passes.
+//!
+//! Shapes (time-major): input symbols `[T, B]` or features `[T, B, I]` or one repeated feature
+//! row `[B, I]`; hidden states `hs` `[T+1, B, H]` with `hs[0]` the initial state (zeros), so
+//! `hs[t+1]` is the output of step `t`.
+//!
+//! Cells, with `x_t W` meaning `x_t @ weight_ih^T` (PyTorch layout, Keras semantics):
+//! - LSTM (gates i, f, g, o; one bias, forget-gate bias initialised to 1):
+//!   `z = x W_ih + h W_hh + b`; `i,f,o = σ(z_i,z_f,z_o)`, `g = tanh(z_g)`;
+//!   `c' = f c + i g`; `h' = o tanh(c')`.
+//! - GRU (Keras 3 `reset_after=True` = PyTorch; gates r, z, n; `bias_ih` and `bias_hh`):
+//!   `a = x W_ih + b_ih`, `p = h W_hh + b_hh`; `r = σ(a_r + p_r)`, `z = σ(a_z + p_z)`,
+//!   `n = tanh(a_n + r p_n)`; `h' = (1 - z) n + z h`.
+//! - SimpleRNN: `h' = tanh(x W_ih + h W_hh + b)`.
+//!
+//! The fast path follows DESIGN.md: the input projection of all steps is one GEMM (a row gather
+//! for symbol inputs, computed once for repeated inputs), all gates come from one recurrent GEMM
+//! per step, the gate arithmetic is one fused elementwise pass, buffers are preallocated in
+//! [`RnnCache`], and the weight gradients are one GEMM over all steps after the backward sweep.
+
+use super::gemm::{gemm, Op};
+use super::params::{glorot_uniform, orthogonal, ParamLayout, ParamRef};
+use super::Real;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// The recurrent cell type.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CellKind {
+    Lstm,
+    Gru,
+    #[serde(alias = "simple_rnn", alias = "rnn")]
+    SimpleRnn,
+}
+
+impl CellKind {
+    /// Gates per unit (G).
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+            CellKind::SimpleRnn => 1,
+        }
+    }
+    /// Keras's class name, for the model summary.
+    pub fn keras_name(self) -> &'static str {
+        match self {
+            CellKind::Lstm => "LSTM",
+            CellKind::Gru => "GRU",
+            CellKind::SimpleRnn => "SimpleRNN",
+        }
+    }
+}
+
+impl std::str::FromStr for CellKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "lstm" => Ok(CellKind::Lstm),
+            "gru" => Ok(CellKind::Gru),
+            "simplernn" | "simple_rnn" | "rnn" => Ok(CellKind::SimpleRnn),
+            _ => Err(format!("unknown cell {s:?}; expected lstm, gru or simplernn")),
+        }
+    }
+}
+
+/// Input to a recurrent layer for a batch slice of `B` rows and `T` steps.
+#[derive(Clone, Copy, Debug)]
+pub enum RnnInput<'a, R> {
+    /// Symbol indices `[T, B]`: the one-hot product is a row gather of `weight_ih^T`.
+    Symbols(&'a [u8]),
+    /// Dense features `[T, B, I]`.
+    Seq(&'a [R]),
+    /// The same features `[B, I]` at every step (Keras `RepeatVector`): projected once.
+    Repeat(&'a [R]),
+}
+
+/// Where the gradient with respect to the layer's input goes.
+pub enum RnnInputGrad<'a, R> {
+    /// No input gradient (symbol inputs: their weights get a scatter-add instead).
+    None,
+    /// `[T, B, I]` for `Seq`, `[B, I]` for `Repeat`; overwritten.
+    Dense(&'a mut [R]),
+}
+
+/// One recurrent layer: handles to its weights in the model's flat parameter vector.
+#[derive(Clone, Debug)]
+pub struct RnnLayer {
+    pub cell: CellKind,
+    /// I (for symbol inputs: the vocabulary size V).
+    pub input: usize,
+    /// H.
+    pub hidden: usize,
+    /// `weight_ih` `[G*H, I]`.
+    pub w_ih: ParamRef,
+    /// `weight_hh` `[G*H, H]`.
+    pub w_hh: ParamRef,
+    /// `bias` (LSTM, SimpleRNN) or `bias_ih` (GRU), `[G*H]`.
+    pub b_ih: ParamRef,
+    /// GRU only: `bias_hh` `[G*H]`.
+    pub b_hh: Option<ParamRef>,
+}
+
+impl RnnLayer {
+    /// Registers the layer's tensors under `prefix` (e.g. `encoder`).
+    pub fn new(layout: &mut ParamLayout, prefix: &str, cell: CellKind, input: usize, hidden: usize) -> RnnLayer {
+        let gh = cell.gates() * hidden;
+        let w_ih = layout.add(format!("{prefix}.weight_ih"), &[gh, input]);
+        let w_hh = layout.add(format!("{prefix}.weight_hh"), &[gh, hidden]);
+        let (b_ih, b_hh) = if cell == CellKind::Gru {
+            (layout.add(format!("{prefix}.bias_ih"), &[gh]), Some(layout.add(format!("{prefix}.bias_hh"), &[gh])))
+        } else {
+            (layout.add(format!("{prefix}.bias"), &[gh]), None)
+        };
+        RnnLayer { cell, input, hidden, w_ih, w_hh, b_ih, b_hh }
+    }
+
+    /// Keras initialisation: Glorot-uniform input kernel (fans I and G*H), orthogonal recurrent
+    /// kernel, zero biases, LSTM forget-gate bias 1.
+    pub fn init<R: Real>(&self, flat: &mut [R], rng: &mut impl Rng) {
+        let (h, gh) = (self.hidden, self.gh());
+        glorot_uniform(rng, self.w_ih.of_mut(flat), self.input, gh);
+        orthogonal(rng, self.w_hh.of_mut(flat), gh, h);
+        let b = self.b_ih.of_mut(flat);
+        b.fill(R::ZERO);
+        if self.cell == CellKind::Lstm {
+            b[h..2 * h].fill(R::ONE);
+        }
+        if let Some(bh) = self.b_hh {
+            bh.of_mut(flat).fill(R::ZERO);
+        }
+    }
+
+    /// G*H.
+    pub fn gh(&self) -> usize {
+        self.cell.gates() * self.hidden
+    }
+
+    /// Forward over `t` steps for `b` rows; fills `cache` (read the outputs from `cache.hs`).
+    pub fn forward<R: Real>(&self, p: &[R], input: RnnInput<R>, b: usize, t: usize, cache: &mut RnnCache<R>) {
+        let (h, gh) = (self.hidden, self.gh());
+        cache.ensure(self, b, t);
+        let w_ih = self.w_ih.of(p);
+        let w_hh = self.w_hh.of(p);
+        let bias = self.b_ih.of(p);
+        let act = &mut cache.act[..t * b * gh];
+        // 1. Input projections (+ bias) of all steps, written into `act` as pre-activations.
+        match input {
+            RnnInput::Symbols(sym) => {
+                assert_eq!(sym.len(), t * b);
+                // table[v] = weight_ih[:, v] + bias: one [V, G*H] transpose, then row copies.
+                let table = &mut cache.table;
+                table.resize(self.input * gh, R::ZERO);
+                for g in 0..gh {
+                    for v in 0..self.input {
+                        table[v * gh + g] = w_ih[g * self.input + v] + bias[g];
+                    }
+                }
+                for (row, &s) in act.chunks_exact_mut(gh).zip(sym) {
+                    let s = s as usize;
+                    row.copy_from_slice(&table[s * gh..(s + 1) * gh]);
+                }
+            }
+            RnnInput::Seq(x) => {
+                assert_eq!(x.len(), t * b * self.input);
+                gemm(t * b, self.input, gh, R::ONE, x, Op::N, w_ih, Op::T, R::ZERO, act);
+                for row in act.chunks_exact_mut(gh) {
+                    add_assign(row, bias);
+                }
+            }
+            RnnInput::Repeat(x) => {
+                assert_eq!(x.len(), b * self.input);
+                let xp = &mut cache.xp[..b * gh];
+                gemm(b, self.input, gh, R::ONE, x, Op::N, w_ih, Op::T, R::ZERO, xp);
+                for row in xp.chunks_exact_mut(gh) {
+                    add_assign(row, bias);
+                }
+                for step in act.chunks_exact_mut(b * gh) {
+                    step.copy_from_slice(xp);
+                }
+            }
+        }
+        // 2. The recurrence.
+        cache.hs[..b * h].fill(R::ZERO);
+        if self.cell == CellKind::Lstm {
+            cache.cs[..b * h].fill(R::ZERO);
+        }
+        for s in 0..t {
+            let (hs_prev, hs_next) = cache.hs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
+            let a = &mut cache.act[s * b * gh..(s + 1) * b * gh];
+            match self.cell {
+                CellKind::Lstm | CellKind::SimpleRnn => {
+                    if s > 0 {
+                        gemm(b, h, gh, R::ONE, hs_prev, Op::N, w_hh, Op::T, R::ONE, a);
+                    }
+                    if self.cell == CellKind::Lstm {
+                        let (cs_prev, cs_next) = cache.cs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
+                        for r in 0..b {
+                            lstm_cell_forward(
+                                &mut a[r * gh..(r + 1) * gh],
+                                &cs_prev[r * h..(r + 1) * h],
+                                &mut cs_next[r * h..(r + 1) * h],
+                                &mut hs_next[r * h..(r + 1) * h],
+                            );
+                        }
+                    } else {
+                        for (hn, z) in hs_next.iter_mut().zip(a.iter_mut()) {
+                            *z = z.tanh_fast();
+                            *hn = *z;
+                        }
+                    }
+                }
+                CellKind::Gru => {
+                    let b_hh = self.b_hh.expect("GRU has bias_hh").of(p);
+                    let hp = &mut cache.hp[..b * gh];
+                    if s > 0 {
+                        gemm(b, h, gh, R::ONE, hs_prev, Op::N, w_hh, Op::T, R::ZERO, hp);
+                    } else {
+                        hp.fill(R::ZERO);
+                    }
+                    let hpn = &mut cache.hpn[s * b * h..(s + 1) * b * h];
+                    for r in 0..b {
+                        gru_cell_forward(
+                            &mut a[r * gh..(r + 1) * gh],
+                            &mut hp[r * gh..(r + 1) * gh],
+                            b_hh,
+                            &hs_prev[r * h..(r + 1) * h],
+                            &mut hpn[r * h..(r + 1) * h],
+                            &mut hs_next[r * h..(r + 1) * h],
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The outputs of all steps `[T, B, H]` after `forward`.
+    pub fn outputs<'c, R: Real>(&self, cache: &'c RnnCache<R>, b: usize, t: usize) -> &'c [R] {
+        &cache.hs[b * self.hidden..(t + 1) * b * self.hidden]
+    }
+
+    /// The last step's output `[B, H]` after `forward`.
+    pub fn last_output<'c, R: Real>(&self, cache: &'c RnnCache<R>, b: usize, t: usize) -> &'c [R] {
+        &cache.hs[t * b * self.hidden..(t + 1) * b * self.hidden]
+    }
+
+    /// Backward through time. `d_seq` (`[T, B, H]`) is the loss gradient for every step's output,
+    /// `d_last` (`[B, H]`) an extra gradient for the last output; either may be absent. Weight
+    /// gradients are added into `grad` (same layout as `p`); the input gradient goes to `d_input`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<R: Real>(
+        &self,
+        p: &[R],
+        input: RnnInput<R>,
+        b: usize,
+        t: usize,
+        cache: &mut RnnCache<R>,
+        d_seq: Option<&[R]>,
+        d_last: Option<&[R]>,
+        grad: &mut [R],
+        d_input: RnnInputGrad<R>,
+    ) {
+        let (h, gh) = (self.hidden, self.gh());
+        let w_hh = self.w_hh.of(p);
+        let RnnCache { act, hs, cs, hpn, dz, dzh, dh, dc, table, xp, .. } = cache;
+        let dh = &mut dh[..b * h];
+        let dc = &mut dc[..b * h];
+        match d_last {
+            Some(d) => dh.copy_from_slice(d),
+            None => dh.fill(R::ZERO),
+        }
+        dc.fill(R::ZERO);
+        for s in (0..t).rev() {
+            if let Some(d) = d_seq {
+                add_assign(dh, &d[s * b * h..(s + 1) * b * h]);
+            }
+            let a = &act[s * b * gh..(s + 1) * b * gh];
+            let dzs = &mut dz[s * b * gh..(s + 1) * b * gh];
+            let h_prev = &hs[s * b * h..(s + 1) * b * h];
+            match self.cell {
+                CellKind::Lstm => {
+                    let c_prev = &cs[s * b * h..(s + 1) * b * h];
+                    let c_now = &cs[(s + 1) * b * h..(s + 2) * b * h];
+                    for r in 0..b {
+                        let rh = r * h..(r + 1) * h;
+                        lstm_cell_backward(
+                            &a[r * gh..(r + 1) * gh],
+                            &c_prev[rh.clone()],
+                            &c_now[rh.clone()],
+                            &dh[rh.clone()],
+                            &mut dc[rh],
+                            &mut dzs[r * gh..(r + 1) * gh],
+                        );
+                    }
+                    if s > 0 {
+                        gemm(b, gh, h, R::ONE, dzs, Op::N, w_hh, Op::N, R::ZERO, dh);
+                    }
+                }
+                CellKind::SimpleRnn => {
+                    for ((d, &y), g) in dzs.iter_mut().zip(a.iter()).zip(dh.iter()) {
+                        *d = *g * (R::ONE - y * y);
+                    }
+                    if s > 0 {
+                        gemm(b, gh, h, R::ONE, dzs, Op::N, w_hh, Op::N, R::ZERO, dh);
+                    }
+                }
+                CellKind::Gru => {
+                    let dzhs = &mut dzh[s * b * gh..(s + 1) * b * gh];
+                    let hpn_s = &hpn[s * b * h..(s + 1) * b * h];
+                    for r in 0..b {
+                        let rh = r * h..(r + 1) * h;
+                        gru_cell_backward(
+                            &a[r * gh..(r + 1) * gh],
+                            &hpn_s[rh.clone()],
+                            &h_prev[rh.clone()],
+                            &mut dh[rh],
+                            &mut dzs[r * gh..(r + 1) * gh],
+                            &mut dzhs[r * gh..(r + 1) * gh],
+                        );
+                    }
+                    // dh now holds the direct path dh*z; add the recurrent-projection path.
+                    if s > 0 {
+                        gemm(b, gh, h, R::ONE, dzhs, Op::N, w_hh, Op::N, R::ONE, dh);
+                    }
+                }
+            }
+        }
+        // Weight gradients, one GEMM over all steps. hs[0] = 0, so step 0 adds nothing to dW_hh.
+        let dz_all = &dz[..t * b * gh];
+        let dzh_all: &[R] = if self.cell == CellKind::Gru { &dzh[..t * b * gh] } else { dz_all };
+        if t > 1 {
+            gemm(
+                gh,
+                (t - 1) * b,
+                h,
+                R::ONE,
+                &dzh_all[b * gh..],
+                Op::T,
+                &hs[b * h..t * b * h],
+                Op::N,
+                R::ONE,
+                self.w_hh.of_mut(grad),
+            );
+        }
+        if let Some(bh) = self.b_hh {
+            col_sum_add(dzh_all, gh, bh.of_mut(grad));
+        }
+        col_sum_add(dz_all, gh, self.b_ih.of_mut(grad));
+        let w_ih = self.w_ih.of(p);
+        match (input, d_input) {
+            (RnnInput::Symbols(sym), _) => {
+                // dW_ih[:, v] += sum of dz rows whose symbol is v: accumulate [V, G*H], then transpose-add.
+                table.clear();
+                table.resize(self.input * gh, R::ZERO);
+                for (row, &s) in dz_all.chunks_exact(gh).zip(sym) {
+                    add_assign(&mut table[s as usize * gh..(s as usize + 1) * gh], row);
+                }
+                let gw = self.w_ih.of_mut(grad);
+                for g in 0..gh {
+                    for v in 0..self.input {
+                        gw[g * self.input + v] += table[v * gh + g];
+                    }
+                }
+            }
+            (RnnInput::Seq(x), d_in) => {
+                gemm(gh, t * b, self.input, R::ONE, dz_all, Op::T, x, Op::N, R::ONE, self.w_ih.of_mut(grad));
+                if let RnnInputGrad::Dense(dx) = d_in {
+                    gemm(t * b, gh, self.input, R::ONE, dz_all, Op::N, w_ih, Op::N, R::ZERO, dx);
+                }
+            }
+            (RnnInput::Repeat(x), d_in) => {
+                let dsum = &mut xp[..b * gh];
+                dsum.copy_from_slice(&dz_all[..b * gh]);
+                for step in dz_all.chunks_exact(b * gh).skip(1) {
+                    add_assign(dsum, step);
+                }
+                gemm(gh, b, self.input, R::ONE, dsum, Op::T, x, Op::N, R::ONE, self.w_ih.of_mut(grad));
+                if let RnnInputGrad::Dense(dx) = d_in {
+                    gemm(b, gh, self.input, R::ONE, dsum, Op::N, w_ih, Op::N, R::ZERO, dx);
+                }
+            }
+        }
+    }
+}
+
+/// Preallocated activations and scratch for one layer; grows on demand, never shrinks.
+#[derive(Clone, Debug, Default)]
+pub struct RnnCache<R> {
+    /// `[T, B, G*H]` pre-activations, then gate activations (LSTM i,f,g,o; GRU r,z,n; RNN h).
+    act: Vec<R>,
+    /// `[T+1, B, H]`.
+    hs: Vec<R>,
+    /// LSTM `[T+1, B, H]` cell states.
+    cs: Vec<R>,
+    /// GRU `[T, B, H]`: `h W_hn^T + b_hn`, kept for backward.
+    hpn: Vec<R>,
+    /// `[B, G*H]`: repeated-input projection; in backward, its summed gradient.
+    xp: Vec<R>,
+    /// GRU `[B, G*H]` recurrent projection of one step.
+    hp: Vec<R>,
+    /// `[V, G*H]` symbol table (forward) / symbol gradient accumulator (backward).
+    table: Vec<R>,
+    /// `[T, B, G*H]` gradients of the input-side pre-activations.
+    dz: Vec<R>,
+    /// GRU `[T, B, G*H]` gradients of the recurrent-side pre-activations.
+    dzh: Vec<R>,
+    dh: Vec<R>,
+    dc: Vec<R>,
+}
+
+impl<R: Real> RnnCache<R> {
+    fn ensure(&mut self, layer: &RnnLayer, b: usize, t: usize) {
+        let (h, gh) = (layer.hidden, layer.gh());
+        let grow = |v: &mut Vec<R>, n: usize| {
+            if v.len() < n {
+                v.resize(n, R::ZERO)
+            }
+        };
+        grow(&mut self.act, t * b * gh);
+        grow(&mut self.hs, (t + 1) * b * h);
+        grow(&mut self.xp, b * gh);
+        grow(&mut self.dz, t * b * gh);
+        grow(&mut self.dh, b * h);
+        grow(&mut self.dc, b * h);
+        if layer.cell == CellKind::Lstm {
+            grow(&mut self.cs, (t + 1) * b * h);
+        }
+        if layer.cell == CellKind::Gru {
+            grow(&mut self.hpn, t * b * h);
+            grow(&mut self.hp, b * gh);
+            grow(&mut self.dzh, t * b * gh);
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<R>()
+            * [&self.act, &self.hs, &self.cs, &self.hpn, &self.xp, &self.hp, &self.table, &self.dz, &self.dzh, &self.dh, &self.dc]
+                .iter()
+                .map(|v| v.len())
+                .sum::<usize>()
+    }
+}
+
+#[inline]
+pub(crate) fn add_assign<R: Real>(dst: &mut [R], src: &[R]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
+    }
+}
+
+/// `out[j] += sum over rows of m[row, j]` for a row-major `[rows, cols]` matrix.
+#[inline]
+pub(crate) fn col_sum_add<R: Real>(m: &[R], cols: usize, out: &mut [R]) {
+    for row in m.chunks_exact(cols) {
+        add_assign(out, row);
+    }
+}
+
+/// One LSTM row: `a` (`[4H]`) holds pre-activations on entry and i,f,g,o on exit.
+#[inline(always)]
+fn lstm_cell_forward<R: Real>(a: &mut [R], c_prev: &[R], c_next: &mut [R], h_next: &mut [R]) {
+    let h = c_prev.len();
+    let (ai, rest) = a.split_at_mut(h);
+    let (af, rest) = rest.split_at_mut(h);
+    let (ag, ao) = rest.split_at_mut(h);
+    let (ai, af, ag, ao) = (&mut ai[..h], &mut af[..h], &mut ag[..h], &mut ao[..h]);
+    let (c_prev, c_next, h_next) = (&c_prev[..h], &mut c_next[..h], &mut h_next[..h]);
+    for j in 0..h {
+        let i = ai[j].sigmoid_fast();
+        let f = af[j].sigmoid_fast();
+        let g = ag[j].tanh_fast();
+        let o = ao[j].sigmoid_fast();
+        let c = f * c_prev[j] + i * g;
+        ai[j] = i;
+        af[j] = f;
+        ag[j] = g;
+        ao[j] = o;
+        c_next[j] = c;
+        h_next[j] = o * c.tanh_fast();
+    }
+}
+
+/// One LSTM row backward: from `dh` and the running `dc` (updated to the previous step's),
+/// writes the pre-activation gradients `dz` (`[4H]`).
+#[inline(always)]
+fn lstm_cell_backward<R: Real>(a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R]) {
+    let h = c_prev.len();
+    let (ai, rest) = a.split_at(h);
+    let (af, rest) = rest.split_at(h);
+    let (ag, ao) = rest.split_at(h);
+    let (ai, af, ag, ao) = (&ai[..h], &af[..h], &ag[..h], &ao[..h]);
+    let (dzi, rest) = dz.split_at_mut(h);
+    let (dzf, rest) = rest.split_at_mut(h);
+    let (dzg, dzo) = rest.split_at_mut(h);
+    let (dzi, dzf, dzg, dzo) = (&mut dzi[..h], &mut dzf[..h], &mut dzg[..h], &mut dzo[..h]);
+    let (c_prev, c_now, dh, dc) = (&c_prev[..h], &c_now[..h], &dh[..h], &mut dc[..h]);
+    let one = R::ONE;
+    for j in 0..h {
+        let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
+        let tc = c_now[j].tanh_fast();
+        let dcj = dc[j] + dh[j] * o * (one - tc * tc);
+        dzo[j] = dh[j] * tc * o * (one - o);
+        dzi[j] = dcj * g * i * (one - i);
+        dzg[j] = dcj * i * (one - g * g);
+        dzf[j] = dcj * c_prev[j] * f * (one - f);
+        dc[j] = dcj * f;
+    }
+}
+
+/// One GRU row: `a` (`[3H]`) holds `x W_ih + b_ih` on entry and r,z,n on exit; `hp` holds
+/// `h W_hh` (without bias) and is consumed.
+#[inline(always)]
+fn gru_cell_forward<R: Real>(a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R]) {
+    let h = h_prev.len();
+    let (ar, rest) = a.split_at_mut(h);
+    let (az, an) = rest.split_at_mut(h);
+    let (ar, az, an) = (&mut ar[..h], &mut az[..h], &mut an[..h]);
+    let (pr, rest) = hp.split_at_mut(h);
+    let (pz, pn) = rest.split_at_mut(h);
+    let (pr, pz, pn) = (&pr[..h], &pz[..h], &pn[..h]);
+    let (br, rest) = b_hh.split_at(h);
+    let (bz, bn) = rest.split_at(h);
+    let (br, bz, bn) = (&br[..h], &bz[..h], &bn[..h]);
+    let (h_prev, hpn, h_next) = (&h_prev[..h], &mut hpn[..h], &mut h_next[..h]);
+    for j in 0..h {
+        let r = (ar[j] + pr[j] + br[j]).sigmoid_fast();
+        let z = (az[j] + pz[j] + bz[j]).sigmoid_fast();
+        let q = pn[j] + bn[j];
+        let n = (an[j] + r * q).tanh_fast();
+        ar[j] = r;
+        az[j] = z;
+        an[j] = n;
+        hpn[j] = q;
+        h_next[j] = (R::ONE - z) * n + z * h_prev[j];
+    }
+}
+
+/// One GRU row backward. On entry `dh` is the gradient of this step's output; on exit it holds
+/// the direct part of the previous step's gradient (`dh * z`). Writes input-side (`dz`) and
+/// recurrent-side (`dzh`) pre-activation gradients.
+#[inline(always)]
+fn gru_cell_backward<R: Real>(a: &[R], hpn: &[R], h_prev: &[R], dh: &mut [R], dz: &mut [R], dzh: &mut [R]) {
+    let h = h_prev.len();
+    let (ar, rest) = a.split_at(h);
+    let (az, an) = rest.split_at(h);
+    let (ar, az, an) = (&ar[..h], &az[..h], &an[..h]);
+    let (dr, rest) = dz.split_at_mut(h);
+    let (dzz, dn) = rest.split_at_mut(h);
+    let (dr, dzz, dn) = (&mut dr[..h], &mut dzz[..h], &mut dn[..h]);
+    let (hr, rest) = dzh.split_at_mut(h);
+    let (hz, hn) = rest.split_at_mut(h);
+    let (hr, hz, hn) = (&mut hr[..h], &mut hz[..h], &mut hn[..h]);
+    let (hpn, h_prev, dh) = (&hpn[..h], &h_prev[..h], &mut dh[..h]);
+    let one = R::ONE;
+    for j in 0..h {
+        let (r, z, n) = (ar[j], az[j], an[j]);
+        let g = dh[j];
+        let dan = g * (one - z) * (one - n * n);
+        let daz = g * (h_prev[j] - n) * z * (one - z);
+        let dar = dan * hpn[j] * r * (one - r);
+        dr[j] = dar;
+        dzz[j] = daz;
+        dn[j] = dan;
+        hr[j] = dar;
+        hz[j] = daz;
+        hn[j] = dan * r;
+        dh[j] = g * z;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck;
+    use crate::nn::reference::rnn_forward_ref;
+    use rand::SeedableRng;
+
+    const CELLS: [CellKind; 3] = [CellKind::Lstm, CellKind::Gru, CellKind::SimpleRnn];
+
+    fn setup(cell: CellKind, input: usize, hidden: usize, seed: u64) -> (RnnLayer, Vec<f64>) {
+        let mut layout = ParamLayout::default();
+        let layer = RnnLayer::new(&mut layout, "l", cell, input, hidden);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut p = vec![0.0f64; layout.total];
+        layer.init(&mut p, &mut rng);
+        // Non-zero biases so their gradients are exercised.
+        for v in layer.b_ih.of_mut(&mut p) {
+            *v += rng.random_range(-0.5..0.5);
+        }
+        if let Some(bh) = layer.b_hh {
+            for v in bh.of_mut(&mut p) {
+                *v += rng.random_range(-0.5..0.5);
+            }
+        }
+        (layer, p)
+    }
+
+    enum Mode {
+        Symbols(Vec<u8>),
+        Seq(Vec<f64>),
+        Repeat(Vec<f64>),
+    }
+
+    impl Mode {
+        fn input(&self) -> RnnInput<'_, f64> {
+            match self {
+                Mode::Symbols(s) => RnnInput::Symbols(s),
+                Mode::Seq(x) => RnnInput::Seq(x),
+                Mode::Repeat(x) => RnnInput::Repeat(x),
+            }
+        }
+    }
+
+    fn modes(input: usize, b: usize, t: usize, seed: u64) -> Vec<Mode> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        vec![
+            Mode::Symbols((0..t * b).map(|_| rng.random_range(0..input as u8)).collect()),
+            Mode::Seq((0..t * b * input).map(|_| rng.random_range(-1.0..1.0)).collect()),
+            Mode::Repeat((0..b * input).map(|_| rng.random_range(-1.0..1.0)).collect()),
+        ]
+    }
+
+    /// loss = Σ_t Σ w_seq ⊙ h_t + Σ w_last ⊙ h_T, with fixed random weights.
+    fn weighted_loss(out: &[f64], last: &[f64], w_seq: &[f64], w_last: &[f64]) -> f64 {
+        out.iter().zip(w_seq).map(|(a, b)| a * b).sum::<f64>() + last.iter().zip(w_last).map(|(a, b)| a * b).sum::<f64>()
+    }
+
+    #[test]
+    fn fused_forward_matches_reference() {
+        for cell in CELLS {
+            let (input, hidden, b, t) = (5, 7, 3, 4);
+            let (layer, p) = setup(cell, input, hidden, 11);
+            let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+            for mode in modes(input, b, t, 12) {
+                let want = rnn_forward_ref(&layer, &p, mode.input(), b, t);
+                let mut cache = RnnCache::default();
+                layer.forward(&p, mode.input(), b, t, &mut cache);
+                let got = layer.outputs(&cache, b, t);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-12, "{cell:?} f64: {g} vs {w}");
+                }
+                // The f32 fast path (rational tanh) agrees to f32 precision.
+                let m32: Vec<f32>;
+                let s;
+                let in32 = match &mode {
+                    Mode::Symbols(sy) => {
+                        s = sy.clone();
+                        RnnInput::Symbols(&s[..])
+                    }
+                    Mode::Seq(x) => {
+                        m32 = x.iter().map(|&v| v as f32).collect();
+                        RnnInput::Seq(&m32[..])
+                    }
+                    Mode::Repeat(x) => {
+                        m32 = x.iter().map(|&v| v as f32).collect();
+                        RnnInput::Repeat(&m32[..])
+                    }
+                };
+                let mut c32 = RnnCache::default();
+                layer.forward(&p32, in32, b, t, &mut c32);
+                for (g, w) in layer.outputs(&c32, b, t).iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() < 2e-5, "{cell:?} f32: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for cell in CELLS {
+            let (input, hidden, b, t) = (4, 5, 3, 4);
+            let (layer, p) = setup(cell, input, hidden, 21);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+            let w_seq: Vec<f64> = (0..t * b * hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w_last: Vec<f64> = (0..b * hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+            for (mi, mode) in modes(input, b, t, 23).into_iter().enumerate() {
+                let loss = |pp: &[f64], x: RnnInput<f64>| {
+                    let mut cache = RnnCache::default();
+                    layer.forward(pp, x, b, t, &mut cache);
+                    weighted_loss(layer.outputs(&cache, b, t), layer.last_output(&cache, b, t), &w_seq, &w_last)
+                };
+                let mut cache = RnnCache::default();
+                layer.forward(&p, mode.input(), b, t, &mut cache);
+                let mut grad = vec![0.0; p.len()];
+                let in_len = match &mode {
+                    Mode::Symbols(_) => 0,
+                    Mode::Seq(x) | Mode::Repeat(x) => x.len(),
+                };
+                let mut dx = vec![0.0; in_len];
+                let d_in = if in_len > 0 { RnnInputGrad::Dense(&mut dx[..]) } else { RnnInputGrad::None };
+                layer.backward(&p, mode.input(), b, t, &mut cache, Some(&w_seq), Some(&w_last), &mut grad, d_in);
+                let what = format!("{cell:?} mode {mi}");
+                gradcheck::check(&p, &grad, &gradcheck::sample_indices(p.len(), 3), 1e-6, |pp| loss(pp, mode.input()), &what);
+                // Input gradients.
+                match &mode {
+                    Mode::Seq(x) => gradcheck::check(x, &dx, &gradcheck::sample_indices(x.len(), 1), 1e-6, |xx| loss(&p, RnnInput::Seq(xx)), &what),
+                    Mode::Repeat(x) => gradcheck::check(x, &dx, &gradcheck::sample_indices(x.len(), 1), 1e-6, |xx| loss(&p, RnnInput::Repeat(xx)), &what),
+                    Mode::Symbols(_) => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keras_parameter_counts() {
+        let mut layout = ParamLayout::default();
+        RnnLayer::new(&mut layout, "e", CellKind::Lstm, 12, 128);
+        assert_eq!(layout.total, 72_192);
+        let mut layout = ParamLayout::default();
+        RnnLayer::new(&mut layout, "d", CellKind::Lstm, 128, 128);
+        assert_eq!(layout.total, 131_584);
+        let mut layout = ParamLayout::default();
+        RnnLayer::new(&mut layout, "g", CellKind::Gru, 12, 128);
+        // Keras 3 GRU(reset_after=True): 3 * (12*128 + 128*128 + 2*128).
+        assert_eq!(layout.total, 3 * (12 * 128 + 128 * 128 + 2 * 128));
+    }
+
+    #[test]
+    fn lstm_forget_bias_is_one_and_recurrent_kernel_orthogonal() {
+        let (layer, p) = setup(CellKind::Lstm, 3, 8, 5);
+        let mut layout = ParamLayout::default();
+        let fresh = RnnLayer::new(&mut layout, "l", CellKind::Lstm, 3, 8);
+        let mut q = vec![0.0f64; layout.total];
+        fresh.init(&mut q, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let b = fresh.b_ih.of(&q);
+        assert!(b[..8].iter().all(|&v| v == 0.0) && b[8..16].iter().all(|&v| v == 1.0) && b[16..].iter().all(|&v| v == 0.0));
+        let w = layer.w_hh.of(&p);
+        // [4H, H] with orthonormal columns: W^T W = I.
+        for a in 0..8 {
+            for c in 0..8 {
+                let d: f64 = (0..32).map(|r| w[r * 8 + a] * w[r * 8 + c]).sum();
+                assert!((d - if a == c { 1.0 } else { 0.0 }).abs() < 1e-9);
+            }
+        }
+    }
+}
