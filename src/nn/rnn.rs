@@ -103,15 +103,16 @@ pub struct RnnLayer {
 }
 
 impl RnnLayer {
-    /// Registers the layer's tensors under `prefix` (e.g. `encoder`).
-    pub fn new(layout: &mut ParamLayout, prefix: &str, cell: CellKind, input: usize, hidden: usize) -> RnnLayer {
+    /// Registers the layer's tensors as `{prefix}.weight_ih{suffix}` etc. (PyTorch names
+    /// `encoder.weight_ih_l0` with prefix `encoder`, suffix `_l0`).
+    pub fn new(layout: &mut ParamLayout, prefix: &str, suffix: &str, cell: CellKind, input: usize, hidden: usize) -> RnnLayer {
         let gh = cell.gates() * hidden;
-        let w_ih = layout.add(format!("{prefix}.weight_ih"), &[gh, input]);
-        let w_hh = layout.add(format!("{prefix}.weight_hh"), &[gh, hidden]);
+        let w_ih = layout.add(format!("{prefix}.weight_ih{suffix}"), &[gh, input]);
+        let w_hh = layout.add(format!("{prefix}.weight_hh{suffix}"), &[gh, hidden]);
         let (b_ih, b_hh) = if cell == CellKind::Gru {
-            (layout.add(format!("{prefix}.bias_ih"), &[gh]), Some(layout.add(format!("{prefix}.bias_hh"), &[gh])))
+            (layout.add(format!("{prefix}.bias_ih{suffix}"), &[gh]), Some(layout.add(format!("{prefix}.bias_hh{suffix}"), &[gh])))
         } else {
-            (layout.add(format!("{prefix}.bias"), &[gh]), None)
+            (layout.add(format!("{prefix}.bias{suffix}"), &[gh]), None)
         };
         RnnLayer { cell, input, hidden, w_ih, w_hh, b_ih, b_hh }
     }
@@ -581,7 +582,7 @@ mod tests {
 
     fn setup(cell: CellKind, input: usize, hidden: usize, seed: u64) -> (RnnLayer, Vec<f64>) {
         let mut layout = ParamLayout::default();
-        let layer = RnnLayer::new(&mut layout, "l", cell, input, hidden);
+        let layer = RnnLayer::new(&mut layout, "l", "", cell, input, hidden);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut p = vec![0.0f64; layout.total];
         layer.init(&mut p, &mut rng);
@@ -706,13 +707,13 @@ mod tests {
     #[test]
     fn keras_parameter_counts() {
         let mut layout = ParamLayout::default();
-        RnnLayer::new(&mut layout, "e", CellKind::Lstm, 12, 128);
+        RnnLayer::new(&mut layout, "e", "", CellKind::Lstm, 12, 128);
         assert_eq!(layout.total, 72_192);
         let mut layout = ParamLayout::default();
-        RnnLayer::new(&mut layout, "d", CellKind::Lstm, 128, 128);
+        RnnLayer::new(&mut layout, "d", "", CellKind::Lstm, 128, 128);
         assert_eq!(layout.total, 131_584);
         let mut layout = ParamLayout::default();
-        RnnLayer::new(&mut layout, "g", CellKind::Gru, 12, 128);
+        RnnLayer::new(&mut layout, "g", "", CellKind::Gru, 12, 128);
         // Keras 3 GRU(reset_after=True): 3 * (12*128 + 128*128 + 2*128).
         assert_eq!(layout.total, 3 * (12 * 128 + 128 * 128 + 2 * 128));
     }
@@ -721,7 +722,7 @@ mod tests {
     fn lstm_forget_bias_is_one_and_recurrent_kernel_orthogonal() {
         let (layer, p) = setup(CellKind::Lstm, 3, 8, 5);
         let mut layout = ParamLayout::default();
-        let fresh = RnnLayer::new(&mut layout, "l", CellKind::Lstm, 3, 8);
+        let fresh = RnnLayer::new(&mut layout, "l", "", CellKind::Lstm, 3, 8);
         let mut q = vec![0.0f64; layout.total];
         fresh.init(&mut q, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         let b = fresh.b_ih.of(&q);
