@@ -1,1 +1,171 @@
-//! TODO
+//! The experiment configuration: one serde value describing task, codec, data, model, optimiser
+//! and training. Every field has a default (the Keras 3-digit addition experiment); flags and
+//! `--config file.toml` override it; every run saves it as `config.json` so `predict` and `eval`
+//! rebuild the exact codec and model from the run directory alone.
+
+use crate::codec::{Codec, CodecConfig};
+use crate::data::DataConfig;
+use crate::model::{ModelConfig, Seq2Seq};
+use crate::optim::OptimConfig;
+use crate::task::TaskConfig;
+use serde::{Deserialize, Serialize};
+
+/// The config file format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Training-loop settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Upper bound on epochs.
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Early stopping on validation loss: epochs without an improvement of at least `min_delta`
+    /// (Keras `EarlyStopping(patience=3, min_delta=0.001)`); `None` disables it.
+    pub patience: Option<usize>,
+    pub min_delta: f64,
+    /// Also stop once validation exact match reaches this.
+    pub stop_at_exact: Option<f64>,
+    /// Validation questions shown after each epoch.
+    pub samples: usize,
+    /// Worker threads (0: one per core). Results are bit-identical for a given thread count.
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: 100, batch_size: 128, patience: Some(3), min_delta: 0.001, stop_at_exact: None, samples: 10, threads: 0 }
+    }
+}
+
+/// Everything that defines an experiment.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub format_version: u32,
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub task: TaskConfig,
+    pub codec: CodecConfig,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        ExperimentConfig {
+            format_version: FORMAT_VERSION,
+            name: "keras-addition".into(),
+            description: "Keras addition_rnn: 3-digit addition, LSTM(128) -> RepeatVector(4) -> LSTM(128) -> Dense softmax".into(),
+            seed: 1337,
+            task: TaskConfig::default(),
+            codec: CodecConfig::default(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            optim: OptimConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot run, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ExperimentConfig {
+    /// Parses TOML or JSON (chosen by the first non-blank character).
+    pub fn parse(text: &str) -> Result<ExperimentConfig, ConfigError> {
+        let cfg: ExperimentConfig = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| ConfigError(format!("invalid JSON config: {e}")))?
+        } else {
+            toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML config: {e}")))?
+        };
+        if cfg.format_version > FORMAT_VERSION {
+            return Err(ConfigError(format!(
+                "config format version {} is newer than this seqcalc understands ({FORMAT_VERSION}); upgrade seqcalc",
+                cfg.format_version
+            )));
+        }
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Resolves derived fields (the codec's alphabet and widths) and checks that the whole
+    /// configuration can run; returns the codec and model it describes.
+    pub fn build(&mut self) -> Result<(Codec, Seq2Seq), ConfigError> {
+        self.task.validate().map_err(|e| ConfigError(e.to_string()))?;
+        self.codec = self.codec.resolve(&self.task);
+        let codec = Codec::new(&self.codec, &self.task).map_err(|e| ConfigError(e.to_string()))?;
+        let (ql, al) = (self.task.max_question_len(), self.task.max_answer_len());
+        if codec.input_len() < ql {
+            return Err(ConfigError(format!("codec input_len {} is shorter than the task's longest question ({ql})", codec.input_len())));
+        }
+        if codec.output_len() < al {
+            return Err(ConfigError(format!("codec output_len {} is shorter than the task's longest answer ({al})", codec.output_len())));
+        }
+        let model = Seq2Seq::new(&self.model, codec.vocab_size(), codec.input_len(), codec.output_len()).map_err(|e| ConfigError(e.to_string()))?;
+        self.optim.validate().map_err(ConfigError)?;
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return Err(ConfigError("batch_size must be at least 1".into()));
+        }
+        if t.epochs == 0 {
+            return Err(ConfigError("epochs must be at least 1".into()));
+        }
+        if let Some(x) = t.stop_at_exact {
+            if !(0.0..=1.0).contains(&x) {
+                return Err(ConfigError(format!("stop_at_exact {x} must be in [0, 1]")));
+            }
+        }
+        if self.data.size < 2 {
+            return Err(ConfigError("data.size must be at least 2 (train and validation)".into()));
+        }
+        if !(0.0..1.0).contains(&self.data.val_fraction) {
+            return Err(ConfigError("data.val_fraction must be in [0, 1)".into()));
+        }
+        let distinct = self.task.distinct_questions();
+        if (self.data.size as u128) > distinct {
+            return Err(ConfigError(format!("data.size {} exceeds the {distinct} distinct questions this task has", self.data.size)));
+        }
+        let need = model.memory_estimate_bytes(self.train.batch_size, self.threads()) as u64 + (self.data.size as u64) * (codec.input_len() + codec.output_len()) as u64 * 3;
+        let have = machine_memory_bytes();
+        if let Some(have) = have {
+            if need > have / 10 * 8 {
+                return Err(ConfigError(format!(
+                    "this configuration needs about {:.1} GiB of memory for activations and data; the machine has {:.1} GiB",
+                    need as f64 / (1u64 << 30) as f64,
+                    have as f64 / (1u64 << 30) as f64
+                )));
+            }
+        }
+        Ok((codec, model))
+    }
+
+    /// Worker threads to use (0 in the config means one per core).
+    pub fn threads(&self) -> usize {
+        if self.train.threads == 0 {
+            crate::model::default_threads()
+        } else {
+            self.train.threads
+        }
+    }
+}
+
+/// Total memory from /proc/meminfo, if readable.
+pub fn machine_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,1 +1,126 @@
-//! TODO
+//! Honest evaluation: fresh questions the model never saw (the run's whole generated data set is
+//! excluded), exact match, per-character accuracy, and breakdowns by operand lengths and by
+//! carries (borrows for `-`).
+
+use crate::data::Dataset;
+use crate::model::Engine;
+use crate::rundir::LoadedRun;
+use crate::task::{generate, generate_excluding, Problem, TaskError};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// Exact-match counts for one group of questions.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Group {
+    pub key: String,
+    pub n: usize,
+    pub exact: usize,
+    pub exact_match: f64,
+}
+
+/// The result of `seqcalc eval`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub n: usize,
+    pub seed: u64,
+    pub exact_match: f64,
+    pub char_accuracy: f64,
+    pub by_operand_lengths: Vec<Group>,
+    pub by_carries: Vec<Group>,
+    /// Up to 10 questions answered wrong: (question, expected, predicted).
+    pub failures: Vec<(String, String, String)>,
+    pub answers_per_sec: f64,
+}
+
+/// Errors from evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+}
+
+/// Scores `n` fresh questions drawn with `seed` from the run's task, excluding every question
+/// of the run's generated data set (training and validation).
+pub fn evaluate_fresh(run: &LoadedRun, n: usize, seed: u64, threads: usize) -> Result<EvalReport, EvalError> {
+    let cfg = &run.cfg;
+    let seen: HashSet<String> = generate(&cfg.task, cfg.data.size, cfg.seed)?.into_iter().map(|p| p.question).collect();
+    let problems = generate_excluding(&cfg.task, n, seed, &seen)?;
+    score(run, problems, seed, threads)
+}
+
+/// Scores given problems with the run's model.
+pub fn score(run: &LoadedRun, problems: Vec<Problem>, seed: u64, threads: usize) -> Result<EvalReport, EvalError> {
+    let ds = Dataset::encode(problems, &run.codec)?;
+    let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
+    let t0 = std::time::Instant::now();
+    let mut pred = Vec::with_capacity(ds.n * ds.t_out);
+    for start in (0..ds.n).step_by(1024) {
+        let end = (start + 1024).min(ds.n);
+        pred.extend(engine.predict_indices(&run.params, &ds.inputs[start * ds.t_in..end * ds.t_in], end - start));
+    }
+    let answers_per_sec = ds.n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    let mut exact = 0;
+    let mut chars = 0;
+    let mut by_len: BTreeMap<Vec<usize>, (usize, usize)> = BTreeMap::new();
+    let mut by_carry: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for i in 0..ds.n {
+        let p = &pred[i * ds.t_out..(i + 1) * ds.t_out];
+        let t = ds.target(i);
+        chars += p.iter().zip(t).filter(|(a, b)| a == b).count();
+        let ok = p == t;
+        exact += usize::from(ok);
+        let prob = &ds.problems[i];
+        let e = by_len.entry(prob.operand_lens.clone()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(ok);
+        let e = by_carry.entry(prob.carries).or_default();
+        e.0 += 1;
+        e.1 += usize::from(ok);
+        if !ok && failures.len() < 10 {
+            failures.push((prob.question.clone(), prob.answer.clone(), run.codec.decode_output(p)));
+        }
+    }
+    let group = |key: String, (n, e): (usize, usize)| Group { key, n, exact: e, exact_match: e as f64 / n as f64 };
+    Ok(EvalReport {
+        n: ds.n,
+        seed,
+        exact_match: exact as f64 / ds.n.max(1) as f64,
+        char_accuracy: chars as f64 / (ds.n * ds.t_out).max(1) as f64,
+        by_operand_lengths: by_len.into_iter().map(|(k, v)| group(k.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("x"), v)).collect(),
+        by_carries: by_carry.into_iter().map(|(k, v)| group(k.to_string(), v)).collect(),
+        failures,
+        answers_per_sec,
+    })
+}
+
+impl EvalReport {
+    /// A table for people.
+    pub fn to_table(&self) -> String {
+        let mut s = format!(
+            "fresh questions: {} (seed {}), none seen in training or validation\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
+            self.n,
+            self.seed,
+            self.exact_match,
+            (self.exact_match * self.n as f64).round() as usize,
+            self.n,
+            self.char_accuracy,
+            self.answers_per_sec
+        );
+        for (title, groups) in [("operand lengths", &self.by_operand_lengths), ("carries/borrows", &self.by_carries)] {
+            s.push_str(&format!("\nby {title}:\n  {:<12}{:>8}{:>10}\n", "group", "n", "exact"));
+            for g in groups {
+                s.push_str(&format!("  {:<12}{:>8}{:>10.4}\n", g.key, g.n, g.exact_match));
+            }
+        }
+        if !self.failures.is_empty() {
+            s.push_str("\nsome wrong answers (question = expected, got):\n");
+            for (q, e, p) in &self.failures {
+                s.push_str(&format!("  {q} = {e}, got {p}\n"));
+            }
+        }
+        s
+    }
+}

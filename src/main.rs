@@ -1,1 +1,472 @@
-fn main() {}
+//! The `seqcalc` command line: parses arguments, builds configs, calls the library, sets exit
+//! codes (0 ok, 1 failed predictions, 2 usage or data errors).
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use seqcalc::config::ExperimentConfig;
+use seqcalc::data::Dataset;
+use seqcalc::model::Engine;
+use seqcalc::report;
+use seqcalc::rundir;
+use seqcalc::task::{self, TaskKind};
+use seqcalc::train::{self, Event};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "seqcalc", version, about = "Teach neural networks arithmetic as character-level sequence-to-sequence translation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model (default: the Keras addition_rnn experiment, 3-digit addition).
+    ///
+    /// Example: seqcalc train --digits 3 --cell gru --name add3-gru
+    Train(TrainArgs),
+    /// Answer questions with a trained model.
+    ///
+    /// Example: seqcalc predict --model runs/keras-addition "12+345" "7+8"
+    Predict(PredictArgs),
+    /// Score a trained model on fresh questions it never saw.
+    ///
+    /// Example: seqcalc eval --model runs/keras-addition --n 10000 --seed 7
+    Eval(EvalArgs),
+    /// Write generated questions and answers (what a model trains on) as CSV or JSON lines.
+    ///
+    /// Example: seqcalc data --digits 3 --op + --n 1000 --format csv
+    Data(DataArgs),
+}
+
+/// Flags that override the experiment config.
+#[derive(Args, Default)]
+struct Overrides {
+    /// Longest operand in digits.
+    #[arg(long)]
+    digits: Option<usize>,
+    /// Operator: + or -.
+    #[arg(long)]
+    op: Option<String>,
+    /// Task kind: arithmetic or pq-system.
+    #[arg(long)]
+    task: Option<String>,
+    /// Random seed (data, initialisation, shuffling).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Questions generated (training + validation).
+    #[arg(long)]
+    size: Option<usize>,
+}
+
+impl Overrides {
+    fn apply(&self, cfg: &mut ExperimentConfig) -> Result<()> {
+        if let Some(t) = &self.task {
+            cfg.task.kind = match t.as_str() {
+                "arithmetic" => TaskKind::Arithmetic,
+                "pq-system" | "pq" => TaskKind::PqSystem,
+                _ => bail!("unknown task {t:?}; expected arithmetic or pq-system"),
+            };
+        }
+        if let Some(d) = self.digits {
+            cfg.task.digits = d;
+        }
+        if let Some(op) = &self.op {
+            cfg.task.op = op.clone();
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(n) = self.size {
+            cfg.data.size = n;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Experiment config (TOML or JSON); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run name: the run directory is <runs-dir>/<name> (default: the experiment's name).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Continue the stopped run in this directory (same weights as an uninterrupted run).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name"])]
+    resume: Option<PathBuf>,
+    #[command(flatten)]
+    over: Overrides,
+    /// Recurrent cell: lstm, gru or simplernn.
+    #[arg(long)]
+    cell: Option<String>,
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Decoder layers.
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Early-stopping patience in epochs (0 disables early stopping).
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Stop once validation exact match reaches this (e.g. 0.99).
+    #[arg(long)]
+    stop_at_exact: Option<f64>,
+    /// Do not reverse the question (Keras reverses by default).
+    #[arg(long)]
+    no_reverse: bool,
+    /// Worker threads (default: one per core); results are bit-identical for a given count.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Validation questions shown after each epoch.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Print the resolved config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Run directory of a trained model.
+    #[arg(long)]
+    model: PathBuf,
+    /// Questions as a person writes them, e.g. "12+345".
+    questions: Vec<String>,
+    /// Read one question per stdin line, write one JSON object per line.
+    #[arg(long)]
+    jsonl: bool,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Fresh questions to score.
+    #[arg(long, default_value_t = 10_000)]
+    n: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DataFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Start from this experiment config's task.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    over: Overrides,
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    #[arg(long, value_enum, default_value = "csv")]
+    format: DataFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Train(a) => cmd_train(a),
+        Cmd::Predict(a) => cmd_predict(a),
+        Cmd::Eval(a) => cmd_eval(a),
+        Cmd::Data(a) => cmd_data(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
+    match path {
+        None => Ok(ExperimentConfig::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            ExperimentConfig::parse(&text).with_context(|| format!("{}", p.display()))
+        }
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
+    let mut cfg = load_config_file(&a.config)?;
+    a.over.apply(&mut cfg)?;
+    if let Some(c) = &a.cell {
+        cfg.model.cell = c.parse().map_err(|e: String| anyhow!(e))?;
+    }
+    macro_rules! set {
+        ($flag:expr, $field:expr) => {
+            if let Some(v) = $flag {
+                $field = v;
+            }
+        };
+    }
+    set!(a.hidden, cfg.model.hidden);
+    set!(a.layers, cfg.model.layers);
+    set!(a.epochs, cfg.train.epochs);
+    set!(a.batch_size, cfg.train.batch_size);
+    set!(a.lr, cfg.optim.lr);
+    set!(a.threads, cfg.train.threads);
+    set!(a.samples, cfg.train.samples);
+    if let Some(p) = a.patience {
+        cfg.train.patience = (p > 0).then_some(p);
+    }
+    if a.stop_at_exact.is_some() {
+        cfg.train.stop_at_exact = a.stop_at_exact;
+    }
+    if a.no_reverse {
+        cfg.codec.reverse_input = false;
+    }
+    if let Some(n) = &a.name {
+        cfg.name = n.clone();
+    }
+    if a.print_config {
+        cfg.build()?;
+        print!("{}", cfg.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (dir, resume) = match &a.resume {
+        Some(d) => (d.clone(), true),
+        None => (a.runs_dir.join(&cfg.name), false),
+    };
+    let color = report::stdout_color();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut out = std::io::stdout();
+    let outcome = train::run(cfg, &dir, resume, &mut |ev| match ev {
+        Event::Start { cfg, model, codec, train, val, threads, resumed_at } => {
+            let _ = writeln!(out, "{}", data_statistics(train, val));
+            if let Some(p) = train.problems.first() {
+                let _ = writeln!(out, "Example: {:?} -> {:?}", p.question, p.answer);
+                let syms: Vec<char> = codec.alphabet().chars().collect();
+                let padded: String = train.input(0).iter().map(|&i| syms[i as usize]).collect();
+                let _ = writeln!(out, "  encoded question (padded{}): {:?} = indices {:?}", if codec.config().reverse_input { ", reversed" } else { "" }, padded, train.input(0));
+                let _ = writeln!(out, "  as one-hot rows over `{}`: {}", codec.alphabet(), one_hot_preview(train.input(0), codec.vocab_size()));
+                let _ = writeln!(out, "  encoded answer: indices {:?}", train.target(0));
+            }
+            let _ = writeln!(out, "\n{}", model.summary());
+            let _ = writeln!(out, "Training {} on {} questions, validating on {}, batch {}, {} threads, seed {}{}", cfg.name, train.n, val.n, cfg.train.batch_size, threads, cfg.seed, resumed_at.map_or(String::new(), |e| format!(", resumed after epoch {e}")));
+        }
+        Event::EpochStart { epoch, epochs, examples } => {
+            bar = Some(report::epoch_bar(epoch, epochs, examples as u64));
+        }
+        Event::Progress { done } => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        }
+        Event::EpochEnd { record: r, samples, improved } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            let _ = writeln!(
+                out,
+                "Epoch {:>3}  loss {:.4}  acc {:.4}  |  val_loss {:.4}  val_acc {:.4}  val_exact {:.4}  |  {:.2}s{}",
+                r.epoch, r.train_loss, r.train_char_acc, r.val_loss, r.val_char_acc, r.val_exact, r.epoch_secs, if improved { "  *" } else { "" }
+            );
+            if !samples.is_empty() {
+                let _ = write!(out, "{}", report::format_samples(samples, color, 60));
+            }
+        }
+        Event::Stop { reason } => {
+            let _ = writeln!(out, "Stopped: {reason}");
+        }
+    })?;
+    if let Some(best) = outcome.best() {
+        println!(
+            "\nKept the weights of epoch {}: validation exact match {:.4}, per-character accuracy {:.4}, loss {:.4}",
+            best.epoch, best.val_exact, best.val_char_acc, best.val_loss
+        );
+    }
+    println!("Run directory: {}", outcome.dir.display());
+    println!("Next: seqcalc eval --model {0}   |   seqcalc predict --model {0} \"12+345\"", outcome.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn one_hot_preview(row: &[u8], v: usize) -> String {
+    row.iter().take(3).map(|&i| (0..v).map(|j| if j == i as usize { '1' } else { '0' }).collect::<String>()).collect::<Vec<_>>().join(" ") + if row.len() > 3 { " ..." } else { "" }
+}
+
+fn data_statistics(train: &Dataset, val: &Dataset) -> String {
+    let all = train.problems.iter().chain(&val.problems);
+    let (mut qn, mut qmin, mut qmax, mut qs, mut an, mut amin, mut amax, mut as_) = (0usize, usize::MAX, 0, 0usize, 0usize, usize::MAX, 0, 0usize);
+    for p in all {
+        let (q, a) = (p.question.chars().count(), p.answer.chars().count());
+        qn += 1;
+        qs += q;
+        qmin = qmin.min(q);
+        qmax = qmax.max(q);
+        an += 1;
+        as_ += a;
+        amin = amin.min(a);
+        amax = amax.max(a);
+    }
+    format!(
+        "Data: {} questions ({} train, {} validation)\n  question length: average {:.2}, shortest {}, longest {}\n  answer length:   average {:.2}, shortest {}, longest {}",
+        qn,
+        train.n,
+        val.n,
+        qs as f64 / qn.max(1) as f64,
+        qmin,
+        qmax,
+        as_ as f64 / an.max(1) as f64,
+        amin,
+        amax
+    )
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
+    let run = rundir::load_run(&a.model)?;
+    let threads = a.threads.unwrap_or(1);
+    let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
+    let (t_in, t_out, v) = (run.codec.input_len(), run.codec.output_len(), run.codec.vocab_size());
+    // Each question: Ok(encoded) or Err(message).
+    let answer_all = |engine: &mut Engine<f32>, qs: &[String]| -> Vec<Result<(String, f64), String>> {
+        let mut enc = Vec::new();
+        let mut ok_rows = Vec::new();
+        let mut results: Vec<Result<(String, f64), String>> = Vec::with_capacity(qs.len());
+        let mut buf = vec![0u8; t_in];
+        for (i, q) in qs.iter().enumerate() {
+            match run.codec.encode_input(q.trim(), &mut buf) {
+                Ok(()) => {
+                    enc.extend_from_slice(&buf);
+                    ok_rows.push(i);
+                    results.push(Ok((String::new(), 0.0)));
+                }
+                Err(e) => results.push(Err(e.to_string())),
+            }
+        }
+        if !ok_rows.is_empty() {
+            let mut probs = Vec::new();
+            engine.predict(&run.params, &enc, ok_rows.len(), &mut probs);
+            for (k, &i) in ok_rows.iter().enumerate() {
+                results[i] = Ok(run.codec.decode_probs(&probs[k * t_out * v..(k + 1) * t_out * v]));
+            }
+        }
+        results
+    };
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if a.jsonl {
+        if !a.questions.is_empty() {
+            bail!("--jsonl reads questions from stdin; do not also pass them as arguments");
+        }
+        let stdin = std::io::stdin();
+        let mut batch: Vec<String> = Vec::new();
+        let mut flush = |batch: &mut Vec<String>, out: &mut std::io::StdoutLock, failed: &mut bool| -> Result<()> {
+            for (q, r) in batch.iter().zip(answer_all(&mut engine, batch)) {
+                let line = match r {
+                    Ok((ans, conf)) => serde_json::json!({"input": q, "output": ans, "confidence": (conf * 1e6).round() / 1e6}),
+                    Err(e) => {
+                        *failed = true;
+                        serde_json::json!({"input": q, "error": e})
+                    }
+                };
+                writeln!(out, "{line}")?;
+            }
+            batch.clear();
+            Ok(())
+        };
+        for line in stdin.lock().split(b'\n') {
+            let line = line.context("reading stdin")?;
+            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            if std::str::from_utf8(&line).is_err() {
+                failed = true;
+                writeln!(out, "{}", serde_json::json!({"input": text, "error": "line is not valid UTF-8"}))?;
+                continue;
+            }
+            batch.push(text);
+            if batch.len() >= 1024 {
+                flush(&mut batch, &mut out, &mut failed)?;
+            }
+        }
+        flush(&mut batch, &mut out, &mut failed)?;
+    } else {
+        if a.questions.is_empty() {
+            bail!("no questions given; pass them as arguments (seqcalc predict --model DIR \"12+345\") or use --jsonl with stdin");
+        }
+        let color = std::io::stdout().is_terminal();
+        for (q, r) in a.questions.iter().zip(answer_all(&mut engine, &a.questions)) {
+            match r {
+                Ok((ans, conf)) => {
+                    let check = task::solve(&run.cfg.task, q).ok().map(|p| p.answer == ans);
+                    let mark = match (check, color) {
+                        (Some(true), true) => "  \x1b[32m✓\x1b[0m",
+                        (Some(true), false) => "  ✓",
+                        (Some(false), true) => "  \x1b[31m✗\x1b[0m",
+                        (Some(false), false) => "  ✗",
+                        (None, _) => "",
+                    };
+                    writeln!(out, "{} = {ans}   (confidence {conf:.3}){mark}", q.trim())?
+                }
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: {:?}: {e}", q);
+                }
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
+    let run = rundir::load_run(&a.model)?;
+    if a.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let threads = a.threads.unwrap_or_else(seqcalc::model::default_threads);
+    let rep = seqcalc::eval::evaluate_fresh(&run, a.n, a.seed, threads)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        print!("{}", rep.to_table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_data(a: DataArgs) -> Result<ExitCode> {
+    let mut cfg = load_config_file(&a.config)?;
+    a.over.apply(&mut cfg)?;
+    cfg.task.validate()?;
+    let problems = task::generate(&cfg.task, a.n, cfg.seed)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match a.format {
+        DataFormat::Csv => {
+            writeln!(out, "question,answer")?;
+            for p in &problems {
+                writeln!(out, "{},{}", p.question, p.answer)?;
+            }
+        }
+        DataFormat::Jsonl => {
+            for p in &problems {
+                writeln!(out, "{}", serde_json::json!({"question": p.question, "answer": p.answer, "operand_lens": p.operand_lens, "carries": p.carries}))?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

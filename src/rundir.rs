@@ -1,1 +1,178 @@
-//! TODO
+//! The run directory: everything a run leaves, and reading it back.
+//!
+//! ```text
+//! runs/<name>/config.json            the resolved ExperimentConfig
+//!             weights.safetensors    best weights (by validation loss), PyTorch-style names
+//!             history.csv, .json     per-epoch metrics
+//!             curves.svg, .png       loss and accuracy curves
+//!             checkpoint/state.safetensors   last epoch's weights + Adam moments + state JSON
+//! ```
+//! Every file is written atomically (temporary name, then rename).
+
+use crate::codec::Codec;
+use crate::config::{ExperimentConfig, FORMAT_VERSION};
+use crate::fsutil::write_atomic;
+use crate::model::Seq2Seq;
+use crate::nn::params::ParamLayout;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Errors reading or writing a run directory; each names the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_err(path: &Path, msg: impl std::fmt::Display) -> RunError {
+    RunError::File { path: path.to_path_buf(), msg: msg.to_string() }
+}
+
+pub const CONFIG: &str = "config.json";
+pub const WEIGHTS: &str = "weights.safetensors";
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+pub const CHECKPOINT: &str = "state.safetensors";
+
+/// Saves the resolved config as `dir/config.json`.
+pub fn save_config(dir: &Path, cfg: &ExperimentConfig) -> Result<(), RunError> {
+    let path = dir.join(CONFIG);
+    write_atomic(&path, cfg.to_json().as_bytes()).map_err(|e| file_err(&path, e))
+}
+
+/// Reads `dir/config.json`.
+pub fn load_config(dir: &Path) -> Result<ExperimentConfig, RunError> {
+    let path = dir.join(CONFIG);
+    if !dir.is_dir() {
+        return Err(file_err(dir, "no such run directory"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    ExperimentConfig::parse(&text).map_err(|e| file_err(&path, e))
+}
+
+fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Serialises named tensors (`layout` over `flat`) plus extra flat tensors and metadata.
+fn serialize(layout: &ParamLayout, flat: &[f32], extra: &[(&str, &[f32])], meta: HashMap<String, String>) -> Vec<u8> {
+    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> =
+        layout.specs.iter().map(|s| (s.name.clone(), s.shape.clone(), to_bytes(&flat[s.range()]))).collect();
+    for (name, v) in extra {
+        bufs.push((name.to_string(), vec![v.len()], to_bytes(v)));
+    }
+    let views: Vec<(String, TensorView)> =
+        bufs.iter().map(|(n, shape, b)| (n.clone(), TensorView::new(Dtype::F32, shape.clone(), b).expect("sizes match"))).collect();
+    safetensors::serialize(views, Some(meta)).expect("safetensors serialises")
+}
+
+/// Reads tensors named by `layout` (and `extra` flat tensors) from safetensors bytes, checking
+/// every name, dtype and shape.
+fn deserialize(path: &Path, bytes: &[u8], layout: &ParamLayout, extra: &[(&str, usize)]) -> Result<(Vec<f32>, Vec<Vec<f32>>, HashMap<String, String>), RunError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| file_err(path, format!("not a valid safetensors file ({e}); the file may be truncated or damaged")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| file_err(path, e))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if let Some(v) = meta.get("format_version") {
+        let v: u32 = v.parse().map_err(|_| file_err(path, format!("bad format_version {v:?}")))?;
+        if v > FORMAT_VERSION {
+            return Err(file_err(path, format!("format version {v} is newer than this seqcalc understands ({FORMAT_VERSION})")));
+        }
+    }
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, RunError> {
+        let t = st.tensor(name).map_err(|_| file_err(path, format!("missing tensor {name:?} (is this the weights file of a different model?)")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(file_err(path, format!("tensor {name:?} has dtype {:?}, expected F32", t.dtype())));
+        }
+        if t.shape() != shape {
+            return Err(file_err(path, format!("tensor {name:?} has shape {:?}, the config says {shape:?} (config and weights are from different models)", t.shape())));
+        }
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    };
+    let mut flat = vec![0.0f32; layout.total];
+    for s in &layout.specs {
+        let v = read(&s.name, &s.shape)?;
+        flat[s.range()].copy_from_slice(&v);
+    }
+    let expected = layout.specs.len() + extra.len();
+    if st.len() != expected {
+        let known: Vec<&str> = layout.specs.iter().map(|s| s.name.as_str()).chain(extra.iter().map(|e| e.0)).collect();
+        let unknown: Vec<String> = st.names().into_iter().filter(|n| !known.contains(n)).map(|s| s.to_string()).collect();
+        return Err(file_err(path, format!("unexpected tensors {unknown:?} (weights of a different model?)")));
+    }
+    let extras = extra.iter().map(|(n, len)| read(n, &[*len])).collect::<Result<Vec<_>, _>>()?;
+    if flat.iter().chain(extras.iter().flatten()).any(|x| !x.is_finite()) {
+        return Err(file_err(path, "contains NaN or infinite values"));
+    }
+    Ok((flat, extras, meta))
+}
+
+fn base_meta() -> HashMap<String, String> {
+    HashMap::from([("format_version".to_string(), FORMAT_VERSION.to_string()), ("producer".to_string(), format!("seqcalc {}", env!("CARGO_PKG_VERSION")))])
+}
+
+/// Writes `dir/weights.safetensors`.
+pub fn save_weights(dir: &Path, model: &Seq2Seq, params: &[f32]) -> Result<(), RunError> {
+    let path = dir.join(WEIGHTS);
+    write_atomic(&path, &serialize(&model.layout, params, &[], base_meta())).map_err(|e| file_err(&path, e))
+}
+
+/// Reads `dir/weights.safetensors` for `model`.
+pub fn load_weights(dir: &Path, model: &Seq2Seq) -> Result<Vec<f32>, RunError> {
+    let path = dir.join(WEIGHTS);
+    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    Ok(deserialize(&path, &bytes, &model.layout, &[])?.0)
+}
+
+/// A training checkpoint: current weights, Adam moments and the loop's state as JSON.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub params: Vec<f32>,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+    /// Serialized `train::LoopState`.
+    pub state_json: String,
+}
+
+pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(), RunError> {
+    let cdir = dir.join(CHECKPOINT_DIR);
+    std::fs::create_dir_all(&cdir).map_err(|e| file_err(&cdir, e))?;
+    let path = cdir.join(CHECKPOINT);
+    let mut meta = base_meta();
+    meta.insert("state".into(), ck.state_json.clone());
+    let bytes = serialize(&model.layout, &ck.params, &[("optimizer.adam_m", &ck.adam_m), ("optimizer.adam_v", &ck.adam_v)], meta);
+    write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))
+}
+
+/// Reads the checkpoint, or `None` when the run has none yet.
+pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>, RunError> {
+    let path = dir.join(CHECKPOINT_DIR).join(CHECKPOINT);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    let n = model.param_count();
+    let (params, mut extras, meta) = deserialize(&path, &bytes, &model.layout, &[("optimizer.adam_m", n), ("optimizer.adam_v", n)])?;
+    let state_json = meta.get("state").cloned().ok_or_else(|| file_err(&path, "missing training state"))?;
+    let adam_v = extras.pop().expect("two extras");
+    let adam_m = extras.pop().expect("two extras");
+    Ok(Some(Checkpoint { params, adam_m, adam_v, state_json }))
+}
+
+/// A trained model read back from its run directory.
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub cfg: ExperimentConfig,
+    pub codec: Codec,
+    pub model: Seq2Seq,
+    pub params: Vec<f32>,
+}
+
+/// Rebuilds codec and model from `dir/config.json` and loads `dir/weights.safetensors`.
+pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
+    let mut cfg = load_config(dir)?;
+    let (codec, model) = cfg.build().map_err(|e| file_err(&dir.join(CONFIG), e))?;
+    let params = load_weights(dir, &model)?;
+    Ok(LoadedRun { dir: dir.to_path_buf(), cfg, codec, model, params })
+}

@@ -1,1 +1,243 @@
-//! TODO
+//! The training loop: epochs of shuffled batches, validation, early stopping, checkpoints and
+//! resume. It reports through [`Event`]s and knows nothing of terminals or which task it trains.
+//!
+//! Resume is exact: the epoch order is a pure function of (seed, epoch), the checkpoint holds
+//! weights, Adam moments and the loop state, so a resumed run ends with the same bits as an
+//! uninterrupted one.
+
+use crate::codec::Codec;
+use crate::config::ExperimentConfig;
+use crate::data::{build_split, epoch_order, Dataset};
+use crate::history::{EpochRecord, History};
+use crate::model::{Engine, Seq2Seq, SliceStats};
+use crate::optim::Adam;
+use crate::report::Sample;
+use crate::rundir::{self, Checkpoint, RunError};
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Errors that stop training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("training diverged at epoch {epoch}, batch {batch}: the loss is {loss}; the last good checkpoint is kept (try a lower learning rate or optim.clip_norm)")]
+    NonFinite { epoch: usize, batch: usize, loss: f64 },
+}
+
+/// What the loop tells its observer.
+pub enum Event<'a> {
+    /// Before the first epoch.
+    Start { cfg: &'a ExperimentConfig, model: &'a Seq2Seq, codec: &'a Codec, train: &'a Dataset, val: &'a Dataset, threads: usize, resumed_at: Option<usize> },
+    EpochStart { epoch: usize, epochs: usize, examples: usize },
+    /// `done` training examples of this epoch are finished.
+    Progress { done: usize },
+    EpochEnd { record: &'a EpochRecord, samples: &'a [Sample], improved: bool },
+    /// Why the loop ended.
+    Stop { reason: &'a str },
+}
+
+/// The loop's state, saved in every checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    pub best_val_loss: Option<f64>,
+    pub best_epoch: usize,
+    /// Epochs since the last improvement.
+    pub wait: usize,
+    pub adam_t: u64,
+    pub history: History,
+    /// Set when the loop has ended (a resume then has nothing to do).
+    pub stopped: Option<String>,
+}
+
+/// What a finished run achieved.
+pub struct Outcome {
+    pub dir: PathBuf,
+    pub state: LoopState,
+}
+
+impl Outcome {
+    /// The record of the epoch whose weights were kept (best validation loss).
+    pub fn best(&self) -> Option<&EpochRecord> {
+        self.state.history.records.iter().find(|r| r.epoch == self.state.best_epoch)
+    }
+}
+
+/// Trains `cfg` into `dir`. With `resume`, continues from `dir`'s checkpoint using the config
+/// saved there (`cfg` is ignored except for `train.threads` when set on the command line).
+pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnMut(Event)) -> Result<Outcome, TrainError> {
+    let mut cfg = cfg;
+    if resume {
+        let threads = cfg.train.threads;
+        cfg = rundir::load_config(dir)?;
+        if threads != 0 {
+            cfg.train.threads = threads;
+        }
+    } else if dir.join(rundir::CHECKPOINT_DIR).exists() || dir.join(rundir::WEIGHTS).exists() {
+        return Err(TrainError::Refused(format!(
+            "run directory {} already holds a run; continue it with `seqcalc train --resume {}`, or choose another --name",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let (codec, model) = cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| RunError::File { path: dir.to_path_buf(), msg: e.to_string() })?;
+    rundir::save_config(dir, &cfg)?;
+
+    let (train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;
+    if train.n == 0 || val.n == 0 {
+        return Err(TrainError::Config(format!("data.size {} leaves {} training and {} validation questions; both must be non-empty", cfg.data.size, train.n, val.n)));
+    }
+    let threads = cfg.threads();
+    let mut params: Vec<f32> = model.init_params(cfg.seed);
+    let mut adam = Adam::new(cfg.optim.clone(), model.param_count());
+    let mut state = LoopState::default();
+    if resume {
+        if let Some(ck) = rundir::load_checkpoint(dir, &model)? {
+            state = serde_json::from_str(&ck.state_json).map_err(|e| RunError::File { path: dir.join(rundir::CHECKPOINT_DIR), msg: format!("bad training state: {e}") })?;
+            params = ck.params;
+            adam.m = ck.adam_m;
+            adam.v = ck.adam_v;
+            adam.t = state.adam_t;
+        }
+    }
+    let mut engine: Engine<f32> = Engine::new(model, threads);
+    events(Event::Start { cfg: &cfg, model: &engine.model, codec: &codec, train: &train, val: &val, threads, resumed_at: resume.then_some(state.epochs_done) });
+    if let Some(reason) = &state.stopped {
+        events(Event::Stop { reason });
+        return Ok(Outcome { dir: dir.to_path_buf(), state });
+    }
+
+    let (t_in, t_out) = (codec.input_len(), codec.output_len());
+    let bs = cfg.train.batch_size;
+    let mut xb = vec![0u8; bs * t_in];
+    let mut yb = vec![0u8; bs * t_out];
+    let started = Instant::now();
+    let elapsed_before = state.history.records.last().map_or(0.0, |r| r.elapsed_secs);
+    let epochs = cfg.train.epochs;
+    while state.epochs_done < epochs {
+        let epoch = state.epochs_done; // 0-based
+        let t0 = Instant::now();
+        events(Event::EpochStart { epoch: epoch + 1, epochs, examples: train.n });
+        let order = epoch_order(train.n, cfg.seed, epoch);
+        let mut sums = SliceStats::default();
+        for (bi, rows) in order.chunks(bs).enumerate() {
+            let n = rows.len();
+            train.gather(rows, &mut xb[..n * t_in], &mut yb[..n * t_out]);
+            let st = engine.train_step(&params, &xb[..n * t_in], &yb[..n * t_out], n);
+            if !st.loss_sum.is_finite() || engine.grad.iter().any(|g| !g.is_finite()) {
+                return Err(TrainError::NonFinite { epoch: epoch + 1, batch: bi + 1, loss: st.loss_sum / (n * t_out) as f64 });
+            }
+            adam.step(&mut params, &engine.grad);
+            sums.add(&st);
+            events(Event::Progress { done: sums.rows });
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let v = evaluate_dataset(&mut engine, &params, &val);
+        let chars = |s: &SliceStats| s.correct_chars as f64 / (s.rows * t_out) as f64;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: sums.loss_sum / (sums.rows * t_out) as f64,
+            train_char_acc: chars(&sums),
+            val_loss: v.loss_sum / (v.rows * t_out) as f64,
+            val_char_acc: chars(&v),
+            val_exact: v.exact as f64 / v.rows as f64,
+            train_secs,
+            epoch_secs: t0.elapsed().as_secs_f64(),
+            elapsed_secs: elapsed_before + started.elapsed().as_secs_f64(),
+        };
+        // Early stopping (Keras semantics) and best-weights keeping, on validation loss.
+        let improved = state.best_val_loss.is_none_or(|b| record.val_loss < b - cfg.train.min_delta);
+        if improved {
+            state.best_val_loss = Some(record.val_loss);
+            state.best_epoch = epoch + 1;
+            state.wait = 0;
+            rundir::save_weights(dir, &engine.model, &params)?;
+        } else {
+            state.wait += 1;
+        }
+        state.epochs_done = epoch + 1;
+        state.adam_t = adam.t;
+        state.history.records.push(record.clone());
+        if let Some(p) = cfg.train.patience {
+            if state.wait >= p {
+                state.stopped = Some(format!("early stopping: validation loss did not improve by {} for {p} epochs; kept the weights of epoch {}", cfg.train.min_delta, state.best_epoch));
+            }
+        }
+        if let Some(target) = cfg.train.stop_at_exact {
+            if record.val_exact >= target {
+                if !improved {
+                    // Keep the weights that reached the target.
+                    rundir::save_weights(dir, &engine.model, &params)?;
+                    state.best_epoch = epoch + 1;
+                }
+                state.stopped = Some(format!("validation exact match {:.4} reached the target {target}", record.val_exact));
+            }
+        }
+        if state.stopped.is_none() && state.epochs_done == epochs {
+            state.stopped = Some(format!("finished {epochs} epochs; kept the weights of epoch {} (best validation loss)", state.best_epoch));
+        }
+        let samples = pick_samples(&mut engine, &params, &codec, &val, cfg.train.samples, cfg.seed, epoch);
+        events(Event::EpochEnd { record: &record, samples: &samples, improved });
+        // Checkpoint last: a kill before this line repeats the epoch on resume, bit for bit.
+        state.history.save(dir).map_err(|e| RunError::File { path: dir.to_path_buf(), msg: e.to_string() })?;
+        let title = format!("{} ({})", cfg.name, engine.model.cfg.cell.keras_name());
+        if let Err(e) = crate::report::plot_curves(&state.history, &title, &dir.join("curves.svg"), &dir.join("curves.png")) {
+            eprintln!("warning: could not draw curves: {e:#}");
+        }
+        let ck = Checkpoint { params: params.clone(), adam_m: adam.m.clone(), adam_v: adam.v.clone(), state_json: serde_json::to_string(&state).expect("state serialises") };
+        rundir::save_checkpoint(dir, &engine.model, &ck)?;
+        if let Some(reason) = &state.stopped {
+            events(Event::Stop { reason });
+            break;
+        }
+    }
+    Ok(Outcome { dir: dir.to_path_buf(), state })
+}
+
+/// Loss, per-character and exact-match sums over a whole data set, in chunks.
+pub fn evaluate_dataset(engine: &mut Engine<f32>, params: &[f32], ds: &Dataset) -> SliceStats {
+    let mut total = SliceStats::default();
+    let chunk = 1024;
+    let mut start = 0;
+    while start < ds.n {
+        let end = (start + chunk).min(ds.n);
+        let st = engine.evaluate(params, &ds.inputs[start * ds.t_in..end * ds.t_in], &ds.targets[start * ds.t_out..end * ds.t_out], end - start);
+        total.add(&st);
+        start = end;
+    }
+    total
+}
+
+/// `k` random validation questions (seeded by epoch) with the model's answers.
+fn pick_samples(engine: &mut Engine<f32>, params: &[f32], codec: &Codec, val: &Dataset, k: usize, seed: u64, epoch: usize) -> Vec<Sample> {
+    let k = k.min(val.n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5A3F_0000 ^ epoch as u64);
+    let rows: Vec<usize> = sample(&mut rng, val.n, k).into_vec();
+    let mut x = vec![0u8; k * val.t_in];
+    let mut y = vec![0u8; k * val.t_out];
+    val.gather(&rows, &mut x, &mut y);
+    let pred = engine.predict_indices(params, &x, k);
+    rows.iter()
+        .enumerate()
+        .map(|(i, &r)| Sample {
+            question: val.problems[r].question.clone(),
+            target: val.problems[r].answer.clone(),
+            prediction: codec.decode_output(&pred[i * val.t_out..(i + 1) * val.t_out]),
+        })
+        .collect()
+}
