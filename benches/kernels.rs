@@ -1,0 +1,89 @@
+//! Criterion benchmarks of each kernel at the reference model's shapes (one worker's slice of
+//! 64 rows, hidden 128): recurrent layers forward and backward, dense + softmax cross-entropy,
+//! the Adam update, and a whole training step of the default model on 1 and 2 threads.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::{Rng, SeedableRng};
+use seqcalc::model::{Engine, ModelConfig, Seq2Seq};
+use seqcalc::nn::dense::Dense;
+use seqcalc::nn::loss::softmax_xent_forward_backward;
+use seqcalc::nn::params::ParamLayout;
+use seqcalc::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer};
+use seqcalc::optim::{Adam, OptimConfig};
+use std::hint::black_box;
+
+const B: usize = 64;
+const H: usize = 128;
+
+fn rnn_kernels(c: &mut Criterion) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::SimpleRnn] {
+        // Encoder shape: 7 steps of symbols over 12; decoder shape: 4 steps of a repeated input.
+        let mut layout = ParamLayout::default();
+        let enc = RnnLayer::new(&mut layout, "e", "", cell, 12, H);
+        let dec = RnnLayer::new(&mut layout, "d", "", cell, H, H);
+        let mut p = vec![0.0f32; layout.total];
+        enc.init(&mut p, &mut rng);
+        dec.init(&mut p, &mut rng);
+        let sym: Vec<u8> = (0..7 * B).map(|_| rng.random_range(0..12)).collect();
+        let x: Vec<f32> = (0..B * H).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let dseq: Vec<f32> = (0..4 * B * H).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut grad = vec![0.0f32; layout.total];
+        let mut dx = vec![0.0f32; B * H];
+        let (mut ce, mut cd) = (RnnCache::default(), RnnCache::default());
+        let name = cell.keras_name();
+        c.bench_function(&format!("{name} encoder forward (7 steps, symbols)"), |bch| bch.iter(|| enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce)));
+        c.bench_function(&format!("{name} encoder backward"), |bch| {
+            enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce);
+            bch.iter(|| enc.backward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce, None, Some(&x), &mut grad, RnnInputGrad::None))
+        });
+        c.bench_function(&format!("{name} decoder forward (4 steps, repeated input)"), |bch| bch.iter(|| dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd)));
+        c.bench_function(&format!("{name} decoder backward"), |bch| {
+            dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd);
+            bch.iter(|| dec.backward(&p, RnnInput::Repeat(&x), B, 4, &mut cd, Some(&dseq), None, &mut grad, RnnInputGrad::Dense(&mut dx)))
+        });
+    }
+}
+
+fn head_and_adam(c: &mut Criterion) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let mut layout = ParamLayout::default();
+    let d = Dense::new(&mut layout, "head", H, 12);
+    let mut p = vec![0.0f32; layout.total];
+    d.init(&mut p, &mut rng);
+    let n = 4 * B;
+    let x: Vec<f32> = (0..n * H).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let t: Vec<u8> = (0..n).map(|_| rng.random_range(0..12)).collect();
+    let mut logits = vec![0.0f32; n * 12];
+    let mut am = vec![0u8; n];
+    let mut grad = vec![0.0f32; layout.total];
+    let mut dx = vec![0.0f32; n * H];
+    c.bench_function("dense + softmax cross-entropy, forward and backward (256 rows)", |bch| {
+        bch.iter(|| {
+            d.forward(&p, &x, n, &mut logits);
+            let s = softmax_xent_forward_backward(&mut logits, &t, 12, 1.0 / n as f32, &mut am);
+            d.backward(&p, &x, &logits, n, &mut grad, Some(&mut dx));
+            black_box(s)
+        })
+    });
+    let np = 205_324;
+    let mut params: Vec<f32> = (0..np).map(|_| rng.random_range(-0.1..0.1)).collect();
+    let g: Vec<f32> = (0..np).map(|_| rng.random_range(-0.01..0.01)).collect();
+    let mut adam = Adam::new(OptimConfig::default(), np);
+    c.bench_function("Adam update (205,324 parameters)", |bch| bch.iter(|| adam.step(&mut params, &g)));
+}
+
+fn train_step(c: &mut Criterion) {
+    let m = Seq2Seq::new(&ModelConfig::default(), 12, 7, 4).unwrap();
+    let p: Vec<f32> = m.init_params(1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<u8> = (0..128 * 7).map(|_| rng.random_range(0..12)).collect();
+    let y: Vec<u8> = (0..128 * 4).map(|_| rng.random_range(0..12)).collect();
+    for threads in [1, 2] {
+        let mut e: Engine<f32> = Engine::new(m.clone(), threads);
+        c.bench_function(&format!("training step, default model, batch 128, {threads} thread(s)"), |bch| bch.iter(|| e.train_step(&p, &x, &y, 128)));
+    }
+}
+
+criterion_group!(benches, rnn_kernels, head_and_adam, train_step);
+criterion_main!(benches);
