@@ -27,20 +27,52 @@ fn rnn_kernels(c: &mut Criterion) {
         dec.init(&mut p, &mut rng);
         let sym: Vec<u8> = (0..7 * B).map(|_| rng.random_range(0..12)).collect();
         let x: Vec<f32> = (0..B * H).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let dseq: Vec<f32> = (0..4 * B * H).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let dseq: Vec<f32> = (0..4 * B * H)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let mut grad = vec![0.0f32; layout.total];
         let mut dx = vec![0.0f32; B * H];
         let (mut ce, mut cd) = (RnnCache::default(), RnnCache::default());
         let name = cell.keras_name();
-        c.bench_function(&format!("{name} encoder forward (7 steps, symbols)"), |bch| bch.iter(|| enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce)));
+        c.bench_function(
+            &format!("{name} encoder forward (7 steps, symbols)"),
+            |bch| bch.iter(|| enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce)),
+        );
         c.bench_function(&format!("{name} encoder backward"), |bch| {
             enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce);
-            bch.iter(|| enc.backward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce, None, Some(&x), &mut grad, RnnInputGrad::None))
+            bch.iter(|| {
+                enc.backward(
+                    &p,
+                    RnnInput::Symbols(&sym),
+                    B,
+                    7,
+                    &mut ce,
+                    None,
+                    Some(&x),
+                    &mut grad,
+                    RnnInputGrad::None,
+                )
+            })
         });
-        c.bench_function(&format!("{name} decoder forward (4 steps, repeated input)"), |bch| bch.iter(|| dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd)));
+        c.bench_function(
+            &format!("{name} decoder forward (4 steps, repeated input)"),
+            |bch| bch.iter(|| dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd)),
+        );
         c.bench_function(&format!("{name} decoder backward"), |bch| {
             dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd);
-            bch.iter(|| dec.backward(&p, RnnInput::Repeat(&x), B, 4, &mut cd, Some(&dseq), None, &mut grad, RnnInputGrad::Dense(&mut dx)))
+            bch.iter(|| {
+                dec.backward(
+                    &p,
+                    RnnInput::Repeat(&x),
+                    B,
+                    4,
+                    &mut cd,
+                    Some(&dseq),
+                    None,
+                    &mut grad,
+                    RnnInputGrad::Dense(&mut dx),
+                )
+            })
         });
     }
 }
@@ -58,19 +90,24 @@ fn head_and_adam(c: &mut Criterion) {
     let mut am = vec![0u8; n];
     let mut grad = vec![0.0f32; layout.total];
     let mut dx = vec![0.0f32; n * H];
-    c.bench_function("dense + softmax cross-entropy, forward and backward (256 rows)", |bch| {
-        bch.iter(|| {
-            d.forward(&p, &x, n, &mut logits);
-            let s = softmax_xent_forward_backward(&mut logits, &t, 12, 1.0 / n as f32, &mut am);
-            d.backward(&p, &x, &logits, n, &mut grad, Some(&mut dx));
-            black_box(s)
-        })
-    });
+    c.bench_function(
+        "dense + softmax cross-entropy, forward and backward (256 rows)",
+        |bch| {
+            bch.iter(|| {
+                d.forward(&p, &x, n, &mut logits);
+                let s = softmax_xent_forward_backward(&mut logits, &t, 12, 1.0 / n as f32, &mut am);
+                d.backward(&p, &x, &logits, n, &mut grad, Some(&mut dx));
+                black_box(s)
+            })
+        },
+    );
     let np = 205_324;
     let mut params: Vec<f32> = (0..np).map(|_| rng.random_range(-0.1..0.1)).collect();
     let g: Vec<f32> = (0..np).map(|_| rng.random_range(-0.01..0.01)).collect();
     let mut adam = Adam::new(OptimConfig::default(), np);
-    c.bench_function("Adam update (205,324 parameters)", |bch| bch.iter(|| adam.step(&mut params, &g)));
+    c.bench_function("Adam update (205,324 parameters)", |bch| {
+        bch.iter(|| adam.step(&mut params, &g))
+    });
 }
 
 fn train_step(c: &mut Criterion) {
@@ -81,7 +118,10 @@ fn train_step(c: &mut Criterion) {
     let y: Vec<u8> = (0..128 * 4).map(|_| rng.random_range(0..12)).collect();
     for threads in [1, 2] {
         let mut e: Engine<f32> = Engine::new(m.clone(), threads);
-        c.bench_function(&format!("training step, default model, batch 128, {threads} thread(s)"), |bch| bch.iter(|| e.train_step(&p, &x, &y, 128)));
+        c.bench_function(
+            &format!("training step, default model, batch 128, {threads} thread(s)"),
+            |bch| bch.iter(|| e.train_step(&p, &x, &y, 128)),
+        );
     }
 }
 

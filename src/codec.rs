@@ -30,7 +30,14 @@ pub struct CodecConfig {
 
 impl Default for CodecConfig {
     fn default() -> Self {
-        CodecConfig { alphabet: None, input_len: None, output_len: None, pad: ' ', pad_side: PadSide::Right, reverse_input: true }
+        CodecConfig {
+            alphabet: None,
+            input_len: None,
+            output_len: None,
+            pad: ' ',
+            pad_side: PadSide::Right,
+            reverse_input: true,
+        }
     }
 }
 
@@ -47,9 +54,17 @@ impl CodecConfig {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
     #[error("unknown character {symbol:?} at column {column}; this model knows `{alphabet}`")]
-    UnknownSymbol { symbol: char, column: usize, alphabet: String },
+    UnknownSymbol {
+        symbol: char,
+        column: usize,
+        alphabet: String,
+    },
     #[error("{what} is {len} characters long; this model takes at most {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("empty question")]
     Empty,
     #[error("invalid codec: {0}")]

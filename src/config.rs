@@ -34,7 +34,15 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 100, batch_size: 128, patience: Some(3), min_delta: 0.001, stop_at_exact: None, samples: 10, threads: 0 }
+        TrainConfig {
+            epochs: 100,
+            batch_size: 128,
+            patience: Some(3),
+            min_delta: 0.001,
+            stop_at_exact: None,
+            samples: 10,
+            threads: 0,
+        }
     }
 }
 
@@ -80,7 +88,8 @@ impl ExperimentConfig {
     /// Parses TOML or JSON (chosen by the first non-blank character).
     pub fn parse(text: &str) -> Result<ExperimentConfig, ConfigError> {
         let cfg: ExperimentConfig = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| ConfigError(format!("invalid JSON config: {e}")))?
+            serde_json::from_str(text)
+                .map_err(|e| ConfigError(format!("invalid JSON config: {e}")))?
         } else {
             toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML config: {e}")))?
         };
@@ -104,17 +113,31 @@ impl ExperimentConfig {
     /// Resolves derived fields (the codec's alphabet and widths) and checks that the whole
     /// configuration can run; returns the codec and model it describes.
     pub fn build(&mut self) -> Result<(Codec, Seq2Seq), ConfigError> {
-        self.task.validate().map_err(|e| ConfigError(e.to_string()))?;
+        self.task
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
         self.codec = self.codec.resolve(&self.task);
         let codec = Codec::new(&self.codec, &self.task).map_err(|e| ConfigError(e.to_string()))?;
         let (ql, al) = (self.task.max_question_len(), self.task.max_answer_len());
         if codec.input_len() < ql {
-            return Err(ConfigError(format!("codec input_len {} is shorter than the task's longest question ({ql})", codec.input_len())));
+            return Err(ConfigError(format!(
+                "codec input_len {} is shorter than the task's longest question ({ql})",
+                codec.input_len()
+            )));
         }
         if codec.output_len() < al {
-            return Err(ConfigError(format!("codec output_len {} is shorter than the task's longest answer ({al})", codec.output_len())));
+            return Err(ConfigError(format!(
+                "codec output_len {} is shorter than the task's longest answer ({al})",
+                codec.output_len()
+            )));
         }
-        let model = Seq2Seq::new(&self.model, codec.vocab_size(), codec.input_len(), codec.output_len()).map_err(|e| ConfigError(e.to_string()))?;
+        let model = Seq2Seq::new(
+            &self.model,
+            codec.vocab_size(),
+            codec.input_len(),
+            codec.output_len(),
+        )
+        .map_err(|e| ConfigError(e.to_string()))?;
         self.optim.validate().map_err(ConfigError)?;
         let t = &self.train;
         if t.batch_size == 0 {
@@ -129,16 +152,22 @@ impl ExperimentConfig {
             }
         }
         if self.data.size < 2 {
-            return Err(ConfigError("data.size must be at least 2 (train and validation)".into()));
+            return Err(ConfigError(
+                "data.size must be at least 2 (train and validation)".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) {
             return Err(ConfigError("data.val_fraction must be in [0, 1)".into()));
         }
         let distinct = self.task.distinct_questions();
         if (self.data.size as u128) > distinct {
-            return Err(ConfigError(format!("data.size {} exceeds the {distinct} distinct questions this task has", self.data.size)));
+            return Err(ConfigError(format!(
+                "data.size {} exceeds the {distinct} distinct questions this task has",
+                self.data.size
+            )));
         }
-        let need = model.memory_estimate_bytes(self.train.batch_size, self.threads()) as u64 + (self.data.size as u64) * (codec.input_len() + codec.output_len()) as u64 * 3;
+        let need = model.memory_estimate_bytes(self.train.batch_size, self.threads()) as u64
+            + (self.data.size as u64) * (codec.input_len() + codec.output_len()) as u64 * 3;
         let have = machine_memory_bytes();
         if let Some(have) = have {
             if need > have / 10 * 8 {

@@ -16,7 +16,10 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { size: 50_000, val_fraction: 0.1 }
+        DataConfig {
+            size: 50_000,
+            val_fraction: 0.1,
+        }
     }
 }
 
@@ -26,7 +29,11 @@ pub enum DataError {
     #[error(transparent)]
     Task(#[from] TaskError),
     #[error("question {index} ({question:?}): {source}")]
-    Codec { index: usize, question: String, source: CodecError },
+    Codec {
+        index: usize,
+        question: String,
+        source: CodecError,
+    },
     #[error("invalid data config: {0}")]
     Invalid(String),
 }

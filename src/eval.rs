@@ -43,22 +43,39 @@ pub enum EvalError {
 
 /// Scores `n` fresh questions drawn with `seed` from the run's task, excluding every question
 /// of the run's generated data set (training and validation).
-pub fn evaluate_fresh(run: &LoadedRun, n: usize, seed: u64, threads: usize) -> Result<EvalReport, EvalError> {
+pub fn evaluate_fresh(
+    run: &LoadedRun,
+    n: usize,
+    seed: u64,
+    threads: usize,
+) -> Result<EvalReport, EvalError> {
     let cfg = &run.cfg;
-    let seen: HashSet<String> = generate(&cfg.task, cfg.data.size, cfg.seed)?.into_iter().map(|p| p.question).collect();
+    let seen: HashSet<String> = generate(&cfg.task, cfg.data.size, cfg.seed)?
+        .into_iter()
+        .map(|p| p.question)
+        .collect();
     let problems = generate_excluding(&cfg.task, n, seed, &seen)?;
     score(run, problems, seed, threads)
 }
 
 /// Scores given problems with the run's model.
-pub fn score(run: &LoadedRun, problems: Vec<Problem>, seed: u64, threads: usize) -> Result<EvalReport, EvalError> {
+pub fn score(
+    run: &LoadedRun,
+    problems: Vec<Problem>,
+    seed: u64,
+    threads: usize,
+) -> Result<EvalReport, EvalError> {
     let ds = Dataset::encode(problems, &run.codec)?;
     let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
     let t0 = std::time::Instant::now();
     let mut pred = Vec::with_capacity(ds.n * ds.t_out);
     for start in (0..ds.n).step_by(1024) {
         let end = (start + 1024).min(ds.n);
-        pred.extend(engine.predict_indices(&run.params, &ds.inputs[start * ds.t_in..end * ds.t_in], end - start));
+        pred.extend(engine.predict_indices(
+            &run.params,
+            &ds.inputs[start * ds.t_in..end * ds.t_in],
+            end - start,
+        ));
     }
     let answers_per_sec = ds.n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     let mut exact = 0;
@@ -80,17 +97,40 @@ pub fn score(run: &LoadedRun, problems: Vec<Problem>, seed: u64, threads: usize)
         e.0 += 1;
         e.1 += usize::from(ok);
         if !ok && failures.len() < 10 {
-            failures.push((prob.question.clone(), prob.answer.clone(), run.codec.decode_output(p)));
+            failures.push((
+                prob.question.clone(),
+                prob.answer.clone(),
+                run.codec.decode_output(p),
+            ));
         }
     }
-    let group = |key: String, (n, e): (usize, usize)| Group { key, n, exact: e, exact_match: e as f64 / n as f64 };
+    let group = |key: String, (n, e): (usize, usize)| Group {
+        key,
+        n,
+        exact: e,
+        exact_match: e as f64 / n as f64,
+    };
     Ok(EvalReport {
         n: ds.n,
         seed,
         exact_match: exact as f64 / ds.n.max(1) as f64,
         char_accuracy: chars as f64 / (ds.n * ds.t_out).max(1) as f64,
-        by_operand_lengths: by_len.into_iter().map(|(k, v)| group(k.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("x"), v)).collect(),
-        by_carries: by_carry.into_iter().map(|(k, v)| group(k.to_string(), v)).collect(),
+        by_operand_lengths: by_len
+            .into_iter()
+            .map(|(k, v)| {
+                group(
+                    k.iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x"),
+                    v,
+                )
+            })
+            .collect(),
+        by_carries: by_carry
+            .into_iter()
+            .map(|(k, v)| group(k.to_string(), v))
+            .collect(),
         failures,
         answers_per_sec,
     })
@@ -109,10 +149,19 @@ impl EvalReport {
             self.char_accuracy,
             self.answers_per_sec
         );
-        for (title, groups) in [("operand lengths", &self.by_operand_lengths), ("carries/borrows", &self.by_carries)] {
-            s.push_str(&format!("\nby {title}:\n  {:<12}{:>8}{:>10}\n", "group", "n", "exact"));
+        for (title, groups) in [
+            ("operand lengths", &self.by_operand_lengths),
+            ("carries/borrows", &self.by_carries),
+        ] {
+            s.push_str(&format!(
+                "\nby {title}:\n  {:<12}{:>8}{:>10}\n",
+                "group", "n", "exact"
+            ));
             for g in groups {
-                s.push_str(&format!("  {:<12}{:>8}{:>10.4}\n", g.key, g.n, g.exact_match));
+                s.push_str(&format!(
+                    "  {:<12}{:>8}{:>10.4}\n",
+                    g.key, g.n, g.exact_match
+                ));
             }
         }
         if !self.failures.is_empty() {

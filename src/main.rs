@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "seqcalc", version, about = "Teach neural networks arithmetic as character-level sequence-to-sequence translation")]
+#[command(
+    name = "seqcalc",
+    version,
+    about = "Teach neural networks arithmetic as character-level sequence-to-sequence translation"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -205,7 +209,8 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
     match path {
         None => Ok(ExperimentConfig::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             ExperimentConfig::parse(&text).with_context(|| format!("{}", p.display()))
         }
     }
@@ -256,20 +261,57 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut out = std::io::stdout();
     let outcome = train::run(cfg, &dir, resume, &mut |ev| match ev {
-        Event::Start { cfg, model, codec, train, val, threads, resumed_at } => {
+        Event::Start {
+            cfg,
+            model,
+            codec,
+            train,
+            val,
+            threads,
+            resumed_at,
+        } => {
             let _ = writeln!(out, "{}", data_statistics(train, val));
             if let Some(p) = train.problems.first() {
                 let _ = writeln!(out, "Example: {:?} -> {:?}", p.question, p.answer);
                 let syms: Vec<char> = codec.alphabet().chars().collect();
                 let padded: String = train.input(0).iter().map(|&i| syms[i as usize]).collect();
-                let _ = writeln!(out, "  encoded question (padded{}): {:?} = indices {:?}", if codec.config().reverse_input { ", reversed" } else { "" }, padded, train.input(0));
-                let _ = writeln!(out, "  as one-hot rows over `{}`: {}", codec.alphabet(), one_hot_preview(train.input(0), codec.vocab_size()));
+                let _ = writeln!(
+                    out,
+                    "  encoded question (padded{}): {:?} = indices {:?}",
+                    if codec.config().reverse_input {
+                        ", reversed"
+                    } else {
+                        ""
+                    },
+                    padded,
+                    train.input(0)
+                );
+                let _ = writeln!(
+                    out,
+                    "  as one-hot rows over `{}`: {}",
+                    codec.alphabet(),
+                    one_hot_preview(train.input(0), codec.vocab_size())
+                );
                 let _ = writeln!(out, "  encoded answer: indices {:?}", train.target(0));
             }
             let _ = writeln!(out, "\n{}", model.summary());
-            let _ = writeln!(out, "Training {} on {} questions, validating on {}, batch {}, {} threads, seed {}{}", cfg.name, train.n, val.n, cfg.train.batch_size, threads, cfg.seed, resumed_at.map_or(String::new(), |e| format!(", resumed after epoch {e}")));
+            let _ = writeln!(
+                out,
+                "Training {} on {} questions, validating on {}, batch {}, {} threads, seed {}{}",
+                cfg.name,
+                train.n,
+                val.n,
+                cfg.train.batch_size,
+                threads,
+                cfg.seed,
+                resumed_at.map_or(String::new(), |e| format!(", resumed after epoch {e}"))
+            );
         }
-        Event::EpochStart { epoch, epochs, examples } => {
+        Event::EpochStart {
+            epoch,
+            epochs,
+            examples,
+        } => {
             bar = Some(report::epoch_bar(epoch, epochs, examples as u64));
         }
         Event::Progress { done } => {
@@ -277,7 +319,11 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
                 b.set_position(done as u64);
             }
         }
-        Event::EpochEnd { record: r, samples, improved } => {
+        Event::EpochEnd {
+            record: r,
+            samples,
+            improved,
+        } => {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
@@ -301,17 +347,30 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         );
     }
     println!("Run directory: {}", outcome.dir.display());
-    println!("Next: seqcalc eval --model {0}   |   seqcalc predict --model {0} \"12+345\"", outcome.dir.display());
+    println!(
+        "Next: seqcalc eval --model {0}   |   seqcalc predict --model {0} \"12+345\"",
+        outcome.dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn one_hot_preview(row: &[u8], v: usize) -> String {
-    row.iter().take(3).map(|&i| (0..v).map(|j| if j == i as usize { '1' } else { '0' }).collect::<String>()).collect::<Vec<_>>().join(" ") + if row.len() > 3 { " ..." } else { "" }
+    row.iter()
+        .take(3)
+        .map(|&i| {
+            (0..v)
+                .map(|j| if j == i as usize { '1' } else { '0' })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        + if row.len() > 3 { " ..." } else { "" }
 }
 
 fn data_statistics(train: &Dataset, val: &Dataset) -> String {
     let all = train.problems.iter().chain(&val.problems);
-    let (mut qn, mut qmin, mut qmax, mut qs, mut an, mut amin, mut amax, mut as_) = (0usize, usize::MAX, 0, 0usize, 0usize, usize::MAX, 0, 0usize);
+    let (mut qn, mut qmin, mut qmax, mut qs, mut an, mut amin, mut amax, mut as_) =
+        (0usize, usize::MAX, 0, 0usize, 0usize, usize::MAX, 0, 0usize);
     for p in all {
         let (q, a) = (p.question.chars().count(), p.answer.chars().count());
         qn += 1;
@@ -341,32 +400,39 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or(1);
     let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
-    let (t_in, t_out, v) = (run.codec.input_len(), run.codec.output_len(), run.codec.vocab_size());
+    let (t_in, t_out, v) = (
+        run.codec.input_len(),
+        run.codec.output_len(),
+        run.codec.vocab_size(),
+    );
     // Each question: Ok(encoded) or Err(message).
-    let answer_all = |engine: &mut Engine<f32>, qs: &[String]| -> Vec<Result<(String, f64), String>> {
-        let mut enc = Vec::new();
-        let mut ok_rows = Vec::new();
-        let mut results: Vec<Result<(String, f64), String>> = Vec::with_capacity(qs.len());
-        let mut buf = vec![0u8; t_in];
-        for (i, q) in qs.iter().enumerate() {
-            match run.codec.encode_input(q.trim(), &mut buf) {
-                Ok(()) => {
-                    enc.extend_from_slice(&buf);
-                    ok_rows.push(i);
-                    results.push(Ok((String::new(), 0.0)));
+    let answer_all =
+        |engine: &mut Engine<f32>, qs: &[String]| -> Vec<Result<(String, f64), String>> {
+            let mut enc = Vec::new();
+            let mut ok_rows = Vec::new();
+            let mut results: Vec<Result<(String, f64), String>> = Vec::with_capacity(qs.len());
+            let mut buf = vec![0u8; t_in];
+            for (i, q) in qs.iter().enumerate() {
+                match run.codec.encode_input(q.trim(), &mut buf) {
+                    Ok(()) => {
+                        enc.extend_from_slice(&buf);
+                        ok_rows.push(i);
+                        results.push(Ok((String::new(), 0.0)));
+                    }
+                    Err(e) => results.push(Err(e.to_string())),
                 }
-                Err(e) => results.push(Err(e.to_string())),
             }
-        }
-        if !ok_rows.is_empty() {
-            let mut probs = Vec::new();
-            engine.predict(&run.params, &enc, ok_rows.len(), &mut probs);
-            for (k, &i) in ok_rows.iter().enumerate() {
-                results[i] = Ok(run.codec.decode_probs(&probs[k * t_out * v..(k + 1) * t_out * v]));
+            if !ok_rows.is_empty() {
+                let mut probs = Vec::new();
+                engine.predict(&run.params, &enc, ok_rows.len(), &mut probs);
+                for (k, &i) in ok_rows.iter().enumerate() {
+                    results[i] = Ok(run
+                        .codec
+                        .decode_probs(&probs[k * t_out * v..(k + 1) * t_out * v]));
+                }
             }
-        }
-        results
-    };
+            results
+        };
     let mut failed = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -376,10 +442,15 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
         }
         let stdin = std::io::stdin();
         let mut batch: Vec<String> = Vec::new();
-        let mut flush = |batch: &mut Vec<String>, out: &mut std::io::StdoutLock, failed: &mut bool| -> Result<()> {
+        let mut flush = |batch: &mut Vec<String>,
+                         out: &mut std::io::StdoutLock,
+                         failed: &mut bool|
+         -> Result<()> {
             for (q, r) in batch.iter().zip(answer_all(&mut engine, batch)) {
                 let line = match r {
-                    Ok((ans, conf)) => serde_json::json!({"input": q, "output": ans, "confidence": (conf * 1e6).round() / 1e6}),
+                    Ok((ans, conf)) => {
+                        serde_json::json!({"input": q, "output": ans, "confidence": (conf * 1e6).round() / 1e6})
+                    }
                     Err(e) => {
                         *failed = true;
                         serde_json::json!({"input": q, "error": e})
@@ -392,10 +463,16 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
         };
         for line in stdin.lock().split(b'\n') {
             let line = line.context("reading stdin")?;
-            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
             if std::str::from_utf8(&line).is_err() {
                 failed = true;
-                writeln!(out, "{}", serde_json::json!({"input": text, "error": "line is not valid UTF-8"}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"input": text, "error": "line is not valid UTF-8"})
+                )?;
                 continue;
             }
             batch.push(text);
@@ -409,7 +486,11 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
             bail!("no questions given; pass them as arguments (seqcalc predict --model DIR \"12+345\") or use --jsonl with stdin");
         }
         let color = std::io::stdout().is_terminal();
-        for (q, r) in a.questions.iter().zip(answer_all(&mut engine, &a.questions)) {
+        for (q, r) in a
+            .questions
+            .iter()
+            .zip(answer_all(&mut engine, &a.questions))
+        {
             match r {
                 Ok((ans, conf)) => {
                     let check = task::solve(&run.cfg.task, q).ok().map(|p| p.answer == ans);
@@ -429,7 +510,11 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
@@ -463,7 +548,11 @@ fn cmd_data(a: DataArgs) -> Result<ExitCode> {
         }
         DataFormat::Jsonl => {
             for p in &problems {
-                writeln!(out, "{}", serde_json::json!({"question": p.question, "answer": p.answer, "operand_lens": p.operand_lens, "carries": p.carries}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"question": p.question, "answer": p.answer, "operand_lens": p.operand_lens, "carries": p.carries})
+                )?;
             }
         }
     }

@@ -40,7 +40,12 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { kind: ModelKind::RepeatSeq2seq, cell: CellKind::Lstm, hidden: 128, layers: 1 }
+        ModelConfig {
+            kind: ModelKind::RepeatSeq2seq,
+            cell: CellKind::Lstm,
+            hidden: 128,
+            layers: 1,
+        }
     }
 }
 
@@ -72,28 +77,57 @@ pub const MAX_SEQ_LEN: usize = 100_000;
 
 impl Seq2Seq {
     /// Builds the parameter layout for a vocabulary and sequence lengths.
-    pub fn new(cfg: &ModelConfig, vocab: usize, t_in: usize, t_out: usize) -> Result<Seq2Seq, ModelError> {
+    pub fn new(
+        cfg: &ModelConfig,
+        vocab: usize,
+        t_in: usize,
+        t_out: usize,
+    ) -> Result<Seq2Seq, ModelError> {
         if cfg.hidden == 0 {
             return Err(ModelError::Invalid("hidden must be at least 1".into()));
         }
         if cfg.layers == 0 {
-            return Err(ModelError::Invalid("the decoder needs at least 1 layer".into()));
+            return Err(ModelError::Invalid(
+                "the decoder needs at least 1 layer".into(),
+            ));
         }
         if !(2..=256).contains(&vocab) {
-            return Err(ModelError::Invalid(format!("vocabulary of {vocab} symbols; need 2..=256")));
+            return Err(ModelError::Invalid(format!(
+                "vocabulary of {vocab} symbols; need 2..=256"
+            )));
         }
         for (what, t) in [("question", t_in), ("answer", t_out)] {
             if t == 0 || t > MAX_SEQ_LEN {
-                return Err(ModelError::Invalid(format!("{what} length {t}; need 1..={MAX_SEQ_LEN}")));
+                return Err(ModelError::Invalid(format!(
+                    "{what} length {t}; need 1..={MAX_SEQ_LEN}"
+                )));
             }
         }
         let mut layout = ParamLayout::default();
         let encoder = RnnLayer::new(&mut layout, "encoder", "_l0", cfg.cell, vocab, cfg.hidden);
         let decoders = (0..cfg.layers)
-            .map(|l| RnnLayer::new(&mut layout, "decoder", &format!("_l{l}"), cfg.cell, cfg.hidden, cfg.hidden))
+            .map(|l| {
+                RnnLayer::new(
+                    &mut layout,
+                    "decoder",
+                    &format!("_l{l}"),
+                    cfg.cell,
+                    cfg.hidden,
+                    cfg.hidden,
+                )
+            })
             .collect();
         let head = Dense::new(&mut layout, "head", cfg.hidden, vocab);
-        Ok(Seq2Seq { cfg: cfg.clone(), vocab, t_in, t_out, layout, encoder, decoders, head })
+        Ok(Seq2Seq {
+            cfg: cfg.clone(),
+            vocab,
+            t_in,
+            t_out,
+            layout,
+            encoder,
+            decoders,
+            head,
+        })
     }
 
     pub fn param_count(&self) -> usize {
@@ -116,13 +150,26 @@ impl Seq2Seq {
     pub fn summary(&self) -> String {
         let h = self.cfg.hidden;
         let cell = self.cfg.cell.keras_name();
-        let count = |l: &RnnLayer| l.w_ih.len + l.w_hh.len + l.b_ih.len + l.b_hh.map_or(0, |b| b.len);
+        let count =
+            |l: &RnnLayer| l.w_ih.len + l.w_hh.len + l.b_ih.len + l.b_hh.map_or(0, |b| b.len);
         let mut rows = vec![
-            (format!("encoder ({cell})"), format!("(None, {h})"), count(&self.encoder)),
-            ("repeat_vector (RepeatVector)".to_string(), format!("(None, {}, {h})", self.t_out), 0),
+            (
+                format!("encoder ({cell})"),
+                format!("(None, {h})"),
+                count(&self.encoder),
+            ),
+            (
+                "repeat_vector (RepeatVector)".to_string(),
+                format!("(None, {}, {h})", self.t_out),
+                0,
+            ),
         ];
         for (l, d) in self.decoders.iter().enumerate() {
-            rows.push((format!("decoder_l{l} ({cell})"), format!("(None, {}, {h})", self.t_out), count(d)));
+            rows.push((
+                format!("decoder_l{l} ({cell})"),
+                format!("(None, {}, {h})", self.t_out),
+                count(d),
+            ));
         }
         rows.push((
             "head (TimeDistributed(Dense))".to_string(),
@@ -130,13 +177,23 @@ impl Seq2Seq {
             self.head.weight.len + self.head.bias.len,
         ));
         let mut s = String::new();
-        s.push_str(&format!("Model: \"seq2seq\" (input: (None, {}, {}) one-hot)\n", self.t_in, self.vocab));
+        s.push_str(&format!(
+            "Model: \"seq2seq\" (input: (None, {}, {}) one-hot)\n",
+            self.t_in, self.vocab
+        ));
         let line = "─".repeat(78);
-        s.push_str(&format!("{line}\n{:<36}{:<28}{:>14}\n{line}\n", "Layer (type)", "Output Shape", "Param #"));
+        s.push_str(&format!(
+            "{line}\n{:<36}{:<28}{:>14}\n{line}\n",
+            "Layer (type)", "Output Shape", "Param #"
+        ));
         for (name, shape, n) in &rows {
             s.push_str(&format!("{name:<36}{shape:<28}{:>14}\n", group(*n)));
         }
-        s.push_str(&format!("{line}\n Total params: {}\n Trainable params: {}\n", group(self.param_count()), group(self.param_count())));
+        s.push_str(&format!(
+            "{line}\n Total params: {}\n Trainable params: {}\n",
+            group(self.param_count()),
+            group(self.param_count())
+        ));
         s
     }
 
@@ -146,7 +203,15 @@ impl Seq2Seq {
     /// loss gradient is scaled by `scale` (1 / rows·steps of the whole batch) and added to
     /// `ws.grad`, which the caller zeroes. Without targets, `ws.probs` receives softmax
     /// probabilities `[T_out, b, V]`.
-    fn run_slice<R: Real>(&self, p: &[R], ws: &mut Workspace<R>, inputs: &[u8], targets: Option<&[u8]>, b: usize, scale: R) -> SliceStats {
+    fn run_slice<R: Real>(
+        &self,
+        p: &[R],
+        ws: &mut Workspace<R>,
+        inputs: &[u8],
+        targets: Option<&[u8]>,
+        b: usize,
+        scale: R,
+    ) -> SliceStats {
         let (t_in, t_out, v, h) = (self.t_in, self.t_out, self.vocab, self.cfg.hidden);
         ws.ensure(self, b);
         // Time-major copies of the symbols.
@@ -155,11 +220,21 @@ impl Seq2Seq {
                 ws.sym[s * b + r] = inputs[r * t_in + s];
             }
         }
-        self.encoder.forward(p, RnnInput::Symbols(&ws.sym[..t_in * b]), b, t_in, &mut ws.enc);
+        self.encoder.forward(
+            p,
+            RnnInput::Symbols(&ws.sym[..t_in * b]),
+            b,
+            t_in,
+            &mut ws.enc,
+        );
         let enc_last = self.encoder.last_output(&ws.enc, b, t_in);
         for l in 0..self.decoders.len() {
             let (done, rest) = ws.dec.split_at_mut(l);
-            let input = if l == 0 { RnnInput::Repeat(enc_last) } else { RnnInput::Seq(self.decoders[l - 1].outputs(&done[l - 1], b, t_out)) };
+            let input = if l == 0 {
+                RnnInput::Repeat(enc_last)
+            } else {
+                RnnInput::Seq(self.decoders[l - 1].outputs(&done[l - 1], b, t_out))
+            };
             self.decoders[l].forward(p, input, b, t_out, &mut rest[0]);
         }
         let last = self.decoders.len() - 1;
@@ -175,30 +250,74 @@ impl Seq2Seq {
                 ws.tgt[s * b + r] = targets[r * t_out + s];
             }
         }
-        let sums = softmax_xent_forward_backward(logits, &ws.tgt[..t_out * b], v, scale, &mut ws.argmax[..t_out * b]);
-        let exact = (0..b).filter(|&r| (0..t_out).all(|s| ws.argmax[s * b + r] == ws.tgt[s * b + r])).count();
-        let stats = SliceStats { loss_sum: sums.loss, correct_chars: sums.correct, exact, rows: b };
+        let sums = softmax_xent_forward_backward(
+            logits,
+            &ws.tgt[..t_out * b],
+            v,
+            scale,
+            &mut ws.argmax[..t_out * b],
+        );
+        let exact = (0..b)
+            .filter(|&r| (0..t_out).all(|s| ws.argmax[s * b + r] == ws.tgt[s * b + r]))
+            .count();
+        let stats = SliceStats {
+            loss_sum: sums.loss,
+            correct_chars: sums.correct,
+            exact,
+            rows: b,
+        };
         if !ws.backward {
             return stats;
         }
         // Backward: head, decoders top-down, encoder.
         let grad = &mut ws.grad;
         let d_top = &mut ws.d_dec[last][..t_out * b * h];
-        self.head.backward(p, dec_out, logits, t_out * b, grad, Some(d_top));
+        self.head
+            .backward(p, dec_out, logits, t_out * b, grad, Some(d_top));
         for l in (0..self.decoders.len()).rev() {
             let (below, here) = ws.dec.split_at_mut(l);
             let (d_below, d_here) = ws.d_dec.split_at_mut(l);
             let d_seq = &d_here[0][..t_out * b * h];
             if l == 0 {
                 let d_in = RnnInputGrad::Dense(&mut ws.d_enc[..b * h]);
-                self.decoders[0].backward(p, RnnInput::Repeat(enc_last), b, t_out, &mut here[0], Some(d_seq), None, grad, d_in);
+                self.decoders[0].backward(
+                    p,
+                    RnnInput::Repeat(enc_last),
+                    b,
+                    t_out,
+                    &mut here[0],
+                    Some(d_seq),
+                    None,
+                    grad,
+                    d_in,
+                );
             } else {
                 let x = self.decoders[l - 1].outputs(&below[l - 1], b, t_out);
                 let d_in = RnnInputGrad::Dense(&mut d_below[l - 1][..t_out * b * h]);
-                self.decoders[l].backward(p, RnnInput::Seq(x), b, t_out, &mut here[0], Some(d_seq), None, grad, d_in);
+                self.decoders[l].backward(
+                    p,
+                    RnnInput::Seq(x),
+                    b,
+                    t_out,
+                    &mut here[0],
+                    Some(d_seq),
+                    None,
+                    grad,
+                    d_in,
+                );
             }
         }
-        self.encoder.backward(p, RnnInput::Symbols(&ws.sym[..t_in * b]), b, t_in, &mut ws.enc, None, Some(&ws.d_enc[..b * h]), grad, RnnInputGrad::None);
+        self.encoder.backward(
+            p,
+            RnnInput::Symbols(&ws.sym[..t_in * b]),
+            b,
+            t_in,
+            &mut ws.enc,
+            None,
+            Some(&ws.d_enc[..b * h]),
+            grad,
+            RnnInputGrad::None,
+        );
         stats
     }
 }
@@ -293,16 +412,26 @@ pub struct Engine<R> {
 
 /// The number of cores, the default thread count.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 impl<R: Real> Engine<R> {
     pub fn new(model: Seq2Seq, threads: usize) -> Engine<R> {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
         let workers = (0..threads).map(|_| Workspace::default()).collect();
         let grad = vec![R::ZERO; model.param_count()];
-        Engine { model, pool, workers, grad }
+        Engine {
+            model,
+            pool,
+            workers,
+            grad,
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -313,10 +442,20 @@ impl<R: Real> Engine<R> {
     fn slices(&self, n: usize) -> Vec<(usize, usize)> {
         let w = self.workers.len();
         let per = n.div_ceil(w);
-        (0..w).map(|i| (i * per, ((i + 1) * per).min(n))).filter(|(a, b)| a < b).collect()
+        (0..w)
+            .map(|i| (i * per, ((i + 1) * per).min(n)))
+            .filter(|(a, b)| a < b)
+            .collect()
     }
 
-    fn run(&mut self, p: &[R], inputs: &[u8], targets: Option<&[u8]>, n: usize, backward: bool) -> SliceStats {
+    fn run(
+        &mut self,
+        p: &[R],
+        inputs: &[u8],
+        targets: Option<&[u8]>,
+        n: usize,
+        backward: bool,
+    ) -> SliceStats {
         let (t_in, t_out) = (self.model.t_in, self.model.t_out);
         let scale = R::from_f64(1.0 / (n * t_out) as f64);
         let slices = self.slices(n);
@@ -376,7 +515,8 @@ impl<R: Real> Engine<R> {
             for r in 0..rows {
                 for s in 0..t_out {
                     let src = &ws.logits[(s * rows + r) * v..(s * rows + r + 1) * v];
-                    probs[((a + r) * t_out + s) * v..((a + r) * t_out + s + 1) * v].copy_from_slice(src);
+                    probs[((a + r) * t_out + s) * v..((a + r) * t_out + s + 1) * v]
+                        .copy_from_slice(src);
                 }
             }
         }
@@ -402,11 +542,22 @@ mod tests {
         let m = Seq2Seq::new(&ModelConfig::default(), 12, 7, 4).unwrap();
         assert_eq!(m.param_count(), 205_324);
         let s = m.summary();
-        assert!(s.contains("205,324") && s.contains("72,192") && s.contains("131,584") && s.contains("1,548"), "{s}");
+        assert!(
+            s.contains("205,324")
+                && s.contains("72,192")
+                && s.contains("131,584")
+                && s.contains("1,548"),
+            "{s}"
+        );
     }
 
     fn tiny(cell: CellKind, layers: usize) -> (Seq2Seq, Vec<u8>, Vec<u8>, usize) {
-        let cfg = ModelConfig { kind: ModelKind::RepeatSeq2seq, cell, hidden: 4, layers };
+        let cfg = ModelConfig {
+            kind: ModelKind::RepeatSeq2seq,
+            cell,
+            hidden: 4,
+            layers,
+        };
         let m = Seq2Seq::new(&cfg, 5, 3, 2).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let n = 5;
@@ -427,7 +578,14 @@ mod tests {
                 let mut e2 = Engine::<f64>::new(m.clone(), 1);
                 let loss = |pp: &[f64]| e2.evaluate(pp, &x, &y, n).loss_sum / (n * 2) as f64;
                 assert!(st.loss_sum > 0.0);
-                gradcheck::check(&p, &grad, &gradcheck::sample_indices(p.len(), 7), 1e-4, loss, &format!("{cell:?} x{layers}"));
+                gradcheck::check(
+                    &p,
+                    &grad,
+                    &gradcheck::sample_indices(p.len(), 7),
+                    1e-4,
+                    loss,
+                    &format!("{cell:?} x{layers}"),
+                );
             }
         }
     }

@@ -20,7 +20,13 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7, clip_norm: None }
+        OptimConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            clip_norm: None,
+        }
     }
 }
 
@@ -55,13 +61,22 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(cfg: OptimConfig, n: usize) -> Adam {
-        Adam { cfg, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        Adam {
+            cfg,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
     }
 
     /// One update of `params` with `grad`; returns the gradient's global norm (before clipping).
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> f64 {
         assert_eq!(params.len(), grad.len());
-        let norm = grad.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt();
+        let norm = grad
+            .iter()
+            .map(|&g| (g as f64) * (g as f64))
+            .sum::<f64>()
+            .sqrt();
         let clip = match self.cfg.clip_norm {
             Some(c) if norm > c => (c / norm) as f32,
             _ => 1.0,
@@ -71,7 +86,12 @@ impl Adam {
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
         let alpha = (self.cfg.lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))) as f32;
         let (b1, b2, eps) = (b1 as f32, b2 as f32, self.cfg.eps as f32);
-        for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+        for (((p, &g), m), v) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+        {
             let g = g * clip;
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
@@ -98,18 +118,33 @@ mod tests {
 
     #[test]
     fn minimises_a_quadratic() {
-        let mut adam = Adam::new(OptimConfig { lr: 0.05, ..Default::default() }, 2);
+        let mut adam = Adam::new(
+            OptimConfig {
+                lr: 0.05,
+                ..Default::default()
+            },
+            2,
+        );
         let mut p = vec![3.0f32, -2.0];
         for _ in 0..2000 {
             let g = [2.0 * (p[0] - 1.0), 2.0 * (p[1] + 0.5)];
             adam.step(&mut p, &g);
         }
-        assert!((p[0] - 1.0).abs() < 1e-3 && (p[1] + 0.5).abs() < 1e-3, "{p:?}");
+        assert!(
+            (p[0] - 1.0).abs() < 1e-3 && (p[1] + 0.5).abs() < 1e-3,
+            "{p:?}"
+        );
     }
 
     #[test]
     fn clipping_bounds_the_update_direction() {
-        let mut a = Adam::new(OptimConfig { clip_norm: Some(1.0), ..Default::default() }, 2);
+        let mut a = Adam::new(
+            OptimConfig {
+                clip_norm: Some(1.0),
+                ..Default::default()
+            },
+            2,
+        );
         let mut p = vec![0.0f32; 2];
         let norm = a.step(&mut p, &[30.0, 40.0]);
         assert_eq!(norm, 50.0);

@@ -28,7 +28,10 @@ pub enum RunError {
 }
 
 fn file_err(path: &Path, msg: impl std::fmt::Display) -> RunError {
-    RunError::File { path: path.to_path_buf(), msg: msg.to_string() }
+    RunError::File {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
 }
 
 pub const CONFIG: &str = "config.json";
@@ -57,38 +60,81 @@ fn to_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 /// Serialises named tensors (`layout` over `flat`) plus extra flat tensors and metadata.
-fn serialize(layout: &ParamLayout, flat: &[f32], extra: &[(&str, &[f32])], meta: HashMap<String, String>) -> Vec<u8> {
-    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> =
-        layout.specs.iter().map(|s| (s.name.clone(), s.shape.clone(), to_bytes(&flat[s.range()]))).collect();
+fn serialize(
+    layout: &ParamLayout,
+    flat: &[f32],
+    extra: &[(&str, &[f32])],
+    meta: HashMap<String, String>,
+) -> Vec<u8> {
+    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = layout
+        .specs
+        .iter()
+        .map(|s| (s.name.clone(), s.shape.clone(), to_bytes(&flat[s.range()])))
+        .collect();
     for (name, v) in extra {
         bufs.push((name.to_string(), vec![v.len()], to_bytes(v)));
     }
-    let views: Vec<(String, TensorView)> =
-        bufs.iter().map(|(n, shape, b)| (n.clone(), TensorView::new(Dtype::F32, shape.clone(), b).expect("sizes match"))).collect();
+    let views: Vec<(String, TensorView)> = bufs
+        .iter()
+        .map(|(n, shape, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), b).expect("sizes match"),
+            )
+        })
+        .collect();
     safetensors::serialize(views, Some(meta)).expect("safetensors serialises")
 }
 
 /// Reads tensors named by `layout` (and `extra` flat tensors) from safetensors bytes, checking
 /// every name, dtype and shape.
-fn deserialize(path: &Path, bytes: &[u8], layout: &ParamLayout, extra: &[(&str, usize)]) -> Result<(Vec<f32>, Vec<Vec<f32>>, HashMap<String, String>), RunError> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| file_err(path, format!("not a valid safetensors file ({e}); the file may be truncated or damaged")))?;
+fn deserialize(
+    path: &Path,
+    bytes: &[u8],
+    layout: &ParamLayout,
+    extra: &[(&str, usize)],
+) -> Result<(Vec<f32>, Vec<Vec<f32>>, HashMap<String, String>), RunError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        file_err(
+            path,
+            format!("not a valid safetensors file ({e}); the file may be truncated or damaged"),
+        )
+    })?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| file_err(path, e))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     if let Some(v) = meta.get("format_version") {
-        let v: u32 = v.parse().map_err(|_| file_err(path, format!("bad format_version {v:?}")))?;
+        let v: u32 = v
+            .parse()
+            .map_err(|_| file_err(path, format!("bad format_version {v:?}")))?;
         if v > FORMAT_VERSION {
-            return Err(file_err(path, format!("format version {v} is newer than this seqcalc understands ({FORMAT_VERSION})")));
+            return Err(file_err(
+                path,
+                format!(
+                    "format version {v} is newer than this seqcalc understands ({FORMAT_VERSION})"
+                ),
+            ));
         }
     }
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, RunError> {
-        let t = st.tensor(name).map_err(|_| file_err(path, format!("missing tensor {name:?} (is this the weights file of a different model?)")))?;
+        let t = st.tensor(name).map_err(|_| {
+            file_err(
+                path,
+                format!("missing tensor {name:?} (is this the weights file of a different model?)"),
+            )
+        })?;
         if t.dtype() != Dtype::F32 {
-            return Err(file_err(path, format!("tensor {name:?} has dtype {:?}, expected F32", t.dtype())));
+            return Err(file_err(
+                path,
+                format!("tensor {name:?} has dtype {:?}, expected F32", t.dtype()),
+            ));
         }
         if t.shape() != shape {
             return Err(file_err(path, format!("tensor {name:?} has shape {:?}, the config says {shape:?} (config and weights are from different models)", t.shape())));
         }
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     };
     let mut flat = vec![0.0f32; layout.total];
     for s in &layout.specs {
@@ -97,25 +143,52 @@ fn deserialize(path: &Path, bytes: &[u8], layout: &ParamLayout, extra: &[(&str, 
     }
     let expected = layout.specs.len() + extra.len();
     if st.len() != expected {
-        let known: Vec<&str> = layout.specs.iter().map(|s| s.name.as_str()).chain(extra.iter().map(|e| e.0)).collect();
-        let unknown: Vec<String> = st.names().into_iter().filter(|n| !known.contains(n)).map(|s| s.to_string()).collect();
-        return Err(file_err(path, format!("unexpected tensors {unknown:?} (weights of a different model?)")));
+        let known: Vec<&str> = layout
+            .specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(extra.iter().map(|e| e.0))
+            .collect();
+        let unknown: Vec<String> = st
+            .names()
+            .into_iter()
+            .filter(|n| !known.contains(n))
+            .map(|s| s.to_string())
+            .collect();
+        return Err(file_err(
+            path,
+            format!("unexpected tensors {unknown:?} (weights of a different model?)"),
+        ));
     }
-    let extras = extra.iter().map(|(n, len)| read(n, &[*len])).collect::<Result<Vec<_>, _>>()?;
-    if flat.iter().chain(extras.iter().flatten()).any(|x| !x.is_finite()) {
+    let extras = extra
+        .iter()
+        .map(|(n, len)| read(n, &[*len]))
+        .collect::<Result<Vec<_>, _>>()?;
+    if flat
+        .iter()
+        .chain(extras.iter().flatten())
+        .any(|x| !x.is_finite())
+    {
         return Err(file_err(path, "contains NaN or infinite values"));
     }
     Ok((flat, extras, meta))
 }
 
 fn base_meta() -> HashMap<String, String> {
-    HashMap::from([("format_version".to_string(), FORMAT_VERSION.to_string()), ("producer".to_string(), format!("seqcalc {}", env!("CARGO_PKG_VERSION")))])
+    HashMap::from([
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        (
+            "producer".to_string(),
+            format!("seqcalc {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ])
 }
 
 /// Writes `dir/weights.safetensors`.
 pub fn save_weights(dir: &Path, model: &Seq2Seq, params: &[f32]) -> Result<(), RunError> {
     let path = dir.join(WEIGHTS);
-    write_atomic(&path, &serialize(&model.layout, params, &[], base_meta())).map_err(|e| file_err(&path, e))
+    write_atomic(&path, &serialize(&model.layout, params, &[], base_meta()))
+        .map_err(|e| file_err(&path, e))
 }
 
 /// Reads `dir/weights.safetensors` for `model`.
@@ -141,7 +214,15 @@ pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(
     let path = cdir.join(CHECKPOINT);
     let mut meta = base_meta();
     meta.insert("state".into(), ck.state_json.clone());
-    let bytes = serialize(&model.layout, &ck.params, &[("optimizer.adam_m", &ck.adam_m), ("optimizer.adam_v", &ck.adam_v)], meta);
+    let bytes = serialize(
+        &model.layout,
+        &ck.params,
+        &[
+            ("optimizer.adam_m", &ck.adam_m),
+            ("optimizer.adam_v", &ck.adam_v),
+        ],
+        meta,
+    );
     write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))
 }
 
@@ -153,11 +234,24 @@ pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>
     }
     let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
     let n = model.param_count();
-    let (params, mut extras, meta) = deserialize(&path, &bytes, &model.layout, &[("optimizer.adam_m", n), ("optimizer.adam_v", n)])?;
-    let state_json = meta.get("state").cloned().ok_or_else(|| file_err(&path, "missing training state"))?;
+    let (params, mut extras, meta) = deserialize(
+        &path,
+        &bytes,
+        &model.layout,
+        &[("optimizer.adam_m", n), ("optimizer.adam_v", n)],
+    )?;
+    let state_json = meta
+        .get("state")
+        .cloned()
+        .ok_or_else(|| file_err(&path, "missing training state"))?;
     let adam_v = extras.pop().expect("two extras");
     let adam_m = extras.pop().expect("two extras");
-    Ok(Some(Checkpoint { params, adam_m, adam_v, state_json }))
+    Ok(Some(Checkpoint {
+        params,
+        adam_m,
+        adam_v,
+        state_json,
+    }))
 }
 
 /// A trained model read back from its run directory.
@@ -174,5 +268,11 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
     let mut cfg = load_config(dir)?;
     let (codec, model) = cfg.build().map_err(|e| file_err(&dir.join(CONFIG), e))?;
     let params = load_weights(dir, &model)?;
-    Ok(LoadedRun { dir: dir.to_path_buf(), cfg, codec, model, params })
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        cfg,
+        codec,
+        model,
+        params,
+    })
 }

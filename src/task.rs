@@ -44,7 +44,13 @@ pub struct TaskConfig {
 
 impl Default for TaskConfig {
     fn default() -> Self {
-        TaskConfig { kind: TaskKind::Arithmetic, digits: 3, op: "+".into(), dedup: None, pq_max: 1000 }
+        TaskConfig {
+            kind: TaskKind::Arithmetic,
+            digits: 3,
+            op: "+".into(),
+            dedup: None,
+            pq_max: 1000,
+        }
     }
 }
 

@@ -31,17 +31,37 @@ pub enum TrainError {
     #[error("{0}")]
     Refused(String),
     #[error("training diverged at epoch {epoch}, batch {batch}: the loss is {loss}; the last good checkpoint is kept (try a lower learning rate or optim.clip_norm)")]
-    NonFinite { epoch: usize, batch: usize, loss: f64 },
+    NonFinite {
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+    },
 }
 
 /// What the loop tells its observer.
 pub enum Event<'a> {
     /// Before the first epoch.
-    Start { cfg: &'a ExperimentConfig, model: &'a Seq2Seq, codec: &'a Codec, train: &'a Dataset, val: &'a Dataset, threads: usize, resumed_at: Option<usize> },
-    EpochStart { epoch: usize, epochs: usize, examples: usize },
+    Start {
+        cfg: &'a ExperimentConfig,
+        model: &'a Seq2Seq,
+        codec: &'a Codec,
+        train: &'a Dataset,
+        val: &'a Dataset,
+        threads: usize,
+        resumed_at: Option<usize>,
+    },
+    EpochStart {
+        epoch: usize,
+        epochs: usize,
+        examples: usize,
+    },
     /// `done` training examples of this epoch are finished.
     Progress { done: usize },
-    EpochEnd { record: &'a EpochRecord, samples: &'a [Sample], improved: bool },
+    EpochEnd {
+        record: &'a EpochRecord,
+        samples: &'a [Sample],
+        improved: bool,
+    },
     /// Why the loop ended.
     Stop { reason: &'a str },
 }
@@ -70,13 +90,22 @@ pub struct Outcome {
 impl Outcome {
     /// The record of the epoch whose weights were kept (best validation loss).
     pub fn best(&self) -> Option<&EpochRecord> {
-        self.state.history.records.iter().find(|r| r.epoch == self.state.best_epoch)
+        self.state
+            .history
+            .records
+            .iter()
+            .find(|r| r.epoch == self.state.best_epoch)
     }
 }
 
 /// Trains `cfg` into `dir`. With `resume`, continues from `dir`'s checkpoint using the config
 /// saved there (`cfg` is ignored except for `train.threads` when set on the command line).
-pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnMut(Event)) -> Result<Outcome, TrainError> {
+pub fn run(
+    cfg: ExperimentConfig,
+    dir: &Path,
+    resume: bool,
+    events: &mut dyn FnMut(Event),
+) -> Result<Outcome, TrainError> {
     let mut cfg = cfg;
     if resume {
         let threads = cfg.train.threads;
@@ -92,12 +121,18 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
         )));
     }
     let (codec, model) = cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(|e| RunError::File { path: dir.to_path_buf(), msg: e.to_string() })?;
+    std::fs::create_dir_all(dir).map_err(|e| RunError::File {
+        path: dir.to_path_buf(),
+        msg: e.to_string(),
+    })?;
     rundir::save_config(dir, &cfg)?;
 
     let (train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;
     if train.n == 0 || val.n == 0 {
-        return Err(TrainError::Config(format!("data.size {} leaves {} training and {} validation questions; both must be non-empty", cfg.data.size, train.n, val.n)));
+        return Err(TrainError::Config(format!(
+            "data.size {} leaves {} training and {} validation questions; both must be non-empty",
+            cfg.data.size, train.n, val.n
+        )));
     }
     let threads = cfg.threads();
     let mut params: Vec<f32> = model.init_params(cfg.seed);
@@ -105,7 +140,10 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
     let mut state = LoopState::default();
     if resume {
         if let Some(ck) = rundir::load_checkpoint(dir, &model)? {
-            state = serde_json::from_str(&ck.state_json).map_err(|e| RunError::File { path: dir.join(rundir::CHECKPOINT_DIR), msg: format!("bad training state: {e}") })?;
+            state = serde_json::from_str(&ck.state_json).map_err(|e| RunError::File {
+                path: dir.join(rundir::CHECKPOINT_DIR),
+                msg: format!("bad training state: {e}"),
+            })?;
             params = ck.params;
             adam.m = ck.adam_m;
             adam.v = ck.adam_v;
@@ -113,10 +151,21 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
         }
     }
     let mut engine: Engine<f32> = Engine::new(model, threads);
-    events(Event::Start { cfg: &cfg, model: &engine.model, codec: &codec, train: &train, val: &val, threads, resumed_at: resume.then_some(state.epochs_done) });
+    events(Event::Start {
+        cfg: &cfg,
+        model: &engine.model,
+        codec: &codec,
+        train: &train,
+        val: &val,
+        threads,
+        resumed_at: resume.then_some(state.epochs_done),
+    });
     if let Some(reason) = &state.stopped {
         events(Event::Stop { reason });
-        return Ok(Outcome { dir: dir.to_path_buf(), state });
+        return Ok(Outcome {
+            dir: dir.to_path_buf(),
+            state,
+        });
     }
 
     let (t_in, t_out) = (codec.input_len(), codec.output_len());
@@ -129,7 +178,11 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
     while state.epochs_done < epochs {
         let epoch = state.epochs_done; // 0-based
         let t0 = Instant::now();
-        events(Event::EpochStart { epoch: epoch + 1, epochs, examples: train.n });
+        events(Event::EpochStart {
+            epoch: epoch + 1,
+            epochs,
+            examples: train.n,
+        });
         let order = epoch_order(train.n, cfg.seed, epoch);
         let mut sums = SliceStats::default();
         for (bi, rows) in order.chunks(bs).enumerate() {
@@ -137,7 +190,11 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
             train.gather(rows, &mut xb[..n * t_in], &mut yb[..n * t_out]);
             let st = engine.train_step(&params, &xb[..n * t_in], &yb[..n * t_out], n);
             if !st.loss_sum.is_finite() || engine.grad.iter().any(|g| !g.is_finite()) {
-                return Err(TrainError::NonFinite { epoch: epoch + 1, batch: bi + 1, loss: st.loss_sum / (n * t_out) as f64 });
+                return Err(TrainError::NonFinite {
+                    epoch: epoch + 1,
+                    batch: bi + 1,
+                    loss: st.loss_sum / (n * t_out) as f64,
+                });
             }
             adam.step(&mut params, &engine.grad);
             sums.add(&st);
@@ -158,7 +215,9 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
             elapsed_secs: elapsed_before + started.elapsed().as_secs_f64(),
         };
         // Early stopping (Keras semantics) and best-weights keeping, on validation loss.
-        let improved = state.best_val_loss.is_none_or(|b| record.val_loss < b - cfg.train.min_delta);
+        let improved = state
+            .best_val_loss
+            .is_none_or(|b| record.val_loss < b - cfg.train.min_delta);
         if improved {
             state.best_val_loss = Some(record.val_loss);
             state.best_epoch = epoch + 1;
@@ -182,28 +241,62 @@ pub fn run(cfg: ExperimentConfig, dir: &Path, resume: bool, events: &mut dyn FnM
                     rundir::save_weights(dir, &engine.model, &params)?;
                     state.best_epoch = epoch + 1;
                 }
-                state.stopped = Some(format!("validation exact match {:.4} reached the target {target}", record.val_exact));
+                state.stopped = Some(format!(
+                    "validation exact match {:.4} reached the target {target}",
+                    record.val_exact
+                ));
             }
         }
         if state.stopped.is_none() && state.epochs_done == epochs {
-            state.stopped = Some(format!("finished {epochs} epochs; kept the weights of epoch {} (best validation loss)", state.best_epoch));
+            state.stopped = Some(format!(
+                "finished {epochs} epochs; kept the weights of epoch {} (best validation loss)",
+                state.best_epoch
+            ));
         }
-        let samples = pick_samples(&mut engine, &params, &codec, &val, cfg.train.samples, cfg.seed, epoch);
-        events(Event::EpochEnd { record: &record, samples: &samples, improved });
+        let samples = pick_samples(
+            &mut engine,
+            &params,
+            &codec,
+            &val,
+            cfg.train.samples,
+            cfg.seed,
+            epoch,
+        );
+        events(Event::EpochEnd {
+            record: &record,
+            samples: &samples,
+            improved,
+        });
         // Checkpoint last: a kill before this line repeats the epoch on resume, bit for bit.
-        state.history.save(dir).map_err(|e| RunError::File { path: dir.to_path_buf(), msg: e.to_string() })?;
+        state.history.save(dir).map_err(|e| RunError::File {
+            path: dir.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         let title = format!("{} ({})", cfg.name, engine.model.cfg.cell.keras_name());
-        if let Err(e) = crate::report::plot_curves(&state.history, &title, &dir.join("curves.svg"), &dir.join("curves.png")) {
+        if let Err(e) = crate::report::plot_curves(
+            &state.history,
+            &title,
+            &dir.join("curves.svg"),
+            &dir.join("curves.png"),
+        ) {
             eprintln!("warning: could not draw curves: {e:#}");
         }
-        let ck = Checkpoint { params: params.clone(), adam_m: adam.m.clone(), adam_v: adam.v.clone(), state_json: serde_json::to_string(&state).expect("state serialises") };
+        let ck = Checkpoint {
+            params: params.clone(),
+            adam_m: adam.m.clone(),
+            adam_v: adam.v.clone(),
+            state_json: serde_json::to_string(&state).expect("state serialises"),
+        };
         rundir::save_checkpoint(dir, &engine.model, &ck)?;
         if let Some(reason) = &state.stopped {
             events(Event::Stop { reason });
             break;
         }
     }
-    Ok(Outcome { dir: dir.to_path_buf(), state })
+    Ok(Outcome {
+        dir: dir.to_path_buf(),
+        state,
+    })
 }
 
 /// Loss, per-character and exact-match sums over a whole data set, in chunks.
@@ -213,7 +306,12 @@ pub fn evaluate_dataset(engine: &mut Engine<f32>, params: &[f32], ds: &Dataset) 
     let mut start = 0;
     while start < ds.n {
         let end = (start + chunk).min(ds.n);
-        let st = engine.evaluate(params, &ds.inputs[start * ds.t_in..end * ds.t_in], &ds.targets[start * ds.t_out..end * ds.t_out], end - start);
+        let st = engine.evaluate(
+            params,
+            &ds.inputs[start * ds.t_in..end * ds.t_in],
+            &ds.targets[start * ds.t_out..end * ds.t_out],
+            end - start,
+        );
         total.add(&st);
         start = end;
     }
@@ -221,7 +319,15 @@ pub fn evaluate_dataset(engine: &mut Engine<f32>, params: &[f32], ds: &Dataset) 
 }
 
 /// `k` random validation questions (seeded by epoch) with the model's answers.
-fn pick_samples(engine: &mut Engine<f32>, params: &[f32], codec: &Codec, val: &Dataset, k: usize, seed: u64, epoch: usize) -> Vec<Sample> {
+fn pick_samples(
+    engine: &mut Engine<f32>,
+    params: &[f32],
+    codec: &Codec,
+    val: &Dataset,
+    k: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Sample> {
     let k = k.min(val.n);
     if k == 0 {
         return Vec::new();

@@ -16,11 +16,30 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The small task every test here trains: 2-digit addition (5,050 distinct questions).
-const SMALL: &[&str] = &["--digits", "2", "--size", "4000", "--hidden", "64", "--lr", "0.005", "--batch-size", "64", "--seed", "3", "--threads", "2"];
+const SMALL: &[&str] = &[
+    "--digits",
+    "2",
+    "--size",
+    "4000",
+    "--hidden",
+    "64",
+    "--lr",
+    "0.005",
+    "--batch-size",
+    "64",
+    "--seed",
+    "3",
+    "--threads",
+    "2",
+];
 
 /// Trains the small model once and shares its run directory between tests.
 fn trained() -> &'static Path {
@@ -28,12 +47,29 @@ fn trained() -> &'static Path {
     DIR.get_or_init(|| {
         let root = tempfile::tempdir().expect("tempdir").keep();
         let runs = root.join("runs");
-        let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap(), "--name", "small", "--epochs", "60", "--stop-at-exact", "0.97", "--samples", "3"];
+        let mut args = vec![
+            "train",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--name",
+            "small",
+            "--epochs",
+            "60",
+            "--stop-at-exact",
+            "0.97",
+            "--samples",
+            "3",
+        ];
         args.extend_from_slice(SMALL);
         let o = run(&args);
         assert!(o.status.success(), "training failed:\n{}", text(&o));
         let out = text(&o);
-        for want in ["Total params", "val_exact", "Accuracy on sample", "question length: average"] {
+        for want in [
+            "Total params",
+            "val_exact",
+            "Accuracy on sample",
+            "question length: average",
+        ] {
             assert!(out.contains(want), "training output lacks {want:?}:\n{out}");
         }
         runs.join("small")
@@ -43,16 +79,37 @@ fn trained() -> &'static Path {
 #[test]
 fn small_addition_learns_and_run_directory_is_complete() {
     let dir = trained();
-    for f in ["config.json", "weights.safetensors", "history.csv", "history.json", "curves.svg", "curves.png", "checkpoint/state.safetensors"] {
+    for f in [
+        "config.json",
+        "weights.safetensors",
+        "history.csv",
+        "history.json",
+        "curves.svg",
+        "curves.png",
+        "checkpoint/state.safetensors",
+    ] {
         assert!(dir.join(f).is_file(), "missing {f}");
     }
-    let hist: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
+    let hist: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
     let recs = hist["records"].as_array().unwrap();
     let first = recs.first().unwrap()["val_loss"].as_f64().unwrap();
     let last = recs.last().unwrap()["val_loss"].as_f64().unwrap();
-    assert!(last < first / 3.0, "validation loss fell only from {first} to {last}");
+    assert!(
+        last < first / 3.0,
+        "validation loss fell only from {first} to {last}"
+    );
     // Eval on fresh questions (never in training or validation).
-    let o = run(&["eval", "--model", dir.to_str().unwrap(), "--n", "500", "--seed", "11", "--json"]);
+    let o = run(&[
+        "eval",
+        "--model",
+        dir.to_str().unwrap(),
+        "--n",
+        "500",
+        "--seed",
+        "11",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let exact = rep["exact_match"].as_f64().unwrap();
@@ -66,20 +123,48 @@ fn predict_answers_and_jsonl_reports_bad_lines_without_stopping() {
     let o = run(&["predict", "--model", dir.to_str().unwrap(), "12+34", "7+8"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("12+34 = 46") && out.contains("7+8 = 15"), "{out}");
+    assert!(
+        out.contains("12+34 = 46") && out.contains("7+8 = 15"),
+        "{out}"
+    );
 
-    let mut child = bin().args(["predict", "--model", dir.to_str().unwrap(), "--jsonl"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = bin()
+        .args(["predict", "--model", dir.to_str().unwrap(), "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"21+43\n1x2\n\n123456+1\n99+99\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"21+43\n1x2\n\n123456+1\n99+99\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "a bad line makes the exit status 1");
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a bad line makes the exit status 1"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0]["output"], "64");
     assert!(lines[0]["confidence"].as_f64().unwrap() > 0.5);
-    assert!(lines[1]["error"].as_str().unwrap().contains("'x'"), "{}", lines[1]);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("'x'"),
+        "{}",
+        lines[1]
+    );
     assert!(lines[2]["error"].is_string());
-    assert!(lines[3]["error"].as_str().unwrap().contains("at most"), "{}", lines[3]);
+    assert!(
+        lines[3]["error"].as_str().unwrap().contains("at most"),
+        "{}",
+        lines[3]
+    );
     assert_eq!(lines[4]["output"], "198");
 }
 
@@ -89,14 +174,34 @@ fn resume_after_kill_gives_the_same_weights() {
     let runs = root.path().join("runs");
     let r = runs.to_str().unwrap();
     let base = |name: &str| {
-        let mut v: Vec<String> = ["train", "--runs-dir", r, "--name", name, "--epochs", "4", "--patience", "0", "--samples", "0"].iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = [
+            "train",
+            "--runs-dir",
+            r,
+            "--name",
+            name,
+            "--epochs",
+            "4",
+            "--patience",
+            "0",
+            "--samples",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         v.extend(SMALL.iter().map(|s| s.to_string()));
         v
     };
     let o = bin().args(base("whole")).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     // Start the same run, kill it once its first checkpoint exists, then resume.
-    let mut child = bin().args(base("killed")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = bin()
+        .args(base("killed"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let ck = runs.join("killed/checkpoint/state.safetensors");
     let t0 = std::time::Instant::now();
     while !ck.exists() && t0.elapsed().as_secs() < 120 {
@@ -108,7 +213,10 @@ fn resume_after_kill_gives_the_same_weights() {
     assert!(o.status.success(), "{}", text(&o));
     let a = std::fs::read(runs.join("whole/weights.safetensors")).unwrap();
     let b = std::fs::read(runs.join("killed/weights.safetensors")).unwrap();
-    assert!(a == b, "resumed weights differ from the uninterrupted run's");
+    assert!(
+        a == b,
+        "resumed weights differ from the uninterrupted run's"
+    );
     // A second training into the same directory is refused.
     let o = bin().args(base("whole")).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -128,23 +236,38 @@ fn damaged_or_missing_models_give_one_clear_error() {
         let o = run(&["predict", "--model", copy.to_str().unwrap(), "1+2"]);
         assert_eq!(o.status.code(), Some(2), "cut at {cut}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("weights.safetensors") && !err.contains("panicked"), "cut at {cut}: {err}");
+        assert!(
+            err.contains("weights.safetensors") && !err.contains("panicked"),
+            "cut at {cut}: {err}"
+        );
     }
-    let o = run(&["eval", "--model", root.path().join("nothing").to_str().unwrap()]);
+    let o = run(&[
+        "eval",
+        "--model",
+        root.path().join("nothing").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such run directory"));
     // A config from a different model (hidden 32) against these weights.
     std::fs::write(copy.join("weights.safetensors"), &w).unwrap();
-    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"hidden\": 64", "\"hidden\": 32");
+    let cfg = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap()
+        .replace("\"hidden\": 64", "\"hidden\": 32");
     std::fs::write(copy.join("config.json"), cfg).unwrap();
     let o = run(&["predict", "--model", copy.to_str().unwrap(), "1+2"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("shape"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("shape"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
 fn data_export_and_bad_configurations() {
-    let o = run(&["data", "--digits", "3", "--op", "-", "--n", "50", "--format", "csv"]);
+    let o = run(&[
+        "data", "--digits", "3", "--op", "-", "--n", "50", "--format", "csv",
+    ]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
@@ -153,7 +276,10 @@ fn data_export_and_bad_configurations() {
     for l in &lines[1..] {
         let (q, a) = l.split_once(',').unwrap();
         let (x, y) = q.split_once('-').unwrap();
-        assert_eq!(x.parse::<i64>().unwrap() - y.parse::<i64>().unwrap(), a.parse::<i64>().unwrap());
+        assert_eq!(
+            x.parse::<i64>().unwrap() - y.parse::<i64>().unwrap(),
+            a.parse::<i64>().unwrap()
+        );
     }
     for (args, want) in [
         (vec!["train", "--hidden", "0", "--print-config"], "hidden"),

@@ -23,7 +23,12 @@ impl Dense {
     pub fn new(layout: &mut ParamLayout, prefix: &str, input: usize, output: usize) -> Dense {
         let weight = layout.add(format!("{prefix}.weight"), &[output, input]);
         let bias = layout.add(format!("{prefix}.bias"), &[output]);
-        Dense { input, output, weight, bias }
+        Dense {
+            input,
+            output,
+            weight,
+            bias,
+        }
     }
 
     /// Keras: Glorot-uniform kernel, zero bias.
@@ -35,7 +40,18 @@ impl Dense {
     /// `y [N, O] = x [N, I] @ W^T + b`.
     pub fn forward<R: Real>(&self, p: &[R], x: &[R], n: usize, y: &mut [R]) {
         let y = &mut y[..n * self.output];
-        gemm(n, self.input, self.output, R::ONE, x, Op::N, self.weight.of(p), Op::T, R::ZERO, y);
+        gemm(
+            n,
+            self.input,
+            self.output,
+            R::ONE,
+            x,
+            Op::N,
+            self.weight.of(p),
+            Op::T,
+            R::ZERO,
+            y,
+        );
         let b = self.bias.of(p);
         for row in y.chunks_exact_mut(self.output) {
             add_assign(row, b);
@@ -43,12 +59,42 @@ impl Dense {
     }
 
     /// Adds weight and bias gradients into `grad`; writes `dx [N, I]` when asked.
-    pub fn backward<R: Real>(&self, p: &[R], x: &[R], dy: &[R], n: usize, grad: &mut [R], dx: Option<&mut [R]>) {
+    pub fn backward<R: Real>(
+        &self,
+        p: &[R],
+        x: &[R],
+        dy: &[R],
+        n: usize,
+        grad: &mut [R],
+        dx: Option<&mut [R]>,
+    ) {
         let dy = &dy[..n * self.output];
-        gemm(self.output, n, self.input, R::ONE, dy, Op::T, x, Op::N, R::ONE, self.weight.of_mut(grad));
+        gemm(
+            self.output,
+            n,
+            self.input,
+            R::ONE,
+            dy,
+            Op::T,
+            x,
+            Op::N,
+            R::ONE,
+            self.weight.of_mut(grad),
+        );
         col_sum_add(dy, self.output, self.bias.of_mut(grad));
         if let Some(dx) = dx {
-            gemm(n, self.output, self.input, R::ONE, dy, Op::N, self.weight.of(p), Op::N, R::ZERO, dx);
+            gemm(
+                n,
+                self.output,
+                self.input,
+                R::ONE,
+                dy,
+                Op::N,
+                self.weight.of(p),
+                Op::N,
+                R::ZERO,
+                dx,
+            );
         }
     }
 }
@@ -80,7 +126,21 @@ mod tests {
         let mut grad = vec![0.0; p.len()];
         let mut dx = vec![0.0; x.len()];
         d.backward(&p, &x, &w, n, &mut grad, Some(&mut dx));
-        gradcheck::check(&p, &grad, &gradcheck::sample_indices(p.len(), 1), 1e-7, |pp| loss(pp, &x), "dense params");
-        gradcheck::check(&x, &dx, &gradcheck::sample_indices(x.len(), 1), 1e-7, |xx| loss(&p, xx), "dense input");
+        gradcheck::check(
+            &p,
+            &grad,
+            &gradcheck::sample_indices(p.len(), 1),
+            1e-7,
+            |pp| loss(pp, &x),
+            "dense params",
+        );
+        gradcheck::check(
+            &x,
+            &dx,
+            &gradcheck::sample_indices(x.len(), 1),
+            1e-7,
+            |xx| loss(&p, xx),
+            "dense input",
+        );
     }
 }

@@ -102,7 +102,11 @@ pub fn gemm_ref<R: Real>(
                 };
                 s += av.to_f64() * bv.to_f64();
             }
-            let old = if beta == R::ZERO { 0.0 } else { beta.to_f64() * c[i * n + j].to_f64() };
+            let old = if beta == R::ZERO {
+                0.0
+            } else {
+                beta.to_f64() * c[i * n + j].to_f64()
+            };
             c[i * n + j] = R::from_f64(alpha.to_f64() * s + old);
         }
     }
@@ -120,7 +124,13 @@ mod tests {
     #[test]
     fn fast_gemm_matches_reference_on_odd_shapes() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 140, 512), (5, 1, 129)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 9),
+            (64, 140, 512),
+            (5, 1, 129),
+        ] {
             for ta in [Op::N, Op::T] {
                 for tb in [Op::N, Op::T] {
                     let a = rand_vec(&mut rng, m * k);
@@ -130,7 +140,10 @@ mod tests {
                     gemm(m, k, n, 0.5, &a, ta, &b, tb, 2.0, &mut c1);
                     gemm_ref(m, k, n, 0.5, &a, ta, &b, tb, 2.0, &mut c2);
                     for (x, y) in c1.iter().zip(&c2) {
-                        assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} {ta:?}{tb:?}: {x} vs {y}");
+                        assert!(
+                            (x - y).abs() < 1e-4 * (1.0 + y.abs()),
+                            "{m}x{k}x{n} {ta:?}{tb:?}: {x} vs {y}"
+                        );
                     }
                     // beta = 0 must ignore whatever C held (even NaN).
                     let mut c3 = vec![f32::NAN; m * n];

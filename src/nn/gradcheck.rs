@@ -2,7 +2,14 @@
 
 /// Central differences of `loss` at `params` for the listed indices, compared with `analytic`.
 /// Fails with the worst entry when the relative error exceeds `tol`.
-pub fn check(params: &[f64], analytic: &[f64], indices: &[usize], tol: f64, mut loss: impl FnMut(&[f64]) -> f64, what: &str) {
+pub fn check(
+    params: &[f64],
+    analytic: &[f64],
+    indices: &[usize],
+    tol: f64,
+    mut loss: impl FnMut(&[f64]) -> f64,
+    what: &str,
+) {
     let eps = 1e-5;
     let mut p = params.to_vec();
     for &i in indices {
@@ -15,7 +22,10 @@ pub fn check(params: &[f64], analytic: &[f64], indices: &[usize], tol: f64, mut 
         let fd = (lp - lm) / (2.0 * eps);
         let a = analytic[i];
         let err = (fd - a).abs() / (fd.abs() + a.abs()).max(1e-6);
-        assert!(err < tol, "{what}: parameter {i}: analytic {a:e}, numeric {fd:e}, rel err {err:e}");
+        assert!(
+            err < tol,
+            "{what}: parameter {i}: analytic {a:e}, numeric {fd:e}, rel err {err:e}"
+        );
     }
 }
 

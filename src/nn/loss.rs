@@ -18,7 +18,10 @@ pub struct LossSums {
 /// Softmax in place over each row of `[N, V]` (max-subtracted, exact exp).
 pub fn softmax_rows<R: Real>(x: &mut [R], v: usize) {
     for row in x.chunks_exact_mut(v) {
-        let m = row.iter().copied().fold(row[0], |a, b| if b > a { b } else { a });
+        let m = row
+            .iter()
+            .copied()
+            .fold(row[0], |a, b| if b > a { b } else { a });
         let mut s = R::ZERO;
         for e in row.iter_mut() {
             *e = (*e - m).exp();
@@ -53,7 +56,11 @@ pub fn softmax_xent_forward_backward<R: Real>(
 ) -> LossSums {
     let mut sums = LossSums::default();
     softmax_rows(logits, v);
-    for ((row, &t), am) in logits.chunks_exact_mut(v).zip(targets).zip(argmax_out.iter_mut()) {
+    for ((row, &t), am) in logits
+        .chunks_exact_mut(v)
+        .zip(targets)
+        .zip(argmax_out.iter_mut())
+    {
         let t = t as usize;
         let best = argmax(row);
         *am = best as u8;

@@ -55,8 +55,15 @@ pub struct ParamLayout {
 impl ParamLayout {
     /// Appends a tensor and returns its handle.
     pub fn add(&mut self, name: impl Into<String>, shape: &[usize]) -> ParamRef {
-        let spec = ParamSpec { name: name.into(), shape: shape.to_vec(), offset: self.total };
-        let r = ParamRef { offset: self.total, len: spec.len() };
+        let spec = ParamSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            offset: self.total,
+        };
+        let r = ParamRef {
+            offset: self.total,
+            len: spec.len(),
+        };
         self.total += spec.len();
         self.specs.push(spec);
         r
@@ -96,7 +103,9 @@ pub fn orthogonal<R: Real>(rng: &mut impl Rng, out: &mut [R], rows: usize, cols:
     assert_eq!(out.len(), rows * cols);
     let (tall, short) = (rows.max(cols), rows.min(cols));
     // q: `short` column vectors of length `tall`.
-    let mut q: Vec<Vec<f64>> = (0..short).map(|_| (0..tall).map(|_| standard_normal(rng)).collect()).collect();
+    let mut q: Vec<Vec<f64>> = (0..short)
+        .map(|_| (0..tall).map(|_| standard_normal(rng)).collect())
+        .collect();
     for j in 0..short {
         for i in 0..j {
             let (qi, qj) = {
@@ -152,6 +161,9 @@ mod tests {
         let mean: f32 = w.iter().sum::<f32>() / w.len() as f32;
         let var: f32 = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w.len() as f32;
         // Uniform(-l, l) has variance l^2 / 3.
-        assert!((var - limit * limit / 3.0).abs() < 0.05 * limit * limit / 3.0, "var {var}");
+        assert!(
+            (var - limit * limit / 3.0).abs() < 0.05 * limit * limit / 3.0,
+            "var {var}"
+        );
     }
 }

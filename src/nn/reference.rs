@@ -10,13 +10,22 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// Reference forward of a recurrent layer; returns the outputs `[T, B, H]` in f64.
-pub fn rnn_forward_ref<R: Real>(layer: &RnnLayer, p: &[R], input: RnnInput<R>, b: usize, t: usize) -> Vec<f64> {
+pub fn rnn_forward_ref<R: Real>(
+    layer: &RnnLayer,
+    p: &[R],
+    input: RnnInput<R>,
+    b: usize,
+    t: usize,
+) -> Vec<f64> {
     let (h, i_sz) = (layer.hidden, layer.input);
     let gh = layer.gh();
     let w_ih: Vec<f64> = layer.w_ih.of(p).iter().map(|v| v.to_f64()).collect();
     let w_hh: Vec<f64> = layer.w_hh.of(p).iter().map(|v| v.to_f64()).collect();
     let b_ih: Vec<f64> = layer.b_ih.of(p).iter().map(|v| v.to_f64()).collect();
-    let b_hh: Vec<f64> = layer.b_hh.map(|r| r.of(p).iter().map(|v| v.to_f64()).collect()).unwrap_or_else(|| vec![0.0; gh]);
+    let b_hh: Vec<f64> = layer
+        .b_hh
+        .map(|r| r.of(p).iter().map(|v| v.to_f64()).collect())
+        .unwrap_or_else(|| vec![0.0; gh]);
     let mut out = vec![0.0; t * b * h];
     for row in 0..b {
         let mut hv = vec![0.0; h];
@@ -29,11 +38,19 @@ pub fn rnn_forward_ref<R: Real>(layer: &RnnLayer, p: &[R], input: RnnInput<R>, b
                     v[sym[s * b + row] as usize] = 1.0;
                     v
                 }
-                RnnInput::Seq(x) => x[(s * b + row) * i_sz..(s * b + row + 1) * i_sz].iter().map(|v| v.to_f64()).collect(),
-                RnnInput::Repeat(x) => x[row * i_sz..(row + 1) * i_sz].iter().map(|v| v.to_f64()).collect(),
+                RnnInput::Seq(x) => x[(s * b + row) * i_sz..(s * b + row + 1) * i_sz]
+                    .iter()
+                    .map(|v| v.to_f64())
+                    .collect(),
+                RnnInput::Repeat(x) => x[row * i_sz..(row + 1) * i_sz]
+                    .iter()
+                    .map(|v| v.to_f64())
+                    .collect(),
             };
             let xw = |g: usize| (0..i_sz).map(|k| w_ih[g * i_sz + k] * x[k]).sum::<f64>() + b_ih[g];
-            let hw = |g: usize, hv: &[f64]| (0..h).map(|k| w_hh[g * h + k] * hv[k]).sum::<f64>() + b_hh[g];
+            let hw = |g: usize, hv: &[f64]| {
+                (0..h).map(|k| w_hh[g * h + k] * hv[k]).sum::<f64>() + b_hh[g]
+            };
             let mut hn = vec![0.0; h];
             for j in 0..h {
                 match layer.cell {

@@ -60,7 +60,9 @@ impl std::str::FromStr for CellKind {
             "lstm" => Ok(CellKind::Lstm),
             "gru" => Ok(CellKind::Gru),
             "simplernn" | "simple_rnn" | "rnn" => Ok(CellKind::SimpleRnn),
-            _ => Err(format!("unknown cell {s:?}; expected lstm, gru or simplernn")),
+            _ => Err(format!(
+                "unknown cell {s:?}; expected lstm, gru or simplernn"
+            )),
         }
     }
 }
@@ -105,16 +107,34 @@ pub struct RnnLayer {
 impl RnnLayer {
     /// Registers the layer's tensors as `{prefix}.weight_ih{suffix}` etc. (PyTorch names
     /// `encoder.weight_ih_l0` with prefix `encoder`, suffix `_l0`).
-    pub fn new(layout: &mut ParamLayout, prefix: &str, suffix: &str, cell: CellKind, input: usize, hidden: usize) -> RnnLayer {
+    pub fn new(
+        layout: &mut ParamLayout,
+        prefix: &str,
+        suffix: &str,
+        cell: CellKind,
+        input: usize,
+        hidden: usize,
+    ) -> RnnLayer {
         let gh = cell.gates() * hidden;
         let w_ih = layout.add(format!("{prefix}.weight_ih{suffix}"), &[gh, input]);
         let w_hh = layout.add(format!("{prefix}.weight_hh{suffix}"), &[gh, hidden]);
         let (b_ih, b_hh) = if cell == CellKind::Gru {
-            (layout.add(format!("{prefix}.bias_ih{suffix}"), &[gh]), Some(layout.add(format!("{prefix}.bias_hh{suffix}"), &[gh])))
+            (
+                layout.add(format!("{prefix}.bias_ih{suffix}"), &[gh]),
+                Some(layout.add(format!("{prefix}.bias_hh{suffix}"), &[gh])),
+            )
         } else {
             (layout.add(format!("{prefix}.bias{suffix}"), &[gh]), None)
         };
-        RnnLayer { cell, input, hidden, w_ih, w_hh, b_ih, b_hh }
+        RnnLayer {
+            cell,
+            input,
+            hidden,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+        }
     }
 
     /// Keras initialisation: Glorot-uniform input kernel (fans I and G*H), orthogonal recurrent
@@ -139,7 +159,14 @@ impl RnnLayer {
     }
 
     /// Forward over `t` steps for `b` rows; fills `cache` (read the outputs from `cache.hs`).
-    pub fn forward<R: Real>(&self, p: &[R], input: RnnInput<R>, b: usize, t: usize, cache: &mut RnnCache<R>) {
+    pub fn forward<R: Real>(
+        &self,
+        p: &[R],
+        input: RnnInput<R>,
+        b: usize,
+        t: usize,
+        cache: &mut RnnCache<R>,
+    ) {
         let (h, gh) = (self.hidden, self.gh());
         cache.ensure(self, b, t);
         let w_ih = self.w_ih.of(p);
@@ -165,7 +192,18 @@ impl RnnLayer {
             }
             RnnInput::Seq(x) => {
                 assert_eq!(x.len(), t * b * self.input);
-                gemm(t * b, self.input, gh, R::ONE, x, Op::N, w_ih, Op::T, R::ZERO, act);
+                gemm(
+                    t * b,
+                    self.input,
+                    gh,
+                    R::ONE,
+                    x,
+                    Op::N,
+                    w_ih,
+                    Op::T,
+                    R::ZERO,
+                    act,
+                );
                 for row in act.chunks_exact_mut(gh) {
                     add_assign(row, bias);
                 }
@@ -173,7 +211,18 @@ impl RnnLayer {
             RnnInput::Repeat(x) => {
                 assert_eq!(x.len(), b * self.input);
                 let xp = &mut cache.xp[..b * gh];
-                gemm(b, self.input, gh, R::ONE, x, Op::N, w_ih, Op::T, R::ZERO, xp);
+                gemm(
+                    b,
+                    self.input,
+                    gh,
+                    R::ONE,
+                    x,
+                    Op::N,
+                    w_ih,
+                    Op::T,
+                    R::ZERO,
+                    xp,
+                );
                 for row in xp.chunks_exact_mut(gh) {
                     add_assign(row, bias);
                 }
@@ -196,20 +245,11 @@ impl RnnLayer {
                         gemm(b, h, gh, R::ONE, hs_prev, Op::N, w_hh, Op::T, R::ONE, a);
                     }
                     if self.cell == CellKind::Lstm {
-                        let (cs_prev, cs_next) = cache.cs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
-                        for r in 0..b {
-                            lstm_cell_forward(
-                                &mut a[r * gh..(r + 1) * gh],
-                                &cs_prev[r * h..(r + 1) * h],
-                                &mut cs_next[r * h..(r + 1) * h],
-                                &mut hs_next[r * h..(r + 1) * h],
-                            );
-                        }
+                        let (cs_prev, cs_next) =
+                            cache.cs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
+                        lstm_step_forward(a, cs_prev, cs_next, hs_next, h);
                     } else {
-                        for (hn, z) in hs_next.iter_mut().zip(a.iter_mut()) {
-                            *z = z.tanh_fast();
-                            *hn = *z;
-                        }
+                        tanh_step_forward(a, hs_next);
                     }
                 }
                 CellKind::Gru => {
@@ -221,16 +261,7 @@ impl RnnLayer {
                         hp.fill(R::ZERO);
                     }
                     let hpn = &mut cache.hpn[s * b * h..(s + 1) * b * h];
-                    for r in 0..b {
-                        gru_cell_forward(
-                            &mut a[r * gh..(r + 1) * gh],
-                            &mut hp[r * gh..(r + 1) * gh],
-                            b_hh,
-                            &hs_prev[r * h..(r + 1) * h],
-                            &mut hpn[r * h..(r + 1) * h],
-                            &mut hs_next[r * h..(r + 1) * h],
-                        );
-                    }
+                    gru_step_forward(a, hp, b_hh, hs_prev, hpn, hs_next, h);
                 }
             }
         }
@@ -264,7 +295,19 @@ impl RnnLayer {
     ) {
         let (h, gh) = (self.hidden, self.gh());
         let w_hh = self.w_hh.of(p);
-        let RnnCache { act, hs, cs, hpn, dz, dzh, dh, dc, table, xp, .. } = cache;
+        let RnnCache {
+            act,
+            hs,
+            cs,
+            hpn,
+            dz,
+            dzh,
+            dh,
+            dc,
+            table,
+            xp,
+            ..
+        } = cache;
         let dh = &mut dh[..b * h];
         let dc = &mut dc[..b * h];
         match d_last {
@@ -283,25 +326,13 @@ impl RnnLayer {
                 CellKind::Lstm => {
                     let c_prev = &cs[s * b * h..(s + 1) * b * h];
                     let c_now = &cs[(s + 1) * b * h..(s + 2) * b * h];
-                    for r in 0..b {
-                        let rh = r * h..(r + 1) * h;
-                        lstm_cell_backward(
-                            &a[r * gh..(r + 1) * gh],
-                            &c_prev[rh.clone()],
-                            &c_now[rh.clone()],
-                            &dh[rh.clone()],
-                            &mut dc[rh],
-                            &mut dzs[r * gh..(r + 1) * gh],
-                        );
-                    }
+                    lstm_step_backward(a, c_prev, c_now, dh, dc, dzs, h);
                     if s > 0 {
                         gemm(b, gh, h, R::ONE, dzs, Op::N, w_hh, Op::N, R::ZERO, dh);
                     }
                 }
                 CellKind::SimpleRnn => {
-                    for ((d, &y), g) in dzs.iter_mut().zip(a.iter()).zip(dh.iter()) {
-                        *d = *g * (R::ONE - y * y);
-                    }
+                    tanh_step_backward(a, dh, dzs);
                     if s > 0 {
                         gemm(b, gh, h, R::ONE, dzs, Op::N, w_hh, Op::N, R::ZERO, dh);
                     }
@@ -309,17 +340,7 @@ impl RnnLayer {
                 CellKind::Gru => {
                     let dzhs = &mut dzh[s * b * gh..(s + 1) * b * gh];
                     let hpn_s = &hpn[s * b * h..(s + 1) * b * h];
-                    for r in 0..b {
-                        let rh = r * h..(r + 1) * h;
-                        gru_cell_backward(
-                            &a[r * gh..(r + 1) * gh],
-                            &hpn_s[rh.clone()],
-                            &h_prev[rh.clone()],
-                            &mut dh[rh],
-                            &mut dzs[r * gh..(r + 1) * gh],
-                            &mut dzhs[r * gh..(r + 1) * gh],
-                        );
-                    }
+                    gru_step_backward(a, hpn_s, h_prev, dh, dzs, dzhs, h);
                     // dh now holds the direct path dh*z; add the recurrent-projection path.
                     if s > 0 {
                         gemm(b, gh, h, R::ONE, dzhs, Op::N, w_hh, Op::N, R::ONE, dh);
@@ -329,7 +350,11 @@ impl RnnLayer {
         }
         // Weight gradients, one GEMM over all steps. hs[0] = 0, so step 0 adds nothing to dW_hh.
         let dz_all = &dz[..t * b * gh];
-        let dzh_all: &[R] = if self.cell == CellKind::Gru { &dzh[..t * b * gh] } else { dz_all };
+        let dzh_all: &[R] = if self.cell == CellKind::Gru {
+            &dzh[..t * b * gh]
+        } else {
+            dz_all
+        };
         if t > 1 {
             gemm(
                 gh,
@@ -365,9 +390,31 @@ impl RnnLayer {
                 }
             }
             (RnnInput::Seq(x), d_in) => {
-                gemm(gh, t * b, self.input, R::ONE, dz_all, Op::T, x, Op::N, R::ONE, self.w_ih.of_mut(grad));
+                gemm(
+                    gh,
+                    t * b,
+                    self.input,
+                    R::ONE,
+                    dz_all,
+                    Op::T,
+                    x,
+                    Op::N,
+                    R::ONE,
+                    self.w_ih.of_mut(grad),
+                );
                 if let RnnInputGrad::Dense(dx) = d_in {
-                    gemm(t * b, gh, self.input, R::ONE, dz_all, Op::N, w_ih, Op::N, R::ZERO, dx);
+                    gemm(
+                        t * b,
+                        gh,
+                        self.input,
+                        R::ONE,
+                        dz_all,
+                        Op::N,
+                        w_ih,
+                        Op::N,
+                        R::ZERO,
+                        dx,
+                    );
                 }
             }
             (RnnInput::Repeat(x), d_in) => {
@@ -376,9 +423,31 @@ impl RnnLayer {
                 for step in dz_all.chunks_exact(b * gh).skip(1) {
                     add_assign(dsum, step);
                 }
-                gemm(gh, b, self.input, R::ONE, dsum, Op::T, x, Op::N, R::ONE, self.w_ih.of_mut(grad));
+                gemm(
+                    gh,
+                    b,
+                    self.input,
+                    R::ONE,
+                    dsum,
+                    Op::T,
+                    x,
+                    Op::N,
+                    R::ONE,
+                    self.w_ih.of_mut(grad),
+                );
                 if let RnnInputGrad::Dense(dx) = d_in {
-                    gemm(b, gh, self.input, R::ONE, dsum, Op::N, w_ih, Op::N, R::ZERO, dx);
+                    gemm(
+                        b,
+                        gh,
+                        self.input,
+                        R::ONE,
+                        dsum,
+                        Op::N,
+                        w_ih,
+                        Op::N,
+                        R::ZERO,
+                        dx,
+                    );
                 }
             }
         }
@@ -437,10 +506,22 @@ impl<R: Real> RnnCache<R> {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<R>()
-            * [&self.act, &self.hs, &self.cs, &self.hpn, &self.xp, &self.hp, &self.table, &self.dz, &self.dzh, &self.dh, &self.dc]
-                .iter()
-                .map(|v| v.len())
-                .sum::<usize>()
+            * [
+                &self.act,
+                &self.hs,
+                &self.cs,
+                &self.hpn,
+                &self.xp,
+                &self.hp,
+                &self.table,
+                &self.dz,
+                &self.dzh,
+                &self.dh,
+                &self.dc,
+            ]
+            .iter()
+            .map(|v| v.len())
+            .sum::<usize>()
     }
 }
 
@@ -459,15 +540,125 @@ pub(crate) fn col_sum_add<R: Real>(m: &[R], cols: usize, out: &mut [R]) {
     }
 }
 
-/// One LSTM row: `a` (`[4H]`) holds pre-activations on entry and i,f,g,o on exit.
+// ---- Fused elementwise step kernels -------------------------------------------------------
+//
+// Each row kernel takes every gate as its own slice argument: distinct `&mut` arguments carry
+// LLVM's no-alias guarantee, which is what lets the loops vectorise. Each step kernel runs its
+// rows through the row kernel and is compiled twice, for the baseline target and with AVX2
+// (chosen at run time), without FMA contraction, so both give the same bits.
+
+/// Generates `$name` (run-time dispatch) from the generic `$generic` step kernel.
+macro_rules! simd_dispatch {
+    ($name:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2<R: Real>($($arg: $ty),*) {
+            $generic($($arg),*)
+        }
+
+        #[inline]
+        fn $name<R: Real>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { $avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+simd_dispatch!(lstm_step_forward, lstm_step_forward_avx2, lstm_step_forward_generic, (a: &mut [R], c_prev: &[R], c_next: &mut [R], h_next: &mut [R], h: usize));
+simd_dispatch!(lstm_step_backward, lstm_step_backward_avx2, lstm_step_backward_generic, (a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R], h: usize));
+simd_dispatch!(gru_step_forward, gru_step_forward_avx2, gru_step_forward_generic, (a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R], h: usize));
+simd_dispatch!(gru_step_backward, gru_step_backward_avx2, gru_step_backward_generic, (a: &[R], hpn: &[R], h_prev: &[R], dh: &mut [R], dz: &mut [R], dzh: &mut [R], h: usize));
+simd_dispatch!(tanh_step_forward, tanh_step_forward_avx2, tanh_step_forward_generic, (a: &mut [R], h_next: &mut [R]));
+simd_dispatch!(tanh_step_backward, tanh_step_backward_avx2, tanh_step_backward_generic, (a: &[R], dh: &[R], dz: &mut [R]));
+
+/// SimpleRNN step: `a` (`[B, H]`) pre-activations -> tanh, copied to `h_next`.
 #[inline(always)]
-fn lstm_cell_forward<R: Real>(a: &mut [R], c_prev: &[R], c_next: &mut [R], h_next: &mut [R]) {
+fn tanh_step_forward_generic<R: Real>(a: &mut [R], h_next: &mut [R]) {
+    for (hn, z) in h_next.iter_mut().zip(a.iter_mut()) {
+        *z = z.tanh_fast();
+        *hn = *z;
+    }
+}
+
+/// SimpleRNN step backward: `dz = dh (1 - y²)`.
+#[inline(always)]
+fn tanh_step_backward_generic<R: Real>(a: &[R], dh: &[R], dz: &mut [R]) {
+    for ((d, &y), &g) in dz.iter_mut().zip(a).zip(dh) {
+        *d = g * (R::ONE - y * y);
+    }
+}
+
+/// Splits a `[G*H]` gate row into its G slices of H.
+macro_rules! gates {
+    ($row:expr, $h:expr, mut 4) => {{
+        let (x0, rest) = $row.split_at_mut($h);
+        let (x1, rest) = rest.split_at_mut($h);
+        let (x2, x3) = rest.split_at_mut($h);
+        (x0, x1, x2, x3)
+    }};
+    ($row:expr, $h:expr, 4) => {{
+        let (x0, rest) = $row.split_at($h);
+        let (x1, rest) = rest.split_at($h);
+        let (x2, x3) = rest.split_at($h);
+        (x0, x1, x2, x3)
+    }};
+    ($row:expr, $h:expr, mut 3) => {{
+        let (x0, rest) = $row.split_at_mut($h);
+        let (x1, x2) = rest.split_at_mut($h);
+        (x0, x1, x2)
+    }};
+    ($row:expr, $h:expr, 3) => {{
+        let (x0, rest) = $row.split_at($h);
+        let (x1, x2) = rest.split_at($h);
+        (x0, x1, x2)
+    }};
+}
+
+/// LSTM step: `a` (`[B, 4H]`) holds pre-activations on entry and i,f,g,o on exit.
+#[inline(always)]
+fn lstm_step_forward_generic<R: Real>(
+    a: &mut [R],
+    c_prev: &[R],
+    c_next: &mut [R],
+    h_next: &mut [R],
+    h: usize,
+) {
+    for (((row, cp), cn), hn) in a
+        .chunks_exact_mut(4 * h)
+        .zip(c_prev.chunks_exact(h))
+        .zip(c_next.chunks_exact_mut(h))
+        .zip(h_next.chunks_exact_mut(h))
+    {
+        let (ai, af, ag, ao) = gates!(row, h, mut 4);
+        lstm_row_forward(ai, af, ag, ao, cp, cn, hn);
+    }
+}
+
+#[inline(always)]
+fn lstm_row_forward<R: Real>(
+    ai: &mut [R],
+    af: &mut [R],
+    ag: &mut [R],
+    ao: &mut [R],
+    c_prev: &[R],
+    c_next: &mut [R],
+    h_next: &mut [R],
+) {
     let h = c_prev.len();
-    let (ai, rest) = a.split_at_mut(h);
-    let (af, rest) = rest.split_at_mut(h);
-    let (ag, ao) = rest.split_at_mut(h);
-    let (ai, af, ag, ao) = (&mut ai[..h], &mut af[..h], &mut ag[..h], &mut ao[..h]);
-    let (c_prev, c_next, h_next) = (&c_prev[..h], &mut c_next[..h], &mut h_next[..h]);
+    let (ai, af, ag, ao, c_next, h_next) = (
+        &mut ai[..h],
+        &mut af[..h],
+        &mut ag[..h],
+        &mut ao[..h],
+        &mut c_next[..h],
+        &mut h_next[..h],
+    );
     for j in 0..h {
         let i = ai[j].sigmoid_fast();
         let f = af[j].sigmoid_fast();
@@ -483,20 +674,59 @@ fn lstm_cell_forward<R: Real>(a: &mut [R], c_prev: &[R], c_next: &mut [R], h_nex
     }
 }
 
-/// One LSTM row backward: from `dh` and the running `dc` (updated to the previous step's),
-/// writes the pre-activation gradients `dz` (`[4H]`).
+/// LSTM step backward: from `dh` and the running `dc` (updated to the previous step's), writes
+/// the pre-activation gradients `dz` (`[B, 4H]`).
 #[inline(always)]
-fn lstm_cell_backward<R: Real>(a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R]) {
+fn lstm_step_backward_generic<R: Real>(
+    a: &[R],
+    c_prev: &[R],
+    c_now: &[R],
+    dh: &[R],
+    dc: &mut [R],
+    dz: &mut [R],
+    h: usize,
+) {
+    let rows = a
+        .chunks_exact(4 * h)
+        .zip(dz.chunks_exact_mut(4 * h))
+        .zip(c_prev.chunks_exact(h))
+        .zip(c_now.chunks_exact(h))
+        .zip(dh.chunks_exact(h))
+        .zip(dc.chunks_exact_mut(h));
+    for (((((row, drow), cp), cn), dhr), dcr) in rows {
+        let (ai, af, ag, ao) = gates!(row, h, 4);
+        let (di, df, dg, do_) = gates!(drow, h, mut 4);
+        lstm_row_backward(ai, af, ag, ao, cp, cn, dhr, dcr, di, df, dg, do_);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn lstm_row_backward<R: Real>(
+    ai: &[R],
+    af: &[R],
+    ag: &[R],
+    ao: &[R],
+    c_prev: &[R],
+    c_now: &[R],
+    dh: &[R],
+    dc: &mut [R],
+    dzi: &mut [R],
+    dzf: &mut [R],
+    dzg: &mut [R],
+    dzo: &mut [R],
+) {
     let h = c_prev.len();
-    let (ai, rest) = a.split_at(h);
-    let (af, rest) = rest.split_at(h);
-    let (ag, ao) = rest.split_at(h);
-    let (ai, af, ag, ao) = (&ai[..h], &af[..h], &ag[..h], &ao[..h]);
-    let (dzi, rest) = dz.split_at_mut(h);
-    let (dzf, rest) = rest.split_at_mut(h);
-    let (dzg, dzo) = rest.split_at_mut(h);
+    let (ai, af, ag, ao, c_now, dh, dc) = (
+        &ai[..h],
+        &af[..h],
+        &ag[..h],
+        &ao[..h],
+        &c_now[..h],
+        &dh[..h],
+        &mut dc[..h],
+    );
     let (dzi, dzf, dzg, dzo) = (&mut dzi[..h], &mut dzf[..h], &mut dzg[..h], &mut dzo[..h]);
-    let (c_prev, c_now, dh, dc) = (&c_prev[..h], &c_now[..h], &dh[..h], &mut dc[..h]);
     let one = R::ONE;
     for j in 0..h {
         let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
@@ -510,21 +740,62 @@ fn lstm_cell_backward<R: Real>(a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc:
     }
 }
 
-/// One GRU row: `a` (`[3H]`) holds `x W_ih + b_ih` on entry and r,z,n on exit; `hp` holds
-/// `h W_hh` (without bias) and is consumed.
+/// GRU step: `a` (`[B, 3H]`) holds `x W_ih + b_ih` on entry and r,z,n on exit; `hp` holds
+/// `h W_hh` (without bias).
 #[inline(always)]
-fn gru_cell_forward<R: Real>(a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R]) {
+fn gru_step_forward_generic<R: Real>(
+    a: &mut [R],
+    hp: &mut [R],
+    b_hh: &[R],
+    h_prev: &[R],
+    hpn: &mut [R],
+    h_next: &mut [R],
+    h: usize,
+) {
+    let (br, bz, bn) = gates!(b_hh, h, 3);
+    let rows = a
+        .chunks_exact_mut(3 * h)
+        .zip(hp.chunks_exact(3 * h))
+        .zip(h_prev.chunks_exact(h))
+        .zip(hpn.chunks_exact_mut(h))
+        .zip(h_next.chunks_exact_mut(h));
+    for ((((row, prow), hpr), hpnr), hnr) in rows {
+        let (ar, az, an) = gates!(row, h, mut 3);
+        let (pr, pz, pn) = gates!(prow, h, 3);
+        gru_row_forward(ar, az, an, pr, pz, pn, br, bz, bn, hpr, hpnr, hnr);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gru_row_forward<R: Real>(
+    ar: &mut [R],
+    az: &mut [R],
+    an: &mut [R],
+    pr: &[R],
+    pz: &[R],
+    pn: &[R],
+    br: &[R],
+    bz: &[R],
+    bn: &[R],
+    h_prev: &[R],
+    hpn: &mut [R],
+    h_next: &mut [R],
+) {
     let h = h_prev.len();
-    let (ar, rest) = a.split_at_mut(h);
-    let (az, an) = rest.split_at_mut(h);
-    let (ar, az, an) = (&mut ar[..h], &mut az[..h], &mut an[..h]);
-    let (pr, rest) = hp.split_at_mut(h);
-    let (pz, pn) = rest.split_at_mut(h);
-    let (pr, pz, pn) = (&pr[..h], &pz[..h], &pn[..h]);
-    let (br, rest) = b_hh.split_at(h);
-    let (bz, bn) = rest.split_at(h);
-    let (br, bz, bn) = (&br[..h], &bz[..h], &bn[..h]);
-    let (h_prev, hpn, h_next) = (&h_prev[..h], &mut hpn[..h], &mut h_next[..h]);
+    let (ar, az, an, pr, pz, pn, br, bz, bn, hpn, h_next) = (
+        &mut ar[..h],
+        &mut az[..h],
+        &mut an[..h],
+        &pr[..h],
+        &pz[..h],
+        &pn[..h],
+        &br[..h],
+        &bz[..h],
+        &bn[..h],
+        &mut hpn[..h],
+        &mut h_next[..h],
+    );
     for j in 0..h {
         let r = (ar[j] + pr[j] + br[j]).sigmoid_fast();
         let z = (az[j] + pz[j] + bz[j]).sigmoid_fast();
@@ -538,22 +809,60 @@ fn gru_cell_forward<R: Real>(a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R]
     }
 }
 
-/// One GRU row backward. On entry `dh` is the gradient of this step's output; on exit it holds
-/// the direct part of the previous step's gradient (`dh * z`). Writes input-side (`dz`) and
+/// GRU step backward. On entry `dh` is the gradient of this step's output; on exit it holds the
+/// direct part of the previous step's gradient (`dh * z`). Writes input-side (`dz`) and
 /// recurrent-side (`dzh`) pre-activation gradients.
 #[inline(always)]
-fn gru_cell_backward<R: Real>(a: &[R], hpn: &[R], h_prev: &[R], dh: &mut [R], dz: &mut [R], dzh: &mut [R]) {
+fn gru_step_backward_generic<R: Real>(
+    a: &[R],
+    hpn: &[R],
+    h_prev: &[R],
+    dh: &mut [R],
+    dz: &mut [R],
+    dzh: &mut [R],
+    h: usize,
+) {
+    let rows = a
+        .chunks_exact(3 * h)
+        .zip(hpn.chunks_exact(h))
+        .zip(h_prev.chunks_exact(h))
+        .zip(dh.chunks_exact_mut(h))
+        .zip(dz.chunks_exact_mut(3 * h))
+        .zip(dzh.chunks_exact_mut(3 * h));
+    for (((((row, hpnr), hpr), dhr), dzr), dzhr) in rows {
+        let (ar, az, an) = gates!(row, h, 3);
+        let (dr, dzz, dn) = gates!(dzr, h, mut 3);
+        let (hr, hz, hn) = gates!(dzhr, h, mut 3);
+        gru_row_backward(ar, az, an, hpnr, hpr, dhr, dr, dzz, dn, hr, hz, hn);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gru_row_backward<R: Real>(
+    ar: &[R],
+    az: &[R],
+    an: &[R],
+    hpn: &[R],
+    h_prev: &[R],
+    dh: &mut [R],
+    dr: &mut [R],
+    dzz: &mut [R],
+    dn: &mut [R],
+    hr: &mut [R],
+    hz: &mut [R],
+    hn: &mut [R],
+) {
     let h = h_prev.len();
-    let (ar, rest) = a.split_at(h);
-    let (az, an) = rest.split_at(h);
-    let (ar, az, an) = (&ar[..h], &az[..h], &an[..h]);
-    let (dr, rest) = dz.split_at_mut(h);
-    let (dzz, dn) = rest.split_at_mut(h);
-    let (dr, dzz, dn) = (&mut dr[..h], &mut dzz[..h], &mut dn[..h]);
-    let (hr, rest) = dzh.split_at_mut(h);
-    let (hz, hn) = rest.split_at_mut(h);
-    let (hr, hz, hn) = (&mut hr[..h], &mut hz[..h], &mut hn[..h]);
-    let (hpn, h_prev, dh) = (&hpn[..h], &h_prev[..h], &mut dh[..h]);
+    let (ar, az, an, hpn, dh) = (&ar[..h], &az[..h], &an[..h], &hpn[..h], &mut dh[..h]);
+    let (dr, dzz, dn, hr, hz, hn) = (
+        &mut dr[..h],
+        &mut dzz[..h],
+        &mut dn[..h],
+        &mut hr[..h],
+        &mut hz[..h],
+        &mut hn[..h],
+    );
     let one = R::ONE;
     for j in 0..h {
         let (r, z, n) = (ar[j], az[j], an[j]);
@@ -617,15 +926,28 @@ mod tests {
     fn modes(input: usize, b: usize, t: usize, seed: u64) -> Vec<Mode> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         vec![
-            Mode::Symbols((0..t * b).map(|_| rng.random_range(0..input as u8)).collect()),
-            Mode::Seq((0..t * b * input).map(|_| rng.random_range(-1.0..1.0)).collect()),
-            Mode::Repeat((0..b * input).map(|_| rng.random_range(-1.0..1.0)).collect()),
+            Mode::Symbols(
+                (0..t * b)
+                    .map(|_| rng.random_range(0..input as u8))
+                    .collect(),
+            ),
+            Mode::Seq(
+                (0..t * b * input)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+            ),
+            Mode::Repeat(
+                (0..b * input)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+            ),
         ]
     }
 
     /// loss = Σ_t Σ w_seq ⊙ h_t + Σ w_last ⊙ h_T, with fixed random weights.
     fn weighted_loss(out: &[f64], last: &[f64], w_seq: &[f64], w_last: &[f64]) -> f64 {
-        out.iter().zip(w_seq).map(|(a, b)| a * b).sum::<f64>() + last.iter().zip(w_last).map(|(a, b)| a * b).sum::<f64>()
+        out.iter().zip(w_seq).map(|(a, b)| a * b).sum::<f64>()
+            + last.iter().zip(w_last).map(|(a, b)| a * b).sum::<f64>()
     }
 
     #[test]
@@ -674,13 +996,22 @@ mod tests {
             let (input, hidden, b, t) = (4, 5, 3, 4);
             let (layer, p) = setup(cell, input, hidden, 21);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
-            let w_seq: Vec<f64> = (0..t * b * hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let w_last: Vec<f64> = (0..b * hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w_seq: Vec<f64> = (0..t * b * hidden)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w_last: Vec<f64> = (0..b * hidden)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
             for (mi, mode) in modes(input, b, t, 23).into_iter().enumerate() {
                 let loss = |pp: &[f64], x: RnnInput<f64>| {
                     let mut cache = RnnCache::default();
                     layer.forward(pp, x, b, t, &mut cache);
-                    weighted_loss(layer.outputs(&cache, b, t), layer.last_output(&cache, b, t), &w_seq, &w_last)
+                    weighted_loss(
+                        layer.outputs(&cache, b, t),
+                        layer.last_output(&cache, b, t),
+                        &w_seq,
+                        &w_last,
+                    )
                 };
                 let mut cache = RnnCache::default();
                 layer.forward(&p, mode.input(), b, t, &mut cache);
@@ -690,14 +1021,49 @@ mod tests {
                     Mode::Seq(x) | Mode::Repeat(x) => x.len(),
                 };
                 let mut dx = vec![0.0; in_len];
-                let d_in = if in_len > 0 { RnnInputGrad::Dense(&mut dx[..]) } else { RnnInputGrad::None };
-                layer.backward(&p, mode.input(), b, t, &mut cache, Some(&w_seq), Some(&w_last), &mut grad, d_in);
+                let d_in = if in_len > 0 {
+                    RnnInputGrad::Dense(&mut dx[..])
+                } else {
+                    RnnInputGrad::None
+                };
+                layer.backward(
+                    &p,
+                    mode.input(),
+                    b,
+                    t,
+                    &mut cache,
+                    Some(&w_seq),
+                    Some(&w_last),
+                    &mut grad,
+                    d_in,
+                );
                 let what = format!("{cell:?} mode {mi}");
-                gradcheck::check(&p, &grad, &gradcheck::sample_indices(p.len(), 3), 1e-6, |pp| loss(pp, mode.input()), &what);
+                gradcheck::check(
+                    &p,
+                    &grad,
+                    &gradcheck::sample_indices(p.len(), 3),
+                    1e-6,
+                    |pp| loss(pp, mode.input()),
+                    &what,
+                );
                 // Input gradients.
                 match &mode {
-                    Mode::Seq(x) => gradcheck::check(x, &dx, &gradcheck::sample_indices(x.len(), 1), 1e-6, |xx| loss(&p, RnnInput::Seq(xx)), &what),
-                    Mode::Repeat(x) => gradcheck::check(x, &dx, &gradcheck::sample_indices(x.len(), 1), 1e-6, |xx| loss(&p, RnnInput::Repeat(xx)), &what),
+                    Mode::Seq(x) => gradcheck::check(
+                        x,
+                        &dx,
+                        &gradcheck::sample_indices(x.len(), 1),
+                        1e-6,
+                        |xx| loss(&p, RnnInput::Seq(xx)),
+                        &what,
+                    ),
+                    Mode::Repeat(x) => gradcheck::check(
+                        x,
+                        &dx,
+                        &gradcheck::sample_indices(x.len(), 1),
+                        1e-6,
+                        |xx| loss(&p, RnnInput::Repeat(xx)),
+                        &what,
+                    ),
                     Mode::Symbols(_) => {}
                 }
             }
@@ -726,7 +1092,11 @@ mod tests {
         let mut q = vec![0.0f64; layout.total];
         fresh.init(&mut q, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         let b = fresh.b_ih.of(&q);
-        assert!(b[..8].iter().all(|&v| v == 0.0) && b[8..16].iter().all(|&v| v == 1.0) && b[16..].iter().all(|&v| v == 0.0));
+        assert!(
+            b[..8].iter().all(|&v| v == 0.0)
+                && b[8..16].iter().all(|&v| v == 1.0)
+                && b[16..].iter().all(|&v| v == 0.0)
+        );
         let w = layer.w_hh.of(&p);
         // [4H, H] with orthonormal columns: W^T W = I.
         for a in 0..8 {
