@@ -5,6 +5,7 @@
 //! checkpoints) -> `report` (progress, samples, plots); `eval` and `predict` read a run
 //! directory back. See shared/DESIGN.md.
 
+pub mod bench;
 pub mod codec;
 pub mod config;
 pub mod data;

@@ -39,6 +39,10 @@ enum Cmd {
     ///
     /// Example: seqcalc eval --model runs/keras-addition --n 10000 --seed 7
     Eval(EvalArgs),
+    /// Time the training step and batched inference, and the machine's GEMM peak.
+    ///
+    /// Example: seqcalc bench --threads 2 --json
+    Bench(BenchArgs),
     /// Write generated questions and answers (what a model trains on) as CSV or JSON lines.
     ///
     /// Example: seqcalc data --digits 3 --op + --n 1000 --format csv
@@ -63,6 +67,18 @@ struct Overrides {
     /// Questions generated (training + validation).
     #[arg(long)]
     size: Option<usize>,
+    /// Recurrent cell: lstm, gru or simplernn.
+    #[arg(long)]
+    cell: Option<String>,
+    /// Hidden units of every recurrent layer.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Decoder layers.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// pq-system: a and b go up to this many dashes.
+    #[arg(long)]
+    pq_max: Option<usize>,
 }
 
 impl Overrides {
@@ -86,6 +102,18 @@ impl Overrides {
         if let Some(n) = self.size {
             cfg.data.size = n;
         }
+        if let Some(c) = &self.cell {
+            cfg.model.cell = c.parse().map_err(|e: String| anyhow!(e))?;
+        }
+        if let Some(h) = self.hidden {
+            cfg.model.hidden = h;
+        }
+        if let Some(l) = self.layers {
+            cfg.model.layers = l;
+        }
+        if let Some(m) = self.pq_max {
+            cfg.task.pq_max = m;
+        }
         Ok(())
     }
 }
@@ -105,14 +133,6 @@ struct TrainArgs {
     resume: Option<PathBuf>,
     #[command(flatten)]
     over: Overrides,
-    /// Recurrent cell: lstm, gru or simplernn.
-    #[arg(long)]
-    cell: Option<String>,
-    #[arg(long)]
-    hidden: Option<usize>,
-    /// Decoder layers.
-    #[arg(long)]
-    layers: Option<usize>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -169,6 +189,28 @@ struct EvalArgs {
     threads: Option<usize>,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Start from this experiment config (default: the 3-digit reference model).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    over: Overrides,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds of timed training steps.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Examples per epoch for the s/epoch figure.
+    #[arg(long, default_value_t = 45_000)]
+    epoch_examples: usize,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DataFormat {
     Csv,
@@ -195,6 +237,7 @@ fn main() -> ExitCode {
         Cmd::Predict(a) => cmd_predict(a),
         Cmd::Eval(a) => cmd_eval(a),
         Cmd::Data(a) => cmd_data(a),
+        Cmd::Bench(a) => cmd_bench(a),
     };
     match result {
         Ok(code) => code,
@@ -219,9 +262,6 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     let mut cfg = load_config_file(&a.config)?;
     a.over.apply(&mut cfg)?;
-    if let Some(c) = &a.cell {
-        cfg.model.cell = c.parse().map_err(|e: String| anyhow!(e))?;
-    }
     macro_rules! set {
         ($flag:expr, $field:expr) => {
             if let Some(v) = $flag {
@@ -229,8 +269,6 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             }
         };
     }
-    set!(a.hidden, cfg.model.hidden);
-    set!(a.layers, cfg.model.layers);
     set!(a.epochs, cfg.train.epochs);
     set!(a.batch_size, cfg.train.batch_size);
     set!(a.lr, cfg.optim.lr);
@@ -557,5 +595,26 @@ fn cmd_data(a: DataArgs) -> Result<ExitCode> {
         }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
+    let mut cfg = load_config_file(&a.config)?;
+    a.over.apply(&mut cfg)?;
+    if let Some(b) = a.batch_size {
+        cfg.train.batch_size = b;
+    }
+    if let Some(t) = a.threads {
+        cfg.train.threads = t;
+    }
+    let (_, model) = cfg.build()?;
+    let bc = seqcalc::bench::BenchConfig { batch: cfg.train.batch_size, threads: cfg.threads(), seconds: a.seconds, epoch_examples: a.epoch_examples };
+    let name = format!("{} ({}, hidden {}, {} decoder layer(s), T_in {}, T_out {})", cfg.name, model.cfg.cell.keras_name(), model.cfg.hidden, model.cfg.layers, model.t_in, model.t_out);
+    let rep = seqcalc::bench::run(model, &name, &bc);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        print!("{}", rep.to_table());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,193 @@
+//! `seqcalc bench`: times the training step and batched inference of a model, and the
+//! machine's GEMM peak in the same process, so the fraction of peak is measured side by side.
+//!
+//! FLOPs are counted as in shared/FRAMEWORKS.md: matrix products only, the nominal (Keras)
+//! forward work of the model — every step's input and recurrent product, the decoder's
+//! repeated input projected at every step, the output Dense at every step — and a training step
+//! as 3 x forward. seqcalc does less work than that (no recurrent product at t=0, the repeated
+//! input projected once, a gather instead of the one-hot product), so the GFLOP/s it reports
+//! are "effective": the rate a framework doing the nominal work would need to match it.
+
+use crate::model::{Engine, Seq2Seq};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Benchmark settings.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub batch: usize,
+    pub threads: usize,
+    /// Minimum seconds of timed training steps.
+    pub seconds: f64,
+    /// Examples per epoch for the s/epoch figure.
+    pub epoch_examples: usize,
+}
+
+/// What `seqcalc bench` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub params: usize,
+    pub batch: usize,
+    pub threads: usize,
+    pub steps_timed: usize,
+    pub ms_per_step_median: f64,
+    pub ms_per_step_p10: f64,
+    pub ms_per_step_p90: f64,
+    pub examples_per_sec: f64,
+    pub secs_per_epoch: f64,
+    pub epoch_examples: usize,
+    pub nominal_gflop_per_step: f64,
+    pub effective_gflops: f64,
+    pub gemm_peak_gflops: f64,
+    pub fraction_of_peak: f64,
+    pub inference_answers_per_sec: f64,
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Nominal forward FLOPs of the model for `b` examples (see the module doc).
+pub fn nominal_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
+    let h = m.cfg.hidden as f64;
+    let g = m.cfg.cell.gates() as f64;
+    let b = b as f64;
+    let enc = m.t_in as f64 * 2.0 * b * (m.vocab as f64 + h) * g * h;
+    let dec = m.decoders.len() as f64 * m.t_out as f64 * 2.0 * b * (h + h) * g * h;
+    let head = m.t_out as f64 * 2.0 * b * h * m.vocab as f64;
+    enc + dec + head
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// GEMM peak: `threads` independent 1024x1024x1024 sgemm calls at once (one per core, the way
+/// seqcalc uses the cores), median aggregate GFLOP/s over a few rounds.
+pub fn gemm_peak_gflops(threads: usize) -> f64 {
+    let n = 1024;
+    let a = vec![1.0f32; n * n];
+    let b = vec![0.5f32; n * n];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+    let mut cs: Vec<Vec<f32>> = (0..threads).map(|_| vec![0.0f32; n * n]).collect();
+    let mut rates = Vec::new();
+    for round in 0..6 {
+        let t0 = Instant::now();
+        pool.scope(|s| {
+            for c in cs.iter_mut() {
+                let (a, b) = (&a, &b);
+                s.spawn(move |_| crate::nn::gemm::gemm(n, n, n, 1.0, a, crate::nn::gemm::Op::N, b, crate::nn::gemm::Op::N, 0.0, c));
+            }
+        });
+        if round > 0 {
+            rates.push(threads as f64 * 2.0 * (n * n * n) as f64 / t0.elapsed().as_secs_f64() / 1e9);
+        }
+    }
+    rates.sort_by(|x, y| x.total_cmp(y));
+    percentile(&rates, 0.5)
+}
+
+/// Peak resident memory of this process (VmHWM), if the OS tells.
+pub fn peak_memory_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Times training steps and inference of `model` on random symbols.
+pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
+    let (t_in, t_out, v) = (model.t_in, model.t_out, model.vocab);
+    let params: Vec<f32> = model.init_params(1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let b = cfg.batch;
+    let x: Vec<u8> = (0..b * t_in).map(|_| rng.random_range(0..v as u8)).collect();
+    let y: Vec<u8> = (0..b * t_out).map(|_| rng.random_range(0..v as u8)).collect();
+    let mut engine: Engine<f32> = Engine::new(model.clone(), cfg.threads);
+    let mut adam = crate::optim::Adam::new(Default::default(), model.param_count());
+    let mut p = params.clone();
+    let mut step = |engine: &mut Engine<f32>, p: &mut Vec<f32>| {
+        engine.train_step(p, &x, &y, b);
+        adam.step(p, &engine.grad);
+    };
+    let warm = Instant::now();
+    let mut warm_steps = 0;
+    while warm_steps < 5 || (warm.elapsed().as_secs_f64() < 0.3 && warm_steps < 50) {
+        step(&mut engine, &mut p);
+        warm_steps += 1;
+    }
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    while times.len() < 10 || (t0.elapsed().as_secs_f64() < cfg.seconds && times.len() < 100_000) {
+        let s = Instant::now();
+        step(&mut engine, &mut p);
+        times.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let med = percentile(&times, 0.5);
+    let steps_per_epoch = cfg.epoch_examples.div_ceil(b) as f64;
+    let nominal = 3.0 * nominal_forward_flops(&model, b) / 1e9;
+    // Inference: batches of 1024 questions.
+    let nb = 1024.min(cfg.epoch_examples.max(1));
+    let xi: Vec<u8> = (0..nb * t_in).map(|_| rng.random_range(0..v as u8)).collect();
+    let mut probs = Vec::new();
+    engine.predict(&params, &xi, nb, &mut probs);
+    let ti = Instant::now();
+    let mut answered = 0;
+    while answered < 4 * nb || ti.elapsed().as_secs_f64() < cfg.seconds / 3.0 {
+        engine.predict(&params, &xi, nb, &mut probs);
+        answered += nb;
+    }
+    let inference = answered as f64 / ti.elapsed().as_secs_f64();
+    let peak = gemm_peak_gflops(cfg.threads);
+    let effective = nominal / (med / 1e3);
+    BenchReport {
+        model: name.to_string(),
+        params: model.param_count(),
+        batch: b,
+        threads: cfg.threads,
+        steps_timed: times.len(),
+        ms_per_step_median: med,
+        ms_per_step_p10: percentile(&times, 0.1),
+        ms_per_step_p90: percentile(&times, 0.9),
+        examples_per_sec: b as f64 / (med / 1e3),
+        secs_per_epoch: med / 1e3 * steps_per_epoch,
+        epoch_examples: cfg.epoch_examples,
+        nominal_gflop_per_step: nominal,
+        effective_gflops: effective,
+        gemm_peak_gflops: peak,
+        fraction_of_peak: effective / peak,
+        inference_answers_per_sec: inference,
+        peak_memory_mib: peak_memory_mib(),
+    }
+}
+
+impl BenchReport {
+    /// A table for people.
+    pub fn to_table(&self) -> String {
+        format!(
+            "model {} ({} parameters), batch {}, {} thread(s)\n\
+             training step: median {:.2} ms (p10 {:.2}, p90 {:.2}) over {} steps\n\
+             examples/s: {:.0}    s/epoch ({} examples): {:.2}\n\
+             nominal work: {:.3} GFLOP/step (matrix products, 3 x forward) -> {:.1} GFLOP/s effective\n\
+             GEMM peak (1024^3 sgemm, one per thread, same process): {:.1} GFLOP/s -> {:.0}% of peak\n\
+             inference (batches of 1024): {:.0} answers/s\n\
+             peak memory: {}\n",
+            self.model,
+            self.params,
+            self.batch,
+            self.threads,
+            self.ms_per_step_median,
+            self.ms_per_step_p10,
+            self.ms_per_step_p90,
+            self.steps_timed,
+            self.examples_per_sec,
+            self.epoch_examples,
+            self.secs_per_epoch,
+            self.nominal_gflop_per_step,
+            self.effective_gflops,
+            self.gemm_peak_gflops,
+            100.0 * self.fraction_of_peak,
+            self.inference_answers_per_sec,
+            self.peak_memory_mib.map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
+        )
+    }
+}
