@@ -44,8 +44,12 @@ impl Default for CodecConfig {
 impl CodecConfig {
     /// Fills every `None` from the task (alphabet, max question and answer lengths).
     pub fn resolve(&self, task: &TaskConfig) -> CodecConfig {
-        let _ = task;
-        todo!()
+        CodecConfig {
+            alphabet: Some(self.alphabet.clone().unwrap_or_else(|| task.alphabet())),
+            input_len: Some(self.input_len.unwrap_or_else(|| task.max_question_len())),
+            output_len: Some(self.output_len.unwrap_or_else(|| task.max_answer_len())),
+            ..self.clone()
+        }
     }
 }
 
@@ -71,17 +75,77 @@ pub enum CodecError {
     Invalid(String),
 }
 
+/// Marks characters outside the alphabet in `Codec::ascii`.
+const NOT_A_SYMBOL: u8 = u8::MAX;
+
 /// A resolved codec.
 #[derive(Clone, Debug)]
 pub struct Codec {
     cfg: CodecConfig,
+    /// The alphabet; a symbol's index is its position.
+    symbols: Vec<char>,
+    /// Index of each ASCII character, `NOT_A_SYMBOL` if absent (others are looked up in `symbols`).
+    ascii: [u8; 128],
+    pad_index: u8,
+    input_len: usize,
+    output_len: usize,
 }
 
 impl Codec {
     /// Builds a codec from a config (resolving `None`s from the task).
     pub fn new(cfg: &CodecConfig, task: &TaskConfig) -> Result<Codec, CodecError> {
-        let _ = (cfg, task);
-        todo!()
+        let cfg = cfg.resolve(task);
+        let alphabet = cfg.alphabet.as_deref().expect("resolved");
+        let symbols: Vec<char> = alphabet.chars().collect();
+        if symbols.is_empty() {
+            return Err(CodecError::Invalid("the alphabet is empty".into()));
+        }
+        if symbols.len() > usize::from(NOT_A_SYMBOL) {
+            return Err(CodecError::Invalid(format!(
+                "the alphabet has {} symbols; at most {} fit u8 indices",
+                symbols.len(),
+                NOT_A_SYMBOL
+            )));
+        }
+        if symbols.windows(2).any(|w| w[0] >= w[1]) {
+            let mut sorted = symbols.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let sorted: String = sorted.into_iter().collect();
+            return Err(CodecError::Invalid(format!(
+                "the alphabet `{alphabet}` must list each symbol once, sorted (Keras's \
+                 CharacterTable order): `{sorted}`"
+            )));
+        }
+        let (input_len, output_len) = (
+            cfg.input_len.expect("resolved"),
+            cfg.output_len.expect("resolved"),
+        );
+        if input_len == 0 || output_len == 0 {
+            return Err(CodecError::Invalid(format!(
+                "input_len ({input_len}) and output_len ({output_len}) must be at least 1"
+            )));
+        }
+        let pad_index = symbols.iter().position(|&c| c == cfg.pad).ok_or_else(|| {
+            CodecError::Invalid(format!(
+                "the pad {:?} is not in the alphabet `{alphabet}`",
+                cfg.pad
+            ))
+        })? as u8;
+        let mut ascii = [NOT_A_SYMBOL; 128];
+        for (i, &c) in symbols.iter().enumerate() {
+            if c.is_ascii() {
+                ascii[c as usize] = i as u8;
+            }
+        }
+        Ok(Codec {
+            cfg,
+            symbols,
+            ascii,
+            pad_index,
+            input_len,
+            output_len,
+        })
     }
     /// The resolved config (all fields `Some`), as saved in a run's config.json.
     pub fn config(&self) -> &CodecConfig {
@@ -89,42 +153,435 @@ impl Codec {
     }
     /// Number of symbols (V).
     pub fn vocab_size(&self) -> usize {
-        todo!()
+        self.symbols.len()
     }
     pub fn input_len(&self) -> usize {
-        todo!()
+        self.input_len
     }
     pub fn output_len(&self) -> usize {
-        todo!()
+        self.output_len
     }
     /// The alphabet, sorted, as one string.
     pub fn alphabet(&self) -> &str {
-        todo!()
+        self.cfg.alphabet.as_deref().expect("resolved")
+    }
+    /// The index of `c`, if it is a symbol.
+    pub fn symbol_index(&self, c: char) -> Option<u8> {
+        if c.is_ascii() {
+            Some(self.ascii[c as usize]).filter(|&i| i != NOT_A_SYMBOL)
+        } else {
+            self.symbols.binary_search(&c).ok().map(|i| i as u8)
+        }
+    }
+    /// The symbol with index `i`; U+FFFD for an index outside the alphabet.
+    pub fn symbol(&self, i: u8) -> char {
+        self.symbols
+            .get(usize::from(i))
+            .copied()
+            .unwrap_or(char::REPLACEMENT_CHARACTER)
     }
     /// Encodes a question as typed (no padding) into `out` (`input_len` indices).
     pub fn encode_input(&self, question: &str, out: &mut [u8]) -> Result<(), CodecError> {
-        let _ = (question, out);
-        todo!()
+        if question.trim().is_empty() {
+            return Err(CodecError::Empty);
+        }
+        self.encode(question, "question", out)?;
+        if self.cfg.reverse_input {
+            out.reverse();
+        }
+        Ok(())
     }
     /// Encodes an answer (no padding) into `out` (`output_len` indices).
     pub fn encode_output(&self, answer: &str, out: &mut [u8]) -> Result<(), CodecError> {
-        let _ = (answer, out);
-        todo!()
+        self.encode(answer, "answer", out)
     }
     /// Decodes output indices to the answer string, padding removed.
     pub fn decode_output(&self, indices: &[u8]) -> String {
-        let _ = indices;
-        todo!()
+        let text: String = indices.iter().map(|&i| self.symbol(i)).collect();
+        text.trim_matches(self.cfg.pad).to_string()
     }
     /// Decodes encoded input back to the question as typed (un-reversed, padding removed).
     pub fn decode_input(&self, indices: &[u8]) -> String {
-        let _ = indices;
-        todo!()
+        let text: String = if self.cfg.reverse_input {
+            indices.iter().rev().map(|&i| self.symbol(i)).collect()
+        } else {
+            indices.iter().map(|&i| self.symbol(i)).collect()
+        };
+        text.trim_matches(self.cfg.pad).to_string()
     }
     /// Decodes per-step probabilities `[output_len, V]` by argmax; returns the answer and the
     /// confidence (product of the chosen symbols' probabilities).
     pub fn decode_probs(&self, probs: &[f32]) -> (String, f64) {
-        let _ = probs;
-        todo!()
+        let v = self.vocab_size();
+        assert_eq!(
+            probs.len(),
+            self.output_len * v,
+            "decode_probs takes [output_len, V] probabilities"
+        );
+        let mut indices = Vec::with_capacity(self.output_len);
+        let mut confidence = 1.0f64;
+        for step in probs.chunks_exact(v) {
+            // First maximum wins ties; NaN never wins.
+            let (best, p) = step
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |acc, (i, &p)| {
+                        if p > acc.1 {
+                            (i, p)
+                        } else {
+                            acc
+                        }
+                    },
+                );
+            indices.push(best as u8);
+            confidence *= f64::from(p.max(0.0));
+        }
+        (self.decode_output(&indices), confidence)
+    }
+
+    /// Writes `text` padded to `out.len()` on the configured side; `what` names it in errors.
+    fn encode(&self, text: &str, what: &'static str, out: &mut [u8]) -> Result<(), CodecError> {
+        let max = if what == "question" {
+            self.input_len
+        } else {
+            self.output_len
+        };
+        assert_eq!(
+            out.len(),
+            max,
+            "the {what} buffer must hold exactly {max} indices"
+        );
+        let mut len = 0;
+        for (i, c) in text.chars().enumerate() {
+            let index = self
+                .symbol_index(c)
+                .ok_or_else(|| CodecError::UnknownSymbol {
+                    symbol: c,
+                    column: i + 1,
+                    alphabet: self.alphabet().to_string(),
+                })?;
+            if i < max {
+                out[i] = index;
+            }
+            len += 1;
+        }
+        if len > max {
+            return Err(CodecError::TooLong { what, len, max });
+        }
+        match self.cfg.pad_side {
+            PadSide::Right => out[len..].fill(self.pad_index),
+            PadSide::Left => {
+                out.copy_within(..len, max - len);
+                out[..max - len].fill(self.pad_index);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{TaskConfig, TaskKind};
+    use proptest::prelude::*;
+
+    fn codec(cfg: CodecConfig) -> Codec {
+        Codec::new(&cfg, &TaskConfig::default()).unwrap()
+    }
+
+    fn indices(c: &Codec, s: &str) -> Vec<u8> {
+        s.chars().map(|ch| c.symbol_index(ch).unwrap()).collect()
+    }
+
+    #[test]
+    fn keras_layout() {
+        let c = codec(CodecConfig::default());
+        assert_eq!((c.vocab_size(), c.input_len(), c.output_len()), (12, 7, 4));
+        assert_eq!(c.alphabet(), " +0123456789");
+        let mut x = [0u8; 7];
+        c.encode_input("12+345", &mut x).unwrap();
+        // Padded "12+345 ", then reversed: " 543+21" (' ' = 0, '+' = 1, digit d = d + 2).
+        assert_eq!(x, [0, 7, 6, 5, 1, 4, 3]);
+        assert_eq!(x.to_vec(), indices(&c, " 543+21"));
+        assert_eq!(c.decode_input(&x), "12+345");
+        let mut y = [0u8; 4];
+        c.encode_output("357", &mut y).unwrap();
+        assert_eq!(y, [5, 7, 9, 0]);
+        assert_eq!(c.decode_output(&y), "357");
+    }
+
+    #[test]
+    fn padding_sides_and_reversal() {
+        let mut x = [0u8; 7];
+        for (pad_side, reverse_input, layout) in [
+            (PadSide::Right, false, "12+3   "),
+            (PadSide::Right, true, "   3+21"),
+            (PadSide::Left, false, "   12+3"),
+            (PadSide::Left, true, "3+21   "),
+        ] {
+            let c = codec(CodecConfig {
+                pad_side,
+                reverse_input,
+                ..CodecConfig::default()
+            });
+            c.encode_input("12+3", &mut x).unwrap();
+            assert_eq!(
+                x.to_vec(),
+                indices(&c, layout),
+                "{pad_side:?} {reverse_input}"
+            );
+            assert_eq!(c.decode_input(&x), "12+3");
+        }
+        let c = codec(CodecConfig {
+            pad_side: PadSide::Left,
+            ..CodecConfig::default()
+        });
+        let mut y = [0u8; 4];
+        c.encode_output("13", &mut y).unwrap();
+        assert_eq!(y.to_vec(), indices(&c, "  13"));
+        assert_eq!(c.decode_output(&y), "13");
+        // Exactly full: no padding at all.
+        c.encode_input("123+456", &mut x).unwrap();
+        assert_eq!(c.decode_input(&x), "123+456");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let c = codec(CodecConfig::default());
+        let mut x = [0u8; 7];
+        let err = c.encode_input("1x2", &mut x).unwrap_err();
+        assert_eq!(
+            err,
+            CodecError::UnknownSymbol {
+                symbol: 'x',
+                column: 2,
+                alphabet: " +0123456789".into()
+            }
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("'x'") && msg.contains("column 2") && msg.contains("` +0123456789`"),
+            "{msg}"
+        );
+        assert_eq!(
+            c.encode_input("1+2é", &mut x).unwrap_err(),
+            CodecError::UnknownSymbol {
+                symbol: 'é',
+                column: 4,
+                alphabet: " +0123456789".into()
+            }
+        );
+        let err = c.encode_input("1234+567", &mut x).unwrap_err();
+        assert_eq!(
+            err,
+            CodecError::TooLong {
+                what: "question",
+                len: 8,
+                max: 7
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "question is 8 characters long; this model takes at most 7"
+        );
+        let mut y = [0u8; 4];
+        assert_eq!(
+            c.encode_output("12345", &mut y).unwrap_err(),
+            CodecError::TooLong {
+                what: "answer",
+                len: 5,
+                max: 4
+            }
+        );
+        assert_eq!(c.encode_input("", &mut x).unwrap_err(), CodecError::Empty);
+        assert_eq!(
+            c.encode_input("  \t", &mut x).unwrap_err(),
+            CodecError::Empty
+        );
+    }
+
+    #[test]
+    fn invalid_configs() {
+        let task = TaskConfig::default();
+        let invalid = |cfg: CodecConfig, needle: &str| match Codec::new(&cfg, &task) {
+            Err(CodecError::Invalid(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("{cfg:?}: expected Invalid, got {other:?}"),
+        };
+        let with_alphabet = |a: &str| CodecConfig {
+            alphabet: Some(a.into()),
+            ..CodecConfig::default()
+        };
+        invalid(with_alphabet("0123456789+ "), "` +0123456789`");
+        invalid(with_alphabet(" +00123456789"), "once");
+        invalid(with_alphabet(""), "empty");
+        invalid(
+            with_alphabet(
+                &(0u32..256)
+                    .map(|i| char::from_u32(0x100 + i).unwrap())
+                    .collect::<String>(),
+            ),
+            "256 symbols",
+        );
+        invalid(
+            CodecConfig {
+                pad: '_',
+                ..CodecConfig::default()
+            },
+            "'_'",
+        );
+        invalid(
+            CodecConfig {
+                input_len: Some(0),
+                ..CodecConfig::default()
+            },
+            "at least 1",
+        );
+        invalid(
+            CodecConfig {
+                output_len: Some(0),
+                ..CodecConfig::default()
+            },
+            "at least 1",
+        );
+        let max: String = (0u32..255)
+            .map(|i| char::from_u32(0x100 + i).unwrap())
+            .collect();
+        let pad = max.chars().next().unwrap();
+        assert_eq!(
+            Codec::new(
+                &CodecConfig {
+                    alphabet: Some(max),
+                    pad,
+                    ..CodecConfig::default()
+                },
+                &task
+            )
+            .unwrap()
+            .vocab_size(),
+            255
+        );
+    }
+
+    #[test]
+    fn resolve_fills_only_missing_fields() {
+        let sub = TaskConfig {
+            digits: 5,
+            op: "-".into(),
+            ..TaskConfig::default()
+        };
+        let r = CodecConfig::default().resolve(&sub);
+        assert_eq!(
+            r,
+            CodecConfig {
+                alphabet: Some(" +-0123456789".into()),
+                input_len: Some(11),
+                output_len: Some(6),
+                ..CodecConfig::default()
+            }
+        );
+        let c = Codec::new(
+            &CodecConfig {
+                reverse_input: false,
+                ..CodecConfig::default()
+            },
+            &sub,
+        )
+        .unwrap();
+        assert_eq!(c.vocab_size(), 13);
+        assert_eq!(
+            c.config(),
+            &CodecConfig {
+                reverse_input: false,
+                ..r.clone()
+            }
+        );
+        let mine = CodecConfig {
+            input_len: Some(20),
+            ..CodecConfig::default()
+        };
+        assert_eq!(mine.resolve(&sub).input_len, Some(20));
+        assert_eq!(r.resolve(&TaskConfig::default()), r);
+        let pq = TaskConfig {
+            kind: TaskKind::PqSystem,
+            ..TaskConfig::default()
+        };
+        let c = Codec::new(&CodecConfig::default(), &pq).unwrap();
+        assert_eq!(
+            (c.alphabet(), c.input_len(), c.output_len()),
+            (" -pq", 2001, 2001)
+        );
+    }
+
+    #[test]
+    fn decode_probs_takes_argmax_and_multiplies() {
+        let c = codec(CodecConfig::default());
+        let v = c.vocab_size();
+        let mut probs = vec![0.0f32; 4 * v];
+        // "13" then padding: steps choose '1', '3', ' ', ' '.
+        for (step, (sym, p)) in [('1', 0.9f32), ('3', 0.5), (' ', 0.8), (' ', 1.0)]
+            .into_iter()
+            .enumerate()
+        {
+            let i = usize::from(c.symbol_index(sym).unwrap());
+            probs[step * v..(step + 1) * v].fill((1.0 - p) / (v - 1) as f32);
+            probs[step * v + i] = p;
+        }
+        let (answer, confidence) = c.decode_probs(&probs);
+        assert_eq!(answer, "13");
+        let want = 0.9f64 * 0.5 * 0.8 * 1.0;
+        assert!((confidence - want).abs() < 1e-6, "{confidence}");
+    }
+
+    #[test]
+    fn non_ascii_symbols() {
+        let c = Codec::new(
+            &CodecConfig {
+                alphabet: Some(" 0123456789×".into()),
+                ..CodecConfig::default()
+            },
+            &TaskConfig::default(),
+        )
+        .unwrap();
+        let mut x = [0u8; 7];
+        c.encode_input("12×3", &mut x).unwrap();
+        assert_eq!(c.decode_input(&x), "12×3");
+        assert_eq!(c.symbol_index('×'), Some(11));
+        assert_eq!(c.symbol(11), '×');
+        assert_eq!(c.symbol(200), char::REPLACEMENT_CHARACTER);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn round_trips(
+            a in 0u32..100_000,
+            b in 0u32..100_000,
+            plus in any::<bool>(),
+            left in any::<bool>(),
+            reverse_input in any::<bool>(),
+            extra in 0usize..4,
+        ) {
+            let op = if plus { "+" } else { "-" };
+            let task = TaskConfig { digits: 5, op: op.into(), ..TaskConfig::default() };
+            let cfg = CodecConfig {
+                input_len: Some(task.max_question_len() + extra),
+                pad_side: if left { PadSide::Left } else { PadSide::Right },
+                reverse_input,
+                ..CodecConfig::default()
+            };
+            let c = Codec::new(&cfg, &task).unwrap();
+            let question = format!("{a}{op}{b}");
+            let answer = if plus { (a as i64 + b as i64).to_string() } else { (a as i64 - b as i64).to_string() };
+            let mut x = vec![0u8; c.input_len()];
+            let mut y = vec![0u8; c.output_len()];
+            c.encode_input(&question, &mut x).unwrap();
+            c.encode_output(&answer, &mut y).unwrap();
+            prop_assert!(x.iter().chain(&y).all(|&i| usize::from(i) < c.vocab_size()));
+            prop_assert_eq!(c.decode_input(&x), question);
+            prop_assert_eq!(c.decode_output(&y), answer);
+        }
     }
 }
