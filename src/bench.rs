@@ -67,7 +67,10 @@ pub fn gemm_peak_gflops(threads: usize) -> f64 {
     let n = 1024;
     let a = vec![1.0f32; n * n];
     let b = vec![0.5f32; n * n];
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
     let mut cs: Vec<Vec<f32>> = (0..threads).map(|_| vec![0.0f32; n * n]).collect();
     let mut rates = Vec::new();
     for round in 0..6 {
@@ -75,11 +78,25 @@ pub fn gemm_peak_gflops(threads: usize) -> f64 {
         pool.scope(|s| {
             for c in cs.iter_mut() {
                 let (a, b) = (&a, &b);
-                s.spawn(move |_| crate::nn::gemm::gemm(n, n, n, 1.0, a, crate::nn::gemm::Op::N, b, crate::nn::gemm::Op::N, 0.0, c));
+                s.spawn(move |_| {
+                    crate::nn::gemm::gemm(
+                        n,
+                        n,
+                        n,
+                        1.0,
+                        a,
+                        crate::nn::gemm::Op::N,
+                        b,
+                        crate::nn::gemm::Op::N,
+                        0.0,
+                        c,
+                    )
+                });
             }
         });
         if round > 0 {
-            rates.push(threads as f64 * 2.0 * (n * n * n) as f64 / t0.elapsed().as_secs_f64() / 1e9);
+            rates
+                .push(threads as f64 * 2.0 * (n * n * n) as f64 / t0.elapsed().as_secs_f64() / 1e9);
         }
     }
     rates.sort_by(|x, y| x.total_cmp(y));
@@ -89,7 +106,13 @@ pub fn gemm_peak_gflops(threads: usize) -> f64 {
 /// Peak resident memory of this process (VmHWM), if the OS tells.
 pub fn peak_memory_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -99,8 +122,12 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     let params: Vec<f32> = model.init_params(1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     let b = cfg.batch;
-    let x: Vec<u8> = (0..b * t_in).map(|_| rng.random_range(0..v as u8)).collect();
-    let y: Vec<u8> = (0..b * t_out).map(|_| rng.random_range(0..v as u8)).collect();
+    let x: Vec<u8> = (0..b * t_in)
+        .map(|_| rng.random_range(0..v as u8))
+        .collect();
+    let y: Vec<u8> = (0..b * t_out)
+        .map(|_| rng.random_range(0..v as u8))
+        .collect();
     let mut engine: Engine<f32> = Engine::new(model.clone(), cfg.threads);
     let mut adam = crate::optim::Adam::new(Default::default(), model.param_count());
     let mut p = params.clone();
@@ -127,7 +154,9 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     let nominal = 3.0 * nominal_forward_flops(&model, b) / 1e9;
     // Inference: batches of 1024 questions.
     let nb = 1024.min(cfg.epoch_examples.max(1));
-    let xi: Vec<u8> = (0..nb * t_in).map(|_| rng.random_range(0..v as u8)).collect();
+    let xi: Vec<u8> = (0..nb * t_in)
+        .map(|_| rng.random_range(0..v as u8))
+        .collect();
     let mut probs = Vec::new();
     engine.predict(&params, &xi, nb, &mut probs);
     let ti = Instant::now();

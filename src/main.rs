@@ -608,8 +608,21 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         cfg.train.threads = t;
     }
     let (_, model) = cfg.build()?;
-    let bc = seqcalc::bench::BenchConfig { batch: cfg.train.batch_size, threads: cfg.threads(), seconds: a.seconds, epoch_examples: a.epoch_examples };
-    let name = format!("{} ({}, hidden {}, {} decoder layer(s), T_in {}, T_out {})", cfg.name, model.cfg.cell.keras_name(), model.cfg.hidden, model.cfg.layers, model.t_in, model.t_out);
+    let bc = seqcalc::bench::BenchConfig {
+        batch: cfg.train.batch_size,
+        threads: cfg.threads(),
+        seconds: a.seconds,
+        epoch_examples: a.epoch_examples,
+    };
+    let name = format!(
+        "{} ({}, hidden {}, {} decoder layer(s), T_in {}, T_out {})",
+        cfg.name,
+        model.cfg.cell.keras_name(),
+        model.cfg.hidden,
+        model.cfg.layers,
+        model.t_in,
+        model.t_out
+    );
     let rep = seqcalc::bench::run(model, &name, &bc);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);

@@ -327,7 +327,7 @@ fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -531,6 +531,25 @@ impl<R: Real> Engine<R> {
     }
 }
 
+impl Seq2Seq {
+    /// Bytes of activations and buffers for training with `batch` rows split over `threads`
+    /// workers (f32), computed from the shapes before anything is allocated.
+    pub fn memory_estimate_bytes(&self, batch: usize, threads: usize) -> usize {
+        let b = batch.div_ceil(threads.max(1));
+        let h = self.cfg.hidden;
+        let g = self.cfg.cell.gates();
+        let layer = |t: usize| {
+            // act + dz (+ GRU dzh), hs, cs/hpn, small per-step scratch.
+            t * b * g * h * (2 + usize::from(g == 3)) + (t + 1) * b * h * 2 + 4 * b * g * h
+        };
+        let per_worker = layer(self.t_in)
+            + self.decoders.len() * (layer(self.t_out) + self.t_out * b * h)
+            + self.t_out * b * self.vocab
+            + self.param_count();
+        4 * (per_worker * threads.max(1) + 4 * self.param_count())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,24 +645,5 @@ mod tests {
         for (a, b) in one.iter().zip(&probs[3 * 10..4 * 10]) {
             assert!((a - b).abs() < 1e-6);
         }
-    }
-}
-
-impl Seq2Seq {
-    /// Bytes of activations and buffers for training with `batch` rows split over `threads`
-    /// workers (f32), computed from the shapes before anything is allocated.
-    pub fn memory_estimate_bytes(&self, batch: usize, threads: usize) -> usize {
-        let b = batch.div_ceil(threads.max(1));
-        let h = self.cfg.hidden;
-        let g = self.cfg.cell.gates();
-        let layer = |t: usize| {
-            // act + dz (+ GRU dzh), hs, cs/hpn, small per-step scratch.
-            t * b * g * h * (2 + usize::from(g == 3)) + (t + 1) * b * h * 2 + 4 * b * g * h
-        };
-        let per_worker = layer(self.t_in)
-            + self.decoders.len() * (layer(self.t_out) + self.t_out * b * h)
-            + self.t_out * b * self.vocab
-            + self.param_count();
-        4 * (per_worker * threads.max(1) + 4 * self.param_count())
     }
 }

@@ -38,11 +38,11 @@ impl OptimConfig {
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return Err("beta1 and beta2 must be in [0, 1)".into());
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return Err("eps must be positive".into());
         }
         if let Some(c) = self.clip_norm {
-            if !(c > 0.0) {
+            if c.is_nan() || c <= 0.0 {
                 return Err("clip_norm must be positive".into());
             }
         }

@@ -86,6 +86,9 @@ fn serialize(
     safetensors::serialize(views, Some(meta)).expect("safetensors serialises")
 }
 
+/// The model's flat parameters, the extra flat tensors, and the file's metadata.
+type Tensors = (Vec<f32>, Vec<Vec<f32>>, HashMap<String, String>);
+
 /// Reads tensors named by `layout` (and `extra` flat tensors) from safetensors bytes, checking
 /// every name, dtype and shape.
 fn deserialize(
@@ -93,7 +96,7 @@ fn deserialize(
     bytes: &[u8],
     layout: &ParamLayout,
     extra: &[(&str, usize)],
-) -> Result<(Vec<f32>, Vec<Vec<f32>>, HashMap<String, String>), RunError> {
+) -> Result<Tensors, RunError> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         file_err(
             path,
