@@ -37,7 +37,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 100,
             batch_size: 128,
-            patience: Some(3),
+            patience: Some(5),
             min_delta: 0.001,
             stop_at_exact: None,
             samples: 10,
