@@ -1,5 +1,6 @@
 //! Per-epoch training history, saved as history.csv and history.json.
 
+use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -31,18 +32,48 @@ pub struct History {
 impl History {
     /// CSV with a header row, one line per epoch.
     pub fn to_csv(&self) -> String {
-        todo!()
+        let mut s = String::from("epoch,train_loss,train_char_acc,val_loss,val_char_acc,val_exact,train_secs,epoch_secs,elapsed_secs\n");
+        for r in &self.records {
+            s.push_str(&format!(
+                "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3},{:.3}\n",
+                r.epoch, r.train_loss, r.train_char_acc, r.val_loss, r.val_char_acc, r.val_exact, r.train_secs, r.epoch_secs, r.elapsed_secs
+            ));
+        }
+        s
     }
     /// Pretty JSON.
     pub fn to_json(&self) -> String {
-        todo!()
+        serde_json::to_string_pretty(self).expect("history serialises")
     }
     pub fn from_json(text: &str) -> Result<History, serde_json::Error> {
         serde_json::from_str(text)
     }
     /// Writes history.csv and history.json into `dir` atomically.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let _ = dir;
-        todo!()
+        write_atomic(&dir.join("history.csv"), self.to_csv().as_bytes())?;
+        write_atomic(&dir.join("history.json"), self.to_json().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize) -> EpochRecord {
+        EpochRecord { epoch, train_loss: 1.0 / epoch as f64, train_char_acc: 0.5, val_loss: 1.1, val_char_acc: 0.4, val_exact: 0.1, train_secs: 0.8, epoch_secs: 0.9, elapsed_secs: epoch as f64 }
+    }
+
+    #[test]
+    fn json_round_trip_and_csv_shape() {
+        let h = History { records: vec![rec(1), rec(2)] };
+        assert_eq!(History::from_json(&h.to_json()).unwrap(), h);
+        let csv = h.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("epoch,train_loss"));
+        assert!(lines[2].starts_with("2,0.500000,"));
+        let dir = tempfile::tempdir().unwrap();
+        h.save(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("history.csv")).unwrap(), csv);
     }
 }
