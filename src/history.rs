@@ -36,7 +36,15 @@ impl History {
         for r in &self.records {
             s.push_str(&format!(
                 "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3},{:.3}\n",
-                r.epoch, r.train_loss, r.train_char_acc, r.val_loss, r.val_char_acc, r.val_exact, r.train_secs, r.epoch_secs, r.elapsed_secs
+                r.epoch,
+                r.train_loss,
+                r.train_char_acc,
+                r.val_loss,
+                r.val_char_acc,
+                r.val_exact,
+                r.train_secs,
+                r.epoch_secs,
+                r.elapsed_secs
             ));
         }
         s
@@ -60,12 +68,24 @@ mod tests {
     use super::*;
 
     fn rec(epoch: usize) -> EpochRecord {
-        EpochRecord { epoch, train_loss: 1.0 / epoch as f64, train_char_acc: 0.5, val_loss: 1.1, val_char_acc: 0.4, val_exact: 0.1, train_secs: 0.8, epoch_secs: 0.9, elapsed_secs: epoch as f64 }
+        EpochRecord {
+            epoch,
+            train_loss: 1.0 / epoch as f64,
+            train_char_acc: 0.5,
+            val_loss: 1.1,
+            val_char_acc: 0.4,
+            val_exact: 0.1,
+            train_secs: 0.8,
+            epoch_secs: 0.9,
+            elapsed_secs: epoch as f64,
+        }
     }
 
     #[test]
     fn json_round_trip_and_csv_shape() {
-        let h = History { records: vec![rec(1), rec(2)] };
+        let h = History {
+            records: vec![rec(1), rec(2)],
+        };
         assert_eq!(History::from_json(&h.to_json()).unwrap(), h);
         let csv = h.to_csv();
         let lines: Vec<&str> = csv.lines().collect();
@@ -74,6 +94,9 @@ mod tests {
         assert!(lines[2].starts_with("2,0.500000,"));
         let dir = tempfile::tempdir().unwrap();
         h.save(dir.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("history.csv")).unwrap(), csv);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("history.csv")).unwrap(),
+            csv
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! What people see: progress bars, sample tables with ✓/✗, curves as pictures.
 
+use crate::fsutil::write_atomic;
 use crate::history::History;
+use plotters::prelude::*;
+use std::io::IsTerminal;
 use std::path::Path;
 
 /// One validation question shown after an epoch.
@@ -17,35 +20,319 @@ impl Sample {
     }
 }
 
+const ANSI_GREEN: &str = "\x1b[32m";
+const ANSI_RED: &str = "\x1b[31m";
+const ANSI_RESET: &str = "\x1b[0m";
+
 /// Formats samples as the tutorial does (`Q 12+345  T 357  ✓ 357`), ✓ green / ✗ red when
 /// `color`, then "Accuracy on sample: N%". Long strings (over `max_width` chars) are abbreviated
 /// as runs (`-x17 p -x5 ...`).
 pub fn format_samples(samples: &[Sample], color: bool, max_width: usize) -> String {
-    let _ = (samples, color, max_width);
-    todo!()
+    let rows: Vec<(String, String, String, bool)> = samples
+        .iter()
+        .map(|s| {
+            (
+                abbreviate(&s.question, max_width),
+                abbreviate(&s.target, max_width),
+                abbreviate(&s.prediction, max_width),
+                s.correct(),
+            )
+        })
+        .collect();
+    let wq = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let wt = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (q, t, p, ok) in &rows {
+        let mark = match (ok, color) {
+            (true, true) => format!("{ANSI_GREEN}✓{ANSI_RESET}"),
+            (false, true) => format!("{ANSI_RED}✗{ANSI_RESET}"),
+            (true, false) => "✓".to_string(),
+            (false, false) => "✗".to_string(),
+        };
+        out.push_str(&format!("  Q {q:<wq$}   T {t:<wt$}   {mark} {p}\n"));
+    }
+    let right = rows.iter().filter(|r| r.3).count();
+    if !rows.is_empty() {
+        out.push_str(&format!(
+            "  Accuracy on sample: {:.0}% ({right}/{})\n",
+            100.0 * right as f64 / rows.len() as f64,
+            rows.len()
+        ));
+    }
+    out
 }
 
-/// Abbreviates a long string by runs of equal characters: "-----p--" -> "-x5 p -x2".
+/// Abbreviates a long string by runs of equal characters: "-----p--" -> "-x5 p --"; runs of
+/// three or more become `<char>x<count>` (a space shows as `␣`). Strings that fit are unchanged.
 pub fn abbreviate(s: &str, max_width: usize) -> String {
-    let _ = (s, max_width);
-    todo!()
+    if s.chars().count() <= max_width {
+        return s.to_string();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut j = i;
+        while j < chars.len() && chars[j] == c {
+            j += 1;
+        }
+        let shown = if c == ' ' { '␣' } else { c };
+        let n = j - i;
+        tokens.push(if n >= 3 {
+            format!("{shown}x{n}")
+        } else {
+            std::iter::repeat_n(shown, n).collect()
+        });
+        i = j;
+    }
+    let mut out = tokens.join(" ");
+    if out.chars().count() > max_width {
+        out = out
+            .chars()
+            .take(max_width.saturating_sub(4))
+            .collect::<String>()
+            + " ...";
+    }
+    out
 }
 
 /// A progress bar on stderr for one epoch of `total` examples (examples/s, ETA); hidden when
 /// stderr is not a terminal.
 pub fn epoch_bar(epoch: usize, epochs: usize, total: u64) -> indicatif::ProgressBar {
-    let _ = (epoch, epochs, total);
-    todo!()
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "Epoch {prefix} [{bar:30}] {pos}/{len} examples  {per_sec}  ETA {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
+
+/// True when stdout is a terminal and NO_COLOR is unset.
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// The font charts use, shipped with the binary (DejaVu Sans Mono; licence in assets/).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    history: &History,
+    title: &str,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+    let r = &history.records;
+    let pts = |f: fn(&crate::history::EpochRecord) -> f64| {
+        r.iter().map(|x| (x.epoch as f64, f(x))).collect::<Vec<_>>()
+    };
+    let panels: [(&str, Vec<Series>); 2] = [
+        (
+            "loss",
+            vec![
+                ("train", BLUE, pts(|x| x.train_loss)),
+                ("validation", RED, pts(|x| x.val_loss)),
+            ],
+        ),
+        (
+            "accuracy",
+            vec![
+                ("train (per char)", BLUE, pts(|x| x.train_char_acc)),
+                ("validation (per char)", RED, pts(|x| x.val_char_acc)),
+                (
+                    "validation exact match",
+                    RGBColor(0, 150, 0),
+                    pts(|x| x.val_exact),
+                ),
+            ],
+        ),
+    ];
+    let max_epoch = r.iter().map(|x| x.epoch).max().unwrap_or(1).max(2) as f64;
+    for (area, (name, series)) in [left, right].into_iter().zip(panels) {
+        let ymax = if name == "loss" {
+            series
+                .iter()
+                .flat_map(|s| s.2.iter().map(|p| p.1))
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max)
+                .max(1e-3)
+                * 1.05
+        } else {
+            1.0
+        };
+        let mut chart = ChartBuilder::on(&area)
+            .caption(name, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(1.0..max_epoch, 0.0..ymax)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc("epoch")
+            .y_desc(name)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (label, color, data) in series {
+            chart
+                .draw_series(LineSeries::new(data, color.stroke_width(2)))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        let pos = if name == "loss" {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        };
+        chart
+            .configure_series_labels()
+            .position(pos)
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
 }
 
 /// Draws the tutorial's two plots side by side (loss: train vs validation; accuracy: train and
 /// validation per-character, validation exact match) into `svg` and `png`, atomically.
 pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
-    let _ = (history, title, svg, png);
-    todo!()
+    register_font();
+    let size = (1100u32, 420u32);
+    let mut text = String::new();
+    draw(
+        SVGBackend::with_string(&mut text, size).into_drawing_area(),
+        history,
+        title,
+    )?;
+    write_atomic(svg, text.as_bytes())?;
+    // The PNG encoder picks the format from the extension: draw to a temporary .png, then rename.
+    let tmp = png.with_file_name(format!(
+        ".{}.tmp.{}.png",
+        png.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let drawn = draw(
+        BitMapBackend::new(&tmp, size).into_drawing_area(),
+        history,
+        title,
+    );
+    if let Err(e) = drawn.and_then(|_| {
+        std::fs::rename(&tmp, png).map_err(|e| anyhow::anyhow!("writing {}: {e}", png.display()))
+    }) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
-/// True when stdout is a terminal and NO_COLOR is unset.
-pub fn stdout_color() -> bool {
-    todo!()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::EpochRecord;
+
+    #[test]
+    fn abbreviates_runs() {
+        let s = format!("{}p{}", "-".repeat(17), "-".repeat(5));
+        assert_eq!(abbreviate(&s, 10), "-x17 p -x5");
+        assert_eq!(abbreviate("12+345", 10), "12+345");
+        assert_eq!(abbreviate(&format!("q{}", " ".repeat(9)), 5), "q ␣x9");
+        assert!(abbreviate(&"-p".repeat(100), 20).ends_with(" ..."));
+    }
+
+    #[test]
+    fn samples_show_marks_and_accuracy() {
+        let s = vec![
+            Sample {
+                question: "12+345".into(),
+                target: "357".into(),
+                prediction: "357".into(),
+            },
+            Sample {
+                question: "7+8".into(),
+                target: "15".into(),
+                prediction: "14".into(),
+            },
+        ];
+        let plain = format_samples(&s, false, 60);
+        assert!(
+            plain.contains("✓ 357")
+                && plain.contains("✗ 14")
+                && plain.contains("Accuracy on sample: 50% (1/2)"),
+            "{plain}"
+        );
+        assert!(!plain.contains('\x1b'));
+        assert!(format_samples(&s, true, 60).contains("\x1b[32m✓"));
+    }
+
+    #[test]
+    fn curves_are_written_as_svg_and_png() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [0usize, 1, 5] {
+            let h = History {
+                records: (1..=n)
+                    .map(|e| EpochRecord {
+                        epoch: e,
+                        train_loss: 2.0 / e as f64,
+                        train_char_acc: 0.2 * e as f64 / 1.2,
+                        val_loss: 2.1 / e as f64,
+                        val_char_acc: 0.15 * e as f64,
+                        val_exact: 0.1 * e as f64,
+                        train_secs: 1.0,
+                        epoch_secs: 1.1,
+                        elapsed_secs: e as f64,
+                    })
+                    .collect(),
+            };
+            let (svg, png) = (
+                dir.path().join(format!("c{n}.svg")),
+                dir.path().join(format!("c{n}.png")),
+            );
+            plot_curves(&h, "test run", &svg, &png).unwrap();
+            assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+            assert!(std::fs::read(&png)
+                .unwrap()
+                .starts_with(b"\x89PNG\r\n\x1a\n"));
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with('.')),
+            "temporary files left: {names:?}"
+        );
+    }
 }
