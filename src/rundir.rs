@@ -83,7 +83,14 @@ fn serialize(
             )
         })
         .collect();
-    safetensors::serialize(views, Some(meta)).expect("safetensors serialises")
+    // One metadata key holding sorted JSON: a HashMap's order changes from run to run, and the
+    // same weights must give the same file, byte for byte.
+    let sorted: std::collections::BTreeMap<String, String> = meta.into_iter().collect();
+    let info = HashMap::from([(
+        "seqcalc".to_string(),
+        serde_json::to_string(&sorted).expect("metadata serialises"),
+    )]);
+    safetensors::serialize(views, Some(info)).expect("safetensors serialises")
 }
 
 /// The model's flat parameters, the extra flat tensors, and the file's metadata.
@@ -104,7 +111,12 @@ fn deserialize(
         )
     })?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| file_err(path, e))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let meta: HashMap<String, String> =
+        match meta.metadata().as_ref().and_then(|m| m.get("seqcalc")) {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| file_err(path, format!("bad seqcalc metadata: {e}")))?,
+            None => HashMap::new(),
+        };
     if let Some(v) = meta.get("format_version") {
         let v: u32 = v
             .parse()

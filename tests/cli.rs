@@ -209,6 +209,14 @@ fn resume_after_kill_gives_the_same_weights() {
     }
     child.kill().ok();
     child.wait().ok();
+    let hist: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("killed/history.json")).unwrap())
+            .unwrap();
+    let done = hist["records"].as_array().unwrap().len();
+    assert!(
+        done < 25,
+        "the kill came after the run had finished; the test would prove nothing"
+    );
     let o = run(&["train", "--resume", runs.join("killed").to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let a = std::fs::read(runs.join("whole/weights.safetensors")).unwrap();
