@@ -106,7 +106,7 @@ fn head_and_adam(c: &mut Criterion) {
     let g: Vec<f32> = (0..np).map(|_| rng.random_range(-0.01..0.01)).collect();
     let mut adam = Adam::new(OptimConfig::default(), np);
     c.bench_function("Adam update (205,324 parameters)", |bch| {
-        bch.iter(|| adam.step(&mut params, &g))
+        bch.iter(|| adam.step(&mut params, &g).unwrap())
     });
 }
 

@@ -133,7 +133,7 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     let mut p = params.clone();
     let mut step = |engine: &mut Engine<f32>, p: &mut Vec<f32>| {
         engine.train_step(p, &x, &y, b);
-        adam.step(p, &engine.grad);
+        adam.step(p, &engine.grad).expect("finite gradients");
     };
     let warm = Instant::now();
     let mut warm_steps = 0;

@@ -477,13 +477,25 @@ impl<R: Real> Engine<R> {
             }
         });
         if backward {
-            let len = self.grad.len();
-            self.grad.copy_from_slice(&self.workers[0].grad[..len]);
-            for ws in &self.workers[1..slices.len()] {
-                for (g, w) in self.grad.iter_mut().zip(&ws.grad) {
-                    *g += *w;
-                }
-            }
+            // Sum the workers' gradients in worker order, chunk by chunk on the pool (each
+            // element's sum is the same whatever thread computes it).
+            use rayon::prelude::*;
+            const CHUNK: usize = 16 * 1024;
+            let used = &self.workers[..slices.len()];
+            self.pool.install(|| {
+                self.grad
+                    .par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(ci, g)| {
+                        let r = ci * CHUNK..ci * CHUNK + g.len();
+                        g.copy_from_slice(&used[0].grad[r.clone()]);
+                        for ws in &used[1..] {
+                            for (a, b) in g.iter_mut().zip(&ws.grad[r.clone()]) {
+                                *a += *b;
+                            }
+                        }
+                    });
+            });
         }
         let mut total = SliceStats::default();
         for s in &stats {

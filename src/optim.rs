@@ -59,6 +59,9 @@ pub struct Adam {
     pub t: u64,
 }
 
+/// Parameters per parallel chunk: the update is elementwise, so the split never changes a bit.
+const CHUNK: usize = 16 * 1024;
+
 impl Adam {
     pub fn new(cfg: OptimConfig, n: usize) -> Adam {
         Adam {
@@ -69,36 +72,110 @@ impl Adam {
         }
     }
 
-    /// One update of `params` with `grad`; returns the gradient's global norm (before clipping).
-    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> f64 {
+    /// One update of `params` with `grad`, in parallel chunks (bit-identical to a serial loop).
+    /// Returns `Err(())` without a meaningful update when the gradient holds NaN or infinity.
+    #[allow(clippy::result_unit_err)]
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> Result<(), ()> {
+        use rayon::prelude::*;
         assert_eq!(params.len(), grad.len());
-        let norm = grad
-            .iter()
-            .map(|&g| (g as f64) * (g as f64))
-            .sum::<f64>()
-            .sqrt();
         let clip = match self.cfg.clip_norm {
-            Some(c) if norm > c => (c / norm) as f32,
-            _ => 1.0,
+            Some(c) => {
+                let sq: f64 = grad
+                    .par_chunks(CHUNK)
+                    .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                    .collect::<Vec<f64>>()
+                    .iter()
+                    .sum();
+                let norm = sq.sqrt();
+                if !norm.is_finite() {
+                    return Err(());
+                }
+                if norm > c {
+                    (c / norm) as f32
+                } else {
+                    1.0
+                }
+            }
+            None => 1.0,
         };
         self.t += 1;
         let t = self.t as f64;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
-        let alpha = (self.cfg.lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))) as f32;
-        let (b1, b2, eps) = (b1 as f32, b2 as f32, self.cfg.eps as f32);
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
-            let g = g * clip;
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= alpha * *m / (v.sqrt() + eps);
+        let k = AdamConsts {
+            alpha: (self.cfg.lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))) as f32,
+            b1: b1 as f32,
+            b2: b2 as f32,
+            eps: self.cfg.eps as f32,
+            clip,
+        };
+        let bad = params
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(self.m.par_chunks_mut(CHUNK))
+            .zip(self.v.par_chunks_mut(CHUNK))
+            .map(|(((p, g), m), v)| adam_chunk(p, g, m, v, k))
+            .reduce(|| 0, |a, b| a | b);
+        if bad != 0 {
+            Err(())
+        } else {
+            Ok(())
         }
-        norm
     }
+}
+
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    alpha: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    clip: f32,
+}
+
+/// The update of one chunk; returns non-zero if any gradient is NaN or infinite.
+fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is available, checked just above.
+            return unsafe { adam_chunk_avx2(p, g, m, v, k) };
+        }
+    }
+    adam_chunk_generic(p, g, m, v, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn adam_chunk_avx2(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    k: AdamConsts,
+) -> u32 {
+    adam_chunk_generic(p, g, m, v, k)
+}
+
+#[inline(always)]
+fn adam_chunk_generic(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    k: AdamConsts,
+) -> u32 {
+    let n = p.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let mut bad = 0u32;
+    for i in 0..n {
+        // An all-ones exponent marks NaN or infinity; an integer OR vectorises, a float test may not.
+        bad |= u32::from(g[i].to_bits() & 0x7f80_0000 == 0x7f80_0000);
+        let gi = g[i] * k.clip;
+        m[i] = k.b1 * m[i] + (1.0 - k.b1) * gi;
+        v[i] = k.b2 * v[i] + (1.0 - k.b2) * gi * gi;
+        p[i] -= k.alpha * m[i] / (v[i].sqrt() + k.eps);
+    }
+    bad
 }
 
 #[cfg(test)]
@@ -110,7 +187,7 @@ mod tests {
         // With bias correction, Adam's first step is lr * g / (|g| + eps') ≈ lr * sign(g).
         let mut adam = Adam::new(OptimConfig::default(), 3);
         let mut p = vec![1.0f32, 1.0, 1.0];
-        adam.step(&mut p, &[0.5, -2.0, 0.0]);
+        adam.step(&mut p, &[0.5, -2.0, 0.0]).unwrap();
         assert!((p[0] - (1.0 - 1e-3)).abs() < 1e-6);
         assert!((p[1] - (1.0 + 1e-3)).abs() < 1e-6);
         assert_eq!(p[2], 1.0);
@@ -128,12 +205,24 @@ mod tests {
         let mut p = vec![3.0f32, -2.0];
         for _ in 0..2000 {
             let g = [2.0 * (p[0] - 1.0), 2.0 * (p[1] + 0.5)];
-            adam.step(&mut p, &g);
+            adam.step(&mut p, &g).unwrap();
         }
         assert!(
             (p[0] - 1.0).abs() < 1e-3 && (p[1] + 0.5).abs() < 1e-3,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn non_finite_gradients_are_reported() {
+        let mut a = Adam::new(OptimConfig::default(), 40_000);
+        let mut p = vec![0.0f32; 40_000];
+        let mut g = vec![0.1f32; 40_000];
+        assert!(a.step(&mut p, &g).is_ok());
+        g[33_333] = f32::NAN;
+        assert!(a.step(&mut p, &g).is_err());
+        g[33_333] = f32::NEG_INFINITY;
+        assert!(a.step(&mut p, &g).is_err());
     }
 
     #[test]
@@ -146,8 +235,7 @@ mod tests {
             2,
         );
         let mut p = vec![0.0f32; 2];
-        let norm = a.step(&mut p, &[30.0, 40.0]);
-        assert_eq!(norm, 50.0);
+        a.step(&mut p, &[30.0, 40.0]).unwrap();
         assert!((a.m[0] - 0.1 * 0.6).abs() < 1e-7 && (a.m[1] - 0.1 * 0.8).abs() < 1e-7);
     }
 }

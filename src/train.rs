@@ -189,14 +189,15 @@ pub fn run(
             let n = rows.len();
             train.gather(rows, &mut xb[..n * t_in], &mut yb[..n * t_out]);
             let st = engine.train_step(&params, &xb[..n * t_in], &yb[..n * t_out], n);
-            if !st.loss_sum.is_finite() || engine.grad.iter().any(|g| !g.is_finite()) {
+            // A NaN or infinite loss or gradient stops the run; nothing is saved after it, so the
+            // last checkpoint stays the last good state.
+            if !st.loss_sum.is_finite() || adam.step(&mut params, &engine.grad).is_err() {
                 return Err(TrainError::NonFinite {
                     epoch: epoch + 1,
                     batch: bi + 1,
                     loss: st.loss_sum / (n * t_out) as f64,
                 });
             }
-            adam.step(&mut params, &engine.grad);
             sums.add(&st);
             events(Event::Progress { done: sums.rows });
         }
