@@ -8,12 +8,35 @@ use seqcalc::model::{Engine, ModelConfig, Seq2Seq};
 use seqcalc::nn::dense::Dense;
 use seqcalc::nn::loss::softmax_xent_forward_backward;
 use seqcalc::nn::params::ParamLayout;
-use seqcalc::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer};
+use seqcalc::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use seqcalc::optim::{Adam, OptimConfig};
 use std::hint::black_box;
 
 const B: usize = 64;
 const H: usize = 128;
+
+fn recurrent_gemm(c: &mut Criterion) {
+    use seqcalc::nn::gemm::{gemm, Op};
+    use seqcalc::nn::packed::{gemm_packed, PackedB};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    // Forward: gates [64, 512] += h [64, 128] @ W_hh^T; backward: dh [64, 128] = dz [64, 512] @ W_hh.
+    for (name, k, n, op) in [
+        ("forward h @ W_hh^T (64x128x512)", H, 4 * H, Op::T),
+        ("backward dz @ W_hh (64x512x128)", 4 * H, H, Op::N),
+    ] {
+        let a: Vec<f32> = (0..B * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut out = vec![0.0f32; B * n];
+        c.bench_function(&format!("matrixmultiply {name}"), |bch| {
+            bch.iter(|| gemm(B, k, n, 1.0, &a, Op::N, &w, op, 0.0, &mut out))
+        });
+        let mut pb = PackedB::default();
+        pb.pack_from(&w, k, n, op);
+        c.bench_function(&format!("prepacked kernel {name}"), |bch| {
+            bch.iter(|| gemm_packed(B, &a, &pb, &mut out, false))
+        });
+    }
+}
 
 fn rnn_kernels(c: &mut Criterion) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -33,16 +56,20 @@ fn rnn_kernels(c: &mut Criterion) {
         let mut grad = vec![0.0f32; layout.total];
         let mut dx = vec![0.0f32; B * H];
         let (mut ce, mut cd) = (RnnCache::default(), RnnCache::default());
+        let (mut pe, mut pd) = (RnnPack::default(), RnnPack::default());
+        enc.pack(&p, &mut pe);
+        dec.pack(&p, &mut pd);
         let name = cell.keras_name();
         c.bench_function(
             &format!("{name} encoder forward (7 steps, symbols)"),
-            |bch| bch.iter(|| enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce)),
+            |bch| bch.iter(|| enc.forward(&p, &pe, RnnInput::Symbols(&sym), B, 7, &mut ce)),
         );
         c.bench_function(&format!("{name} encoder backward"), |bch| {
-            enc.forward(&p, RnnInput::Symbols(&sym), B, 7, &mut ce);
+            enc.forward(&p, &pe, RnnInput::Symbols(&sym), B, 7, &mut ce);
             bch.iter(|| {
                 enc.backward(
                     &p,
+                    &pe,
                     RnnInput::Symbols(&sym),
                     B,
                     7,
@@ -56,13 +83,14 @@ fn rnn_kernels(c: &mut Criterion) {
         });
         c.bench_function(
             &format!("{name} decoder forward (4 steps, repeated input)"),
-            |bch| bch.iter(|| dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd)),
+            |bch| bch.iter(|| dec.forward(&p, &pd, RnnInput::Repeat(&x), B, 4, &mut cd)),
         );
         c.bench_function(&format!("{name} decoder backward"), |bch| {
-            dec.forward(&p, RnnInput::Repeat(&x), B, 4, &mut cd);
+            dec.forward(&p, &pd, RnnInput::Repeat(&x), B, 4, &mut cd);
             bch.iter(|| {
                 dec.backward(
                     &p,
+                    &pd,
                     RnnInput::Repeat(&x),
                     B,
                     4,
@@ -125,5 +153,11 @@ fn train_step(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, rnn_kernels, head_and_adam, train_step);
+criterion_group!(
+    benches,
+    recurrent_gemm,
+    rnn_kernels,
+    head_and_adam,
+    train_step
+);
 criterion_main!(benches);

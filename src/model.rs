@@ -12,7 +12,7 @@
 use crate::nn::dense::Dense;
 use crate::nn::loss::{argmax, softmax_rows, softmax_xent_forward_backward};
 use crate::nn::params::ParamLayout;
-use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer};
+use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::Real;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -203,9 +203,11 @@ impl Seq2Seq {
     /// loss gradient is scaled by `scale` (1 / rows·steps of the whole batch) and added to
     /// `ws.grad`, which the caller zeroes. Without targets, `ws.probs` receives softmax
     /// probabilities `[T_out, b, V]`.
+    #[allow(clippy::too_many_arguments)]
     fn run_slice<R: Real>(
         &self,
         p: &[R],
+        packs: &[RnnPack<R>],
         ws: &mut Workspace<R>,
         inputs: &[u8],
         targets: Option<&[u8]>,
@@ -222,6 +224,7 @@ impl Seq2Seq {
         }
         self.encoder.forward(
             p,
+            &packs[0],
             RnnInput::Symbols(&ws.sym[..t_in * b]),
             b,
             t_in,
@@ -235,7 +238,7 @@ impl Seq2Seq {
             } else {
                 RnnInput::Seq(self.decoders[l - 1].outputs(&done[l - 1], b, t_out))
             };
-            self.decoders[l].forward(p, input, b, t_out, &mut rest[0]);
+            self.decoders[l].forward(p, &packs[l + 1], input, b, t_out, &mut rest[0]);
         }
         let last = self.decoders.len() - 1;
         let dec_out = self.decoders[last].outputs(&ws.dec[last], b, t_out);
@@ -282,6 +285,7 @@ impl Seq2Seq {
                 let d_in = RnnInputGrad::Dense(&mut ws.d_enc[..b * h]);
                 self.decoders[0].backward(
                     p,
+                    &packs[1],
                     RnnInput::Repeat(enc_last),
                     b,
                     t_out,
@@ -296,6 +300,7 @@ impl Seq2Seq {
                 let d_in = RnnInputGrad::Dense(&mut d_below[l - 1][..t_out * b * h]);
                 self.decoders[l].backward(
                     p,
+                    &packs[l + 1],
                     RnnInput::Seq(x),
                     b,
                     t_out,
@@ -309,6 +314,7 @@ impl Seq2Seq {
         }
         self.encoder.backward(
             p,
+            &packs[0],
             RnnInput::Symbols(&ws.sym[..t_in * b]),
             b,
             t_in,
@@ -406,6 +412,8 @@ pub struct Engine<R> {
     pub model: Seq2Seq,
     pool: rayon::ThreadPool,
     workers: Vec<Workspace<R>>,
+    /// Recurrent kernels packed for the current parameters: encoder, then decoders.
+    packs: Vec<RnnPack<R>>,
     /// The summed gradient of the last `train_step`.
     pub grad: Vec<R>,
 }
@@ -426,10 +434,14 @@ impl<R: Real> Engine<R> {
             .expect("thread pool");
         let workers = (0..threads).map(|_| Workspace::default()).collect();
         let grad = vec![R::ZERO; model.param_count()];
+        let packs = (0..1 + model.decoders.len())
+            .map(|_| RnnPack::default())
+            .collect();
         Engine {
             model,
             pool,
             workers,
+            packs,
             grad,
         }
     }
@@ -460,6 +472,18 @@ impl<R: Real> Engine<R> {
         let scale = R::from_f64(1.0 / (n * t_out) as f64);
         let slices = self.slices(n);
         let model = &self.model;
+        // Pack every recurrent kernel once for this call, one layer per pool thread.
+        let layers: Vec<&RnnLayer> = std::iter::once(&model.encoder)
+            .chain(&model.decoders)
+            .collect();
+        self.pool.install(|| {
+            use rayon::prelude::*;
+            self.packs
+                .par_iter_mut()
+                .zip(layers.par_iter())
+                .for_each(|(pk, l)| l.pack(p, pk));
+        });
+        let packs = &self.packs;
         let workers = &mut self.workers[..slices.len()];
         let mut stats = vec![SliceStats::default(); slices.len()];
         self.pool.scope(|sc| {
@@ -472,7 +496,7 @@ impl<R: Real> Engine<R> {
                     }
                     let x = &inputs[a * t_in..b * t_in];
                     let y = targets.map(|t| &t[a * t_out..b * t_out]);
-                    *st = model.run_slice(p, ws, x, y, b - a, scale);
+                    *st = model.run_slice(p, packs, ws, x, y, b - a, scale);
                 });
             }
         });

@@ -13,6 +13,7 @@ pub mod act;
 pub mod dense;
 pub mod gemm;
 pub mod loss;
+pub mod packed;
 pub mod params;
 pub mod reference;
 pub mod rnn;

@@ -19,6 +19,7 @@
 //! [`RnnCache`], and the weight gradients are one GEMM over all steps after the backward sweep.
 
 use super::gemm::{gemm, Op};
+use super::packed::{gemm_packed, PackedB};
 use super::params::{glorot_uniform, orthogonal, ParamLayout, ParamRef};
 use super::Real;
 use rand::Rng;
@@ -104,7 +105,23 @@ pub struct RnnLayer {
     pub b_hh: Option<ParamRef>,
 }
 
+/// `weight_hh` packed for the recurrent products of one training step: `fwd` is `weight_hh^T`
+/// (`[H, G*H]`, for `h @ W_hh^T`), `bwd` is `weight_hh` (`[G*H, H]`, for `dz @ W_hh`).
+#[derive(Clone, Debug, Default)]
+pub struct RnnPack<R> {
+    pub fwd: PackedB<R>,
+    pub bwd: PackedB<R>,
+}
+
 impl RnnLayer {
+    /// Packs this layer's recurrent kernel from `p` into `pack` (reusing its buffers).
+    pub fn pack<R: Real>(&self, p: &[R], pack: &mut RnnPack<R>) {
+        let (h, gh) = (self.hidden, self.gh());
+        let w = self.w_hh.of(p);
+        pack.fwd.pack_from(w, h, gh, Op::T);
+        pack.bwd.pack_from(w, gh, h, Op::N);
+    }
+
     /// Registers the layer's tensors as `{prefix}.weight_ih{suffix}` etc. (PyTorch names
     /// `encoder.weight_ih_l0` with prefix `encoder`, suffix `_l0`).
     pub fn new(
@@ -162,6 +179,7 @@ impl RnnLayer {
     pub fn forward<R: Real>(
         &self,
         p: &[R],
+        pack: &RnnPack<R>,
         input: RnnInput<R>,
         b: usize,
         t: usize,
@@ -170,7 +188,6 @@ impl RnnLayer {
         let (h, gh) = (self.hidden, self.gh());
         cache.ensure(self, b, t);
         let w_ih = self.w_ih.of(p);
-        let w_hh = self.w_hh.of(p);
         let bias = self.b_ih.of(p);
         let act = &mut cache.act[..t * b * gh];
         // 1. Input projections (+ bias) of all steps, written into `act` as pre-activations.
@@ -242,7 +259,7 @@ impl RnnLayer {
             match self.cell {
                 CellKind::Lstm | CellKind::SimpleRnn => {
                     if s > 0 {
-                        gemm(b, h, gh, R::ONE, hs_prev, Op::N, w_hh, Op::T, R::ONE, a);
+                        gemm_packed(b, hs_prev, &pack.fwd, a, true);
                     }
                     if self.cell == CellKind::Lstm {
                         let (cs_prev, cs_next) =
@@ -256,7 +273,7 @@ impl RnnLayer {
                     let b_hh = self.b_hh.expect("GRU has bias_hh").of(p);
                     let hp = &mut cache.hp[..b * gh];
                     if s > 0 {
-                        gemm(b, h, gh, R::ONE, hs_prev, Op::N, w_hh, Op::T, R::ZERO, hp);
+                        gemm_packed(b, hs_prev, &pack.fwd, hp, false);
                     } else {
                         hp.fill(R::ZERO);
                     }
@@ -284,6 +301,7 @@ impl RnnLayer {
     pub fn backward<R: Real>(
         &self,
         p: &[R],
+        pack: &RnnPack<R>,
         input: RnnInput<R>,
         b: usize,
         t: usize,
@@ -294,7 +312,6 @@ impl RnnLayer {
         d_input: RnnInputGrad<R>,
     ) {
         let (h, gh) = (self.hidden, self.gh());
-        let w_hh = self.w_hh.of(p);
         let RnnCache {
             act,
             hs,
@@ -328,13 +345,13 @@ impl RnnLayer {
                     let c_now = &cs[(s + 1) * b * h..(s + 2) * b * h];
                     lstm_step_backward(a, c_prev, c_now, dh, dc, dzs, h);
                     if s > 0 {
-                        gemm(b, gh, h, R::ONE, dzs, Op::N, w_hh, Op::N, R::ZERO, dh);
+                        gemm_packed(b, dzs, &pack.bwd, dh, false);
                     }
                 }
                 CellKind::SimpleRnn => {
                     tanh_step_backward(a, dh, dzs);
                     if s > 0 {
-                        gemm(b, gh, h, R::ONE, dzs, Op::N, w_hh, Op::N, R::ZERO, dh);
+                        gemm_packed(b, dzs, &pack.bwd, dh, false);
                     }
                 }
                 CellKind::Gru => {
@@ -343,7 +360,7 @@ impl RnnLayer {
                     gru_step_backward(a, hpn_s, h_prev, dh, dzs, dzhs, h);
                     // dh now holds the direct path dh*z; add the recurrent-projection path.
                     if s > 0 {
-                        gemm(b, gh, h, R::ONE, dzhs, Op::N, w_hh, Op::N, R::ONE, dh);
+                        gemm_packed(b, dzhs, &pack.bwd, dh, true);
                     }
                 }
             }
@@ -887,6 +904,12 @@ mod tests {
     use crate::nn::reference::rnn_forward_ref;
     use rand::SeedableRng;
 
+    fn packed<R: Real>(layer: &RnnLayer, p: &[R]) -> RnnPack<R> {
+        let mut pk = RnnPack::default();
+        layer.pack(p, &mut pk);
+        pk
+    }
+
     const CELLS: [CellKind; 3] = [CellKind::Lstm, CellKind::Gru, CellKind::SimpleRnn];
 
     fn setup(cell: CellKind, input: usize, hidden: usize, seed: u64) -> (RnnLayer, Vec<f64>) {
@@ -959,7 +982,7 @@ mod tests {
             for mode in modes(input, b, t, 12) {
                 let want = rnn_forward_ref(&layer, &p, mode.input(), b, t);
                 let mut cache = RnnCache::default();
-                layer.forward(&p, mode.input(), b, t, &mut cache);
+                layer.forward(&p, &packed(&layer, &p), mode.input(), b, t, &mut cache);
                 let got = layer.outputs(&cache, b, t);
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() < 1e-12, "{cell:?} f64: {g} vs {w}");
@@ -982,7 +1005,7 @@ mod tests {
                     }
                 };
                 let mut c32 = RnnCache::default();
-                layer.forward(&p32, in32, b, t, &mut c32);
+                layer.forward(&p32, &packed(&layer, &p32), in32, b, t, &mut c32);
                 for (g, w) in layer.outputs(&c32, b, t).iter().zip(&want) {
                     assert!((*g as f64 - w).abs() < 2e-5, "{cell:?} f32: {g} vs {w}");
                 }
@@ -1005,7 +1028,7 @@ mod tests {
             for (mi, mode) in modes(input, b, t, 23).into_iter().enumerate() {
                 let loss = |pp: &[f64], x: RnnInput<f64>| {
                     let mut cache = RnnCache::default();
-                    layer.forward(pp, x, b, t, &mut cache);
+                    layer.forward(pp, &packed(&layer, pp), x, b, t, &mut cache);
                     weighted_loss(
                         layer.outputs(&cache, b, t),
                         layer.last_output(&cache, b, t),
@@ -1014,7 +1037,7 @@ mod tests {
                     )
                 };
                 let mut cache = RnnCache::default();
-                layer.forward(&p, mode.input(), b, t, &mut cache);
+                layer.forward(&p, &packed(&layer, &p), mode.input(), b, t, &mut cache);
                 let mut grad = vec![0.0; p.len()];
                 let in_len = match &mode {
                     Mode::Symbols(_) => 0,
@@ -1028,6 +1051,7 @@ mod tests {
                 };
                 layer.backward(
                     &p,
+                    &packed(&layer, &p),
                     mode.input(),
                     b,
                     t,
