@@ -43,7 +43,13 @@ pub struct BenchReport {
     pub gemm_peak_gflops: f64,
     pub fraction_of_peak: f64,
     pub inference_answers_per_sec: f64,
+    pub inference_batch: usize,
+    /// Peak resident memory after the training steps (before inference).
     pub peak_memory_mib: Option<f64>,
+    /// The up-front estimate `train` checks against the machine's memory.
+    pub memory_estimate_mib: f64,
+    /// Matrix-product work seqcalc really does per step (3 x its forward products).
+    pub real_gflop_per_step: f64,
 }
 
 /// Nominal forward FLOPs of the model for `b` examples (see the module doc).
@@ -55,6 +61,25 @@ pub fn nominal_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
     let dec = m.decoders.len() as f64 * m.t_out as f64 * 2.0 * b * (h + h) * g * h;
     let head = m.t_out as f64 * 2.0 * b * h * m.vocab as f64;
     enc + dec + head
+}
+
+/// Forward FLOPs of the products seqcalc really runs: no recurrent product at t=0 (h0 = 0), the
+/// repeated decoder input projected once, a gather instead of the one-hot input product.
+pub fn real_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
+    let h = m.cfg.hidden as f64;
+    let gh = m.cfg.cell.gates() as f64 * h;
+    let b = b as f64;
+    let rec = |t: usize| (t.saturating_sub(1)) as f64 * 2.0 * b * h * gh;
+    let mut f = rec(m.t_in);
+    for l in 0..m.decoders.len() {
+        let input = if l == 0 {
+            2.0 * b * h * gh
+        } else {
+            m.t_out as f64 * 2.0 * b * h * gh
+        };
+        f += input + rec(m.t_out);
+    }
+    f + m.t_out as f64 * 2.0 * b * h * m.vocab as f64
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -152,8 +177,11 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     let med = percentile(&times, 0.5);
     let steps_per_epoch = cfg.epoch_examples.div_ceil(b) as f64;
     let nominal = 3.0 * nominal_forward_flops(&model, b) / 1e9;
-    // Inference: batches of 1024 questions.
-    let nb = 1024.min(cfg.epoch_examples.max(1));
+    let train_peak = peak_memory_mib();
+    // Inference in the batches eval and predict use (1024 rows, fewer for long sequences).
+    let nb = model
+        .inference_rows(crate::model::INFERENCE_BUDGET_BYTES)
+        .min(cfg.epoch_examples.max(1));
     let xi: Vec<u8> = (0..nb * t_in)
         .map(|_| rng.random_range(0..v as u8))
         .collect();
@@ -185,7 +213,10 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
         gemm_peak_gflops: peak,
         fraction_of_peak: effective / peak,
         inference_answers_per_sec: inference,
-        peak_memory_mib: peak_memory_mib(),
+        peak_memory_mib: train_peak,
+        inference_batch: nb,
+        memory_estimate_mib: model.memory_estimate_bytes(b, cfg.threads) as f64 / (1 << 20) as f64,
+        real_gflop_per_step: 3.0 * real_forward_flops(&model, b) / 1e9,
     }
 }
 
@@ -196,10 +227,12 @@ impl BenchReport {
             "model {} ({} parameters), batch {}, {} thread(s)\n\
              training step: median {:.2} ms (p10 {:.2}, p90 {:.2}) over {} steps\n\
              examples/s: {:.0}    s/epoch ({} examples): {:.2}\n\
-             nominal work: {:.3} GFLOP/step (matrix products, 3 x forward) -> {:.1} GFLOP/s effective\n\
-             GEMM peak (1024^3 sgemm, one per thread, same process): {:.1} GFLOP/s -> {:.0}% of peak\n\
-             inference (batches of 1024): {:.0} answers/s\n\
-             peak memory: {}\n",
+             nominal work: {:.3} GFLOP/step (Keras's matrix products, 3 x forward) -> {:.1} GFLOP/s effective\n\
+             real work: {:.3} GFLOP/step (the products seqcalc runs) -> {:.1} GFLOP/s\n\
+             GEMM peak (matrixmultiply 1024^3 sgemm, one per thread, same process): {:.1} GFLOP/s\n\
+             fraction of peak: {:.0}% effective, {:.0}% real\n\
+             inference (batches of {}): {:.0} answers/s\n\
+             peak memory while training: {} (up-front estimate {:.0} MiB)\n",
             self.model,
             self.params,
             self.batch,
@@ -213,10 +246,15 @@ impl BenchReport {
             self.secs_per_epoch,
             self.nominal_gflop_per_step,
             self.effective_gflops,
+            self.real_gflop_per_step,
+            self.real_gflop_per_step / (self.ms_per_step_median / 1e3),
             self.gemm_peak_gflops,
             100.0 * self.fraction_of_peak,
+            100.0 * self.real_gflop_per_step / (self.ms_per_step_median / 1e3) / self.gemm_peak_gflops,
+            self.inference_batch,
             self.inference_answers_per_sec,
             self.peak_memory_mib.map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
+            self.memory_estimate_mib,
         )
     }
 }

@@ -69,8 +69,11 @@ pub fn score(
     let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
     let t0 = std::time::Instant::now();
     let mut pred = Vec::with_capacity(ds.n * ds.t_out);
-    for start in (0..ds.n).step_by(1024) {
-        let end = (start + 1024).min(ds.n);
+    let chunk = run
+        .model
+        .inference_rows(crate::model::INFERENCE_BUDGET_BYTES);
+    for start in (0..ds.n).step_by(chunk) {
+        let end = (start + chunk).min(ds.n);
         pred.extend(engine.predict_indices(
             &run.params,
             &ds.inputs[start * ds.t_in..end * ds.t_in],

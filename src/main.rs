@@ -514,7 +514,11 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
                 continue;
             }
             batch.push(text);
-            if batch.len() >= 1024 {
+            if batch.len()
+                >= run
+                    .model
+                    .inference_rows(seqcalc::model::INFERENCE_BUDGET_BYTES)
+            {
                 flush(&mut batch, &mut out, &mut failed)?;
             }
         }
@@ -614,9 +618,12 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         seconds: a.seconds,
         epoch_examples: a.epoch_examples,
     };
+    let task = match cfg.task.kind {
+        TaskKind::PqSystem => format!("pq-system up to {} dashes", cfg.task.pq_max),
+        TaskKind::Arithmetic => format!("{}-digit {}", cfg.task.digits, cfg.task.op),
+    };
     let name = format!(
-        "{} ({}, hidden {}, {} decoder layer(s), T_in {}, T_out {})",
-        cfg.name,
+        "{task}: {}({}) x{} decoder, T_in {}, T_out {}",
         model.cfg.cell.keras_name(),
         model.cfg.hidden,
         model.cfg.layers,

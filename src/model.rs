@@ -72,6 +72,9 @@ pub struct Seq2Seq {
     pub head: Dense,
 }
 
+/// Activation memory an inference call aims to stay within (eval, predict, validation).
+pub const INFERENCE_BUDGET_BYTES: usize = 512 << 20;
+
 /// Largest sequence length accepted (the pq-system uses 2001).
 pub const MAX_SEQ_LEN: usize = 100_000;
 
@@ -568,6 +571,17 @@ impl<R: Real> Engine<R> {
 }
 
 impl Seq2Seq {
+    /// Rows per inference call so that forward activations stay near `budget_bytes` (at least 1,
+    /// at most 1024): long sequences (the pq-system's 2001 steps) get small chunks.
+    pub fn inference_rows(&self, budget_bytes: usize) -> usize {
+        let h = self.cfg.hidden;
+        let g = self.cfg.cell.gates();
+        let per_row = 4
+            * ((self.t_in + self.t_out * self.decoders.len()) * (g + 3) * h
+                + self.t_out * self.vocab);
+        (budget_bytes / per_row.max(1)).clamp(1, 1024)
+    }
+
     /// Bytes of activations and buffers for training with `batch` rows split over `threads`
     /// workers (f32), computed from the shapes before anything is allocated.
     pub fn memory_estimate_bytes(&self, batch: usize, threads: usize) -> usize {

@@ -303,7 +303,9 @@ pub fn run(
 /// Loss, per-character and exact-match sums over a whole data set, in chunks.
 pub fn evaluate_dataset(engine: &mut Engine<f32>, params: &[f32], ds: &Dataset) -> SliceStats {
     let mut total = SliceStats::default();
-    let chunk = 1024;
+    let chunk = engine
+        .model
+        .inference_rows(crate::model::INFERENCE_BUDGET_BYTES);
     let mut start = 0;
     while start < ds.n {
         let end = (start + chunk).min(ds.n);

@@ -312,6 +312,7 @@ impl RnnLayer {
         d_input: RnnInputGrad<R>,
     ) {
         let (h, gh) = (self.hidden, self.gh());
+        cache.ensure_backward(self, b, t);
         let RnnCache {
             act,
             hs,
@@ -507,15 +508,27 @@ impl<R: Real> RnnCache<R> {
         grow(&mut self.act, t * b * gh);
         grow(&mut self.hs, (t + 1) * b * h);
         grow(&mut self.xp, b * gh);
-        grow(&mut self.dz, t * b * gh);
-        grow(&mut self.dh, b * h);
-        grow(&mut self.dc, b * h);
         if layer.cell == CellKind::Lstm {
             grow(&mut self.cs, (t + 1) * b * h);
         }
         if layer.cell == CellKind::Gru {
             grow(&mut self.hpn, t * b * h);
             grow(&mut self.hp, b * gh);
+        }
+    }
+
+    /// The gradient buffers, allocated only when a backward pass runs (inference never pays).
+    fn ensure_backward(&mut self, layer: &RnnLayer, b: usize, t: usize) {
+        let (h, gh) = (layer.hidden, layer.gh());
+        let grow = |v: &mut Vec<R>, n: usize| {
+            if v.len() < n {
+                v.resize(n, R::ZERO)
+            }
+        };
+        grow(&mut self.dz, t * b * gh);
+        grow(&mut self.dh, b * h);
+        grow(&mut self.dc, b * h);
+        if layer.cell == CellKind::Gru {
             grow(&mut self.dzh, t * b * gh);
         }
     }
