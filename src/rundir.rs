@@ -291,3 +291,93 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
         params,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelConfig;
+
+    fn model(hidden: usize) -> Seq2Seq {
+        Seq2Seq::new(
+            &ModelConfig {
+                hidden,
+                ..Default::default()
+            },
+            12,
+            7,
+            4,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn weights_round_trip_with_pytorch_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(8);
+        let p: Vec<f32> = m.init_params(5);
+        save_weights(dir.path(), &m, &p).unwrap();
+        assert_eq!(load_weights(dir.path(), &m).unwrap(), p);
+        let bytes = std::fs::read(dir.path().join(WEIGHTS)).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<&str> = st.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "decoder.bias_l0",
+                "decoder.weight_hh_l0",
+                "decoder.weight_ih_l0",
+                "encoder.bias_l0",
+                "encoder.weight_hh_l0",
+                "encoder.weight_ih_l0",
+                "head.bias",
+                "head.weight"
+            ]
+        );
+        assert_eq!(
+            st.tensor("encoder.weight_ih_l0").unwrap().shape(),
+            &[32, 12]
+        );
+        // Saving the same weights twice gives the same bytes.
+        save_weights(dir.path(), &m, &p).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(WEIGHTS)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn mismatched_or_damaged_weights_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(8);
+        save_weights(dir.path(), &m, &m.init_params(1)).unwrap();
+        let e = load_weights(dir.path(), &model(16))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("weights.safetensors") && e.contains("shape"),
+            "{e}"
+        );
+        let mut bytes = std::fs::read(dir.path().join(WEIGHTS)).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(dir.path().join(WEIGHTS), &bytes).unwrap();
+        let e = load_weights(dir.path(), &m).unwrap_err().to_string();
+        assert!(e.contains("truncated or damaged"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(4);
+        let n = m.param_count();
+        let ck = Checkpoint {
+            params: m.init_params(2),
+            adam_m: vec![0.5; n],
+            adam_v: vec![0.25; n],
+            state_json: "{\"epochs_done\":3}".into(),
+        };
+        save_checkpoint(dir.path(), &m, &ck).unwrap();
+        let back = load_checkpoint(dir.path(), &m).unwrap().unwrap();
+        assert_eq!(
+            (back.params, back.adam_m, back.adam_v, back.state_json),
+            (ck.params, ck.adam_m, ck.adam_v, ck.state_json)
+        );
+    }
+}
