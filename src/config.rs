@@ -21,8 +21,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     /// Early stopping on validation loss: epochs without an improvement of at least `min_delta`
-    /// (Keras `EarlyStopping(patience=3, min_delta=0.001)`); `None` disables it.
-    pub patience: Option<usize>,
+    /// (Keras `EarlyStopping(patience=3, min_delta=0.001)`); 0 disables it.
+    pub patience: usize,
     pub min_delta: f64,
     /// Also stop once validation exact match reaches this.
     pub stop_at_exact: Option<f64>,
@@ -37,7 +37,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 100,
             batch_size: 128,
-            patience: Some(5),
+            patience: 5,
             min_delta: 0.001,
             stop_at_exact: None,
             samples: 10,

@@ -39,6 +39,13 @@ pub enum EvalError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error("asked for {n} fresh questions, but only {fresh} remain: the task has {distinct} distinct questions and the run's data set used {seen}; ask for --n {fresh} or fewer")]
+    TooFewFresh {
+        n: usize,
+        fresh: u128,
+        distinct: u128,
+        seen: usize,
+    },
 }
 
 /// Scores `n` fresh questions drawn with `seed` from the run's task, excluding every question
@@ -54,6 +61,16 @@ pub fn evaluate_fresh(
         .into_iter()
         .map(|p| p.question)
         .collect();
+    let distinct = cfg.task.distinct_questions();
+    let fresh = distinct.saturating_sub(seen.len() as u128);
+    if (n as u128) > fresh {
+        return Err(EvalError::TooFewFresh {
+            n,
+            fresh,
+            distinct,
+            seen: seen.len(),
+        });
+    }
     let problems = generate_excluding(&cfg.task, n, seed, &seen)?;
     score(run, problems, seed, threads)
 }

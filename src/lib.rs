@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod experiment;
 pub mod fsutil;
 pub mod history;
 pub mod model;

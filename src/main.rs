@@ -39,6 +39,13 @@ enum Cmd {
     ///
     /// Example: seqcalc eval --model runs/keras-addition --n 10000 --seed 7
     Eval(EvalArgs),
+    /// Built-in experiments reproducing the tutorials: list, show (as TOML), run.
+    ///
+    /// Example: seqcalc experiment run keras-addition-gru --quick
+    Experiment {
+        #[command(subcommand)]
+        cmd: ExperimentCmd,
+    },
     /// Time the training step and batched inference, and the machine's GEMM peak.
     ///
     /// Example: seqcalc bench --threads 2 --json
@@ -118,21 +125,9 @@ impl Overrides {
     }
 }
 
-#[derive(Args)]
-struct TrainArgs {
-    /// Experiment config (TOML or JSON); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Run name: the run directory is <runs-dir>/<name> (default: the experiment's name).
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
-    /// Continue the stopped run in this directory (same weights as an uninterrupted run).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name"])]
-    resume: Option<PathBuf>,
-    #[command(flatten)]
-    over: Overrides,
+/// Flags that override the training settings.
+#[derive(Args, Default)]
+struct FitOverrides {
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -154,6 +149,49 @@ struct TrainArgs {
     /// Validation questions shown after each epoch.
     #[arg(long)]
     samples: Option<usize>,
+}
+
+impl FitOverrides {
+    fn apply(&self, cfg: &mut ExperimentConfig) {
+        macro_rules! set {
+            ($flag:expr, $field:expr) => {
+                if let Some(v) = $flag {
+                    $field = v;
+                }
+            };
+        }
+        set!(self.epochs, cfg.train.epochs);
+        set!(self.batch_size, cfg.train.batch_size);
+        set!(self.lr, cfg.optim.lr);
+        set!(self.threads, cfg.train.threads);
+        set!(self.samples, cfg.train.samples);
+        set!(self.patience, cfg.train.patience);
+        if self.stop_at_exact.is_some() {
+            cfg.train.stop_at_exact = self.stop_at_exact;
+        }
+        if self.no_reverse {
+            cfg.codec.reverse_input = false;
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Experiment config (TOML or JSON); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run name: the run directory is <runs-dir>/<name> (default: the experiment's name).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Continue the stopped run in this directory (same weights as an uninterrupted run).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name"])]
+    resume: Option<PathBuf>,
+    #[command(flatten)]
+    over: Overrides,
+    #[command(flatten)]
+    fit: FitOverrides,
     /// Print the resolved config as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -187,6 +225,32 @@ struct EvalArgs {
     json: bool,
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum ExperimentCmd {
+    /// Name, what it reproduces, expected time.
+    List,
+    /// Print an experiment's config as TOML (edit it and pass it to `train --config`).
+    Show { name: String },
+    /// Run one or more experiments, one after the other, with a verdict for each.
+    Run(ExperimentRunArgs),
+}
+
+#[derive(Args)]
+struct ExperimentRunArgs {
+    /// Experiment names (see `seqcalc experiment list`).
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// A tiny version that runs in seconds (to check it works, not to reproduce results).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    #[command(flatten)]
+    over: Overrides,
+    #[command(flatten)]
+    fit: FitOverrides,
 }
 
 #[derive(Args)]
@@ -238,6 +302,7 @@ fn main() -> ExitCode {
         Cmd::Eval(a) => cmd_eval(a),
         Cmd::Data(a) => cmd_data(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Experiment { cmd } => cmd_experiment(cmd),
     };
     match result {
         Ok(code) => code,
@@ -262,27 +327,7 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     let mut cfg = load_config_file(&a.config)?;
     a.over.apply(&mut cfg)?;
-    macro_rules! set {
-        ($flag:expr, $field:expr) => {
-            if let Some(v) = $flag {
-                $field = v;
-            }
-        };
-    }
-    set!(a.epochs, cfg.train.epochs);
-    set!(a.batch_size, cfg.train.batch_size);
-    set!(a.lr, cfg.optim.lr);
-    set!(a.threads, cfg.train.threads);
-    set!(a.samples, cfg.train.samples);
-    if let Some(p) = a.patience {
-        cfg.train.patience = (p > 0).then_some(p);
-    }
-    if a.stop_at_exact.is_some() {
-        cfg.train.stop_at_exact = a.stop_at_exact;
-    }
-    if a.no_reverse {
-        cfg.codec.reverse_input = false;
-    }
+    a.fit.apply(&mut cfg);
     if let Some(n) = &a.name {
         cfg.name = n.clone();
     }
@@ -295,10 +340,21 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         Some(d) => (d.clone(), true),
         None => (a.runs_dir.join(&cfg.name), false),
     };
+    run_training(cfg, &dir, resume)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Trains with the tutorial's printout: data statistics, an encoded example, the summary, a
+/// progress bar and one line per epoch, sample questions, and where the run went.
+fn run_training(
+    cfg: ExperimentConfig,
+    dir: &std::path::Path,
+    resume: bool,
+) -> Result<train::Outcome> {
     let color = report::stdout_color();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut out = std::io::stdout();
-    let outcome = train::run(cfg, &dir, resume, &mut |ev| match ev {
+    let outcome = train::run(cfg, dir, resume, &mut |ev| match ev {
         Event::Start {
             cfg,
             model,
@@ -389,7 +445,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         "Next: seqcalc eval --model {0}   |   seqcalc predict --model {0} \"12+345\"",
         outcome.dir.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(outcome)
 }
 
 fn one_hot_preview(row: &[u8], v: usize) -> String {
@@ -635,6 +691,71 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
         print!("{}", rep.to_table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn find_experiment(name: &str) -> Result<seqcalc::experiment::Experiment> {
+    seqcalc::experiment::find(name).ok_or_else(|| {
+        let names: Vec<&str> = seqcalc::experiment::all().iter().map(|e| e.name).collect();
+        anyhow!("unknown experiment {name:?}; known: {}", names.join(", "))
+    })
+}
+
+fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
+    match cmd {
+        ExperimentCmd::List => {
+            println!("{:<26}{:<36}reproduces", "name", "expected time (2 cores)");
+            for e in seqcalc::experiment::all() {
+                println!("{:<26}{:<36}{}", e.name, e.expected_time, e.reproduces);
+            }
+        }
+        ExperimentCmd::Show { name } => {
+            let mut cfg = find_experiment(&name)?.config();
+            cfg.build()?;
+            print!("{}", cfg.to_toml());
+        }
+        ExperimentCmd::Run(a) => {
+            let exps = a
+                .names
+                .iter()
+                .map(|n| find_experiment(n))
+                .collect::<Result<Vec<_>>>()?;
+            let mut results = Vec::new();
+            for e in &exps {
+                let mut cfg = if a.quick {
+                    e.quick_config()
+                } else {
+                    e.config()
+                };
+                a.over.apply(&mut cfg)?;
+                a.fit.apply(&mut cfg);
+                println!("=== {} ({})", cfg.name, e.reproduces);
+                let dir = a.runs_dir.join(&cfg.name);
+                let outcome = run_training(cfg, &dir, false)?;
+                let best = outcome.best().cloned();
+                let mut verdict = e.verdict(best.as_ref().map_or(0.0, |b| b.val_exact));
+                if a.quick {
+                    verdict = format!("{verdict} (quick run on tiny settings: checks it runs, reproduces nothing)");
+                }
+                println!("Verdict: {verdict}\n");
+                results.push((e.name, best, verdict));
+            }
+            if results.len() > 1 {
+                println!(
+                    "{:<26}{:>8}{:>12}{:>12}{:>10}",
+                    "experiment", "epoch", "val exact", "val char", "val loss"
+                );
+                for (name, best, _) in &results {
+                    if let Some(b) = best {
+                        println!(
+                            "{name:<26}{:>8}{:>12.4}{:>12.4}{:>10.4}",
+                            b.epoch, b.val_exact, b.val_char_acc, b.val_loss
+                        );
+                    }
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -230,10 +230,9 @@ pub fn run(
         state.epochs_done = epoch + 1;
         state.adam_t = adam.t;
         state.history.records.push(record.clone());
-        if let Some(p) = cfg.train.patience {
-            if state.wait >= p {
-                state.stopped = Some(format!("early stopping: validation loss did not improve by {} for {p} epochs; kept the weights of epoch {}", cfg.train.min_delta, state.best_epoch));
-            }
+        let p = cfg.train.patience;
+        if p > 0 && state.wait >= p {
+            state.stopped = Some(format!("early stopping: validation loss did not improve by {} for {p} epochs; kept the weights of epoch {}", cfg.train.min_delta, state.best_epoch));
         }
         if let Some(target) = cfg.train.stop_at_exact {
             if record.val_exact >= target {

@@ -299,3 +299,49 @@ fn data_export_and_bad_configurations() {
         assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
     }
 }
+
+#[test]
+fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    let o = run(&["experiment", "list"]);
+    assert!(o.status.success());
+    let names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(
+        names.len() >= 7 && names.contains(&"keras-subtraction".to_string()),
+        "{names:?}"
+    );
+    let mut args = vec![
+        "experiment".to_string(),
+        "run".into(),
+        "--quick".into(),
+        "--runs-dir".into(),
+        runs.to_str().unwrap().into(),
+    ];
+    args.extend(names.iter().cloned());
+    let o = bin().args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert_eq!(out.matches("Verdict:").count(), names.len(), "{out}");
+    for n in &names {
+        let dir = runs.join(format!("{n}-quick"));
+        let o = run(&[
+            "eval",
+            "--model",
+            dir.to_str().unwrap(),
+            "--n",
+            "5",
+            "--json",
+        ]);
+        assert!(o.status.success(), "eval on {n}: {}", text(&o));
+        let o = run(&["experiment", "show", n]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("name = \"{n}\"")));
+    }
+    let o = run(&["experiment", "run", "no-such-thing"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("keras-addition"), "{}", text(&o));
+}
