@@ -234,7 +234,7 @@ enum ExperimentCmd {
     /// Print an experiment's config as TOML (edit it and pass it to `train --config`).
     Show { name: String },
     /// Run one or more experiments, one after the other, with a verdict for each.
-    Run(ExperimentRunArgs),
+    Run(Box<ExperimentRunArgs>),
 }
 
 #[derive(Args)]
