@@ -294,7 +294,10 @@ fn data_export_and_bad_configurations() {
         (vec!["train", "--op", "*", "--print-config"], "op"),
         (vec!["data", "--digits", "1", "--n", "56"], "55"),
         (vec!["train", "--hidden", "30000", "--print-config"], "GiB"),
-        (vec!["bench", "--task", "pq-system", "--pq-max", "60000"], "length"),
+        (
+            vec!["bench", "--task", "pq-system", "--pq-max", "60000"],
+            "length",
+        ),
     ] {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
