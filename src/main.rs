@@ -46,6 +46,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ExperimentCmd,
     },
+    /// Overlay the curves of several runs in one picture and print their final metrics.
+    ///
+    /// Example: seqcalc compare runs/keras-addition runs/keras-addition-gru --out compare
+    Compare(CompareArgs),
     /// Time the training step and batched inference, and the machine's GEMM peak.
     ///
     /// Example: seqcalc bench --threads 2 --json
@@ -254,6 +258,16 @@ struct ExperimentRunArgs {
 }
 
 #[derive(Args)]
+struct CompareArgs {
+    /// Run directories.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Picture path without extension: writes OUT.svg and OUT.png.
+    #[arg(long, default_value = "compare")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     /// Start from this experiment config (default: the 3-digit reference model).
     #[arg(long)]
@@ -295,6 +309,13 @@ struct DataArgs {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`seqcalc data ... | head`) instead of panicking on the broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default SIGPIPE disposition at start-up, before any threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),
@@ -303,6 +324,7 @@ fn main() -> ExitCode {
         Cmd::Data(a) => cmd_data(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Experiment { cmd } => cmd_experiment(cmd),
+        Cmd::Compare(a) => cmd_compare(a),
     };
     match result {
         Ok(code) => code,
@@ -757,5 +779,48 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
+    let mut runs = Vec::new();
+    for dir in &a.runs {
+        let path = dir.join("history.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: no training history (is this a run directory?)",
+                path.display()
+            )
+        })?;
+        let h = seqcalc::history::History::from_json(&text)
+            .with_context(|| format!("{}: not a seqcalc history", path.display()))?;
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        runs.push((name, h));
+    }
+    println!("metrics at each run's epoch of lowest validation loss");
+    println!(
+        "{:<28}{:>8}{:>10}{:>12}{:>12}{:>10}{:>11}",
+        "run", "epochs", "min-loss", "val exact", "val char", "val loss", "wall s"
+    );
+    for (name, h) in &runs {
+        let best = h
+            .records
+            .iter()
+            .min_by(|x, y| x.val_loss.total_cmp(&y.val_loss));
+        let last = h.records.last();
+        match (best, last) {
+            (Some(b), Some(l)) => println!(
+                "{name:<28}{:>8}{:>10}{:>12.4}{:>12.4}{:>10.4}{:>11.1}",
+                l.epoch, b.epoch, b.val_exact, b.val_char_acc, b.val_loss, l.elapsed_secs
+            ),
+            _ => println!("{name:<28}  (no epochs yet)"),
+        }
+    }
+    let (svg, png) = (a.out.with_extension("svg"), a.out.with_extension("png"));
+    report::plot_compare(&runs, &svg, &png)?;
+    println!("Curves: {} and {}", svg.display(), png.display());
     Ok(ExitCode::SUCCESS)
 }

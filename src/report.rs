@@ -129,49 +129,38 @@ fn register_font() {
     });
 }
 
-type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+/// One line of a chart: label, colour, (epoch, value) points.
+type Series = (String, RGBColor, Vec<(f64, f64)>);
+
+/// One chart: its name (also the y label) and lines; "loss" charts scale to their data, the
+/// others to [0, 1].
+type Panel = (&'static str, Vec<Series>);
+
+fn points(h: &History, f: fn(&crate::history::EpochRecord) -> f64) -> Vec<(f64, f64)> {
+    h.records.iter().map(|x| (x.epoch as f64, f(x))).collect()
+}
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
-    history: &History,
+    panels: &[Panel],
     title: &str,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("{e:?}");
+    root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
         .titled(title, ("sans-serif", 22))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
-    let r = &history.records;
-    let pts = |f: fn(&crate::history::EpochRecord) -> f64| {
-        r.iter().map(|x| (x.epoch as f64, f(x))).collect::<Vec<_>>()
-    };
-    let panels: [(&str, Vec<Series>); 2] = [
-        (
-            "loss",
-            vec![
-                ("train", BLUE, pts(|x| x.train_loss)),
-                ("validation", RED, pts(|x| x.val_loss)),
-            ],
-        ),
-        (
-            "accuracy",
-            vec![
-                ("train (per char)", BLUE, pts(|x| x.train_char_acc)),
-                ("validation (per char)", RED, pts(|x| x.val_char_acc)),
-                (
-                    "validation exact match",
-                    RGBColor(0, 150, 0),
-                    pts(|x| x.val_exact),
-                ),
-            ],
-        ),
-    ];
-    let max_epoch = r.iter().map(|x| x.epoch).max().unwrap_or(1).max(2) as f64;
-    for (area, (name, series)) in [left, right].into_iter().zip(panels) {
-        let ymax = if name == "loss" {
+        .map_err(|e| err(&e))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    let max_epoch = panels
+        .iter()
+        .flat_map(|p| p.1.iter().flat_map(|s| s.2.iter().map(|pt| pt.0)))
+        .fold(2.0f64, f64::max);
+    for (area, (name, series)) in areas.into_iter().zip(panels) {
+        let is_loss = *name == "loss";
+        let ymax = if is_loss {
             series
                 .iter()
                 .flat_map(|s| s.2.iter().map(|p| p.1))
@@ -183,56 +172,58 @@ where
             1.0
         };
         let mut chart = ChartBuilder::on(&area)
-            .caption(name, ("sans-serif", 18))
+            .caption(*name, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(50)
             .build_cartesian_2d(1.0..max_epoch, 0.0..ymax)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
             .x_label_formatter(&|x| format!("{x:.0}"))
             .x_desc("epoch")
-            .y_desc(name)
+            .y_desc(*name)
             .label_style(("sans-serif", 13))
             .draw()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            .map_err(|e| err(&e))?;
         for (label, color, data) in series {
+            let color = *color;
             chart
-                .draw_series(LineSeries::new(data, color.stroke_width(2)))
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?
-                .label(label)
+                .draw_series(LineSeries::new(
+                    data.iter().copied().filter(|p| p.1.is_finite()),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        let pos = if name == "loss" {
-            SeriesLabelPosition::UpperRight
-        } else {
-            SeriesLabelPosition::LowerRight
-        };
         chart
             .configure_series_labels()
-            .position(pos)
+            .position(if is_loss {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
             .label_font(("sans-serif", 13))
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            .map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 
-/// Draws the tutorial's two plots side by side (loss: train vs validation; accuracy: train and
-/// validation per-character, validation exact match) into `svg` and `png`, atomically.
-pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
+/// Renders panels side by side into `svg` and `png`, atomically.
+fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
     register_font();
-    let size = (1100u32, 420u32);
+    let size = (550 * panels.len().max(1) as u32, 420u32);
     let mut text = String::new();
     draw(
         SVGBackend::with_string(&mut text, size).into_drawing_area(),
-        history,
+        panels,
         title,
     )?;
     write_atomic(svg, text.as_bytes())?;
@@ -246,7 +237,7 @@ pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> an
     ));
     let drawn = draw(
         BitMapBackend::new(&tmp, size).into_drawing_area(),
-        history,
+        panels,
         title,
     );
     if let Err(e) = drawn.and_then(|_| {
@@ -256,6 +247,66 @@ pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> an
         return Err(e);
     }
     Ok(())
+}
+
+/// Draws the tutorial's two plots side by side (loss: train vs validation; accuracy: train and
+/// validation per-character, validation exact match) into `svg` and `png`, atomically.
+pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
+    let panels: [Panel; 2] = [
+        (
+            "loss",
+            vec![
+                ("train".into(), BLUE, points(history, |x| x.train_loss)),
+                ("validation".into(), RED, points(history, |x| x.val_loss)),
+            ],
+        ),
+        (
+            "accuracy",
+            vec![
+                (
+                    "train (per char)".into(),
+                    BLUE,
+                    points(history, |x| x.train_char_acc),
+                ),
+                (
+                    "validation (per char)".into(),
+                    RED,
+                    points(history, |x| x.val_char_acc),
+                ),
+                (
+                    "validation exact match".into(),
+                    RGBColor(0, 150, 0),
+                    points(history, |x| x.val_exact),
+                ),
+            ],
+        ),
+    ];
+    render(&panels, title, svg, png)
+}
+
+/// Overlays several runs: validation loss, and validation exact match, one line per run.
+pub fn plot_compare(runs: &[(String, History)], svg: &Path, png: &Path) -> anyhow::Result<()> {
+    let palette = [
+        BLUE,
+        RED,
+        RGBColor(0, 150, 0),
+        MAGENTA,
+        RGBColor(230, 140, 0),
+        CYAN,
+        BLACK,
+        RGBColor(120, 80, 40),
+    ];
+    let line = |f: fn(&crate::history::EpochRecord) -> f64| -> Vec<Series> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, (name, h))| (name.clone(), palette[i % palette.len()], points(h, f)))
+            .collect()
+    };
+    let panels: [Panel; 2] = [
+        ("loss", line(|x| x.val_loss)),
+        ("validation exact match", line(|x| x.val_exact)),
+    ];
+    render(&panels, "validation curves", svg, png)
 }
 
 #[cfg(test)]

@@ -350,3 +350,39 @@ fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("keras-addition"), "{}", text(&o));
 }
+
+#[test]
+fn compare_overlays_runs_and_closed_pipes_do_not_panic() {
+    let dir = trained();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("cmp");
+    let o = run(&[
+        "compare",
+        dir.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("val exact"));
+    assert!(out.with_extension("svg").is_file() && out.with_extension("png").is_file());
+    let o = run(&["compare", root.path().join("missing").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("history.json"), "{}", text(&o));
+    // A reader that stops early (like `| head`) ends the writer quietly.
+    let mut child = bin()
+        .args(["data", "--n", "200000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    use std::io::Read;
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
