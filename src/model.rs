@@ -32,8 +32,10 @@ pub struct ModelConfig {
     pub kind: ModelKind,
     /// Cell of the encoder and decoder: lstm, gru or simplernn.
     pub cell: CellKind,
-    /// Hidden units of every recurrent layer.
+    /// Hidden units of the decoder layers (and of the encoder unless `encoder_hidden` is set).
     pub hidden: usize,
+    /// Hidden units of the encoder, when it differs (Brownlee: LSTM(100) encoder, LSTM(50) decoder).
+    pub encoder_hidden: Option<usize>,
     /// Decoder layers (Keras `LAYERS`).
     pub layers: usize,
 }
@@ -44,6 +46,7 @@ impl Default for ModelConfig {
             kind: ModelKind::RepeatSeq2seq,
             cell: CellKind::Lstm,
             hidden: 128,
+            encoder_hidden: None,
             layers: 1,
         }
     }
@@ -86,7 +89,7 @@ impl Seq2Seq {
         t_in: usize,
         t_out: usize,
     ) -> Result<Seq2Seq, ModelError> {
-        if cfg.hidden == 0 {
+        if cfg.hidden == 0 || cfg.encoder_hidden == Some(0) {
             return Err(ModelError::Invalid("hidden must be at least 1".into()));
         }
         if cfg.layers == 0 {
@@ -107,15 +110,17 @@ impl Seq2Seq {
             }
         }
         let mut layout = ParamLayout::default();
-        let encoder = RnnLayer::new(&mut layout, "encoder", "_l0", cfg.cell, vocab, cfg.hidden);
+        let enc_h = cfg.encoder_hidden.unwrap_or(cfg.hidden);
+        let encoder = RnnLayer::new(&mut layout, "encoder", "_l0", cfg.cell, vocab, enc_h);
         let decoders = (0..cfg.layers)
             .map(|l| {
+                let input = if l == 0 { enc_h } else { cfg.hidden };
                 RnnLayer::new(
                     &mut layout,
                     "decoder",
                     &format!("_l{l}"),
                     cfg.cell,
-                    cfg.hidden,
+                    input,
                     cfg.hidden,
                 )
             })
@@ -158,12 +163,12 @@ impl Seq2Seq {
         let mut rows = vec![
             (
                 format!("encoder ({cell})"),
-                format!("(None, {h})"),
+                format!("(None, {})", self.encoder.hidden),
                 count(&self.encoder),
             ),
             (
                 "repeat_vector (RepeatVector)".to_string(),
-                format!("(None, {}, {h})", self.t_out),
+                format!("(None, {}, {})", self.t_out, self.encoder.hidden),
                 0,
             ),
         ];
@@ -285,7 +290,7 @@ impl Seq2Seq {
             let (d_below, d_here) = ws.d_dec.split_at_mut(l);
             let d_seq = &d_here[0][..t_out * b * h];
             if l == 0 {
-                let d_in = RnnInputGrad::Dense(&mut ws.d_enc[..b * h]);
+                let d_in = RnnInputGrad::Dense(&mut ws.d_enc[..b * self.encoder.hidden]);
                 self.decoders[0].backward(
                     p,
                     &packs[1],
@@ -323,7 +328,7 @@ impl Seq2Seq {
             t_in,
             &mut ws.enc,
             None,
-            Some(&ws.d_enc[..b * h]),
+            Some(&ws.d_enc[..b * self.encoder.hidden]),
             grad,
             RnnInputGrad::None,
         );
@@ -404,7 +409,7 @@ impl<R: Real> Workspace<R> {
             for d in &mut self.d_dec {
                 grow(d, t_out * b * h);
             }
-            grow(&mut self.d_enc, b * h);
+            grow(&mut self.d_enc, b * m.encoder.hidden);
             grow(&mut self.grad, m.param_count());
         }
     }
@@ -625,6 +630,7 @@ mod tests {
             kind: ModelKind::RepeatSeq2seq,
             cell,
             hidden: 4,
+            encoder_hidden: None,
             layers,
         };
         let m = Seq2Seq::new(&cfg, 5, 3, 2).unwrap();
@@ -657,6 +663,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn encoder_and_decoder_sizes_can_differ() {
+        // Brownlee's model: LSTM(100) encoder, LSTM(50) decoder, here scaled down.
+        let cfg = ModelConfig {
+            hidden: 3,
+            encoder_hidden: Some(5),
+            layers: 2,
+            ..Default::default()
+        };
+        let m = Seq2Seq::new(&cfg, 6, 4, 2).unwrap();
+        assert_eq!(
+            m.layout.get("decoder.weight_ih_l0").unwrap().shape,
+            vec![12, 5]
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let n = 4;
+        let x: Vec<u8> = (0..n * 4).map(|_| rng.random_range(0..6)).collect();
+        let y: Vec<u8> = (0..n * 2).map(|_| rng.random_range(0..6)).collect();
+        let p: Vec<f64> = m.init_params(2);
+        let mut eng = Engine::<f64>::new(m.clone(), 2);
+        eng.train_step(&p, &x, &y, n);
+        let grad = eng.grad.clone();
+        let mut e1 = Engine::<f64>::new(m, 1);
+        let loss = |pp: &[f64]| e1.evaluate(pp, &x, &y, n).loss_sum / (n * 2) as f64;
+        gradcheck::check(
+            &p,
+            &grad,
+            &gradcheck::sample_indices(p.len(), 5),
+            1e-4,
+            loss,
+            "encoder 5, decoder 3",
+        );
     }
 
     #[test]
