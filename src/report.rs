@@ -105,9 +105,22 @@ pub fn epoch_bar(epoch: usize, epochs: usize, total: u64) -> indicatif::Progress
         indicatif::ProgressDrawTarget::stderr(),
     );
     let style = indicatif::ProgressStyle::with_template(
-        "Epoch {prefix} [{bar:30}] {pos}/{len} examples  {per_sec}  ETA {eta}",
+        "Epoch {prefix} [{bar:30}] {pos}/{len} examples  {ex_per_sec}  ETA {eta}",
     )
     .expect("valid template")
+    // indicatif's own {per_sec} prints four decimals ("41,234.5678/s"); whole examples suffice.
+    .with_key(
+        "ex_per_sec",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let rate = state.per_sec();
+            let rate = if rate.is_finite() {
+                rate.round() as u64
+            } else {
+                0
+            };
+            let _ = write!(w, "{} ex/s", indicatif::HumanCount(rate));
+        },
+    )
     .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(format!("{epoch}/{epochs}"));
@@ -140,6 +153,9 @@ fn points(h: &History, f: fn(&crate::history::EpochRecord) -> f64) -> Vec<(f64, 
     h.records.iter().map(|x| (x.epoch as f64, f(x))).collect()
 }
 
+/// Charts spanning at most this many epochs also get a dot per epoch.
+const MARKED_EPOCHS: usize = 20;
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
@@ -160,14 +176,14 @@ where
         .fold(2.0f64, f64::max);
     for (area, (name, series)) in areas.into_iter().zip(panels) {
         let is_loss = *name == "loss";
-        let ymax = if is_loss {
-            series
-                .iter()
-                .flat_map(|s| s.2.iter().map(|p| p.1))
-                .filter(|v| v.is_finite())
-                .fold(0.0f64, f64::max)
-                .max(1e-3)
-                * 1.05
+        let top = series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        // Without data (no epochs yet) a loss chart still gets a sensible 0..1 axis.
+        let ymax = if is_loss && top > 0.0 {
+            top * 1.05
         } else {
             1.0
         };
@@ -180,7 +196,16 @@ where
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            // Epochs are whole: at most one label per epoch, and none between epochs (a short
+            // run would otherwise read "1 2 2 3 3").
+            .x_labels((max_epoch as usize).min(10))
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .x_desc("epoch")
             .y_desc(*name)
             .label_style(("sans-serif", 13))
@@ -188,11 +213,17 @@ where
             .map_err(|e| err(&e))?;
         for (label, color, data) in series {
             let color = *color;
+            let finite: Vec<(f64, f64)> =
+                data.iter().copied().filter(|p| p.1.is_finite()).collect();
+            // Dots on short charts (the same for every line of a chart), and always on a lone
+            // point: a line through a single epoch draws nothing at all.
+            if max_epoch <= MARKED_EPOCHS as f64 || finite.len() == 1 {
+                chart
+                    .draw_series(finite.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| err(&e))?;
+            }
             chart
-                .draw_series(LineSeries::new(
-                    data.iter().copied().filter(|p| p.1.is_finite()),
-                    color.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new(finite, color.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(label.as_str())
                 .legend(move |(x, y)| {
@@ -216,6 +247,19 @@ where
     Ok(())
 }
 
+/// Encodes 8-bit RGB pixels, row by row, as a PNG file's bytes.
+fn encode_png(rgb: &[u8], (width, height): (u32, u32)) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Best);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(out)
+}
+
 /// Renders panels side by side into `svg` and `png`, atomically.
 fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
     register_font();
@@ -227,25 +271,15 @@ fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> anyhow::Resu
         title,
     )?;
     write_atomic(svg, text.as_bytes())?;
-    // The PNG encoder picks the format from the extension: draw to a temporary .png, then rename.
-    let tmp = png.with_file_name(format!(
-        ".{}.tmp.{}.png",
-        png.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let drawn = draw(
-        BitMapBackend::new(&tmp, size).into_drawing_area(),
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    draw(
+        BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(),
         panels,
         title,
-    );
-    if let Err(e) = drawn.and_then(|_| {
-        std::fs::rename(&tmp, png).map_err(|e| anyhow::anyhow!("writing {}: {e}", png.display()))
-    }) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    )?;
+    let bytes =
+        encode_png(&rgb, size).map_err(|e| anyhow::anyhow!("encoding {}: {e}", png.display()))?;
+    write_atomic(png, &bytes)?;
     Ok(())
 }
 
@@ -346,6 +380,24 @@ mod tests {
         );
         assert!(!plain.contains('\x1b'));
         assert!(format_samples(&s, true, 60).contains("\x1b[32m✓"));
+    }
+
+    #[test]
+    fn epoch_bar_counts_examples() {
+        let bar = epoch_bar(3, 50, 45_000);
+        assert_eq!(bar.length(), Some(45_000));
+        assert_eq!(bar.prefix(), "3/50");
+        bar.inc(23_040);
+        assert_eq!(bar.position(), 23_040);
+        bar.finish_and_clear();
+    }
+
+    #[test]
+    fn png_encoding_writes_signature_and_size() {
+        let bytes = encode_png(&[255u8; 4 * 3 * 3], (4, 3)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+        // IHDR: width and height big-endian right after the chunk length and type.
+        assert_eq!(&bytes[16..24], &[0, 0, 0, 4, 0, 0, 0, 3]);
     }
 
     #[test]
