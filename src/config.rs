@@ -160,7 +160,7 @@ impl ExperimentConfig {
             return Err(ConfigError("data.val_fraction must be in [0, 1)".into()));
         }
         let distinct = self.task.distinct_questions();
-        if (self.data.size as u128) > distinct {
+        if self.task.unique && (self.data.size as u128) > distinct {
             return Err(ConfigError(format!(
                 "data.size {} exceeds the {distinct} distinct questions this task has",
                 self.data.size

@@ -15,6 +15,8 @@ pub struct DataConfig {
     pub size: usize,
     /// Fraction held out for validation, taken from the end after shuffling (Keras: 0.1).
     pub val_fraction: f64,
+    /// Draw a new training set every epoch (Brownlee); validation stays fixed.
+    pub fresh_per_epoch: bool,
 }
 
 impl Default for DataConfig {
@@ -22,6 +24,7 @@ impl Default for DataConfig {
         DataConfig {
             size: 50_000,
             val_fraction: 0.1,
+            fresh_per_epoch: false,
         }
     }
 }
@@ -196,6 +199,7 @@ mod tests {
         DataConfig {
             size: 1000,
             val_fraction: 0.1,
+            ..Default::default()
         }
     }
 
@@ -261,22 +265,27 @@ mod tests {
             DataConfig {
                 size: 0,
                 val_fraction: 0.1,
+                ..Default::default()
             },
             DataConfig {
                 size: 100,
                 val_fraction: 1.0,
+                ..Default::default()
             },
             DataConfig {
                 size: 100,
                 val_fraction: -0.1,
+                ..Default::default()
             },
             DataConfig {
                 size: 100,
                 val_fraction: f64::NAN,
+                ..Default::default()
             },
             DataConfig {
                 size: 1,
                 val_fraction: 0.5,
+                ..Default::default()
             },
         ] {
             assert!(
@@ -293,6 +302,7 @@ mod tests {
             &DataConfig {
                 size: 10,
                 val_fraction: 0.0,
+                ..Default::default()
             },
             0,
         )
@@ -301,6 +311,7 @@ mod tests {
         let too_many = DataConfig {
             size: 56,
             val_fraction: 0.1,
+            ..Default::default()
         };
         let one_digit = TaskConfig {
             digits: 1,

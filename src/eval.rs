@@ -22,6 +22,9 @@ pub struct Group {
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     pub n: usize,
+    /// Whether the run's own questions were excluded (unique tasks); tasks drawn with
+    /// repetition are scored on new draws that may repeat training questions.
+    pub excludes_seen: bool,
     pub seed: u64,
     pub exact_match: f64,
     pub char_accuracy: f64,
@@ -57,6 +60,13 @@ pub fn evaluate_fresh(
     threads: usize,
 ) -> Result<EvalReport, EvalError> {
     let cfg = &run.cfg;
+    if !cfg.task.unique {
+        // A task drawn with repetition (Brownlee's 100 questions) has no unseen questions:
+        // fresh here means newly drawn, as in the tutorial.
+        let mut rep = score(run, generate(&cfg.task, n, seed)?, seed, threads)?;
+        rep.excludes_seen = false;
+        return Ok(rep);
+    }
     let seen: HashSet<String> = generate(&cfg.task, cfg.data.size, cfg.seed)?
         .into_iter()
         .map(|p| p.question)
@@ -132,6 +142,7 @@ pub fn score(
     };
     Ok(EvalReport {
         n: ds.n,
+        excludes_seen: true,
         seed,
         exact_match: exact as f64 / ds.n.max(1) as f64,
         char_accuracy: chars as f64 / (ds.n * ds.t_out).max(1) as f64,
@@ -160,9 +171,10 @@ impl EvalReport {
     /// A table for people.
     pub fn to_table(&self) -> String {
         let mut s = format!(
-            "fresh questions: {} (seed {}), none seen in training or validation\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
+            "fresh questions: {} (seed {}), {}\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
             self.n,
             self.seed,
+            if self.excludes_seen { "none seen in training or validation" } else { "new draws (this task repeats questions, so some were seen in training)" },
             self.exact_match,
             (self.exact_match * self.n as f64).round() as usize,
             self.n,

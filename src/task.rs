@@ -42,6 +42,12 @@ pub struct TaskConfig {
     pub dedup: Option<Dedup>,
     /// pq-system: a and b are uniform in 1..=pq_max dashes.
     pub pq_max: usize,
+    /// Arithmetic: when set, operands are uniform in `min_value..=max_value` (Brownlee's
+    /// `random_sum_pairs`) instead of Keras's digit-length draw; `digits` is then ignored.
+    pub max_value: Option<u64>,
+    pub min_value: u64,
+    /// Skip repeated questions (Keras). Brownlee draws with repetition: `unique = false`.
+    pub unique: bool,
 }
 
 impl Default for TaskConfig {
@@ -52,6 +58,9 @@ impl Default for TaskConfig {
             op: "+".into(),
             dedup: None,
             pq_max: 1000,
+            max_value: None,
+            min_value: 0,
+            unique: true,
         }
     }
 }
@@ -94,7 +103,14 @@ impl TaskConfig {
     pub fn validate(&self) -> Result<(), TaskError> {
         match self.kind {
             TaskKind::Arithmetic => {
-                if !(1..=MAX_DIGITS).contains(&self.digits) {
+                if let Some(max) = self.max_value {
+                    if self.min_value > max || decimal_len(max as u128) > MAX_DIGITS {
+                        return Err(TaskError::Invalid(format!(
+                            "operand range {}..={max} is empty or has more than {MAX_DIGITS} digits",
+                            self.min_value
+                        )));
+                    }
+                } else if !(1..=MAX_DIGITS).contains(&self.digits) {
                     return Err(TaskError::Invalid(format!(
                         "digits must be between 1 and {MAX_DIGITS}, got {}",
                         self.digits
@@ -142,7 +158,7 @@ impl TaskConfig {
     /// Longest question in characters (Keras MAXLEN: 2*digits+1; pq: 2*pq_max+1).
     pub fn max_question_len(&self) -> usize {
         match self.kind {
-            TaskKind::Arithmetic => 2 * self.digits + self.op.chars().count(),
+            TaskKind::Arithmetic => 2 * self.operand_digits() + self.op.chars().count(),
             TaskKind::PqSystem => 2 * self.pq_max + 1,
         }
     }
@@ -152,7 +168,12 @@ impl TaskConfig {
         match self.kind {
             // A sum of two d-digit numbers has at most d+1 digits; a difference at most d
             // digits after its sign.
-            TaskKind::Arithmetic => self.digits + 1,
+            TaskKind::Arithmetic => match (self.max_value, self.op.as_str()) {
+                // Brownlee's width: the digits of the largest sum.
+                (Some(max), "+") => decimal_len(2 * max as u128),
+                (Some(max), _) => decimal_len(max as u128) + 1,
+                (None, _) => self.digits + 1,
+            },
             TaskKind::PqSystem => 2 * self.pq_max + 1,
         }
     }
@@ -162,6 +183,9 @@ impl TaskConfig {
         // Every value in the operand range is reachable: 0..10^digits for arithmetic (leading
         // zeros collapse), 1..=pq_max for the pq-system.
         let values: u128 = match self.kind {
+            TaskKind::Arithmetic if self.max_value.is_some() => {
+                (self.max_value.unwrap_or(0) as u128 + 1).saturating_sub(self.min_value as u128)
+            }
             TaskKind::Arithmetic if self.digits == 0 => 0,
             TaskKind::Arithmetic => 10u128.checked_pow(self.digits as u32).unwrap_or(u128::MAX),
             TaskKind::PqSystem => self.pq_max as u128,
@@ -177,6 +201,14 @@ impl TaskConfig {
                 };
                 (even / 2).saturating_mul(odd)
             }
+        }
+    }
+
+    /// Digits of the longest operand.
+    pub fn operand_digits(&self) -> usize {
+        match self.max_value {
+            Some(max) => decimal_len(max as u128),
+            None => self.digits,
         }
     }
 
@@ -230,7 +262,7 @@ fn generate_bounded(
     }
     let distinct = cfg.distinct_questions();
     let available = distinct.saturating_sub(seen.len() as u128);
-    if n as u128 > available {
+    if cfg.unique && n as u128 > available {
         return Err(TaskError::TooFew {
             wanted: n,
             available,
@@ -241,7 +273,8 @@ fn generate_bounded(
     let mut repeats = 0u64;
     while problems.len() < n {
         let (a, b) = sampler.draw(&mut rng);
-        if !seen.insert(key(dedup, a, b)) {
+        // Without uniqueness (Brownlee) every draw counts and `exclude` does not apply.
+        if cfg.unique && !seen.insert(key(dedup, a, b)) {
             repeats += 1;
             if repeats >= max_repeats {
                 return Err(TaskError::Invalid(format!(
@@ -283,8 +316,14 @@ fn key(dedup: Dedup, a: u128, b: u128) -> Key {
 
 /// How one task draws operand pairs and turns them into problems.
 enum Sampler {
-    Arithmetic { op: Op, digits: usize },
-    Pq { max: usize },
+    Arithmetic {
+        op: Op,
+        digits: usize,
+        range: Option<(u128, u128)>,
+    },
+    Pq {
+        max: usize,
+    },
 }
 
 impl Sampler {
@@ -294,6 +333,9 @@ impl Sampler {
                 op: Op::from_symbol(&cfg.op)
                     .ok_or_else(|| TaskError::Invalid(format!("unknown operator {:?}", cfg.op)))?,
                 digits: cfg.digits,
+                range: cfg
+                    .max_value
+                    .map(|max| (cfg.min_value as u128, max as u128)),
             },
             TaskKind::PqSystem => Sampler::Pq { max: cfg.pq_max },
         })
@@ -301,6 +343,10 @@ impl Sampler {
 
     fn draw(&self, rng: &mut ChaCha8Rng) -> (u128, u128) {
         match *self {
+            Sampler::Arithmetic {
+                range: Some((lo, hi)),
+                ..
+            } => (rng.random_range(lo..=hi), rng.random_range(lo..=hi)),
             Sampler::Arithmetic { digits, .. } => {
                 (draw_operand(rng, digits), draw_operand(rng, digits))
             }
@@ -314,6 +360,10 @@ impl Sampler {
     /// Whether generation can draw this pair (exclusions outside the range cannot collide).
     fn in_range(&self, a: u128, b: u128) -> bool {
         match *self {
+            Sampler::Arithmetic {
+                range: Some((lo, hi)),
+                ..
+            } => (lo..=hi).contains(&a) && (lo..=hi).contains(&b),
             Sampler::Arithmetic { digits, .. } => {
                 let limit = pow10(digits);
                 a < limit && b < limit
@@ -906,6 +956,37 @@ mod tests {
         let exclude: HashSet<String> = ["-p-".to_string(), "--p-".to_string()].into();
         let fresh = generate_excluding(&cfg, 23, 0, &exclude).unwrap();
         assert!(fresh.iter().all(|p| !exclude.contains(&p.question)));
+    }
+
+    #[test]
+    fn brownlee_ranges_draw_with_repetition() {
+        let cfg = TaskConfig {
+            max_value: Some(10),
+            min_value: 1,
+            unique: false,
+            ..TaskConfig::default()
+        };
+        cfg.validate().unwrap();
+        assert_eq!((cfg.max_question_len(), cfg.max_answer_len()), (5, 2));
+        assert_eq!(cfg.distinct_questions(), 55);
+        let ps = generate(&cfg, 500, 3).unwrap();
+        assert_eq!(
+            ps.len(),
+            500,
+            "more problems than distinct questions: repetition allowed"
+        );
+        for p in &ps {
+            let (a, b) = p.question.split_once('+').unwrap();
+            let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+            assert!((1..=10).contains(&a) && (1..=10).contains(&b));
+            assert_eq!(p.answer, (a + b).to_string());
+        }
+        let bad = TaskConfig {
+            max_value: Some(3),
+            min_value: 5,
+            ..TaskConfig::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

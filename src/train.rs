@@ -127,7 +127,7 @@ pub fn run(
     })?;
     rundir::save_config(dir, &cfg)?;
 
-    let (train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;
+    let (mut train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;
     if train.n == 0 || val.n == 0 {
         return Err(TrainError::Config(format!(
             "data.size {} leaves {} training and {} validation questions; both must be non-empty",
@@ -183,6 +183,14 @@ pub fn run(
             epochs,
             examples: train.n,
         });
+        if cfg.data.fresh_per_epoch && epoch > 0 {
+            // A new training set each epoch, a pure function of (seed, epoch) so resume is exact.
+            let seed =
+                cfg.seed ^ 0xF4E5_0000_0000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let problems = crate::task::generate(&cfg.task, train.n, seed)
+                .map_err(crate::data::DataError::from)?;
+            train = Dataset::encode(problems, &codec)?;
+        }
         let order = epoch_order(train.n, cfg.seed, epoch);
         let mut sums = SliceStats::default();
         for (bi, rows) in order.chunks(bs).enumerate() {
