@@ -98,7 +98,9 @@ fn keras_subtraction_best(c: &mut ExperimentConfig) {
     c.task.op = "-".into();
     c.data.size = 300_000;
     c.train.epochs = 80;
-    c.train.stop_at_exact = Some(0.995);
+    // Adam's loss spikes make 5 epochs without a 0.001 gain too short a wait at this size.
+    c.train.patience = 10;
+    c.train.min_delta = 0.0002;
     c.train.samples = 3;
 }
 
@@ -151,7 +153,7 @@ pub fn all() -> Vec<Experiment> {
         Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, build: keras_addition_simplernn },
         Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), build: keras_addition_layers2 },
         Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction },
-        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, early stopping", expected_time: "5-8 min", claim_exact: Some(0.99), build: keras_subtraction_best },
+        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best },
         Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system },
         Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small },
     ]
