@@ -308,6 +308,19 @@ struct DataArgs {
     format: DataFormat,
 }
 
+/// Set by the first Ctrl-C: training stops after the current batch with a checkpoint.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A second Ctrl-C ends the process at once.
+    // SAFETY: signal() is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     // Like other Unix tools, end quietly when the reader of our output goes away
     // (`seqcalc data ... | head`) instead of panicking on the broken pipe.
@@ -376,7 +389,12 @@ fn run_training(
     let color = report::stdout_color();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut out = std::io::stdout();
-    let outcome = train::run(cfg, dir, resume, &mut |ev| match ev {
+    #[cfg(unix)]
+    // SAFETY: installs a handler that only stores to an atomic and resets the disposition.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+    let outcome = train::run(cfg, dir, resume, &INTERRUPTED, &mut |ev| match ev {
         Event::Start {
             cfg,
             model,
@@ -456,6 +474,18 @@ fn run_training(
             let _ = writeln!(out, "Stopped: {reason}");
         }
     })?;
+    if outcome.interrupted {
+        if let Some(b) = bar.take() {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "Interrupted: checkpoint written after {} full epochs and {} batches of the next.\nResume with: seqcalc train --resume {}",
+            outcome.state.epochs_done,
+            outcome.state.batches_done,
+            outcome.dir.display()
+        );
+        return Ok(outcome);
+    }
     if let Some(best) = outcome.best() {
         println!(
             "\nKept the weights of epoch {}: validation exact match {:.4}, per-character accuracy {:.4}, loss {:.4}",

@@ -350,7 +350,7 @@ fn group(n: usize) -> String {
 }
 
 /// Sums over the rows of one slice or batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SliceStats {
     /// Σ over rows and steps of -log p(target).
     pub loss_sum: f64,

@@ -17,6 +17,7 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Errors that stop training.
@@ -79,12 +80,19 @@ pub struct LoopState {
     pub history: History,
     /// Set when the loop has ended (a resume then has nothing to do).
     pub stopped: Option<String>,
+    /// Mid-epoch checkpoints: batches of epoch `epochs_done + 1` already applied, and their sums.
+    #[serde(default)]
+    pub batches_done: usize,
+    #[serde(default)]
+    pub partial: SliceStats,
 }
 
 /// What a finished run achieved.
 pub struct Outcome {
     pub dir: PathBuf,
     pub state: LoopState,
+    /// The run was interrupted and checkpointed mid-epoch.
+    pub interrupted: bool,
 }
 
 impl Outcome {
@@ -100,10 +108,15 @@ impl Outcome {
 
 /// Trains `cfg` into `dir`. With `resume`, continues from `dir`'s checkpoint using the config
 /// saved there (`cfg` is ignored except for `train.threads` when set on the command line).
+///
+/// When `interrupt` becomes true (the CLI sets it on Ctrl-C), the loop finishes the current
+/// batch, writes a mid-epoch checkpoint and returns with `Outcome::interrupted` set; resuming
+/// continues from the next batch with the same bits as an uninterrupted run.
 pub fn run(
     cfg: ExperimentConfig,
     dir: &Path,
     resume: bool,
+    interrupt: &AtomicBool,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, TrainError> {
     let mut cfg = cfg;
@@ -165,6 +178,7 @@ pub fn run(
         return Ok(Outcome {
             dir: dir.to_path_buf(),
             state,
+            interrupted: false,
         });
     }
 
@@ -192,8 +206,9 @@ pub fn run(
             train = Dataset::encode(problems, &codec)?;
         }
         let order = epoch_order(train.n, cfg.seed, epoch);
-        let mut sums = SliceStats::default();
-        for (bi, rows) in order.chunks(bs).enumerate() {
+        let mut sums = std::mem::take(&mut state.partial);
+        let skip = std::mem::take(&mut state.batches_done);
+        for (bi, rows) in order.chunks(bs).enumerate().skip(skip) {
             let n = rows.len();
             train.gather(rows, &mut xb[..n * t_in], &mut yb[..n * t_out]);
             let st = engine.train_step(&params, &xb[..n * t_in], &yb[..n * t_out], n);
@@ -208,6 +223,23 @@ pub fn run(
             }
             sums.add(&st);
             events(Event::Progress { done: sums.rows });
+            if interrupt.load(Ordering::SeqCst) && bi + 1 < order.len().div_ceil(bs) {
+                state.batches_done = bi + 1;
+                state.partial = sums;
+                state.adam_t = adam.t;
+                let ck = Checkpoint {
+                    params: params.clone(),
+                    adam_m: adam.m.clone(),
+                    adam_v: adam.v.clone(),
+                    state_json: serde_json::to_string(&state).expect("state serialises"),
+                };
+                rundir::save_checkpoint(dir, &engine.model, &ck)?;
+                return Ok(Outcome {
+                    dir: dir.to_path_buf(),
+                    state,
+                    interrupted: true,
+                });
+            }
         }
         let train_secs = t0.elapsed().as_secs_f64();
         let v = evaluate_dataset(&mut engine, &params, &val);
@@ -296,6 +328,13 @@ pub fn run(
             state_json: serde_json::to_string(&state).expect("state serialises"),
         };
         rundir::save_checkpoint(dir, &engine.model, &ck)?;
+        if state.stopped.is_none() && interrupt.load(Ordering::SeqCst) {
+            return Ok(Outcome {
+                dir: dir.to_path_buf(),
+                state,
+                interrupted: true,
+            });
+        }
         if let Some(reason) = &state.stopped {
             events(Event::Stop { reason });
             break;
@@ -304,6 +343,7 @@ pub fn run(
     Ok(Outcome {
         dir: dir.to_path_buf(),
         state,
+        interrupted: false,
     })
 }
 

@@ -225,6 +225,37 @@ fn resume_after_kill_gives_the_same_weights() {
         a == b,
         "resumed weights differ from the uninterrupted run's"
     );
+    // Ctrl-C (SIGINT): a clean stop with a mid-epoch checkpoint and the resume command.
+    let mut child = bin()
+        .args(base("interrupted"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ck = runs.join("interrupted/checkpoint/state.safetensors");
+    let t0 = std::time::Instant::now();
+    while !ck.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("Resume with: seqcalc train --resume"), "{err}");
+    let o = run(&[
+        "train",
+        "--resume",
+        runs.join("interrupted").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = std::fs::read(runs.join("interrupted/weights.safetensors")).unwrap();
+    assert!(
+        a == c,
+        "weights after an interrupt and resume differ from the uninterrupted run's"
+    );
     // A second training into the same directory is refused.
     let o = bin().args(base("whole")).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
