@@ -226,7 +226,7 @@ fn resume_after_kill_gives_the_same_weights() {
         "resumed weights differ from the uninterrupted run's"
     );
     // Ctrl-C (SIGINT): a clean stop with a mid-epoch checkpoint and the resume command.
-    let mut child = bin()
+    let child = bin()
         .args(base("interrupted"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
