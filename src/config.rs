@@ -30,6 +30,10 @@ pub struct TrainConfig {
     pub samples: usize,
     /// Worker threads (0: one per core). Results are bit-identical for a given thread count.
     pub threads: usize,
+    /// Keras `ReduceLROnPlateau` on validation loss: multiply the learning rate by
+    /// `reduce_lr_factor` after this many epochs without improvement (0: off).
+    pub reduce_lr_patience: usize,
+    pub reduce_lr_factor: f64,
 }
 
 impl Default for TrainConfig {
@@ -42,6 +46,8 @@ impl Default for TrainConfig {
             stop_at_exact: None,
             samples: 10,
             threads: 0,
+            reduce_lr_patience: 0,
+            reduce_lr_factor: 0.5,
         }
     }
 }
@@ -150,6 +156,9 @@ impl ExperimentConfig {
             if !(0.0..=1.0).contains(&x) {
                 return Err(ConfigError(format!("stop_at_exact {x} must be in [0, 1]")));
             }
+        }
+        if !(self.train.reduce_lr_factor > 0.0 && self.train.reduce_lr_factor <= 1.0) {
+            return Err(ConfigError("train.reduce_lr_factor must be in (0, 1]".into()));
         }
         if self.data.size < 2 {
             return Err(ConfigError(

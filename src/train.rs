@@ -85,6 +85,9 @@ pub struct LoopState {
     pub batches_done: usize,
     #[serde(default)]
     pub partial: SliceStats,
+    /// The learning rate in force (changed by `reduce_lr_patience`); `None` means the config's.
+    #[serde(default)]
+    pub lr: Option<f64>,
 }
 
 /// What a finished run achieved.
@@ -161,6 +164,9 @@ pub fn run(
             adam.m = ck.adam_m;
             adam.v = ck.adam_v;
             adam.t = state.adam_t;
+            if let Some(lr) = state.lr {
+                adam.cfg.lr = lr;
+            }
         }
     }
     let mut engine: Engine<f32> = Engine::new(model, threads);
@@ -266,6 +272,11 @@ pub fn run(
             rundir::save_weights(dir, &engine.model, &params)?;
         } else {
             state.wait += 1;
+            let p = cfg.train.reduce_lr_patience;
+            if p > 0 && state.wait.is_multiple_of(p) {
+                adam.cfg.lr *= cfg.train.reduce_lr_factor;
+                state.lr = Some(adam.cfg.lr);
+            }
         }
         state.epochs_done = epoch + 1;
         state.adam_t = adam.t;
