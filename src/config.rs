@@ -158,7 +158,9 @@ impl ExperimentConfig {
             }
         }
         if !(self.train.reduce_lr_factor > 0.0 && self.train.reduce_lr_factor <= 1.0) {
-            return Err(ConfigError("train.reduce_lr_factor must be in (0, 1]".into()));
+            return Err(ConfigError(
+                "train.reduce_lr_factor must be in (0, 1]".into(),
+            ));
         }
         if self.data.size < 2 {
             return Err(ConfigError(

@@ -233,13 +233,7 @@ pub fn run(
                 state.batches_done = bi + 1;
                 state.partial = sums;
                 state.adam_t = adam.t;
-                let ck = Checkpoint {
-                    params: params.clone(),
-                    adam_m: adam.m.clone(),
-                    adam_v: adam.v.clone(),
-                    state_json: serde_json::to_string(&state).expect("state serialises"),
-                };
-                rundir::save_checkpoint(dir, &engine.model, &ck)?;
+                save_checkpoint(dir, &engine.model, &params, &adam, &state)?;
                 return Ok(Outcome {
                     dir: dir.to_path_buf(),
                     state,
@@ -332,13 +326,7 @@ pub fn run(
         ) {
             eprintln!("warning: could not draw curves: {e:#}");
         }
-        let ck = Checkpoint {
-            params: params.clone(),
-            adam_m: adam.m.clone(),
-            adam_v: adam.v.clone(),
-            state_json: serde_json::to_string(&state).expect("state serialises"),
-        };
-        rundir::save_checkpoint(dir, &engine.model, &ck)?;
+        save_checkpoint(dir, &engine.model, &params, &adam, &state)?;
         if state.stopped.is_none() && interrupt.load(Ordering::SeqCst) {
             return Ok(Outcome {
                 dir: dir.to_path_buf(),
@@ -356,6 +344,23 @@ pub fn run(
         state,
         interrupted: false,
     })
+}
+
+/// Writes weights, Adam moments and the loop state as the run's checkpoint.
+fn save_checkpoint(
+    dir: &Path,
+    model: &Seq2Seq,
+    params: &[f32],
+    adam: &Adam,
+    state: &LoopState,
+) -> Result<(), RunError> {
+    let ck = Checkpoint {
+        params: params.to_vec(),
+        adam_m: adam.m.clone(),
+        adam_v: adam.v.clone(),
+        state_json: serde_json::to_string(state).expect("state serialises"),
+    };
+    rundir::save_checkpoint(dir, model, &ck)
 }
 
 /// Loss, per-character and exact-match sums over a whole data set, in chunks.
