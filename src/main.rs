@@ -542,6 +542,18 @@ fn data_statistics(train: &Dataset, val: &Dataset) -> String {
     )
 }
 
+/// One line of `predict --jsonl` output, fields in this order.
+#[derive(serde::Serialize)]
+struct JsonlAnswer<'a> {
+    input: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
 fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or(1);
@@ -594,15 +606,23 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
          -> Result<()> {
             for (q, r) in batch.iter().zip(answer_all(&mut engine, batch)) {
                 let line = match r {
-                    Ok((ans, conf)) => {
-                        serde_json::json!({"input": q, "output": ans, "confidence": (conf * 1e6).round() / 1e6})
-                    }
+                    Ok((ans, conf)) => JsonlAnswer {
+                        input: q,
+                        output: Some(ans),
+                        confidence: Some((conf * 1e6).round() / 1e6),
+                        error: None,
+                    },
                     Err(e) => {
                         *failed = true;
-                        serde_json::json!({"input": q, "error": e})
+                        JsonlAnswer {
+                            input: q,
+                            output: None,
+                            confidence: None,
+                            error: Some(e),
+                        }
                     }
                 };
-                writeln!(out, "{line}")?;
+                writeln!(out, "{}", serde_json::to_string(&line)?)?;
             }
             batch.clear();
             Ok(())
@@ -614,11 +634,13 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
                 .to_string();
             if std::str::from_utf8(&line).is_err() {
                 failed = true;
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"input": text, "error": "line is not valid UTF-8"})
-                )?;
+                let line = JsonlAnswer {
+                    input: &text,
+                    output: None,
+                    confidence: None,
+                    error: Some("line is not valid UTF-8".into()),
+                };
+                writeln!(out, "{}", serde_json::to_string(&line)?)?;
                 continue;
             }
             batch.push(text);
