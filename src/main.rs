@@ -406,19 +406,38 @@ fn run_training(
         } => {
             let _ = writeln!(out, "{}", data_statistics(train, val));
             if let Some(p) = train.problems.first() {
-                let _ = writeln!(out, "Example: {:?} -> {:?}", p.question, p.answer);
+                // Long sequences (the pq-system's 2001 symbols) are shown as runs.
+                let short = |t: &str| report::abbreviate(t, 60);
+                let indices = |v: &[u8]| {
+                    let shown: Vec<String> = v.iter().take(24).map(|i| i.to_string()).collect();
+                    format!(
+                        "[{}{}]",
+                        shown.join(", "),
+                        if v.len() > 24 {
+                            format!(", ... {} in all", v.len())
+                        } else {
+                            String::new()
+                        }
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "Example: \"{}\" -> \"{}\"",
+                    short(&p.question),
+                    short(&p.answer)
+                );
                 let syms: Vec<char> = codec.alphabet().chars().collect();
                 let padded: String = train.input(0).iter().map(|&i| syms[i as usize]).collect();
                 let _ = writeln!(
                     out,
-                    "  encoded question (padded{}): {:?} = indices {:?}",
+                    "  encoded question (padded{}): \"{}\" = indices {}",
                     if codec.config().reverse_input {
                         ", reversed"
                     } else {
                         ""
                     },
-                    padded,
-                    train.input(0)
+                    short(&padded),
+                    indices(train.input(0))
                 );
                 let _ = writeln!(
                     out,
@@ -426,7 +445,11 @@ fn run_training(
                     codec.alphabet(),
                     one_hot_preview(train.input(0), codec.vocab_size())
                 );
-                let _ = writeln!(out, "  encoded answer: indices {:?}", train.target(0));
+                let _ = writeln!(
+                    out,
+                    "  encoded answer: indices {}",
+                    indices(train.target(0))
+                );
             }
             let _ = writeln!(out, "\n{}", model.summary());
             let _ = writeln!(
