@@ -168,6 +168,15 @@ fn predict_answers_and_jsonl_reports_bad_lines_without_stopping() {
     assert_eq!(lines[4]["output"], "198");
 }
 
+/// Waits (up to two minutes) until a run directory holds its first checkpoint.
+fn wait_for_checkpoint(run_dir: &Path) {
+    let ck = run_dir.join("checkpoint/state.safetensors");
+    let t0 = std::time::Instant::now();
+    while !ck.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn resume_after_kill_gives_the_same_weights() {
     let root = tempfile::tempdir().unwrap();
@@ -202,11 +211,7 @@ fn resume_after_kill_gives_the_same_weights() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let ck = runs.join("killed/checkpoint/state.safetensors");
-    let t0 = std::time::Instant::now();
-    while !ck.exists() && t0.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_for_checkpoint(&runs.join("killed"));
     child.kill().ok();
     child.wait().ok();
     let hist: serde_json::Value =
@@ -232,11 +237,7 @@ fn resume_after_kill_gives_the_same_weights() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ck = runs.join("interrupted/checkpoint/state.safetensors");
-    let t0 = std::time::Instant::now();
-    while !ck.exists() && t0.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_for_checkpoint(&runs.join("interrupted"));
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
