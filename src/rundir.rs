@@ -269,6 +269,67 @@ pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>
     }))
 }
 
+/// Holds `dir/lock` (the owner's pid) while a training run writes into `dir`; removed on drop.
+/// A second run into the same directory is refused while the owner lives; the lock of a process
+/// that died (SIGKILL, crash) is stale and taken over.
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &Path) -> Result<RunLock, RunError> {
+        use std::io::Write;
+        let path = dir.join("lock");
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id()).map_err(|e| file_err(&path, e))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok());
+                    if let Some(pid) = owner {
+                        if pid != std::process::id() && process_alive(pid) {
+                            return Err(file_err(
+                                &path,
+                                format!("another seqcalc (pid {pid}) is training in this run directory; wait for it to finish or stop it (Ctrl-C), then resume"),
+                            ));
+                        }
+                    }
+                    // Stale (its owner is gone) or unreadable: take it over.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(file_err(&path, e)),
+            }
+        }
+        Err(file_err(&path, "could not take the lock"))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
 /// A trained model read back from its run directory.
 pub struct LoadedRun {
     pub dir: PathBuf,

@@ -141,6 +141,7 @@ pub fn run(
         path: dir.to_path_buf(),
         msg: e.to_string(),
     })?;
+    let _lock = rundir::RunLock::acquire(dir)?;
     rundir::save_config(dir, &cfg)?;
 
     let (mut train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;

@@ -418,3 +418,55 @@ fn compare_overlays_runs_and_closed_pipes_do_not_panic() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn a_second_run_in_the_same_directory_is_refused_while_the_first_lives() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    let mut args: Vec<&str> = vec![
+        "train",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        "busy",
+        "--epochs",
+        "100000",
+        "--patience",
+        "0",
+        "--samples",
+        "0",
+    ];
+    args.extend_from_slice(SMALL);
+    let mut first = bin()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&runs.join("busy"));
+    let dir = runs.join("busy");
+    let o = run(&["train", "--resume", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("another seqcalc (pid"), "{}", text(&o));
+    // Once the owner is gone (SIGKILL leaves a stale lock), the run can be resumed.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        dir.join("lock").exists(),
+        "SIGKILL should leave the lock behind"
+    );
+    let resumed = bin()
+        .args(["train", "--resume", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &resumed.id().to_string()])
+        .status()
+        .unwrap();
+    let o = resumed.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.join("lock").exists(), "a clean stop removes the lock");
+}
