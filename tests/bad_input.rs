@@ -1,0 +1,109 @@
+//! Bad input never panics: arbitrary text into the config loader, the codec and the question
+//! parser, arbitrary bytes and every truncation of a real weights file into the model loader.
+//! Each gives an error value (the CLI turns it into one line and exit code 2 or 1).
+//! A longer run: `PROPTEST_CASES=100000 cargo test --release --test bad_input`.
+
+use proptest::prelude::*;
+use seqcalc::codec::Codec;
+use seqcalc::config::ExperimentConfig;
+use seqcalc::model::{ModelConfig, Seq2Seq};
+use seqcalc::rundir;
+use seqcalc::task::{self, TaskConfig};
+
+/// 2,000 cases per property by default; PROPTEST_CASES raises it for a longer run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+fn default_codec() -> Codec {
+    let mut cfg = ExperimentConfig::default();
+    let (codec, _) = cfg.build().unwrap();
+    codec
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn config_loader_never_panics(text in "\\PC{0,200}") {
+        if let Ok(mut cfg) = ExperimentConfig::parse(&text) {
+            let _ = cfg.build();
+        }
+    }
+
+    #[test]
+    fn config_loader_never_panics_on_config_shaped_text(
+        section in prop::sample::select(vec!["task", "codec", "data", "model", "optim", "train"]),
+        key in "[a-z_]{1,12}",
+        value in prop::sample::select(vec!["0", "-1", "1e400", "\"lstm\"", "\"\"", "true", "[1,2]", "18446744073709551615", "nan", "0.5"]),
+    ) {
+        let text = format!("[{section}]\n{key} = {value}\n");
+        if let Ok(mut cfg) = ExperimentConfig::parse(&text) {
+            let _ = cfg.build();
+        }
+    }
+
+    #[test]
+    fn codec_and_question_parser_never_panic(q in "\\PC{0,40}", bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let codec = default_codec();
+        let mut out = vec![0u8; codec.input_len()];
+        let _ = codec.encode_input(&q, &mut out);
+        let lossy = String::from_utf8_lossy(&bytes).into_owned();
+        let _ = codec.encode_input(&lossy, &mut out);
+        let _ = task::solve(&TaskConfig::default(), &q);
+        let _ = task::solve(&TaskConfig::default(), &lossy);
+        let pq = TaskConfig { kind: task::TaskKind::PqSystem, pq_max: 20, ..TaskConfig::default() };
+        let _ = task::solve(&pq, &q);
+    }
+
+    #[test]
+    fn model_loader_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(rundir::WEIGHTS), &bytes).unwrap();
+        let m = Seq2Seq::new(&ModelConfig { hidden: 2, ..Default::default() }, 12, 7, 4).unwrap();
+        prop_assert!(rundir::load_weights(dir.path(), &m).is_err());
+    }
+}
+
+#[test]
+fn every_truncation_and_flipped_byte_of_a_weights_file_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Seq2Seq::new(
+        &ModelConfig {
+            hidden: 2,
+            ..Default::default()
+        },
+        12,
+        7,
+        4,
+    )
+    .unwrap();
+    rundir::save_weights(dir.path(), &m, &m.init_params(1)).unwrap();
+    let good = std::fs::read(dir.path().join(rundir::WEIGHTS)).unwrap();
+    for cut in 0..good.len() {
+        std::fs::write(dir.path().join(rundir::WEIGHTS), &good[..cut]).unwrap();
+        let e = rundir::load_weights(dir.path(), &m)
+            .expect_err("a truncated file must not load")
+            .to_string();
+        assert!(
+            e.contains("weights.safetensors") && !e.contains('\n'),
+            "cut {cut}: {e}"
+        );
+    }
+    // Flipping a byte of the header or of the data: an error, or (data bytes) different but
+    // finite weights; never a panic.
+    for at in (0..good.len()).step_by(7) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        std::fs::write(dir.path().join(rundir::WEIGHTS), &bad).unwrap();
+        if let Err(e) = rundir::load_weights(dir.path(), &m) {
+            assert!(
+                e.to_string().contains("weights.safetensors"),
+                "flip at {at}: {e}"
+            );
+        }
+    }
+}
