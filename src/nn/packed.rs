@@ -49,12 +49,17 @@ fn isa() -> Isa {
 impl<R: Real> PackedB<R> {
     /// Packs `op(b)` (`b` holds `[k, n]` for `Op::N`, `[n, k]` for `Op::T`), reusing the buffer.
     pub fn pack_from(&mut self, b: &[R], k: usize, n: usize, op: Op) {
-        assert!(b.len() >= k * n);
         let nr = if std::mem::size_of::<R>() == 4 && isa() == Isa::Avx512 {
             32
         } else {
             16
         };
+        self.pack_with_panel_width(b, k, n, op, nr);
+    }
+
+    /// Packs with a given panel width (32 for the AVX-512 kernel, 16 for the others).
+    fn pack_with_panel_width(&mut self, b: &[R], k: usize, n: usize, op: Op, nr: usize) {
+        assert!(b.len() >= k * n);
         let panels = n.div_ceil(nr);
         self.k = k;
         self.n = n;
@@ -146,87 +151,75 @@ mod x86 {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile_avx512<const ROWS: usize>(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        panel: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-        accumulate: bool,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
-        for kk in 0..k {
-            let w0 = _mm512_loadu_ps(panel.add(kk * 32));
-            let w1 = _mm512_loadu_ps(panel.add(kk * 32 + 16));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(r * lda + kk));
-                row[0] = _mm512_fmadd_ps(av, w0, row[0]);
-                row[1] = _mm512_fmadd_ps(av, w1, row[1]);
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            let cr = c.add(r * ldc);
-            if ncols == 32 {
-                let (mut v0, mut v1) = (row[0], row[1]);
-                if accumulate {
-                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cr));
-                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cr.add(16)));
+    /// A `ROWS x NR` register tile (`NR` = 2 vectors of `$lanes`): `c (+)= a @ panel`.
+    macro_rules! tile {
+        ($name:ident, $feat:literal, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $store:ident) => {
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feat)]
+            unsafe fn $name<const ROWS: usize>(
+                k: usize,
+                a: *const f32,
+                lda: usize,
+                panel: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                ncols: usize,
+                accumulate: bool,
+            ) {
+                const NR: usize = 2 * $lanes;
+                let mut acc = [[$zero(); 2]; ROWS];
+                for kk in 0..k {
+                    let w0 = $load(panel.add(kk * NR));
+                    let w1 = $load(panel.add(kk * NR + $lanes));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = $set1(*a.add(r * lda + kk));
+                        row[0] = $fmadd(av, w0, row[0]);
+                        row[1] = $fmadd(av, w1, row[1]);
+                    }
                 }
-                _mm512_storeu_ps(cr, v0);
-                _mm512_storeu_ps(cr.add(16), v1);
-            } else {
-                let mut tmp = [0.0f32; 32];
-                _mm512_storeu_ps(tmp.as_mut_ptr(), row[0]);
-                _mm512_storeu_ps(tmp.as_mut_ptr().add(16), row[1]);
-                store_row(cr, &tmp, ncols, accumulate);
+                for (r, row) in acc.iter().enumerate() {
+                    let cr = c.add(r * ldc);
+                    if ncols == NR {
+                        let (mut v0, mut v1) = (row[0], row[1]);
+                        if accumulate {
+                            v0 = $add(v0, $load(cr));
+                            v1 = $add(v1, $load(cr.add($lanes)));
+                        }
+                        $store(cr, v0);
+                        $store(cr.add($lanes), v1);
+                    } else {
+                        let mut tmp = [0.0f32; NR];
+                        $store(tmp.as_mut_ptr(), row[0]);
+                        $store(tmp.as_mut_ptr().add($lanes), row[1]);
+                        store_row(cr, &tmp, ncols, accumulate);
+                    }
+                }
             }
-        }
+        };
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_avx2<const ROWS: usize>(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        panel: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-        accumulate: bool,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
-        for kk in 0..k {
-            let w0 = _mm256_loadu_ps(panel.add(kk * 16));
-            let w1 = _mm256_loadu_ps(panel.add(kk * 16 + 8));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(*a.add(r * lda + kk));
-                row[0] = _mm256_fmadd_ps(av, w0, row[0]);
-                row[1] = _mm256_fmadd_ps(av, w1, row[1]);
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            let cr = c.add(r * ldc);
-            if ncols == 16 {
-                let (mut v0, mut v1) = (row[0], row[1]);
-                if accumulate {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr.add(8)));
-                }
-                _mm256_storeu_ps(cr, v0);
-                _mm256_storeu_ps(cr.add(8), v1);
-            } else {
-                let mut tmp = [0.0f32; 16];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
-                store_row(cr, &tmp, ncols, accumulate);
-            }
-        }
-    }
+    tile!(
+        tile_avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_storeu_ps
+    );
+    tile!(
+        tile_avx2,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_storeu_ps
+    );
 
     macro_rules! driver {
         ($name:ident, $tile:ident, $nr:expr, $feat:literal) => {
@@ -309,6 +302,23 @@ mod tests {
                     gemm_packed(m, &a, &pb, &mut fast, accumulate);
                     let mut plain = c0.clone();
                     gemm_packed_ref(m, &a, &pb, &mut plain, accumulate);
+                    // The AVX2 kernel too, when this CPU has it (the dispatch picks AVX-512 here).
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                    {
+                        let mut p16 = PackedB::default();
+                        p16.pack_with_panel_width(&b, k, n, op, 16);
+                        let mut avx2 = c0.clone();
+                        // SAFETY: AVX2 and FMA were detected just above.
+                        unsafe { x86::gemm_avx2(m, k, n, &a, &p16.data, &mut avx2, accumulate) };
+                        for (x, w) in avx2.iter().zip(&want) {
+                            assert!(
+                                (x - w).abs() < 1e-4 * (1.0 + w.abs()),
+                                "{m}x{k}x{n} {op:?}: avx2 {x} vs {w}"
+                            );
+                        }
+                    }
                     for ((f, p), w) in fast.iter().zip(&plain).zip(&want) {
                         assert!(
                             (f - w).abs() < 1e-4 * (1.0 + w.abs()),
