@@ -4,6 +4,7 @@
 use crate::codec::PadSide;
 use crate::config::ExperimentConfig;
 use crate::nn::rnn::CellKind;
+use crate::regression::MappingModel;
 use crate::task::{Dedup, TaskKind};
 
 /// A built-in experiment.
@@ -16,6 +17,8 @@ pub struct Experiment {
     /// The tutorial's result: validation exact match the run should reach.
     pub claim_exact: Option<f64>,
     build: fn(&mut ExperimentConfig),
+    /// Brownlee's mapping experiments (A1, A2) are regressions, not seq2seq configs.
+    pub mapping: Option<MappingModel>,
 }
 
 impl Experiment {
@@ -150,15 +153,31 @@ fn pq_system_small(c: &mut ExperimentConfig) {
 /// Every built-in experiment.
 pub fn all() -> Vec<Experiment> {
     vec![
-        Experiment { name: "brownlee-seq2seq", reproduces: "Brownlee A3: 1..10 + 1..10 as seq2seq, LSTM(100) -> LSTM(50), fresh examples every epoch", expected_time: "under a minute", claim_exact: Some(0.99), build: brownlee_seq2seq },
-        Experiment { name: "keras-addition", reproduces: "Keras addition_rnn (B1): 3-digit addition, LSTM(128), reversed input; the default of `train`", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition },
-        Experiment { name: "keras-addition-gru", reproduces: "B1 with a GRU, as the notebook suggests", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition_gru },
-        Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, build: keras_addition_simplernn },
-        Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), build: keras_addition_layers2 },
-        Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction },
-        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best },
-        Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system },
-        Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small },
+        Experiment {
+            name: "brownlee-mapping",
+            reproduces: "Brownlee A1: addition as a mapping, normalised numbers, LSTM(6) -> LSTM(2) -> Dense(1), MSE",
+            expected_time: "a second",
+            claim_exact: None,
+            build: keras_addition,
+            mapping: Some(MappingModel::Lstm),
+        },
+        Experiment {
+            name: "brownlee-mlp",
+            reproduces: "Brownlee A2: the same data with an MLP, which solves it",
+            expected_time: "a second",
+            claim_exact: None,
+            build: keras_addition,
+            mapping: Some(MappingModel::Mlp),
+        },
+        Experiment { name: "brownlee-seq2seq", reproduces: "Brownlee A3: 1..10 + 1..10 as seq2seq, LSTM(100) -> LSTM(50), fresh examples every epoch", expected_time: "under a minute", claim_exact: Some(0.99), build: brownlee_seq2seq, mapping: None },
+        Experiment { name: "keras-addition", reproduces: "Keras addition_rnn (B1): 3-digit addition, LSTM(128), reversed input; the default of `train`", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition, mapping: None },
+        Experiment { name: "keras-addition-gru", reproduces: "B1 with a GRU, as the notebook suggests", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition_gru, mapping: None },
+        Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, build: keras_addition_simplernn, mapping: None },
+        Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), build: keras_addition_layers2, mapping: None },
+        Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction, mapping: None },
+        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best, mapping: None },
+        Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system, mapping: None },
+        Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small, mapping: None },
     ]
 }
 

@@ -16,6 +16,7 @@ pub mod history;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod regression;
 pub mod report;
 pub mod rundir;
 pub mod task;

@@ -808,7 +808,16 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             }
         }
         ExperimentCmd::Show { name } => {
-            let mut cfg = find_experiment(&name)?.config();
+            let e = find_experiment(&name)?;
+            if let Some(m) = e.mapping {
+                let c = seqcalc::regression::MappingConfig::brownlee(m);
+                println!(
+                    "# {} is a regression, not a seq2seq config: {}\n# {c:?}",
+                    e.name, e.reproduces
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut cfg = e.config();
             cfg.build()?;
             print!("{}", cfg.to_toml());
         }
@@ -819,7 +828,44 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                 .map(|n| find_experiment(n))
                 .collect::<Result<Vec<_>>>()?;
             let mut results = Vec::new();
+            let mut rmses = Vec::new();
             for e in &exps {
+                if let Some(m) = e.mapping {
+                    let mut c = seqcalc::regression::MappingConfig::brownlee(m);
+                    if a.quick {
+                        c.epochs = 2;
+                    }
+                    if let Some(seed) = a.over.seed {
+                        c.seed = seed;
+                    }
+                    println!("=== {} ({})", e.name, e.reproduces);
+                    let rep = seqcalc::regression::run(&c, &mut |epoch, loss| {
+                        println!("Epoch {epoch:>3}  mse {loss:.6}")
+                    });
+                    for (nums, want, got) in rep.pairs.iter().take(20) {
+                        let q = nums
+                            .iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join("+");
+                        println!(
+                            "  {q:<8} Expected={want:<4} Predicted={:<4} {}",
+                            got.round(),
+                            if got.round() as u32 == *want {
+                                "✓"
+                            } else {
+                                "✗"
+                            }
+                        );
+                    }
+                    println!(
+                        "RMSE on {} new examples: {:.3}\n",
+                        rep.pairs.len(),
+                        rep.rmse
+                    );
+                    rmses.push((e.name, rep.rmse));
+                    continue;
+                }
                 let mut cfg = if a.quick {
                     e.quick_config()
                 } else {
@@ -837,6 +883,12 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                 }
                 println!("Verdict: {verdict}\n");
                 results.push((e.name, best, verdict));
+            }
+            if rmses.len() > 1 {
+                println!("{:<26}{:>10}", "mapping experiment", "RMSE");
+                for (name, r) in &rmses {
+                    println!("{name:<26}{r:>10.3}");
+                }
             }
             if results.len() > 1 {
                 println!(

@@ -363,9 +363,16 @@ fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
     let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert_eq!(out.matches("Verdict:").count(), names.len(), "{out}");
+    assert_eq!(
+        out.matches("Verdict:").count() + out.matches("RMSE on").count(),
+        names.len(),
+        "{out}"
+    );
     for n in &names {
         let dir = runs.join(format!("{n}-quick"));
+        if n.starts_with("brownlee-m") {
+            continue; // the mapping regressions leave no seq2seq run directory
+        }
         let o = run(&[
             "eval",
             "--model",

@@ -1,0 +1,291 @@
+//! Brownlee's "beginner's mistake" (A1) and the MLP that shows why (A2): addition as a mapping
+//! from normalised numbers to their normalised sum.
+//!
+//! Data: `n_numbers` integers uniform in 1..=`largest`, inputs and target divided by
+//! `largest * n_numbers` (so they lie in [0, 1]). Models: a regression LSTM over the numbers as
+//! a sequence (`[T = n_numbers, B, 1]`: LSTM(6, sequences) -> LSTM(2) -> Dense(1)), or an MLP on
+//! the numbers as features (Dense(n -> 10) -> Dense(10 -> 1), linear: the sum is a linear map, and
+//! a ReLU between them only slowed it down, RMSE 1.7 against 0.13); mean squared error; Adam.
+//! Each epoch draws new examples; the report is RMSE in original units on new examples.
+
+use crate::nn::dense::Dense;
+use crate::nn::params::ParamLayout;
+use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
+use crate::optim::{Adam, OptimConfig};
+use rand::{Rng, SeedableRng};
+
+/// Which mapping model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingModel {
+    /// LSTM(6, return_sequences) -> LSTM(2) -> Dense(1).
+    Lstm,
+    /// Dense(n -> 10) -> Dense(10 -> 1).
+    Mlp,
+}
+
+/// The mapping experiment's settings (Brownlee's).
+#[derive(Clone, Debug)]
+pub struct MappingConfig {
+    pub model: MappingModel,
+    pub n_numbers: usize,
+    pub largest: u32,
+    pub epochs: usize,
+    pub examples_per_epoch: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl MappingConfig {
+    pub fn brownlee(model: MappingModel) -> MappingConfig {
+        MappingConfig {
+            model,
+            n_numbers: 2,
+            largest: 100,
+            epochs: 50,
+            examples_per_epoch: 100,
+            batch_size: 2,
+            seed: 1337,
+        }
+    }
+}
+
+/// The trained result.
+pub struct MappingReport {
+    /// Mean squared error (normalised units) per epoch.
+    pub epoch_loss: Vec<f64>,
+    /// RMSE in original units on `pairs.len()` new examples.
+    pub rmse: f64,
+    /// (numbers, expected sum, prediction in original units).
+    pub pairs: Vec<(Vec<u32>, u32, f64)>,
+}
+
+struct Net {
+    layout: ParamLayout,
+    rnn: Vec<RnnLayer>,
+    dense: Vec<Dense>,
+}
+
+impl Net {
+    fn new(cfg: &MappingConfig) -> Net {
+        let mut layout = ParamLayout::default();
+        let (rnn, dense) = match cfg.model {
+            MappingModel::Lstm => (
+                vec![
+                    RnnLayer::new(&mut layout, "lstm", "_l0", CellKind::Lstm, 1, 6),
+                    RnnLayer::new(&mut layout, "lstm", "_l1", CellKind::Lstm, 6, 2),
+                ],
+                vec![Dense::new(&mut layout, "head", 2, 1)],
+            ),
+            MappingModel::Mlp => (
+                Vec::new(),
+                vec![
+                    Dense::new(&mut layout, "hidden", cfg.n_numbers, 10),
+                    Dense::new(&mut layout, "head", 10, 1),
+                ],
+            ),
+        };
+        Net { layout, rnn, dense }
+    }
+
+    /// Forward for `b` examples `x` (`[B, n]` row-major); returns predictions `[B]`; with
+    /// `target`, adds the MSE gradient (mean over the batch) into `grad` and returns the loss too.
+    fn run(
+        &self,
+        p: &[f32],
+        x: &[f32],
+        b: usize,
+        n: usize,
+        target: Option<(&[f32], &mut [f32])>,
+    ) -> (Vec<f32>, f64) {
+        match self.rnn.len() {
+            0 => {
+                let (d1, d2) = (&self.dense[0], &self.dense[1]);
+                let mut hpre = vec![0.0f32; b * d1.output];
+                d1.forward(p, x, b, &mut hpre);
+                let h = &hpre;
+                let mut y = vec![0.0f32; b];
+                d2.forward(p, h, b, &mut y);
+                let Some((t, grad)) = target else {
+                    return (y, 0.0);
+                };
+                let (loss, dy) = mse(&y, t);
+                let mut dh = vec![0.0f32; b * d1.output];
+                d2.backward(p, h, &dy, b, grad, Some(&mut dh));
+                d1.backward(p, x, &dh, b, grad, None);
+                (y, loss)
+            }
+            _ => {
+                let (l0, l1, head) = (&self.rnn[0], &self.rnn[1], &self.dense[0]);
+                // Time-major [T = n, B, 1].
+                let mut xs = vec![0.0f32; n * b];
+                for r in 0..b {
+                    for s in 0..n {
+                        xs[s * b + r] = x[r * n + s];
+                    }
+                }
+                let (mut pk0, mut pk1) = (RnnPack::default(), RnnPack::default());
+                l0.pack(p, &mut pk0);
+                l1.pack(p, &mut pk1);
+                let (mut c0, mut c1) = (RnnCache::default(), RnnCache::default());
+                l0.forward(p, &pk0, RnnInput::Seq(&xs), b, n, &mut c0);
+                let seq0 = l0.outputs(&c0, b, n).to_vec();
+                l1.forward(p, &pk1, RnnInput::Seq(&seq0), b, n, &mut c1);
+                let last = l1.last_output(&c1, b, n).to_vec();
+                let mut y = vec![0.0f32; b];
+                head.forward(p, &last, b, &mut y);
+                let Some((t, grad)) = target else {
+                    return (y, 0.0);
+                };
+                let (loss, dy) = mse(&y, t);
+                let mut dlast = vec![0.0f32; b * 2];
+                head.backward(p, &last, &dy, b, grad, Some(&mut dlast));
+                let mut dseq0 = vec![0.0f32; n * b * 6];
+                l1.backward(
+                    p,
+                    &pk1,
+                    RnnInput::Seq(&seq0),
+                    b,
+                    n,
+                    &mut c1,
+                    None,
+                    Some(&dlast),
+                    grad,
+                    RnnInputGrad::Dense(&mut dseq0),
+                );
+                l0.backward(
+                    p,
+                    &pk0,
+                    RnnInput::Seq(&xs),
+                    b,
+                    n,
+                    &mut c0,
+                    Some(&dseq0),
+                    None,
+                    grad,
+                    RnnInputGrad::Dense(&mut vec![0.0f32; n * b]),
+                );
+                (y, loss)
+            }
+        }
+    }
+}
+
+/// Mean squared error and its gradient with respect to the predictions.
+fn mse(y: &[f32], t: &[f32]) -> (f64, Vec<f32>) {
+    let b = y.len() as f32;
+    let loss = y
+        .iter()
+        .zip(t)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / y.len() as f64;
+    (
+        loss,
+        y.iter().zip(t).map(|(a, c)| 2.0 * (a - c) / b).collect(),
+    )
+}
+
+fn draw(
+    cfg: &MappingConfig,
+    rng: &mut impl Rng,
+    count: usize,
+) -> (Vec<Vec<u32>>, Vec<f32>, Vec<f32>) {
+    let scale = (cfg.largest as usize * cfg.n_numbers) as f32;
+    let nums: Vec<Vec<u32>> = (0..count)
+        .map(|_| {
+            (0..cfg.n_numbers)
+                .map(|_| rng.random_range(1..=cfg.largest))
+                .collect()
+        })
+        .collect();
+    let x = nums.iter().flatten().map(|&v| v as f32 / scale).collect();
+    let y = nums
+        .iter()
+        .map(|v| v.iter().sum::<u32>() as f32 / scale)
+        .collect();
+    (nums, x, y)
+}
+
+/// Trains and evaluates one mapping model, calling `on_epoch(epoch, loss)` after each epoch.
+pub fn run(cfg: &MappingConfig, on_epoch: &mut dyn FnMut(usize, f64)) -> MappingReport {
+    let net = Net::new(cfg);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut p = vec![0.0f32; net.layout.total];
+    for l in &net.rnn {
+        l.init(&mut p, &mut rng);
+    }
+    for d in &net.dense {
+        d.init(&mut p, &mut rng);
+    }
+    let mut adam = Adam::new(OptimConfig::default(), p.len());
+    let n = cfg.n_numbers;
+    let mut epoch_loss = Vec::new();
+    for epoch in 0..cfg.epochs {
+        let (_, x, y) = draw(cfg, &mut rng, cfg.examples_per_epoch);
+        let mut total = 0.0;
+        let mut batches = 0;
+        for start in (0..cfg.examples_per_epoch).step_by(cfg.batch_size.max(1)) {
+            let b = cfg.batch_size.min(cfg.examples_per_epoch - start);
+            let mut grad = vec![0.0f32; p.len()];
+            let (_, loss) = net.run(
+                &p,
+                &x[start * n..(start + b) * n],
+                b,
+                n,
+                Some((&y[start..start + b], &mut grad)),
+            );
+            let _ = adam.step(&mut p, &grad);
+            total += loss;
+            batches += 1;
+        }
+        let mean = total / batches.max(1) as f64;
+        epoch_loss.push(mean);
+        on_epoch(epoch + 1, mean);
+    }
+    let (nums, x, _) = draw(cfg, &mut rng, 100);
+    let (pred, _) = net.run(&p, &x, nums.len(), n, None);
+    let scale = (cfg.largest as usize * n) as f64;
+    let pairs: Vec<(Vec<u32>, u32, f64)> = nums
+        .iter()
+        .zip(&pred)
+        .map(|(v, &y)| (v.clone(), v.iter().sum(), y as f64 * scale))
+        .collect();
+    let rmse = (pairs
+        .iter()
+        .map(|(_, t, y)| (*t as f64 - y).powi(2))
+        .sum::<f64>()
+        / pairs.len() as f64)
+        .sqrt();
+    MappingReport {
+        epoch_loss,
+        rmse,
+        pairs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_models_learn_and_the_mlp_wins() {
+        let lstm = run(&MappingConfig::brownlee(MappingModel::Lstm), &mut |_, _| {});
+        let mlp = run(&MappingConfig::brownlee(MappingModel::Mlp), &mut |_, _| {});
+        for r in [&lstm, &mlp] {
+            assert!(
+                r.epoch_loss.last().unwrap() < &(r.epoch_loss[0] / 5.0),
+                "{:?}",
+                r.epoch_loss
+            );
+        }
+        // Predicting the mean sum (101) would give an RMSE of about 40.
+        assert!(lstm.rmse < 10.0, "lstm rmse {}", lstm.rmse);
+        assert!(
+            mlp.rmse < 0.5 && mlp.rmse < lstm.rmse,
+            "mlp {} vs lstm {}",
+            mlp.rmse,
+            lstm.rmse
+        );
+        assert_eq!(mlp.pairs.len(), 100);
+    }
+}
