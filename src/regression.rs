@@ -268,6 +268,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mse_gradient_matches_finite_differences() {
+        let (y, t) = (vec![0.3f32, -1.2, 0.7], vec![0.1f32, 0.4, 0.7]);
+        let (_, g) = mse(&y, &t);
+        for i in 0..y.len() {
+            let (mut p, mut m) = (y.clone(), y.clone());
+            p[i] += 1e-2;
+            m[i] -= 1e-2;
+            let fd = (mse(&p, &t).0 - mse(&m, &t).0) / 2e-2;
+            assert!((fd - g[i] as f64).abs() < 1e-4, "{i}: {fd} vs {}", g[i]);
+        }
+    }
+
+    #[test]
     fn both_models_learn_and_the_mlp_wins() {
         let lstm = run(&MappingConfig::brownlee(MappingModel::Lstm), &mut |_, _| {});
         let mlp = run(&MappingConfig::brownlee(MappingModel::Mlp), &mut |_, _| {});
