@@ -577,7 +577,88 @@ struct JsonlAnswer<'a> {
     error: Option<String>,
 }
 
+/// `predict` on a mapping (regression) run: the rounded prediction and the raw value.
+fn cmd_predict_mapping(a: PredictArgs) -> Result<ExitCode> {
+    let run = seqcalc::regression::MappingRun::load(&a.model)?;
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut answer = |q: &str, out: &mut std::io::StdoutLock| -> Result<()> {
+        let parsed = run.parse(q);
+        let (output, value, error) = match &parsed {
+            Ok(nums) => {
+                let y = run.predict(std::slice::from_ref(nums))[0];
+                (Some(format!("{}", y.round())), Some(y), None)
+            }
+            Err(e) => {
+                failed = true;
+                (None, None, Some(e.clone()))
+            }
+        };
+        if a.jsonl {
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                input: &'a str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                output: Option<String>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                value: Option<f64>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                error: Option<String>,
+            }
+            let line = Line {
+                input: q,
+                output: output.clone(),
+                value: value.map(|v| (v * 1e4).round() / 1e4),
+                error: error.clone(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        } else {
+            match (output, value, parsed) {
+                (Some(o), Some(v), Ok(nums)) => {
+                    let want: u64 = nums.iter().map(|&x| x as u64).sum();
+                    let mark = if o == want.to_string() { "✓" } else { "✗" };
+                    writeln!(
+                        out,
+                        "{} = {o}   (regression output {v:.3})  {mark}",
+                        q.trim()
+                    )?
+                }
+                _ => eprintln!("error: {q:?}: {}", error.unwrap_or_default()),
+            }
+        }
+        Ok(())
+    };
+    if a.jsonl {
+        if !a.questions.is_empty() {
+            bail!("--jsonl reads questions from stdin; do not also pass them as arguments");
+        }
+        for line in std::io::stdin().lock().split(b'\n') {
+            let line = line.context("reading stdin")?;
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            answer(&text, &mut out)?;
+        }
+    } else {
+        if a.questions.is_empty() {
+            bail!("no questions given; pass them as arguments (seqcalc predict --model DIR \"12+57\") or use --jsonl with stdin");
+        }
+        for q in &a.questions {
+            answer(q, &mut out)?;
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
+    if seqcalc::regression::is_mapping_run(&a.model) {
+        return cmd_predict_mapping(a);
+    }
     let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or(1);
     let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
@@ -713,10 +794,24 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
-    let run = rundir::load_run(&a.model)?;
     if a.n == 0 {
         bail!("--n must be at least 1");
     }
+    if seqcalc::regression::is_mapping_run(&a.model) {
+        let run = seqcalc::regression::MappingRun::load(&a.model)?;
+        let rep = run.evaluate(a.n, a.seed);
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        } else {
+            println!(
+                "{} new examples (regression: a prediction is exact when it rounds to the sum)\n\
+                 RMSE            {:.3}\nmean abs error  {:.3}\nexact (rounded) {:.4}",
+                rep.n, rep.rmse, rep.mean_abs_error, rep.exact
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or_else(seqcalc::model::default_threads);
     let rep = seqcalc::eval::evaluate_fresh(&run, a.n, a.seed, threads)?;
     if a.json {
@@ -812,8 +907,11 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             if let Some(m) = e.mapping {
                 let c = seqcalc::regression::MappingConfig::brownlee(m);
                 println!(
-                    "# {} is a regression, not a seq2seq config: {}\n# {c:?}",
-                    e.name, e.reproduces
+                    "# {}: {}\n# A regression, not a seq2seq config: run it with `seqcalc experiment run {}`.\n{}",
+                    e.name,
+                    e.reproduces,
+                    e.name,
+                    toml::to_string_pretty(&c)?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -858,10 +956,33 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                             }
                         );
                     }
+                    println!("RMSE on {} new examples: {:.3}", rep.pairs.len(), rep.rmse);
+                    let name = if a.quick {
+                        format!("{}-quick", e.name)
+                    } else {
+                        e.name.to_string()
+                    };
+                    let dir = a.runs_dir.join(&name);
+                    if dir.join(rundir::CONFIG).exists()
+                        && !seqcalc::regression::is_mapping_run(&dir)
+                    {
+                        bail!(
+                            "{}: holds another kind of run; pass --runs-dir to write elsewhere",
+                            dir.display()
+                        );
+                    }
+                    // A mapping run takes seconds and is deterministic: a rerun replaces it.
+                    let rc = seqcalc::regression::MappingRunConfig {
+                        format_version: seqcalc::config::FORMAT_VERSION,
+                        name,
+                        description: e.reproduces.to_string(),
+                        mapping: c,
+                    };
+                    seqcalc::regression::save_run(&dir, &rc, &rep)?;
                     println!(
-                        "RMSE on {} new examples: {:.3}\n",
-                        rep.pairs.len(),
-                        rep.rmse
+                        "Saved to {}: try `seqcalc predict --model {} \"12+57\"`\n",
+                        dir.display(),
+                        dir.display()
                     );
                     rmses.push((e.name, rep.rmse));
                     continue;

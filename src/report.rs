@@ -286,6 +286,28 @@ fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> anyhow::Resu
 /// Draws the tutorial's two plots side by side (loss: train vs validation; accuracy: train and
 /// validation per-character, validation exact match) into `svg` and `png`, atomically.
 pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
+    plot_curves_labelled(
+        history,
+        title,
+        [
+            "train (per char)",
+            "validation (per char)",
+            "validation exact match",
+        ],
+        svg,
+        png,
+    )
+}
+
+/// `plot_curves` with other names for the three accuracy lines (the mapping regressions have no
+/// characters: their accuracies are rounded-answer exact match).
+pub fn plot_curves_labelled(
+    history: &History,
+    title: &str,
+    acc_labels: [&str; 3],
+    svg: &Path,
+    png: &Path,
+) -> anyhow::Result<()> {
     let panels: [Panel; 2] = [
         (
             "loss",
@@ -298,17 +320,17 @@ pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> an
             "accuracy",
             vec![
                 (
-                    "train (per char)".into(),
+                    acc_labels[0].into(),
                     BLUE,
                     points(history, |x| x.train_char_acc),
                 ),
                 (
-                    "validation (per char)".into(),
+                    acc_labels[1].into(),
                     RED,
                     points(history, |x| x.val_char_acc),
                 ),
                 (
-                    "validation exact match".into(),
+                    acc_labels[2].into(),
                     RGBColor(0, 150, 0),
                     points(history, |x| x.val_exact),
                 ),

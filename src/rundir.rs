@@ -27,7 +27,7 @@ pub enum RunError {
     Config(String),
 }
 
-fn file_err(path: &Path, msg: impl std::fmt::Display) -> RunError {
+pub(crate) fn file_err(path: &Path, msg: impl std::fmt::Display) -> RunError {
     RunError::File {
         path: path.to_path_buf(),
         msg: msg.to_string(),
@@ -211,6 +211,20 @@ pub fn load_weights(dir: &Path, model: &Seq2Seq) -> Result<Vec<f32>, RunError> {
     let path = dir.join(WEIGHTS);
     let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
     Ok(deserialize(&path, &bytes, &model.layout, &[])?.0)
+}
+
+/// Writes `dir/weights.safetensors` for any parameter layout (the mapping models).
+pub fn save_flat(dir: &Path, layout: &ParamLayout, params: &[f32]) -> Result<(), RunError> {
+    let path = dir.join(WEIGHTS);
+    write_atomic(&path, &serialize(layout, params, &[], base_meta()))
+        .map_err(|e| file_err(&path, e))
+}
+
+/// Reads `dir/weights.safetensors` for any parameter layout.
+pub fn load_flat(dir: &Path, layout: &ParamLayout) -> Result<Vec<f32>, RunError> {
+    let path = dir.join(WEIGHTS);
+    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    Ok(deserialize(&path, &bytes, layout, &[])?.0)
 }
 
 /// A training checkpoint: current weights, Adam moments and the loop's state as JSON.
