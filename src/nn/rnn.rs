@@ -248,17 +248,30 @@ impl RnnLayer {
                 }
             }
         }
-        // 2. The recurrence.
-        cache.hs[..b * h].fill(R::ZERO);
-        if self.cell == CellKind::Lstm {
-            cache.cs[..b * h].fill(R::ZERO);
+        // 2. The recurrence, from the initial state (zeros unless one was set).
+        let init = cache.has_init;
+        if init {
+            assert_eq!(
+                cache.init_h.len(),
+                b * h,
+                "initial state of another batch size"
+            );
+            cache.hs[..b * h].copy_from_slice(&cache.init_h);
+            if self.cell == CellKind::Lstm {
+                cache.cs[..b * h].copy_from_slice(&cache.init_c);
+            }
+        } else {
+            cache.hs[..b * h].fill(R::ZERO);
+            if self.cell == CellKind::Lstm {
+                cache.cs[..b * h].fill(R::ZERO);
+            }
         }
         for s in 0..t {
             let (hs_prev, hs_next) = cache.hs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
             let a = &mut cache.act[s * b * gh..(s + 1) * b * gh];
             match self.cell {
                 CellKind::Lstm | CellKind::SimpleRnn => {
-                    if s > 0 {
+                    if s > 0 || init {
                         gemm_packed(b, hs_prev, &pack.fwd, a, true);
                     }
                     if self.cell == CellKind::Lstm {
@@ -272,7 +285,7 @@ impl RnnLayer {
                 CellKind::Gru => {
                     let b_hh = self.b_hh.expect("GRU has bias_hh").of(p);
                     let hp = &mut cache.hp[..b * gh];
-                    if s > 0 {
+                    if s > 0 || init {
                         gemm_packed(b, hs_prev, &pack.fwd, hp, false);
                     } else {
                         hp.fill(R::ZERO);
@@ -287,6 +300,12 @@ impl RnnLayer {
     /// The outputs of all steps `[T, B, H]` after `forward`.
     pub fn outputs<'c, R: Real>(&self, cache: &'c RnnCache<R>, b: usize, t: usize) -> &'c [R] {
         &cache.hs[b * self.hidden..(t + 1) * b * self.hidden]
+    }
+
+    /// The LSTM's last cell state `[B, H]` after `forward`.
+    pub fn last_cell<'c, R: Real>(&self, cache: &'c RnnCache<R>, b: usize, t: usize) -> &'c [R] {
+        assert_eq!(self.cell, CellKind::Lstm, "only an LSTM has a cell state");
+        &cache.cs[t * b * self.hidden..(t + 1) * b * self.hidden]
     }
 
     /// The last step's output `[B, H]` after `forward`.
@@ -324,15 +343,23 @@ impl RnnLayer {
             dc,
             table,
             xp,
+            has_init,
+            d_last_c,
             ..
         } = cache;
+        let init = *has_init;
         let dh = &mut dh[..b * h];
         let dc = &mut dc[..b * h];
         match d_last {
             Some(d) => dh.copy_from_slice(d),
             None => dh.fill(R::ZERO),
         }
-        dc.fill(R::ZERO);
+        if d_last_c.is_empty() {
+            dc.fill(R::ZERO);
+        } else {
+            assert_eq!(d_last_c.len(), b * h, "cell gradient of another batch size");
+            dc.copy_from_slice(d_last_c);
+        }
         for s in (0..t).rev() {
             if let Some(d) = d_seq {
                 add_assign(dh, &d[s * b * h..(s + 1) * b * h]);
@@ -345,13 +372,13 @@ impl RnnLayer {
                     let c_prev = &cs[s * b * h..(s + 1) * b * h];
                     let c_now = &cs[(s + 1) * b * h..(s + 2) * b * h];
                     lstm_step_backward(a, c_prev, c_now, dh, dc, dzs, h);
-                    if s > 0 {
+                    if s > 0 || init {
                         gemm_packed(b, dzs, &pack.bwd, dh, false);
                     }
                 }
                 CellKind::SimpleRnn => {
                     tanh_step_backward(a, dh, dzs);
-                    if s > 0 {
+                    if s > 0 || init {
                         gemm_packed(b, dzs, &pack.bwd, dh, false);
                     }
                 }
@@ -360,7 +387,7 @@ impl RnnLayer {
                     let hpn_s = &hpn[s * b * h..(s + 1) * b * h];
                     gru_step_backward(a, hpn_s, h_prev, dh, dzs, dzhs, h);
                     // dh now holds the direct path dh*z; add the recurrent-projection path.
-                    if s > 0 {
+                    if s > 0 || init {
                         gemm_packed(b, dzhs, &pack.bwd, dh, true);
                     }
                 }
@@ -373,15 +400,17 @@ impl RnnLayer {
         } else {
             dz_all
         };
-        if t > 1 {
+        // (With an initial state, step 0 contributes too; dh and dc are then its gradient.)
+        let first = if init { 0 } else { 1 };
+        if t > first {
             gemm(
                 gh,
-                (t - 1) * b,
+                (t - first) * b,
                 h,
                 R::ONE,
-                &dzh_all[b * gh..],
+                &dzh_all[first * b * gh..],
                 Op::T,
-                &hs[b * h..t * b * h],
+                &hs[first * b * h..t * b * h],
                 Op::N,
                 R::ONE,
                 self.w_hh.of_mut(grad),
@@ -495,9 +524,47 @@ pub struct RnnCache<R> {
     dzh: Vec<R>,
     dh: Vec<R>,
     dc: Vec<R>,
+    /// The initial state `[B, H]` (h, and c for an LSTM) when `has_init`; zeros otherwise.
+    init_h: Vec<R>,
+    init_c: Vec<R>,
+    has_init: bool,
+    /// An extra gradient for the LSTM's last cell state (empty: none).
+    d_last_c: Vec<R>,
 }
 
 impl<R: Real> RnnCache<R> {
+    /// Starts the next `forward` from this state instead of zeros (`c0` only for an LSTM;
+    /// `None` there means a zero cell). After `backward`, `initial_state_grad` holds its gradient.
+    pub fn set_initial_state(&mut self, h0: &[R], c0: Option<&[R]>) {
+        self.init_h.clear();
+        self.init_h.extend_from_slice(h0);
+        self.init_c.clear();
+        match c0 {
+            Some(c) => self.init_c.extend_from_slice(c),
+            None => self.init_c.resize(h0.len(), R::ZERO),
+        }
+        self.has_init = true;
+    }
+
+    /// Back to a zero initial state.
+    pub fn clear_initial_state(&mut self) {
+        self.has_init = false;
+    }
+
+    /// An extra loss gradient for the LSTM's last cell state, used by the next `backward`
+    /// (`None`: no gradient reaches the cell directly).
+    pub fn set_last_cell_grad(&mut self, dc: Option<&[R]>) {
+        self.d_last_c.clear();
+        if let Some(d) = dc {
+            self.d_last_c.extend_from_slice(d);
+        }
+    }
+
+    /// After `backward` with an initial state: the gradients of h0 and (LSTM) c0, `[B, H]` each.
+    pub fn initial_state_grad(&self, b: usize, h: usize) -> (&[R], &[R]) {
+        assert!(self.has_init, "no initial state was set");
+        (&self.dh[..b * h], &self.dc[..b * h])
+    }
     fn ensure(&mut self, layer: &RnnLayer, b: usize, t: usize) {
         let (h, gh) = (layer.hidden, layer.gh());
         let grow = |v: &mut Vec<R>, n: usize| {
@@ -548,6 +615,9 @@ impl<R: Real> RnnCache<R> {
                 &self.dzh,
                 &self.dh,
                 &self.dc,
+                &self.init_h,
+                &self.init_c,
+                &self.d_last_c,
             ]
             .iter()
             .map(|v| v.len())
@@ -1104,6 +1174,87 @@ mod tests {
                     Mode::Symbols(_) => {}
                 }
             }
+        }
+    }
+
+    #[test]
+    fn initial_state_and_cell_gradients_match_finite_differences() {
+        for cell in CELLS {
+            let (input, hidden, b, t) = (4, 5, 3, 3);
+            let (layer, p) = setup(cell, input, hidden, 31);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);
+            let mut rand_vec =
+                |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            let (w_seq, w_last, w_cell) = (
+                rand_vec(t * b * hidden),
+                rand_vec(b * hidden),
+                rand_vec(b * hidden),
+            );
+            let x = rand_vec(t * b * input);
+            let lstm = cell == CellKind::Lstm;
+            // state = [h0; c0] (c0 only for the LSTM).
+            let state = rand_vec(b * hidden * if lstm { 2 } else { 1 });
+            let loss = |pp: &[f64], st: &[f64]| {
+                let mut cache = RnnCache::default();
+                let (h0, c0) = st.split_at(b * hidden);
+                cache.set_initial_state(h0, lstm.then_some(c0));
+                layer.forward(pp, &packed(&layer, pp), RnnInput::Seq(&x), b, t, &mut cache);
+                let mut l = weighted_loss(
+                    layer.outputs(&cache, b, t),
+                    layer.last_output(&cache, b, t),
+                    &w_seq,
+                    &w_last,
+                );
+                if lstm {
+                    l += layer
+                        .last_cell(&cache, b, t)
+                        .iter()
+                        .zip(&w_cell)
+                        .map(|(a, w)| a * w)
+                        .sum::<f64>();
+                }
+                l
+            };
+            let mut cache = RnnCache::default();
+            let (h0, c0) = state.split_at(b * hidden);
+            cache.set_initial_state(h0, lstm.then_some(c0));
+            layer.forward(&p, &packed(&layer, &p), RnnInput::Seq(&x), b, t, &mut cache);
+            cache.set_last_cell_grad(lstm.then_some(&w_cell[..]));
+            let mut grad = vec![0.0; p.len()];
+            layer.backward(
+                &p,
+                &packed(&layer, &p),
+                RnnInput::Seq(&x),
+                b,
+                t,
+                &mut cache,
+                Some(&w_seq),
+                Some(&w_last),
+                &mut grad,
+                RnnInputGrad::None,
+            );
+            let what = format!("{cell:?} with initial state");
+            gradcheck::check(
+                &p,
+                &grad,
+                &gradcheck::sample_indices(p.len(), 3),
+                1e-6,
+                |pp| loss(pp, &state),
+                &what,
+            );
+            let (dh0, dc0) = cache.initial_state_grad(b, hidden);
+            let mut dstate = dh0.to_vec();
+            if lstm {
+                dstate.extend_from_slice(dc0);
+            }
+            gradcheck::check(
+                &state,
+                &dstate,
+                &(0..state.len()).collect::<Vec<_>>(),
+                1e-6,
+                |st| loss(&p, st),
+                &what,
+            );
         }
     }
 
