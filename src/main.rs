@@ -774,6 +774,7 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     let task = match cfg.task.kind {
         TaskKind::PqSystem => format!("pq-system up to {} dashes", cfg.task.pq_max),
         TaskKind::Arithmetic => format!("{}-digit {}", cfg.task.digits, cfg.task.op),
+        TaskKind::Expression => cfg.task.describe(),
     };
     let name = format!(
         "{task}: {}({}) x{} decoder, T_in {}, T_out {}",
