@@ -333,7 +333,11 @@ impl TaskConfig {
     /// brackets nested up to 1 deep".
     pub fn describe(&self) -> String {
         let digits = if self.min_digits == self.digits {
-            format!("{} digits", self.digits)
+            format!(
+                "{} digit{}",
+                self.digits,
+                if self.digits == 1 { "" } else { "s" }
+            )
         } else {
             format!("{}..={} digits", self.min_digits, self.digits)
         };
