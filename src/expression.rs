@@ -507,7 +507,10 @@ pub(crate) fn parse_ops(ops: &str) -> Result<Vec<BinOp>, TaskError> {
 pub(crate) fn max_question_len(cfg: &TaskConfig) -> usize {
     let shapes = Shapes::new(cfg.terms_max.min(MAX_TERMS), cfg.brackets);
     (cfg.terms_min.max(1)..=cfg.terms_max.min(MAX_TERMS))
-        .map(|n| n * cfg.digits + (n - 1) + 2 * shapes.pairs(n, cfg.brackets))
+        .map(|n| {
+            n.saturating_mul(cfg.digits)
+                .saturating_add(n - 1 + 2 * shapes.pairs(n, cfg.brackets))
+        })
         .max()
         .unwrap_or(0)
 }
