@@ -5,7 +5,7 @@
 use crate::data::Dataset;
 use crate::model::Engine;
 use crate::rundir::LoadedRun;
-use crate::task::{generate, generate_excluding, Problem, TaskError};
+use crate::task::{generate, generate_excluding, Problem, TaskConfig, TaskError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -21,6 +21,10 @@ pub struct Group {
 /// The result of `seqcalc eval`.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
+    /// The task the questions were drawn from (the run's, or one with longer operands).
+    pub task: TaskConfig,
+    /// Whether `task` differs from the training task (e.g. longer operands).
+    pub task_differs: bool,
     pub n: usize,
     /// Whether the run's own questions were excluded (unique tasks); tasks drawn with
     /// repetition are scored on new draws that may repeat training questions.
@@ -49,6 +53,8 @@ pub enum EvalError {
         distinct: u128,
         seen: usize,
     },
+    #[error("{0}")]
+    DoesNotFit(String),
 }
 
 /// Scores `n` fresh questions drawn with `seed` from the run's task, excluding every question
@@ -59,30 +65,93 @@ pub fn evaluate_fresh(
     seed: u64,
     threads: usize,
 ) -> Result<EvalReport, EvalError> {
+    evaluate_fresh_on(run, &run.cfg.task.clone(), n, seed, threads)
+}
+
+/// Like `evaluate_fresh`, but draws the questions from `task`: the run's task with other
+/// operand lengths (`digits`, `min_digits`) or term counts, to test length generalisation.
+/// Questions and answers must fit the model's widths and alphabet; the run's whole data set is
+/// still excluded.
+pub fn evaluate_fresh_on(
+    run: &LoadedRun,
+    task: &TaskConfig,
+    n: usize,
+    seed: u64,
+    threads: usize,
+) -> Result<EvalReport, EvalError> {
     let cfg = &run.cfg;
-    if !cfg.task.unique {
+    task.validate()?;
+    let differs = *task != cfg.task;
+    if differs {
+        check_fits(run, task)?;
+    }
+    let mut rep = if !cfg.task.unique {
         // A task drawn with repetition (Brownlee's 100 questions) has no unseen questions:
         // fresh here means newly drawn, as in the tutorial.
-        let mut rep = score(run, generate(&cfg.task, n, seed)?, seed, threads)?;
+        let mut rep = score(run, generate(task, n, seed)?, seed, threads)?;
         rep.excludes_seen = false;
-        return Ok(rep);
+        rep
+    } else {
+        let seen: HashSet<String> = generate(&cfg.task, cfg.data.size, cfg.seed)?
+            .into_iter()
+            .map(|p| p.question)
+            .collect();
+        let problems = match generate_excluding(task, n, seed, &seen) {
+            Err(TaskError::TooFew { available, .. }) => {
+                return Err(EvalError::TooFewFresh {
+                    n,
+                    fresh: available,
+                    distinct: task.distinct_questions(),
+                    seen: seen.len(),
+                })
+            }
+            other => other?,
+        };
+        score(run, problems, seed, threads)?
+    };
+    rep.task = task.clone();
+    rep.task_differs = differs;
+    Ok(rep)
+}
+
+/// Refuses an evaluation task whose questions or answers the model cannot read or write.
+fn check_fits(run: &LoadedRun, task: &TaskConfig) -> Result<(), EvalError> {
+    if task.kind != run.cfg.task.kind {
+        return Err(EvalError::DoesNotFit(format!(
+            "the model was trained on the {:?} task; evaluate it on the same kind",
+            run.cfg.task.kind
+        )));
     }
-    let seen: HashSet<String> = generate(&cfg.task, cfg.data.size, cfg.seed)?
-        .into_iter()
-        .map(|p| p.question)
-        .collect();
-    let distinct = cfg.task.distinct_questions();
-    let fresh = distinct.saturating_sub(seen.len() as u128);
-    if (n as u128) > fresh {
-        return Err(EvalError::TooFewFresh {
-            n,
-            fresh,
-            distinct,
-            seen: seen.len(),
-        });
+    let codec = &run.codec;
+    let (q, a) = (task.max_question_len(), task.max_answer_len());
+    if q > codec.input_len() {
+        return Err(EvalError::DoesNotFit(format!(
+            "questions of {} are up to {q} characters, but this model reads at most {}; train \
+             with --input-len {q} (codec.input_len) to leave room for longer questions",
+            task.describe(),
+            codec.input_len()
+        )));
     }
-    let problems = generate_excluding(&cfg.task, n, seed, &seen)?;
-    score(run, problems, seed, threads)
+    if a > codec.output_len() {
+        return Err(EvalError::DoesNotFit(format!(
+            "answers of {} are up to {a} characters, but this model writes at most {}; train \
+             with --output-len {a} (codec.output_len) to leave room for longer answers",
+            task.describe(),
+            codec.output_len()
+        )));
+    }
+    if let Some(c) = task
+        .alphabet()
+        .chars()
+        .find(|&c| codec.symbol_index(c).is_none())
+    {
+        return Err(EvalError::DoesNotFit(format!(
+            "questions of {} use {c:?}, which this model does not know (`{}`)",
+            task.describe(),
+            codec.alphabet()
+        )));
+    }
+    Ok(())
 }
 
 /// Scores given problems with the run's model.
@@ -141,6 +210,8 @@ pub fn score(
         exact_match: e as f64 / n as f64,
     };
     Ok(EvalReport {
+        task: run.cfg.task.clone(),
+        task_differs: false,
         n: ds.n,
         excludes_seen: true,
         seed,
@@ -171,7 +242,12 @@ impl EvalReport {
     /// A table for people.
     pub fn to_table(&self) -> String {
         let mut s = format!(
-            "fresh questions: {} (seed {}), {}\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
+            "{}fresh questions: {} (seed {}), {}\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
+            if self.task_differs {
+                format!("task: {} (not the training task)\n", self.task.describe())
+            } else {
+                String::new()
+            },
             self.n,
             self.seed,
             if self.excludes_seen { "none seen in training or validation" } else { "new draws (this task repeats questions, so some were seen in training)" },

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod expression;
 pub mod fsutil;
 pub mod history;
 pub mod model;

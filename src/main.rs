@@ -66,12 +66,31 @@ struct Overrides {
     /// Longest operand in digits.
     #[arg(long)]
     digits: Option<usize>,
+    /// Shortest operand in digits (default 1); above 1 every operand has at least this many.
+    #[arg(long)]
+    min_digits: Option<usize>,
     /// Operator: + or -.
     #[arg(long)]
     op: Option<String>,
-    /// Task kind: arithmetic or pq-system.
+    /// Task kind: arithmetic, pq-system or expression.
     #[arg(long)]
     task: Option<String>,
+    /// Expression: operands per question, N or a range N..M (inclusive: 2..4 mixes 2, 3 and 4).
+    #[arg(long, value_parser = parse_terms, value_name = "N|N..M")]
+    terms: Option<(usize, usize)>,
+    /// Expression: the operators to draw from, a subset of "+-*".
+    #[arg(long)]
+    ops: Option<String>,
+    /// Expression: the deepest bracket nesting (0: no brackets).
+    #[arg(long)]
+    brackets: Option<usize>,
+    /// Question width the model reads (default: the task's longest question); set it wider to
+    /// evaluate later on longer operands or more terms than training draws.
+    #[arg(long)]
+    input_len: Option<usize>,
+    /// Answer width the model writes (default: the task's longest answer).
+    #[arg(long)]
+    output_len: Option<usize>,
     /// Random seed (data, initialisation, shuffling).
     #[arg(long)]
     seed: Option<u64>,
@@ -98,11 +117,40 @@ impl Overrides {
             cfg.task.kind = match t.as_str() {
                 "arithmetic" => TaskKind::Arithmetic,
                 "pq-system" | "pq" => TaskKind::PqSystem,
-                _ => bail!("unknown task {t:?}; expected arithmetic or pq-system"),
+                "expression" => TaskKind::Expression,
+                _ => bail!("unknown task {t:?}; expected arithmetic, pq-system or expression"),
             };
         }
         if let Some(d) = self.digits {
             cfg.task.digits = d;
+        }
+        if let Some(d) = self.min_digits {
+            cfg.task.min_digits = d;
+        }
+        let expression_flags =
+            self.terms.is_some() || self.ops.is_some() || self.brackets.is_some();
+        if expression_flags && cfg.task.kind != TaskKind::Expression {
+            bail!(
+                "--terms, --ops and --brackets are for the expression task: add --task expression"
+            );
+        }
+        if self.op.is_some() && cfg.task.kind == TaskKind::Expression {
+            bail!("--op is for the arithmetic task; the expression task takes --ops (e.g. --ops '+-*')");
+        }
+        if let Some((lo, hi)) = self.terms {
+            (cfg.task.terms_min, cfg.task.terms_max) = (lo, hi);
+        }
+        if let Some(ops) = &self.ops {
+            cfg.task.ops = ops.clone();
+        }
+        if let Some(b) = self.brackets {
+            cfg.task.brackets = b;
+        }
+        if let Some(n) = self.input_len {
+            cfg.codec.input_len = Some(n);
+        }
+        if let Some(n) = self.output_len {
+            cfg.codec.output_len = Some(n);
         }
         if let Some(op) = &self.op {
             cfg.task.op = op.clone();
@@ -127,6 +175,28 @@ impl Overrides {
         }
         Ok(())
     }
+}
+
+/// `--terms`: "3" or an inclusive range "2..4" (also written "2..=4").
+fn parse_terms(s: &str) -> Result<(usize, usize), String> {
+    let number = |t: &str| {
+        t.trim().parse::<usize>().map_err(|_| {
+            format!("{s:?} is not a number of terms: expected N or N..M, like 3 or 2..4")
+        })
+    };
+    let (lo, hi) = match s.split_once("..") {
+        Some((a, b)) => (number(a)?, number(b.strip_prefix('=').unwrap_or(b))?),
+        None => {
+            let n = number(s)?;
+            (n, n)
+        }
+    };
+    if lo > hi {
+        return Err(format!(
+            "the range {s:?} is empty: write the smaller count first"
+        ));
+    }
+    Ok((lo, hi))
 }
 
 /// Flags that override the training settings.
@@ -229,6 +299,17 @@ struct EvalArgs {
     json: bool,
     #[arg(long)]
     threads: Option<usize>,
+    /// Evaluate on operands of up to this many digits instead of the training task's (they must
+    /// fit the model's input width: train with --input-len to leave room).
+    #[arg(long)]
+    digits: Option<usize>,
+    /// Evaluate on operands of at least this many digits: with --min-digits 4 --digits 5 after
+    /// training on 1..=3 digits, every operand is longer than any seen in training.
+    #[arg(long)]
+    min_digits: Option<usize>,
+    /// Expression: evaluate on this many operands (N or N..M) instead of the training task's.
+    #[arg(long, value_parser = parse_terms, value_name = "N|N..M")]
+    terms: Option<(usize, usize)>,
 }
 
 #[derive(Subcommand)]
@@ -813,7 +894,20 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     }
     let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or_else(seqcalc::model::default_threads);
-    let rep = seqcalc::eval::evaluate_fresh(&run, a.n, a.seed, threads)?;
+    let mut task = run.cfg.task.clone();
+    if let Some(d) = a.digits {
+        task.digits = d;
+    }
+    if let Some(d) = a.min_digits {
+        task.min_digits = d;
+    }
+    if let Some((lo, hi)) = a.terms {
+        if task.kind != TaskKind::Expression {
+            bail!("--terms applies to models trained on the expression task");
+        }
+        (task.terms_min, task.terms_max) = (lo, hi);
+    }
+    let rep = seqcalc::eval::evaluate_fresh_on(&run, &task, a.n, a.seed, threads)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
@@ -869,6 +963,7 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     let task = match cfg.task.kind {
         TaskKind::PqSystem => format!("pq-system up to {} dashes", cfg.task.pq_max),
         TaskKind::Arithmetic => format!("{}-digit {}", cfg.task.digits, cfg.task.op),
+        TaskKind::Expression => cfg.task.describe(),
     };
     let name = format!(
         "{task}: {}({}) x{} decoder, T_in {}, T_out {}",

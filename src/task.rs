@@ -17,6 +17,9 @@ pub enum TaskKind {
     Arithmetic,
     /// Hofstadter's pq-system in unary: `--p---` -> `q-----`.
     PqSystem,
+    /// Any number of terms, `+ - *` with the usual precedence, brackets: `12+3*(45-6)`
+    /// (see `crate::expression` for how questions are drawn).
+    Expression,
 }
 
 /// How duplicates are detected.
@@ -34,7 +37,8 @@ pub enum Dedup {
 #[serde(default, deny_unknown_fields)]
 pub struct TaskConfig {
     pub kind: TaskKind,
-    /// Arithmetic: the longest operand in digits; each operand's length is uniform in 1..=digits.
+    /// Arithmetic and expression: the longest operand in digits; each operand's length is
+    /// uniform in `min_digits..=digits`.
     pub digits: usize,
     /// Arithmetic: the operator, "+" or "-".
     pub op: String,
@@ -48,6 +52,18 @@ pub struct TaskConfig {
     pub min_value: u64,
     /// Skip repeated questions (Keras). Brownlee draws with repetition: `unique = false`.
     pub unique: bool,
+    /// Arithmetic and expression: the shortest operand in digits (default 1: Keras's draw, a
+    /// value uniform below 10^length, so leading zeros collapse). Above 1, every operand has at
+    /// least `min_digits` digits: with `digits` beyond a training run's, this draws operands
+    /// strictly longer than any the model saw, for length-generalisation tests.
+    pub min_digits: usize,
+    /// Expression: the number of operands is uniform in `terms_min..=terms_max`.
+    pub terms_min: usize,
+    pub terms_max: usize,
+    /// Expression: the operators to draw from, each uniformly: a subset of "+-*".
+    pub ops: String,
+    /// Expression: the deepest bracket nesting (0: no brackets).
+    pub brackets: usize,
 }
 
 impl Default for TaskConfig {
@@ -61,6 +77,11 @@ impl Default for TaskConfig {
             max_value: None,
             min_value: 0,
             unique: true,
+            min_digits: 1,
+            terms_min: 2,
+            terms_max: 2,
+            ops: crate::expression::OPERATORS.into(),
+            brackets: 0,
         }
     }
 }
@@ -75,6 +96,9 @@ pub struct Problem {
     /// Digits of each operand as written (for pq-system: dashes).
     pub operand_lens: Vec<usize>,
     /// Carries (for `+`) or borrows (for `-`) in the column-wise computation; 0 for pq-system.
+    /// Expressions: the carries and borrows of every addition and subtraction as a person does
+    /// it on magnitudes (adding when the signs agree, else taking the smaller magnitude from the
+    /// larger), evaluated in the usual order; multiplications count none.
     pub carries: usize,
 }
 
@@ -87,7 +111,8 @@ pub enum TaskError {
     TooFew { wanted: usize, available: u128 },
 }
 
-/// Longest operand `validate` accepts for arithmetic, in digits (answers stay exact in `i128`).
+/// Longest operand `validate` accepts for arithmetic and expressions, in digits (arithmetic
+/// answers stay exact in `i128`; operands are drawn as `u128`).
 pub const MAX_DIGITS: usize = 30;
 /// Largest `pq_max` `validate` accepts (questions and answers of up to 200,001 symbols).
 pub const MAX_PQ: usize = 100_000;
@@ -101,6 +126,19 @@ const MAX_CONSECUTIVE_REPEATS: u64 = 20_000_000;
 impl TaskConfig {
     /// Checks the configuration is possible (digits >= 1, known op, pq_max >= 1, ...).
     pub fn validate(&self) -> Result<(), TaskError> {
+        let invalid = |m: String| Err(TaskError::Invalid(m));
+        if self.kind != TaskKind::Expression {
+            let d = TaskConfig::default();
+            if (self.terms_min, self.terms_max, &self.ops, self.brackets)
+                != (d.terms_min, d.terms_max, &d.ops, d.brackets)
+            {
+                return invalid(
+                    "terms, ops and brackets belong to the expression task (kind = \"expression\", \
+                     --task expression)"
+                        .into(),
+                );
+            }
+        }
         match self.kind {
             TaskKind::Arithmetic => {
                 if let Some(max) = self.max_value {
@@ -110,11 +148,15 @@ impl TaskConfig {
                             self.min_value
                         )));
                     }
-                } else if !(1..=MAX_DIGITS).contains(&self.digits) {
-                    return Err(TaskError::Invalid(format!(
-                        "digits must be between 1 and {MAX_DIGITS}, got {}",
-                        self.digits
-                    )));
+                    if self.min_digits != 1 {
+                        return invalid(
+                            "min_digits applies to the digit-length draw; with max_value set, \
+                             use min_value"
+                                .into(),
+                        );
+                    }
+                } else {
+                    self.validate_digits()?;
                 }
                 Op::from_symbol(&self.op).ok_or_else(|| {
                     TaskError::Invalid(format!(
@@ -130,7 +172,74 @@ impl TaskConfig {
                         self.pq_max
                     )));
                 }
+                if self.min_digits != 1 {
+                    return invalid("min_digits does not apply to the pq-system".into());
+                }
             }
+            TaskKind::Expression => self.validate_expression()?,
+        }
+        Ok(())
+    }
+
+    fn validate_digits(&self) -> Result<(), TaskError> {
+        if !(1..=MAX_DIGITS).contains(&self.digits) {
+            return Err(TaskError::Invalid(format!(
+                "digits must be between 1 and {MAX_DIGITS}, got {}",
+                self.digits
+            )));
+        }
+        if !(1..=self.digits).contains(&self.min_digits) {
+            return Err(TaskError::Invalid(format!(
+                "min_digits must be between 1 and digits ({}), got {}",
+                self.digits, self.min_digits
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_expression(&self) -> Result<(), TaskError> {
+        use crate::expression::{MAX_BRACKETS, MAX_LEN, MAX_TERMS};
+        let invalid = |m: String| Err(TaskError::Invalid(m));
+        self.validate_digits()?;
+        if self.terms_min < 1 || self.terms_min > self.terms_max || self.terms_max > MAX_TERMS {
+            return invalid(format!(
+                "terms must be a range within 1..={MAX_TERMS} (at least one operand), got {}..={}",
+                self.terms_min, self.terms_max
+            ));
+        }
+        crate::expression::parse_ops(&self.ops)?;
+        if self.brackets > MAX_BRACKETS {
+            return invalid(format!(
+                "brackets (the deepest nesting) must be at most {MAX_BRACKETS}, got {}",
+                self.brackets
+            ));
+        }
+        if self.op != TaskConfig::default().op {
+            return invalid(format!(
+                "op ({:?}) belongs to the arithmetic task; the expression task draws from ops",
+                self.op
+            ));
+        }
+        if self.max_value.is_some() || self.min_value != 0 {
+            return invalid(
+                "max_value and min_value belong to the arithmetic task; the expression task \
+                 draws operands by digits and min_digits"
+                    .into(),
+            );
+        }
+        if self.dedup == Some(Dedup::Sorted) {
+            return invalid(
+                "dedup = \"sorted\" is for two-operand arithmetic; expressions are unique by \
+                 their question string (ordered)"
+                    .into(),
+            );
+        }
+        let (q, a) = (self.max_question_len(), self.max_answer_len());
+        if q > MAX_LEN || a > MAX_LEN {
+            return invalid(format!(
+                "questions of up to {q} and answers of up to {a} characters; at most {MAX_LEN} \
+                 are supported: use fewer terms or digits"
+            ));
         }
         Ok(())
     }
@@ -149,6 +258,15 @@ impl TaskConfig {
                 s
             }
             TaskKind::PqSystem => "-pq ".chars().collect(),
+            // Digits, the pad, the operators, brackets when drawn, '-' when answers can be
+            // negative (only with '-' among the operators, which puts it there already).
+            TaskKind::Expression => {
+                let mut s: Vec<char> = "0123456789 ".chars().chain(self.ops.chars()).collect();
+                if self.brackets > 0 {
+                    s.extend(['(', ')']);
+                }
+                s
+            }
         };
         symbols.sort_unstable();
         symbols.dedup();
@@ -160,6 +278,7 @@ impl TaskConfig {
         match self.kind {
             TaskKind::Arithmetic => 2 * self.operand_digits() + self.op.chars().count(),
             TaskKind::PqSystem => 2 * self.pq_max + 1,
+            TaskKind::Expression => crate::expression::max_question_len(self),
         }
     }
 
@@ -175,20 +294,26 @@ impl TaskConfig {
                 (None, _) => self.digits + 1,
             },
             TaskKind::PqSystem => 2 * self.pq_max + 1,
+            TaskKind::Expression => crate::expression::max_answer_len(self),
         }
     }
 
     /// Number of distinct questions under this task's dedup rule (saturating).
     pub fn distinct_questions(&self) -> u128 {
         // Every value in the operand range is reachable: 0..10^digits for arithmetic (leading
-        // zeros collapse), 1..=pq_max for the pq-system.
+        // zeros collapse; 10^(min_digits-1)..10^digits above min_digits 1), 1..=pq_max for the
+        // pq-system.
         let values: u128 = match self.kind {
             TaskKind::Arithmetic if self.max_value.is_some() => {
                 (self.max_value.unwrap_or(0) as u128 + 1).saturating_sub(self.min_value as u128)
             }
             TaskKind::Arithmetic if self.digits == 0 => 0,
-            TaskKind::Arithmetic => 10u128.checked_pow(self.digits as u32).unwrap_or(u128::MAX),
+            TaskKind::Arithmetic if self.digits > MAX_DIGITS => {
+                10u128.checked_pow(self.digits as u32).unwrap_or(u128::MAX)
+            }
+            TaskKind::Arithmetic => crate::expression::operand_values(self.min_digits, self.digits),
             TaskKind::PqSystem => self.pq_max as u128,
+            TaskKind::Expression => return crate::expression::distinct_questions(self),
         };
         match self.dedup_rule() {
             Dedup::Ordered => values.saturating_mul(values),
@@ -204,6 +329,42 @@ impl TaskConfig {
         }
     }
 
+    /// A one-line description, e.g. "3-term expressions over +-* with operands of 1..=2 digits,
+    /// brackets nested up to 1 deep".
+    pub fn describe(&self) -> String {
+        let digits = if self.min_digits == self.digits {
+            format!(
+                "{} digit{}",
+                self.digits,
+                if self.digits == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("{}..={} digits", self.min_digits, self.digits)
+        };
+        match self.kind {
+            TaskKind::Arithmetic => match self.max_value {
+                Some(max) => format!("a{}b with a, b in {}..={max}", self.op, self.min_value),
+                None => format!("a{}b with operands of {digits}", self.op),
+            },
+            TaskKind::PqSystem => format!("pq-system up to {} dashes", self.pq_max),
+            TaskKind::Expression => {
+                let terms = if self.terms_min == self.terms_max {
+                    format!("{}", self.terms_min)
+                } else {
+                    format!("{}..={}", self.terms_min, self.terms_max)
+                };
+                let brackets = match self.brackets {
+                    0 => "no brackets".to_string(),
+                    d => format!("brackets nested up to {d} deep"),
+                };
+                format!(
+                    "{terms}-term expressions over {} with operands of {digits}, {brackets}",
+                    self.ops
+                )
+            }
+        }
+    }
+
     /// Digits of the longest operand.
     pub fn operand_digits(&self) -> usize {
         match self.max_value {
@@ -215,6 +376,9 @@ impl TaskConfig {
     /// The dedup rule in effect: the configured one, else sorted for "+" and ordered for "-"
     /// and the pq-system.
     pub fn dedup_rule(&self) -> Dedup {
+        if self.kind == TaskKind::Expression {
+            return Dedup::Ordered;
+        }
         self.dedup.unwrap_or(match self.kind {
             TaskKind::Arithmetic if self.op == "+" => Dedup::Sorted,
             _ => Dedup::Ordered,
@@ -250,6 +414,9 @@ fn generate_bounded(
     max_repeats: u64,
 ) -> Result<Vec<Problem>, TaskError> {
     cfg.validate()?;
+    if cfg.kind == TaskKind::Expression {
+        return crate::expression::generate(cfg, n, seed, exclude, max_repeats);
+    }
     let sampler = Sampler::new(cfg)?;
     let dedup = cfg.dedup_rule();
     let mut seen: HashSet<Key> = HashSet::with_capacity(n.min(1 << 20) + exclude.len());
@@ -277,12 +444,7 @@ fn generate_bounded(
         if cfg.unique && !seen.insert(key(dedup, a, b)) {
             repeats += 1;
             if repeats >= max_repeats {
-                return Err(TaskError::Invalid(format!(
-                    "gave up after {repeats} draws in a row repeated earlier questions, with {} of \
-                     the {n} unique questions asked for found; {available} are possible but the \
-                     rest are too rare to draw: ask for fewer",
-                    problems.len()
-                )));
+                return Err(gave_up(repeats, problems.len(), n, available));
             }
             continue;
         }
@@ -292,13 +454,27 @@ fn generate_bounded(
     Ok(problems)
 }
 
+/// The error when rejection sampling stalls near exhaustion.
+pub(crate) fn gave_up(repeats: u64, found: usize, n: usize, available: u128) -> TaskError {
+    TaskError::Invalid(format!(
+        "gave up after {repeats} draws in a row repeated earlier questions, with {found} of the \
+         {n} unique questions asked for found; {available} are possible but the rest are too \
+         rare to draw: ask for fewer"
+    ))
+}
+
 /// Computes the exact answer and analysis of a question typed by a person ("12+345"), if it is
 /// well formed for this task; used by eval and predict to check answers.
 ///
 /// Surrounding whitespace is ignored. Arithmetic operands may be longer than `digits` (up to 37
 /// digits), so answers to longer questions than the model trained on can be checked.
+/// Expressions may have any length up to `expression::MAX_SOLVE_CHARS` characters, any number of
+/// terms and bracket nesting up to `expression::MAX_SOLVE_DEPTH`, with the task's operators.
 pub fn solve(cfg: &TaskConfig, question: &str) -> Result<Problem, TaskError> {
     cfg.validate()?;
+    if cfg.kind == TaskKind::Expression {
+        return crate::expression::solve(cfg, question);
+    }
     let sampler = Sampler::new(cfg)?;
     let (a, b) = sampler.parse_operands(question)?;
     Ok(sampler.problem(a, b))
@@ -319,6 +495,7 @@ enum Sampler {
     Arithmetic {
         op: Op,
         digits: usize,
+        min_digits: usize,
         range: Option<(u128, u128)>,
     },
     Pq {
@@ -333,11 +510,17 @@ impl Sampler {
                 op: Op::from_symbol(&cfg.op)
                     .ok_or_else(|| TaskError::Invalid(format!("unknown operator {:?}", cfg.op)))?,
                 digits: cfg.digits,
+                min_digits: cfg.min_digits,
                 range: cfg
                     .max_value
                     .map(|max| (cfg.min_value as u128, max as u128)),
             },
             TaskKind::PqSystem => Sampler::Pq { max: cfg.pq_max },
+            TaskKind::Expression => {
+                return Err(TaskError::Invalid(
+                    "the expression task has its own sampler".into(),
+                ))
+            }
         })
     }
 
@@ -347,9 +530,12 @@ impl Sampler {
                 range: Some((lo, hi)),
                 ..
             } => (rng.random_range(lo..=hi), rng.random_range(lo..=hi)),
-            Sampler::Arithmetic { digits, .. } => {
-                (draw_operand(rng, digits), draw_operand(rng, digits))
-            }
+            Sampler::Arithmetic {
+                digits, min_digits, ..
+            } => (
+                draw_operand(rng, min_digits, digits),
+                draw_operand(rng, min_digits, digits),
+            ),
             Sampler::Pq { max } => (
                 rng.random_range(1..=max) as u128,
                 rng.random_range(1..=max) as u128,
@@ -364,9 +550,11 @@ impl Sampler {
                 range: Some((lo, hi)),
                 ..
             } => (lo..=hi).contains(&a) && (lo..=hi).contains(&b),
-            Sampler::Arithmetic { digits, .. } => {
-                let limit = pow10(digits);
-                a < limit && b < limit
+            Sampler::Arithmetic {
+                digits, min_digits, ..
+            } => {
+                let values = crate::expression::operand_floor(min_digits)..pow10(digits);
+                values.contains(&a) && values.contains(&b)
             }
             Sampler::Pq { max } => (1..=max as u128).contains(&a) && (1..=max as u128).contains(&b),
         }
@@ -425,15 +613,18 @@ impl Sampler {
     }
 }
 
-/// One operand the Keras way: a length uniform in 1..=digits, then that many uniform digits
-/// (leading zeros collapse, so short numbers are common). The digits are drawn as one uniform
-/// number below 10^length: the same distribution as drawing them one at a time.
-fn draw_operand(rng: &mut ChaCha8Rng, digits: usize) -> u128 {
-    let len = rng.random_range(1..=digits);
-    rng.random_range(0..pow10(len))
+/// One operand the Keras way: a length uniform in min_digits..=digits, then that many uniform
+/// digits (leading zeros collapse, so short numbers are common). The digits are drawn as one
+/// uniform number below 10^length: the same distribution as drawing them one at a time. With
+/// `min_digits` above 1 the number is uniform in 10^(min_digits-1)..10^length instead, so it
+/// never has fewer than `min_digits` digits. With `min_digits = 1` the draws are Keras's, and
+/// the same random numbers as before `min_digits` existed.
+pub(crate) fn draw_operand(rng: &mut ChaCha8Rng, min_digits: usize, digits: usize) -> u128 {
+    let len = rng.random_range(min_digits..=digits);
+    rng.random_range(crate::expression::operand_floor(min_digits)..pow10(len))
 }
 
-fn pow10(n: usize) -> u128 {
+pub(crate) fn pow10(n: usize) -> u128 {
     10u128.pow(n as u32)
 }
 
@@ -820,7 +1011,7 @@ mod tests {
         let draws = 60_000;
         let mut by_len = [0usize; 4];
         for _ in 0..draws {
-            by_len[decimal_len(draw_operand(&mut rng, 3))] += 1;
+            by_len[decimal_len(draw_operand(&mut rng, 1, 3))] += 1;
         }
         let share = |l: usize| by_len[l] as f64 / draws as f64;
         assert!(

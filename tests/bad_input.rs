@@ -57,6 +57,9 @@ proptest! {
         let _ = task::solve(&TaskConfig::default(), &lossy);
         let pq = TaskConfig { kind: task::TaskKind::PqSystem, pq_max: 20, ..TaskConfig::default() };
         let _ = task::solve(&pq, &q);
+        let expr = TaskConfig { kind: task::TaskKind::Expression, terms_max: 4, brackets: 2, ..TaskConfig::default() };
+        let _ = task::solve(&expr, &q);
+        let _ = task::solve(&expr, &lossy);
     }
 
     #[test]

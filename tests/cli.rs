@@ -338,6 +338,161 @@ fn data_export_and_bad_configurations() {
 }
 
 #[test]
+fn expression_task_exports_trains_and_evaluates_on_longer_operands() {
+    // Data: 3 terms, + - *, brackets, 2 digits.
+    let o = run(&[
+        "data",
+        "--task",
+        "expression",
+        "--terms",
+        "3",
+        "--ops",
+        "+-*",
+        "--brackets",
+        "1",
+        "--digits",
+        "2",
+        "--n",
+        "200",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let task = seqcalc::task::TaskConfig {
+        kind: seqcalc::task::TaskKind::Expression,
+        terms_min: 3,
+        terms_max: 3,
+        brackets: 1,
+        digits: 2,
+        ..Default::default()
+    };
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 200);
+    let mut bracketed = 0;
+    for l in &lines {
+        let q = l["question"].as_str().unwrap();
+        assert_eq!(l["operand_lens"].as_array().unwrap().len(), 3, "{q}");
+        assert_eq!(
+            l["answer"].as_str().unwrap(),
+            seqcalc::task::solve(&task, q).unwrap().answer
+        );
+        bracketed += usize::from(q.contains('('));
+    }
+    assert!(
+        (100..170).contains(&bracketed),
+        "{bracketed} of 200 bracketed"
+    );
+
+    // Flags that do not fit the task are refused with a reason.
+    for (args, want) in [
+        (vec!["data", "--terms", "3"], "--task expression"),
+        (vec!["data", "--task", "expression", "--op", "-"], "--ops"),
+        (
+            vec!["data", "--task", "expression", "--terms", "4..2"],
+            "empty",
+        ),
+        (vec!["data", "--task", "expression", "--ops", "+/"], "'/'"),
+        (
+            vec!["data", "--task", "expression", "--terms", "0"],
+            "at least one",
+        ),
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+
+    // A tiny 3-term +- task learns far above chance (about 1 in 46) in a few seconds; the
+    // model is made wide enough (--input-len, --output-len) to be asked longer questions later.
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    let o = run(&[
+        "train",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        "expr3",
+        "--task",
+        "expression",
+        "--terms",
+        "3",
+        "--ops",
+        "+-",
+        "--digits",
+        "1",
+        "--size",
+        "3000",
+        "--hidden",
+        "64",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "40",
+        "--seed",
+        "3",
+        "--threads",
+        "2",
+        "--samples",
+        "2",
+        "--input-len",
+        "9",
+        "--output-len",
+        "4",
+        "--stop-at-exact",
+        "0.9",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = runs.join("expr3");
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            dir.to_str().unwrap(),
+            "--n",
+            "300",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let exact = rep["exact_match"].as_f64().unwrap();
+    assert!(
+        exact >= 0.5,
+        "exact match on fresh 3-term questions {exact}"
+    );
+    assert_eq!(rep["task_differs"], false);
+
+    // Operands longer than any in training: every question is 2x2x2.
+    let o = eval(&["--min-digits", "2", "--digits", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["task_differs"], true);
+    assert_eq!(rep["task"]["min_digits"], 2);
+    let groups = rep["by_operand_lengths"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["key"], "2x2x2");
+    // Too long for the model's width: refused with the way out.
+    let o = eval(&["--digits", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--input-len 11"), "{}", text(&o));
+    let o = run(&["predict", "--model", dir.to_str().unwrap(), "1+2-3", "1*2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "'*' is not in this model's alphabet"
+    );
+    assert!(text(&o).contains("unknown character '*'"), "{}", text(&o));
+}
+
+#[test]
 fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
     let root = tempfile::tempdir().unwrap();
     let runs = root.path().join("runs");
