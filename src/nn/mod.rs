@@ -10,7 +10,9 @@
 //! finite-difference gradient checks.
 
 pub mod act;
+pub mod attention;
 pub mod dense;
+pub mod embedding;
 pub mod gemm;
 pub mod loss;
 pub mod packed;
