@@ -26,6 +26,10 @@ pub struct CodecConfig {
     pub pad: char,
     pub pad_side: PadSide,
     pub reverse_input: bool,
+    /// End-of-answer symbol (teacher-forced decoders): answers are written left-aligned,
+    /// followed by it, then padding; decoding stops at it. Added to the alphabet and to
+    /// `output_len` by `resolve`.
+    pub eos: Option<char>,
 }
 
 impl Default for CodecConfig {
@@ -37,6 +41,7 @@ impl Default for CodecConfig {
             pad: ' ',
             pad_side: PadSide::Right,
             reverse_input: true,
+            eos: None,
         }
     }
 }
@@ -44,10 +49,24 @@ impl Default for CodecConfig {
 impl CodecConfig {
     /// Fills every `None` from the task (alphabet, max question and answer lengths).
     pub fn resolve(&self, task: &TaskConfig) -> CodecConfig {
+        let alphabet = self.alphabet.clone().unwrap_or_else(|| {
+            let mut a: Vec<char> = task.alphabet().chars().collect();
+            if let Some(e) = self.eos {
+                if !a.contains(&e) {
+                    a.push(e);
+                    a.sort_unstable();
+                }
+            }
+            a.into_iter().collect()
+        });
+        let extra = usize::from(self.eos.is_some());
         CodecConfig {
-            alphabet: Some(self.alphabet.clone().unwrap_or_else(|| task.alphabet())),
+            alphabet: Some(alphabet),
             input_len: Some(self.input_len.unwrap_or_else(|| task.max_question_len())),
-            output_len: Some(self.output_len.unwrap_or_else(|| task.max_answer_len())),
+            output_len: Some(
+                self.output_len
+                    .unwrap_or_else(|| task.max_answer_len() + extra),
+            ),
             ..self.clone()
         }
     }
@@ -87,6 +106,7 @@ pub struct Codec {
     /// Index of each ASCII character, `NOT_A_SYMBOL` if absent (others are looked up in `symbols`).
     ascii: [u8; 128],
     pad_index: u8,
+    eos_index: Option<u8>,
     input_len: usize,
     output_len: usize,
 }
@@ -132,6 +152,24 @@ impl Codec {
                 cfg.pad
             ))
         })? as u8;
+        let eos_index = match cfg.eos {
+            None => None,
+            Some(e) if e == cfg.pad => {
+                return Err(CodecError::Invalid(format!(
+                    "the end symbol {e:?} is also the pad"
+                )))
+            }
+            Some(e) if task.alphabet().contains(e) => {
+                return Err(CodecError::Invalid(format!(
+                    "the end symbol {e:?} is a symbol of the task's questions or answers"
+                )))
+            }
+            Some(e) => Some(symbols.iter().position(|&c| c == e).ok_or_else(|| {
+                CodecError::Invalid(format!(
+                    "the end symbol {e:?} is not in the alphabet `{alphabet}`"
+                ))
+            })? as u8),
+        };
         let mut ascii = [NOT_A_SYMBOL; 128];
         for (i, &c) in symbols.iter().enumerate() {
             if c.is_ascii() {
@@ -143,6 +181,7 @@ impl Codec {
             symbols,
             ascii,
             pad_index,
+            eos_index,
             input_len,
             output_len,
         })
@@ -191,13 +230,44 @@ impl Codec {
         }
         Ok(())
     }
-    /// Encodes an answer (no padding) into `out` (`output_len` indices).
+    /// Encodes an answer (no padding) into `out` (`output_len` indices); with an end symbol,
+    /// the answer is left-aligned and followed by it.
     pub fn encode_output(&self, answer: &str, out: &mut [u8]) -> Result<(), CodecError> {
-        self.encode(answer, "answer", out)
+        match self.cfg.eos {
+            Some(e) => {
+                if answer.contains(e) {
+                    return Err(CodecError::Invalid(format!(
+                        "the answer {answer:?} contains the end symbol {e:?}"
+                    )));
+                }
+                self.encode(&format!("{answer}{e}"), "answer", out)?;
+                // Left-aligned whatever the pad side: the decoder reads it from the start.
+                if self.cfg.pad_side == PadSide::Left {
+                    let len = answer.chars().count() + 1;
+                    let max = out.len();
+                    out.copy_within(max - len.., 0);
+                    out[len..].fill(self.pad_index);
+                }
+                Ok(())
+            }
+            None => self.encode(answer, "answer", out),
+        }
     }
-    /// Decodes output indices to the answer string, padding removed.
+    /// The end symbol's index, if the codec has one.
+    pub fn eos_index(&self) -> Option<u8> {
+        self.eos_index
+    }
+    /// Decodes output indices to the answer string, padding removed (and, with an end symbol,
+    /// everything from it on).
     pub fn decode_output(&self, indices: &[u8]) -> String {
-        let text: String = indices.iter().map(|&i| self.symbol(i)).collect();
+        let upto = match self.eos_index {
+            Some(e) => indices
+                .iter()
+                .position(|&i| i == e)
+                .unwrap_or(indices.len()),
+            None => indices.len(),
+        };
+        let text: String = indices[..upto].iter().map(|&i| self.symbol(i)).collect();
         text.trim_matches(self.cfg.pad).to_string()
     }
     /// Decodes encoded input back to the question as typed (un-reversed, padding removed).
@@ -237,6 +307,10 @@ impl Codec {
                 );
             indices.push(best as u8);
             confidence *= f64::from(p.max(0.0));
+            if Some(best as u8) == self.eos_index {
+                // The answer ends here; later steps are not part of it.
+                break;
+            }
         }
         (self.decode_output(&indices), confidence)
     }
@@ -310,6 +384,41 @@ mod tests {
         c.encode_output("357", &mut y).unwrap();
         assert_eq!(y, [5, 7, 9, 0]);
         assert_eq!(c.decode_output(&y), "357");
+    }
+
+    #[test]
+    fn end_symbol_ends_answers() {
+        let c = codec(CodecConfig {
+            eos: Some('$'),
+            ..CodecConfig::default()
+        });
+        assert_eq!(c.alphabet(), " $+0123456789");
+        assert_eq!(c.output_len(), 5);
+        let mut y = [0u8; 5];
+        c.encode_output("35", &mut y).unwrap();
+        assert_eq!(y.to_vec(), indices(&c, "35$  "));
+        assert_eq!(c.decode_output(&y), "35");
+        // Whatever follows the end symbol is not part of the answer.
+        assert_eq!(c.decode_output(&indices(&c, "7$12 ")), "7");
+        assert!(c.encode_output("1000", &mut y).is_ok());
+        assert!(c.encode_output("10000", &mut y).is_err());
+        let left = codec(CodecConfig {
+            eos: Some('$'),
+            pad_side: PadSide::Left,
+            ..CodecConfig::default()
+        });
+        left.encode_output("35", &mut y).unwrap();
+        assert_eq!(y.to_vec(), indices(&c, "35$  "));
+        for bad in ['+', ' '] {
+            assert!(Codec::new(
+                &CodecConfig {
+                    eos: Some(bad),
+                    ..CodecConfig::default()
+                },
+                &TaskConfig::default()
+            )
+            .is_err());
+        }
     }
 
     #[test]

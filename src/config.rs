@@ -122,6 +122,11 @@ impl ExperimentConfig {
         self.task
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        if self.model.decoder == crate::model::DecoderKind::TeacherForced
+            && self.codec.eos.is_none()
+        {
+            self.codec.eos = Some('$');
+        }
         self.codec = self.codec.resolve(&self.task);
         let codec = Codec::new(&self.codec, &self.task).map_err(|e| ConfigError(e.to_string()))?;
         let (ql, al) = (self.task.max_question_len(), self.task.max_answer_len());
@@ -131,19 +136,21 @@ impl ExperimentConfig {
                 codec.input_len()
             )));
         }
+        let al = al + usize::from(codec.eos_index().is_some());
         if codec.output_len() < al {
             return Err(ConfigError(format!(
-                "codec output_len {} is shorter than the task's longest answer ({al})",
+                "codec output_len {} is shorter than the task's longest answer ({al}, with the end symbol if there is one)",
                 codec.output_len()
             )));
         }
-        let model = Seq2Seq::new(
+        let mut model = Seq2Seq::new(
             &self.model,
             codec.vocab_size(),
             codec.input_len(),
             codec.output_len(),
         )
         .map_err(|e| ConfigError(e.to_string()))?;
+        model.eos = codec.eos_index();
         self.optim.validate().map_err(ConfigError)?;
         let t = &self.train;
         if t.batch_size == 0 {

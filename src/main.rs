@@ -109,6 +109,19 @@ struct Overrides {
     /// pq-system: a and b go up to this many dashes.
     #[arg(long)]
     pq_max: Option<usize>,
+    /// Decoder: repeat (Keras RepeatVector) or teacher-forced (feeds back the previous symbol,
+    /// starts from the encoder's state, answers end with '$').
+    #[arg(long)]
+    decoder: Option<String>,
+    /// Luong attention over the encoder's outputs.
+    #[arg(long)]
+    attention: bool,
+    /// How questions enter the encoder: one-hot or embedding (integer encoding).
+    #[arg(long)]
+    input: Option<String>,
+    /// Embedding width for --input embedding.
+    #[arg(long)]
+    embed_dim: Option<usize>,
 }
 
 impl Overrides {
@@ -172,6 +185,26 @@ impl Overrides {
         }
         if let Some(m) = self.pq_max {
             cfg.task.pq_max = m;
+        }
+        if let Some(d) = &self.decoder {
+            cfg.model.decoder = match d.as_str() {
+                "repeat" => seqcalc::model::DecoderKind::Repeat,
+                "teacher-forced" | "tf" => seqcalc::model::DecoderKind::TeacherForced,
+                _ => bail!("unknown decoder {d:?}; expected repeat or teacher-forced"),
+            };
+        }
+        if self.attention {
+            cfg.model.attention = true;
+        }
+        if let Some(i) = &self.input {
+            cfg.model.input = match i.as_str() {
+                "one-hot" | "onehot" => seqcalc::model::InputKind::OneHot,
+                "embedding" => seqcalc::model::InputKind::Embedding,
+                _ => bail!("unknown input {i:?}; expected one-hot or embedding"),
+            };
+        }
+        if let Some(d) = self.embed_dim {
+            cfg.model.embed_dim = d;
         }
         Ok(())
     }
