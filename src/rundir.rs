@@ -271,7 +271,8 @@ pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>
 
 /// Holds `dir/lock` (the owner's pid) while a training run writes into `dir`; removed on drop.
 /// A second run into the same directory is refused while the owner lives; the lock of a process
-/// that died (SIGKILL, crash) is stale and taken over.
+/// that died (SIGKILL, crash) is stale and taken over, and the temporary files such a process
+/// left mid-write are removed.
 pub struct RunLock {
     path: PathBuf,
 }
@@ -287,7 +288,14 @@ impl RunLock {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    write!(f, "{}", std::process::id()).map_err(|e| file_err(&path, e))?;
+                    if let Err(e) = write!(f, "{}", std::process::id()) {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(file_err(&path, e));
+                    }
+                    // Only the lock's holder writes here: clear what killed writers left.
+                    for d in [dir.to_path_buf(), dir.join(CHECKPOINT_DIR)] {
+                        crate::fsutil::remove_stale_temporaries(&d, process_alive);
+                    }
                     return Ok(RunLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
