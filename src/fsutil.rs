@@ -7,9 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically: a reader sees the old file or the new one, never a part.
-/// Errors name the path; on error no temporary file is left behind.
+/// Errors (a full disk, a file size limit, no permission) are one line naming the path; on error
+/// no temporary file is left behind and the previous file, if any, is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("writing {}: {e}", path.display()));
+    let ctx = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "could not write {}: {e}; the previous file, if any, is intact",
+                path.display()
+            ),
+        )
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -329,6 +329,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A write past the file size limit (ulimit -f) raises SIGXFSZ, which would kill the process
+    // mid-run with "File size limit exceeded"; ignored, the write fails with EFBIG and the run
+    // stops with one error line naming the file, its previous version intact.
+    #[cfg(unix)]
+    // SAFETY: as above, at start-up.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),

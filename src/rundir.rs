@@ -25,6 +25,9 @@ pub enum RunError {
     File { path: PathBuf, msg: String },
     #[error("{0}")]
     Config(String),
+    /// A failed write; the message names the file (see `fsutil::write_atomic`).
+    #[error("{0}")]
+    Write(std::io::Error),
 }
 
 fn file_err(path: &Path, msg: impl std::fmt::Display) -> RunError {
@@ -42,14 +45,17 @@ pub const CHECKPOINT: &str = "state.safetensors";
 /// Saves the resolved config as `dir/config.json`.
 pub fn save_config(dir: &Path, cfg: &ExperimentConfig) -> Result<(), RunError> {
     let path = dir.join(CONFIG);
-    write_atomic(&path, cfg.to_json().as_bytes()).map_err(|e| file_err(&path, e))
+    write_atomic(&path, cfg.to_json().as_bytes()).map_err(RunError::Write)
 }
 
 /// Reads `dir/config.json`.
 pub fn load_config(dir: &Path) -> Result<ExperimentConfig, RunError> {
     let path = dir.join(CONFIG);
-    if !dir.is_dir() {
+    if !dir.exists() {
         return Err(file_err(dir, "no such run directory"));
+    }
+    if !dir.is_dir() {
+        return Err(file_err(dir, "is a file, not a run directory"));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     ExperimentConfig::parse(&text).map_err(|e| file_err(&path, e))
@@ -203,7 +209,7 @@ fn base_meta() -> HashMap<String, String> {
 pub fn save_weights(dir: &Path, model: &Seq2Seq, params: &[f32]) -> Result<(), RunError> {
     let path = dir.join(WEIGHTS);
     write_atomic(&path, &serialize(&model.layout, params, &[], base_meta()))
-        .map_err(|e| file_err(&path, e))
+        .map_err(RunError::Write)
 }
 
 /// Reads `dir/weights.safetensors` for `model`.
@@ -238,7 +244,7 @@ pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(
         ],
         meta,
     );
-    write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))
+    write_atomic(&path, &bytes).map_err(RunError::Write)
 }
 
 /// Reads the checkpoint, or `None` when the run has none yet.
@@ -313,7 +319,12 @@ impl RunLock {
                     // Stale (its owner is gone) or unreadable: take it over.
                     let _ = std::fs::remove_file(&path);
                 }
-                Err(e) => return Err(file_err(&path, e)),
+                Err(e) => {
+                    return Err(file_err(
+                        &path,
+                        format!("could not create the run's lock file: {e}"),
+                    ))
+                }
             }
         }
         Err(file_err(&path, "could not take the lock"))
