@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -359,4 +359,172 @@ fn killed_at_random_moments_and_resumed_the_weights_are_bit_identical() {
             "checkpoint tensor {n} differs"
         );
     }
+}
+
+/// `args` run with the size of any file it writes limited to `limit` bytes (RLIMIT_FSIZE), as a
+/// full disk would limit it: a write past the limit fails with EFBIG (and raises SIGXFSZ,
+/// which the binary must ignore to report the error rather than die).
+fn run_with_file_size_limit(args: &[String], limit: u64) -> Output {
+    let mut cmd = bin();
+    cmd.args(args);
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Exit code 2 and exactly one line on stderr containing every one of `want`, no panic.
+fn assert_one_line_error(o: &Output, want: &[&str], case: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{case}: exit status {:?}\n{}",
+        o.status,
+        text(o)
+    );
+    assert_eq!(err.lines().count(), 1, "{case}: not one line:\n{err}");
+    for w in want {
+        assert!(err.contains(w), "{case}: {w:?} missing in {err}");
+    }
+    assert!(!err.contains("panicked"), "{case}: {err}");
+}
+
+/// The run's files whose bytes must survive a failed write.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    [
+        "config.json",
+        "weights.safetensors",
+        "checkpoint/state.safetensors",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+    .collect()
+}
+
+#[test]
+fn a_full_disk_stops_training_with_one_line_and_the_last_good_files_stay() {
+    let reference = reference();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("full");
+    // A run with a good checkpoint: killed as its second checkpoint write begins.
+    let (_, landed, _) = start_and_kill(
+        &train_args(root.path(), "full"),
+        &dir,
+        Aim::CheckpointWrite(2),
+        0,
+    );
+    assert!(landed);
+    let good = snapshot(&dir);
+    let epochs_done = checkpoint_state(&dir).unwrap()["epochs_done"].clone();
+    assert_eq!(epochs_done.as_u64(), Some(1));
+    let resume: Vec<String> = vec!["train".into(), "--resume".into(), dir.display().to_string()];
+    let (weights, ckpt) = (good[1].1.len() as u64, good[2].1.len() as u64);
+    // Below the weights file's size the first weights write fails; between it and the
+    // checkpoint's size, the weights are written and the checkpoint write fails.
+    for (limit, failing) in [
+        (weights / 2, "weights.safetensors"),
+        ((weights + ckpt) / 2, "state.safetensors"),
+    ] {
+        let o = run_with_file_size_limit(&resume, limit);
+        let case = format!("file size limit {limit}");
+        assert_one_line_error(&o, &[failing, "File too large"], &case);
+        assert!(
+            temporaries(&dir).is_empty(),
+            "{case}: {:?}",
+            temporaries(&dir)
+        );
+        let now = snapshot(&dir);
+        assert!(now[0] == good[0], "{case}: config.json changed");
+        assert!(now[2] == good[2], "{case}: the checkpoint changed");
+        if failing == "weights.safetensors" {
+            assert!(now[1] == good[1], "{case}: the weights changed");
+        }
+        // Whatever weights are in place load and answer.
+        let p = bin()
+            .args(["predict", "--model", dir.to_str().unwrap(), "12+34"])
+            .output()
+            .unwrap();
+        assert!(p.status.success(), "{case}: {}", text(&p));
+        assert_eq!(checkpoint_state(&dir).unwrap()["epochs_done"], epochs_done);
+    }
+    // With room again, the run continues to the same weights as the uninterrupted one.
+    let o = bin().args(&resume).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let a = std::fs::read(reference.dir.join("weights.safetensors")).unwrap();
+    assert!(
+        a == std::fs::read(dir.join("weights.safetensors")).unwrap(),
+        "weights after the failed writes and a resume differ from the uninterrupted run's"
+    );
+}
+
+#[test]
+fn unwritable_run_directories_give_one_clear_line() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    // A runs directory that is a regular file, a run directory that is one, resuming one.
+    let mut args = train_args(&file, "run");
+    let o = bin().args(&args).output().unwrap();
+    assert_one_line_error(&o, &["a-file", "Not a directory"], "runs dir is a file");
+    args = train_args(root.path(), "a-file");
+    let o = bin().args(&args).output().unwrap();
+    assert_one_line_error(&o, &["a-file", "not a run directory"], "run dir is a file");
+    let o = bin()
+        .args(["train", "--resume", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, &["a-file", "not a run directory"], "resume a file");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+
+    // A read-only run directory. Root writes into it anyway, so the case only means something
+    // for an ordinary user.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!(
+            "skipped the read-only run directory case: running as root, which ignores permissions"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = root.path().join("ro");
+    let (_, landed, _) = start_and_kill(
+        &train_args(root.path(), "ro"),
+        &dir,
+        Aim::CheckpointWrite(2),
+        0,
+    );
+    assert!(landed);
+    let good = snapshot(&dir);
+    let set = |mode| {
+        for d in [dir.clone(), dir.join("checkpoint")] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    set(0o555);
+    let o = bin()
+        .args(["train", "--resume", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    set(0o755);
+    assert_one_line_error(&o, &["ro", "Permission denied"], "read-only run directory");
+    assert!(
+        snapshot(&dir) == good,
+        "a file of the read-only run changed"
+    );
+    let o = bin()
+        .args(["train", "--resume", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
 }
