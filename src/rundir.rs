@@ -387,7 +387,15 @@ impl RunLock {
                         }
                     }
                     // Stale (its owner is gone) or unreadable: take it over.
-                    let _ = std::fs::remove_file(&path);
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(file_err(
+                                &path,
+                                format!("could not remove the stale lock of a stopped run: {e}"),
+                            ))
+                        }
+                        _ => {}
+                    }
                 }
                 Err(e) => {
                     return Err(file_err(
