@@ -102,7 +102,8 @@ fn reference() -> &'static Reference {
 /// The training state JSON stored in `dir`'s checkpoint, if it has one.
 fn checkpoint_state(dir: &Path) -> Option<serde_json::Value> {
     let bytes = std::fs::read(dir.join("checkpoint/state.safetensors")).ok()?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("checkpoint parses");
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .expect("the checkpoint in place does not parse: a write was not atomic");
     let meta = meta.metadata().as_ref().expect("checkpoint has metadata");
     let seqcalc: serde_json::Value = serde_json::from_str(&meta["seqcalc"]).unwrap();
     Some(serde_json::from_str(seqcalc["state"].as_str().unwrap()).unwrap())
@@ -274,8 +275,8 @@ fn killed_at_random_moments_and_resumed_the_weights_are_bit_identical() {
         let left = EPOCHS - done;
         assert!(left >= 1);
         let mut aim = match deck[(round - 1) % deck.len()] {
-            Aim::CheckpointWrite(_) => Aim::CheckpointWrite(1 + rng.below(3) as usize),
-            Aim::AfterEpoch(..) => Aim::AfterEpoch(1 + rng.below(3) as usize, rng.below(epoch_ms)),
+            Aim::CheckpointWrite(_) => Aim::CheckpointWrite(1 + rng.below(4) as usize),
+            Aim::AfterEpoch(..) => Aim::AfterEpoch(1 + rng.below(4) as usize, rng.below(epoch_ms)),
             a => a,
         };
         aim = match aim {
