@@ -93,18 +93,38 @@ pub struct ConfigError(pub String);
 impl ExperimentConfig {
     /// Parses TOML or JSON (chosen by the first non-blank character).
     pub fn parse(text: &str) -> Result<ExperimentConfig, ConfigError> {
-        let cfg: ExperimentConfig = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text)
-                .map_err(|e| ConfigError(format!("invalid JSON config: {e}")))?
+        if text.trim_start().starts_with('{') {
+            Self::parse_json(text)
         } else {
-            toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML config: {e}")))?
-        };
-        if cfg.format_version > FORMAT_VERSION {
-            return Err(ConfigError(format!(
-                "config format version {} is newer than this seqcalc understands ({FORMAT_VERSION}); upgrade seqcalc",
-                cfg.format_version
-            )));
+            Self::parse_toml(text)
         }
+    }
+
+    /// Parses a JSON config (a run directory's `config.json`). Errors are one line.
+    pub fn parse_json(text: &str) -> Result<ExperimentConfig, ConfigError> {
+        // The version first: a newer file may have fields this build does not know.
+        let loose: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConfigError(format!("not valid JSON: {e}")))?;
+        check_version(loose.get("format_version").and_then(|v| v.as_u64()))?;
+        let cfg: ExperimentConfig = serde_json::from_str(text)
+            .map_err(|e| ConfigError(format!("invalid JSON config: {e}")))?;
+        check_version(Some(cfg.format_version.into()))?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML config. Errors are one line (line, column and what is wrong).
+    pub fn parse_toml(text: &str) -> Result<ExperimentConfig, ConfigError> {
+        let loose: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
+        check_version(
+            loose
+                .get("format_version")
+                .and_then(|v| v.as_integer())
+                .map(|v| v.max(0) as u64),
+        )?;
+        let cfg: ExperimentConfig =
+            toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
+        check_version(Some(cfg.format_version.into()))?;
         Ok(cfg)
     }
 
@@ -209,10 +229,75 @@ impl ExperimentConfig {
     }
 }
 
+/// Refuses a config written by a newer seqcalc.
+fn check_version(v: Option<u64>) -> Result<(), ConfigError> {
+    match v {
+        Some(v) if v > FORMAT_VERSION as u64 => Err(ConfigError(format!(
+            "config format version {v} is newer than this seqcalc understands ({FORMAT_VERSION}); upgrade seqcalc"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A TOML error in one line: the toml crate's own message draws the line with a caret.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let place = e
+        .span()
+        .and_then(|sp| text.get(..sp.start))
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default();
+    format!("invalid TOML config{place}: {msg}")
+}
+
 /// Total memory from /proc/meminfo, if readable.
 pub fn machine_memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line_and_a_newer_version_is_named_before_its_new_fields() {
+        let e = ExperimentConfig::parse("seed = 1\n[task\ndigits = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && e.contains("line 2, column 6"), "{e}");
+        let e = ExperimentConfig::parse("[task]\ndigits = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && e.contains("line 2"), "{e}");
+        for newer in [
+            "format_version = 2\nfield_of_the_future = 1\n",
+            "{\"format_version\": 2, \"field_of_the_future\": 1}",
+        ] {
+            let e = ExperimentConfig::parse(newer).unwrap_err().to_string();
+            assert!(e.contains("format version 2 is newer"), "{e}");
+        }
+        // config.json is JSON: TOML there is an error, not a second chance.
+        let toml = ExperimentConfig::default().to_toml();
+        assert!(ExperimentConfig::parse(&toml).is_ok());
+        let e = ExperimentConfig::parse_json(&toml).unwrap_err().to_string();
+        assert!(e.starts_with("not valid JSON"), "{e}");
+        let json = ExperimentConfig::default().to_json();
+        assert_eq!(
+            ExperimentConfig::parse_json(&json).unwrap(),
+            ExperimentConfig::default()
+        );
+    }
 }

@@ -7,9 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically: a reader sees the old file or the new one, never a part.
-/// Errors name the path; on error no temporary file is left behind.
+/// Errors (a full disk, a file size limit, no permission) are one line naming the path; on error
+/// no temporary file is left behind and the previous file, if any, is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("writing {}: {e}", path.display()));
+    let ctx = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "could not write {}: {e}; the previous file, if any, is intact",
+                path.display()
+            ),
+        )
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -47,6 +56,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The pid in the name of a temporary file of [`write_atomic`] (`.NAME.tmp.PID.N`), if it is one.
+fn temporary_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp.")?;
+    let (pid, n) = tail.split_once('.')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the temporary files that writers killed mid-write (SIGKILL, power loss) left in
+/// `dir`: those of [`write_atomic`] whose process is no longer `alive`. The files they were
+/// replacing were never touched. Returns how many were removed; errors are ignored (a file that
+/// cannot be removed is only clutter).
+pub fn remove_stale_temporaries(dir: &Path, alive: impl Fn(u32) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = temporary_owner(&name.to_string_lossy()) else {
+            continue;
+        };
+        if pid != std::process::id() && !alive(pid) && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +110,40 @@ mod tests {
         let p = dir.path().join("missing-dir").join("w.safetensors");
         let e = write_atomic(&p, b"x").unwrap_err();
         assert!(e.to_string().contains("missing-dir"), "{e}");
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        for n in [
+            ".state.safetensors.tmp.111.6",
+            ".weights.safetensors.tmp.222.0",
+            ".history.json.tmp.333.2",
+            "weights.safetensors",
+            ".hidden",
+            ".x.tmp.abc.1",
+            "a.tmp.444.1",
+        ] {
+            std::fs::write(p.join(n), b"x").unwrap();
+        }
+        let removed = remove_stale_temporaries(p, |pid| pid == 333);
+        assert_eq!(removed, 2);
+        let mut left: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".hidden",
+                ".history.json.tmp.333.2",
+                ".x.tmp.abc.1",
+                "a.tmp.444.1",
+                "weights.safetensors"
+            ]
+        );
+        assert_eq!(remove_stale_temporaries(&p.join("missing"), |_| false), 0);
     }
 }

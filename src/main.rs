@@ -443,6 +443,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A write past the file size limit (ulimit -f) raises SIGXFSZ, which would kill the process
+    // mid-run with "File size limit exceeded"; ignored, the write fails with EFBIG and the run
+    // stops with one error line naming the file, its previous version intact.
+    #[cfg(unix)]
+    // SAFETY: as above, at start-up.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),
@@ -783,7 +791,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     );
     // Each question: Ok(encoded) or Err(message).
     let answer_all =
-        |engine: &mut Engine<f32>, qs: &[String]| -> Vec<Result<(String, f64), String>> {
+        |engine: &mut Engine<f32>, qs: &[&str]| -> Vec<Result<(String, f64), String>> {
             let mut enc = Vec::new();
             let mut ok_rows = Vec::new();
             let mut results: Vec<Result<(String, f64), String>> = Vec::with_capacity(qs.len());
@@ -817,12 +825,29 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
             bail!("--jsonl reads questions from stdin; do not also pass them as arguments");
         }
         let stdin = std::io::stdin();
-        let mut batch: Vec<String> = Vec::new();
-        let mut flush = |batch: &mut Vec<String>,
+        // Lines waiting for an answer, in input order: the text, and whether it was valid UTF-8
+        // (an invalid line is answered with an error in its place, never ahead of the lines
+        // before it).
+        let mut batch: Vec<(String, bool)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let rows = run
+            .model
+            .inference_rows(seqcalc::model::INFERENCE_BUDGET_BYTES);
+        let mut flush = |batch: &mut Vec<(String, bool)>,
                          out: &mut std::io::StdoutLock,
                          failed: &mut bool|
          -> Result<()> {
-            for (q, r) in batch.iter().zip(answer_all(&mut engine, batch)) {
+            let qs: Vec<&str> = batch
+                .iter()
+                .filter(|(_, utf8)| *utf8)
+                .map(|(q, _)| q.as_str())
+                .collect();
+            let mut answers = answer_all(&mut engine, &qs).into_iter();
+            for (q, utf8) in batch.iter() {
+                let r = match utf8 {
+                    true => answers.next().expect("one answer per valid line"),
+                    false => Err("line is not valid UTF-8".to_string()),
+                };
                 let line = match r {
                     Ok((ans, conf)) => JsonlAnswer {
                         input: q,
@@ -847,27 +872,17 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
         };
         for line in stdin.lock().split(b'\n') {
             let line = line.context("reading stdin")?;
+            let utf8 = std::str::from_utf8(&line).is_ok();
             let text = String::from_utf8_lossy(&line)
                 .trim_end_matches('\r')
                 .to_string();
-            if std::str::from_utf8(&line).is_err() {
-                failed = true;
-                let line = JsonlAnswer {
-                    input: &text,
-                    output: None,
-                    confidence: None,
-                    error: Some("line is not valid UTF-8".into()),
-                };
-                writeln!(out, "{}", serde_json::to_string(&line)?)?;
-                continue;
-            }
-            batch.push(text);
-            if batch.len()
-                >= run
-                    .model
-                    .inference_rows(seqcalc::model::INFERENCE_BUDGET_BYTES)
-            {
+            batch_bytes += text.len();
+            batch.push((text, utf8));
+            // A batch is as many questions as inference handles at once, and at most a few
+            // megabytes of text (lines can be long).
+            if batch.len() >= rows || batch_bytes >= 8 << 20 {
                 flush(&mut batch, &mut out, &mut failed)?;
+                batch_bytes = 0;
             }
         }
         flush(&mut batch, &mut out, &mut failed)?;
@@ -876,11 +891,8 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
             bail!("no questions given; pass them as arguments (seqcalc predict --model DIR \"12+345\") or use --jsonl with stdin");
         }
         let color = std::io::stdout().is_terminal();
-        for (q, r) in a
-            .questions
-            .iter()
-            .zip(answer_all(&mut engine, &a.questions))
-        {
+        let qs: Vec<&str> = a.questions.iter().map(String::as_str).collect();
+        for (q, r) in a.questions.iter().zip(answer_all(&mut engine, &qs)) {
             match r {
                 Ok((ans, conf)) => {
                     let check = task::solve(&run.cfg.task, q).ok().map(|p| p.answer == ans);

@@ -15,7 +15,7 @@ use crate::fsutil::write_atomic;
 use crate::model::Seq2Seq;
 use crate::nn::params::ParamLayout;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Errors reading or writing a run directory; each names the file and what is wrong.
@@ -25,6 +25,9 @@ pub enum RunError {
     File { path: PathBuf, msg: String },
     #[error("{0}")]
     Config(String),
+    /// A failed write; the message names the file (see `fsutil::write_atomic`).
+    #[error("{0}")]
+    Write(std::io::Error),
 }
 
 pub(crate) fn file_err(path: &Path, msg: impl std::fmt::Display) -> RunError {
@@ -42,17 +45,26 @@ pub const CHECKPOINT: &str = "state.safetensors";
 /// Saves the resolved config as `dir/config.json`.
 pub fn save_config(dir: &Path, cfg: &ExperimentConfig) -> Result<(), RunError> {
     let path = dir.join(CONFIG);
-    write_atomic(&path, cfg.to_json().as_bytes()).map_err(|e| file_err(&path, e))
+    write_atomic(&path, cfg.to_json().as_bytes()).map_err(RunError::Write)
 }
 
 /// Reads `dir/config.json`.
 pub fn load_config(dir: &Path) -> Result<ExperimentConfig, RunError> {
     let path = dir.join(CONFIG);
-    if !dir.is_dir() {
+    if !dir.exists() {
         return Err(file_err(dir, "no such run directory"));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-    ExperimentConfig::parse(&text).map_err(|e| file_err(&path, e))
+    if !dir.is_dir() {
+        return Err(file_err(dir, "is a file, not a run directory"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => file_err(
+            &path,
+            "missing (every run directory has one; is this a seqcalc run directory?)",
+        ),
+        _ => file_err(&path, e),
+    })?;
+    ExperimentConfig::parse_json(&text).map_err(|e| file_err(&path, e))
 }
 
 fn to_bytes(v: &[f32]) -> Vec<u8> {
@@ -85,12 +97,51 @@ fn serialize(
         .collect();
     // One metadata key holding sorted JSON: a HashMap's order changes from run to run, and the
     // same weights must give the same file, byte for byte.
-    let sorted: std::collections::BTreeMap<String, String> = meta.into_iter().collect();
+    let mut sorted: BTreeMap<String, String> = meta.into_iter().collect();
+    let mut tensors: Vec<(&str, &[usize], &[u8])> = bufs
+        .iter()
+        .map(|(n, shape, b)| (n.as_str(), &shape[..], &b[..]))
+        .collect();
+    tensors.sort_by_key(|t| t.0);
+    let sum = checksum(&sorted, &tensors);
+    sorted.insert(CHECKSUM_KEY.to_string(), sum);
     let info = HashMap::from([(
         "seqcalc".to_string(),
         serde_json::to_string(&sorted).expect("metadata serialises"),
     )]);
     safetensors::serialize(views, Some(info)).expect("safetensors serialises")
+}
+
+/// The metadata key of the checksum over every other metadata entry and every tensor.
+const CHECKSUM_KEY: &str = "checksum";
+
+/// FNV-1a (64 bit) over the metadata (without the checksum) and the tensors' names, shapes and
+/// bytes, tensors in name order (their dtype is checked on reading: seqcalc writes only F32). Any single changed byte changes it: each step of FNV-1a is a bijection
+/// of the running hash for a given byte, and different bytes give different hashes.
+fn checksum(meta: &BTreeMap<String, String>, tensors: &[(&str, &[usize], &[u8])]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(
+        serde_json::to_string(meta)
+            .expect("metadata serialises")
+            .as_bytes(),
+    );
+    for (name, shape, data) in tensors {
+        feed(name.as_bytes());
+        feed(&[0]);
+        feed(&(shape.len() as u64).to_le_bytes());
+        for d in shape.iter() {
+            feed(&(*d as u64).to_le_bytes());
+        }
+        feed(&(data.len() as u64).to_le_bytes());
+        feed(data);
+    }
+    format!("fnv1a64:{h:016x}")
 }
 
 /// The model's flat parameters, the extra flat tensors, and the file's metadata.
@@ -111,7 +162,7 @@ fn deserialize(
         )
     })?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| file_err(path, e))?;
-    let meta: HashMap<String, String> =
+    let mut meta: HashMap<String, String> =
         match meta.metadata().as_ref().and_then(|m| m.get("seqcalc")) {
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| file_err(path, format!("bad seqcalc metadata: {e}")))?,
@@ -127,6 +178,25 @@ fn deserialize(
                 format!(
                     "format version {v} is newer than this seqcalc understands ({FORMAT_VERSION})"
                 ),
+            ));
+        }
+    }
+    // Files written before the checksum existed (or by other tools) have none.
+    if let Some(want) = meta.remove(CHECKSUM_KEY) {
+        let sorted: BTreeMap<String, String> = meta.clone().into_iter().collect();
+        let mut names = st.names();
+        names.sort();
+        let mut tensors = Vec::with_capacity(names.len());
+        for n in names {
+            let t = st.tensor(n).map_err(|e| file_err(path, e))?;
+            tensors.push((n, t.shape().to_vec(), t.data()));
+        }
+        let views: Vec<(&str, &[usize], &[u8])> =
+            tensors.iter().map(|(n, s, d)| (*n, &s[..], *d)).collect();
+        if checksum(&sorted, &views) != want {
+            return Err(file_err(
+                path,
+                "checksum mismatch: the file is damaged (changed bytes); restore it from a copy or retrain",
             ));
         }
     }
@@ -203,13 +273,19 @@ fn base_meta() -> HashMap<String, String> {
 pub fn save_weights(dir: &Path, model: &Seq2Seq, params: &[f32]) -> Result<(), RunError> {
     let path = dir.join(WEIGHTS);
     write_atomic(&path, &serialize(&model.layout, params, &[], base_meta()))
-        .map_err(|e| file_err(&path, e))
+        .map_err(RunError::Write)
 }
 
 /// Reads `dir/weights.safetensors` for `model`.
 pub fn load_weights(dir: &Path, model: &Seq2Seq) -> Result<Vec<f32>, RunError> {
     let path = dir.join(WEIGHTS);
-    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => file_err(
+            &path,
+            "missing (a run writes it at the end of its first epoch; was it deleted?)",
+        ),
+        _ => file_err(&path, e),
+    })?;
     Ok(deserialize(&path, &bytes, &model.layout, &[])?.0)
 }
 
@@ -252,7 +328,7 @@ pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(
         ],
         meta,
     );
-    write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))
+    write_atomic(&path, &bytes).map_err(RunError::Write)
 }
 
 /// Reads the checkpoint, or `None` when the run has none yet.
@@ -285,7 +361,8 @@ pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>
 
 /// Holds `dir/lock` (the owner's pid) while a training run writes into `dir`; removed on drop.
 /// A second run into the same directory is refused while the owner lives; the lock of a process
-/// that died (SIGKILL, crash) is stale and taken over.
+/// that died (SIGKILL, crash) is stale and taken over, and the temporary files such a process
+/// left mid-write are removed.
 pub struct RunLock {
     path: PathBuf,
 }
@@ -301,7 +378,14 @@ impl RunLock {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    write!(f, "{}", std::process::id()).map_err(|e| file_err(&path, e))?;
+                    if let Err(e) = write!(f, "{}", std::process::id()) {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(file_err(&path, e));
+                    }
+                    // Only the lock's holder writes here: clear what killed writers left.
+                    for d in [dir.to_path_buf(), dir.join(CHECKPOINT_DIR)] {
+                        crate::fsutil::remove_stale_temporaries(&d, process_alive);
+                    }
                     return Ok(RunLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -317,9 +401,22 @@ impl RunLock {
                         }
                     }
                     // Stale (its owner is gone) or unreadable: take it over.
-                    let _ = std::fs::remove_file(&path);
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(file_err(
+                                &path,
+                                format!("could not remove the stale lock of a stopped run: {e}"),
+                            ))
+                        }
+                        _ => {}
+                    }
                 }
-                Err(e) => return Err(file_err(&path, e)),
+                Err(e) => {
+                    return Err(file_err(
+                        &path,
+                        format!("could not create the run's lock file: {e}"),
+                    ))
+                }
             }
         }
         Err(file_err(&path, "could not take the lock"))
@@ -435,6 +532,44 @@ mod tests {
         std::fs::write(dir.path().join(WEIGHTS), &bytes).unwrap();
         let e = load_weights(dir.path(), &m).unwrap_err().to_string();
         assert!(e.contains("truncated or damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_changed_byte_fails_the_checksum_and_files_without_one_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WEIGHTS);
+        let m = model(4);
+        let p = m.init_params(3);
+        save_weights(dir.path(), &m, &p).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // A changed byte in the last weight: still a valid file of finite numbers, but damaged.
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 2] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        let e = load_weights(dir.path(), &m).unwrap_err().to_string();
+        assert!(
+            e.contains("weights.safetensors") && e.contains("checksum mismatch"),
+            "{e}"
+        );
+        // The same file without the checksum (as written before it existed) loads.
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, md) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta: BTreeMap<String, String> =
+            serde_json::from_str(&md.metadata().as_ref().unwrap()["seqcalc"]).unwrap();
+        assert!(meta.remove(CHECKSUM_KEY).unwrap().starts_with("fnv1a64:"));
+        let info = HashMap::from([("seqcalc".to_string(), serde_json::to_string(&meta).unwrap())]);
+        let views: Vec<(String, TensorView)> = st
+            .names()
+            .into_iter()
+            .map(|n| {
+                let t = st.tensor(n).unwrap();
+                let v = TensorView::new(t.dtype(), t.shape().to_vec(), t.data()).unwrap();
+                (n.to_string(), v)
+            })
+            .collect();
+        std::fs::write(&path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+        assert_eq!(load_weights(dir.path(), &m).unwrap(), p);
     }
 
     #[test]

@@ -137,9 +137,16 @@ pub fn run(
         )));
     }
     let (codec, model) = cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(RunError::File {
+            path: dir.to_path_buf(),
+            msg: "is a file, not a run directory; choose another --name or --runs-dir".into(),
+        }
+        .into());
+    }
     std::fs::create_dir_all(dir).map_err(|e| RunError::File {
         path: dir.to_path_buf(),
-        msg: e.to_string(),
+        msg: format!("could not create the run directory: {e}"),
     })?;
     let _lock = rundir::RunLock::acquire(dir)?;
     rundir::save_config(dir, &cfg)?;
@@ -314,10 +321,7 @@ pub fn run(
             improved,
         });
         // Checkpoint last: a kill before this line repeats the epoch on resume, bit for bit.
-        state.history.save(dir).map_err(|e| RunError::File {
-            path: dir.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        state.history.save(dir).map_err(RunError::Write)?;
         let title = format!("{} ({})", cfg.name, engine.model.cfg.cell.keras_name());
         if let Err(e) = crate::report::plot_curves(
             &state.history,

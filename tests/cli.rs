@@ -654,3 +654,511 @@ fn a_second_run_in_the_same_directory_is_refused_while_the_first_lives() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!dir.join("lock").exists(), "a clean stop removes the lock");
 }
+
+/// Seeded xorshift for generated inputs.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// `n` random digits, `n` itself drawn below `below` (plus `at_least`).
+    fn digits(&mut self, at_least: usize, below: usize) -> Vec<u8> {
+        let n = at_least + self.below(below);
+        (0..n).map(|_| b'0' + self.below(10) as u8).collect()
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())]
+    }
+}
+
+/// One line the small model must refuse (its alphabet is ` +0123456789`, questions up to 5
+/// characters): invalid UTF-8, foreign characters, control characters, blank, too long, JSON.
+fn bad_line(rng: &mut Rng, huge: bool) -> Vec<u8> {
+    if huge {
+        // About a megabyte: digits, or digits with one foreign character somewhere.
+        let mut v = rng.digits((1 << 20) - 1000, 1000);
+        if rng.below(2) == 0 {
+            let at = rng.below(v.len());
+            v[at] = b'x';
+        }
+        return v;
+    }
+    let foreign = [
+        "x", "é", "中", "🙂", "×", "−", "１", "*", "/", "=", "-", "a", "\u{200b}", "\u{feff}",
+        "\\", "\"", "'", "NaN", "∞", "²",
+    ];
+    let controls = [
+        "\u{0}",
+        "\u{1}",
+        "\u{7}",
+        "\u{8}",
+        "\u{1b}[31m",
+        "\u{7f}",
+        "\u{85}",
+        "\u{2028}",
+    ];
+    let json = [
+        "{\"input\":\"12+34\"}",
+        "[1,2]",
+        "\"12+34\"",
+        "{\"question\": \"1+1\", \"answer\": \"2\"}",
+        "null",
+        "{}",
+        "{\"a\":",
+        "}}}{{{",
+        "[[[[[[[[",
+        "{\"input\":\"\\u0000\"}",
+    ];
+    match rng.below(8) {
+        0 => Vec::new(),
+        1 => rng
+            .pick(&[" ", "\t", "   ", " \t ", "\r", "\u{a0}", "\u{3000}"])
+            .as_bytes()
+            .to_vec(),
+        2 => {
+            // Invalid UTF-8, alone or inside a question.
+            let junk: &[&[u8]] = &[
+                b"\xff",
+                b"\xfe\xff",
+                b"\xc3\x28",
+                b"\xa0\xa1",
+                b"\xe2\x28\xa1",
+                b"\xf0\x28\x8c\xbc",
+                b"\xc0\xaf",
+                b"\xed\xa0\x80",
+                b"\xf8\x88\x80\x80\x80",
+                b"\x80",
+            ];
+            let mut v = rng.digits(0, 3);
+            v.extend_from_slice(rng.pick(junk));
+            v.extend(rng.digits(0, 3));
+            v
+        }
+        3 => {
+            // A question with foreign characters.
+            let mut s = String::from_utf8(rng.digits(0, 3)).unwrap();
+            s.push_str(rng.pick(&foreign));
+            s.push_str(&String::from_utf8(rng.digits(0, 3)).unwrap());
+            s.into_bytes()
+        }
+        4 => {
+            let mut s = String::from_utf8(rng.digits(1, 2)).unwrap();
+            s.push_str(rng.pick(&controls));
+            // Inside the question: at its ends, whitespace among them is trimmed.
+            s.push_str(&String::from_utf8(rng.digits(1, 2)).unwrap());
+            s.into_bytes()
+        }
+        5 => {
+            // Too long: a long number, or a sum of long numbers.
+            let mut v = rng.digits(6, 60);
+            if rng.below(2) == 0 {
+                v.push(b'+');
+                v.extend(rng.digits(1, 40));
+            }
+            v
+        }
+        6 => rng.pick(&json).as_bytes().to_vec(),
+        _ => {
+            // Random printable ASCII with at least one character outside the alphabet.
+            let n = 1 + rng.below(30);
+            let mut v: Vec<u8> = (0..n).map(|_| 0x21 + rng.below(94) as u8).collect();
+            let at = rng.below(n);
+            v[at] = rng.pick(b"abcxyz!?#$%&()*,-./:;<=>@[]^_`{|}~");
+            v
+        }
+    }
+}
+
+/// `predict --jsonl` on `input`; returns the output lines as JSON, stderr, and the exit code.
+fn predict_jsonl(dir: &Path, input: Vec<u8>) -> (Vec<serde_json::Value>, String, Option<i32>) {
+    let mut child = bin()
+        .args(["predict", "--model", dir.to_str().unwrap(), "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&input)
+    });
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap().expect("predict read all of stdin");
+    let lines = String::from_utf8(o.stdout)
+        .expect("the output is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:.200}")))
+        .collect();
+    (
+        lines,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code(),
+    )
+}
+
+/// Thousands of bad lines with good questions between them, through one `predict --jsonl`
+/// process. `SEQCALC_JSONL_FUZZ_LINES` sets the number of lines (default 3,000).
+#[test]
+fn predict_jsonl_answers_every_line_of_a_stream_of_generated_bad_input() {
+    let dir = trained();
+    let n: usize = std::env::var("SEQCALC_JSONL_FUZZ_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // About one line in four is a good question; about one in 1,000 bad lines is a megabyte.
+    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let mut good: Vec<Option<(u32, u32)>> = Vec::with_capacity(n);
+    for i in 0..n {
+        if rng.below(4) == 0 {
+            let (a, b) = (rng.below(100) as u32, rng.below(100) as u32);
+            // Some with the spaces and CRLF endings people type.
+            let q = match rng.below(6) {
+                0 => format!(" {a}+{b}\r"),
+                _ => format!("{a}+{b}"),
+            };
+            lines.push(q.into_bytes());
+            good.push(Some((a, b)));
+        } else {
+            lines.push(bad_line(&mut rng, i % 1000 == 500));
+            good.push(None);
+        }
+    }
+    let mut input: Vec<u8> = Vec::new();
+    for l in &lines {
+        input.extend_from_slice(l);
+        input.push(b'\n');
+    }
+    let bytes = input.len();
+    let t0 = std::time::Instant::now();
+    let (out, err, code) = predict_jsonl(dir, input);
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(
+        !err.contains("panicked") && err.is_empty(),
+        "stderr: {err:.2000}"
+    );
+    assert_eq!(out.len(), n, "one output line per input line");
+    assert_eq!(code, Some(1), "bad lines make the exit status 1");
+    // The good questions alone, in another process: the answers must not depend on the bad
+    // lines around them.
+    let alone: Vec<u8> = good
+        .iter()
+        .flatten()
+        .flat_map(|(a, b)| format!("{a}+{b}\n").into_bytes())
+        .collect();
+    let (want, _, alone_code) = predict_jsonl(dir, alone);
+    assert_eq!(alone_code, Some(0));
+    let mut want = want.into_iter();
+    let (mut n_good, mut right, mut huge) = (0, 0, 0);
+    for (i, ((line, g), o)) in lines.iter().zip(&good).zip(&out).enumerate() {
+        let text = String::from_utf8_lossy(line);
+        assert_eq!(
+            o["input"].as_str(),
+            Some(text.trim_end_matches('\r')),
+            "line {i}: the output is not aligned with the input"
+        );
+        huge += (line.len() > 100_000) as usize;
+        match g {
+            Some((a, b)) => {
+                let w = want.next().unwrap();
+                assert!(o["error"].is_null(), "line {i} {text:?}: {o}");
+                assert_eq!(o["output"], w["output"], "line {i} {text:?}");
+                let c = o["confidence"].as_f64().unwrap();
+                assert!((c - w["confidence"].as_f64().unwrap()).abs() < 1e-4 && c > 0.0);
+                n_good += 1;
+                right += (o["output"].as_str() == Some(&(a + b).to_string())) as usize;
+            }
+            None => {
+                let e = o["error"].as_str().unwrap_or_else(|| {
+                    panic!("line {i} {:?}: no error: {o}", &text[..text.len().min(80)])
+                });
+                assert!(!e.is_empty() && o["output"].is_null(), "line {i}: {o:.200}");
+            }
+        }
+    }
+    assert!(
+        right * 100 >= n_good * 90,
+        "only {right} of {n_good} good questions answered right"
+    );
+    eprintln!(
+        "predict --jsonl: {n} lines ({} bad, {huge} of about 1 MB; {:.1} MB) in {secs:.2} s; {right} of {n_good} good questions right",
+        n - n_good,
+        bytes as f64 / 1e6
+    );
+}
+
+/// A weights file rewritten tensor by tensor (name, dtype, shape, bytes), with the seqcalc
+/// metadata of `original` minus its checksum (as another tool or an older seqcalc writes it), or
+/// with it (as an edit that did not update the checksum leaves it).
+fn rewrite_weights(
+    original: &[u8],
+    keep_checksum: bool,
+    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) -> Vec<u8> {
+    use safetensors::{tensor::TensorView, SafeTensors};
+    let st = SafeTensors::deserialize(original).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let (_, md) = SafeTensors::read_metadata(original).unwrap();
+    let mut meta: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&md.metadata().as_ref().unwrap()["seqcalc"]).unwrap();
+    if !keep_checksum {
+        assert!(meta.remove("checksum").is_some());
+    }
+    let info = std::collections::HashMap::from([(
+        "seqcalc".to_string(),
+        serde_json::to_string(&meta).unwrap(),
+    )]);
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, Some(info)).unwrap()
+}
+
+/// Every kind of damage to a model directory, through `predict` and `eval`: one line on stderr
+/// naming the file and what is wrong, exit code 2 (the README's table lists them).
+#[test]
+fn each_kind_of_damaged_model_directory_gives_one_line_naming_the_file() {
+    use safetensors::Dtype;
+    let dir = trained();
+    let root = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let weights = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    let ckpt = std::fs::read(dir.join("checkpoint/state.safetensors")).unwrap();
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
+    let write = |p: &Path, f: &str, b: &[u8]| std::fs::write(p.join(f), b).unwrap();
+    let cases: Vec<(&str, Damage, &str, &str)> = vec![
+        (
+            "truncated weights",
+            Box::new(|p| write(p, "weights.safetensors", &weights[..weights.len() * 2 / 3])),
+            "weights.safetensors",
+            "truncated or damaged",
+        ),
+        (
+            "a changed byte in the weights",
+            Box::new(|p| {
+                let mut w = weights.clone();
+                let n = w.len();
+                w[n - 100] ^= 0x10;
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "checksum mismatch",
+        ),
+        (
+            "a tensor removed (file rewritten without a checksum)",
+            Box::new(|p| {
+                let w = rewrite_weights(&weights, false, |t| t.retain(|t| t.0 != "head.bias"));
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "missing tensor \"head.bias\"",
+        ),
+        (
+            "a tensor removed (old checksum kept)",
+            Box::new(|p| {
+                let w = rewrite_weights(&weights, true, |t| t.retain(|t| t.0 != "head.bias"));
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "checksum mismatch",
+        ),
+        (
+            "a tensor of the wrong shape",
+            Box::new(|p| {
+                let w = rewrite_weights(&weights, false, |t| {
+                    let b = t.iter_mut().find(|t| t.0 == "head.bias").unwrap();
+                    b.2 = vec![3, 4];
+                });
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "\"head.bias\" has shape [3, 4], the config says [12]",
+        ),
+        (
+            "a tensor of the wrong dtype",
+            Box::new(|p| {
+                let w = rewrite_weights(&weights, false, |t| {
+                    let b = t.iter_mut().find(|t| t.0 == "head.bias").unwrap();
+                    b.1 = Dtype::F64;
+                    b.3 = f32s(&b.3)
+                        .iter()
+                        .flat_map(|x| (*x as f64).to_le_bytes())
+                        .collect();
+                });
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "\"head.bias\" has dtype F64, expected F32",
+        ),
+        (
+            "an extra tensor",
+            Box::new(|p| {
+                let w = rewrite_weights(&weights, false, |t| {
+                    t.push(("extra.weight".into(), Dtype::F32, vec![1], vec![0; 4]))
+                });
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "unexpected tensors [\"extra.weight\"]",
+        ),
+        (
+            "a NaN weight",
+            Box::new(|p| {
+                let w = rewrite_weights(&weights, false, |t| {
+                    let b = t.iter_mut().find(|t| t.0 == "head.bias").unwrap();
+                    b.3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+                });
+                write(p, "weights.safetensors", &w)
+            }),
+            "weights.safetensors",
+            "NaN or infinite",
+        ),
+        (
+            "weights from a different model (config says hidden 32)",
+            Box::new(|p| {
+                write(
+                    p,
+                    "config.json",
+                    config
+                        .replace("\"hidden\": 64", "\"hidden\": 32")
+                        .as_bytes(),
+                )
+            }),
+            "weights.safetensors",
+            "shape",
+        ),
+        (
+            "config.json of a newer format",
+            Box::new(|p| {
+                let c = config.replacen(
+                    "\"format_version\": 1,",
+                    "\"format_version\": 2, \"field_of_the_future\": true,",
+                    1,
+                );
+                write(p, "config.json", c.as_bytes())
+            }),
+            "config.json",
+            "format version 2 is newer than this seqcalc understands (1)",
+        ),
+        (
+            "config.json that is not JSON",
+            Box::new(|p| write(p, "config.json", b"[model]\nhidden = 64\n")),
+            "config.json",
+            "not valid JSON",
+        ),
+        (
+            "config.json with an impossible value",
+            Box::new(|p| {
+                write(
+                    p,
+                    "config.json",
+                    config.replace("\"hidden\": 64", "\"hidden\": 0").as_bytes(),
+                )
+            }),
+            "config.json",
+            "hidden",
+        ),
+        (
+            "config.json missing",
+            Box::new(|p| std::fs::remove_file(p.join("config.json")).unwrap()),
+            "config.json",
+            "missing",
+        ),
+        (
+            "weights.safetensors missing",
+            Box::new(|p| std::fs::remove_file(p.join("weights.safetensors")).unwrap()),
+            "weights.safetensors",
+            "missing",
+        ),
+        (
+            "the run directory is a file",
+            Box::new(|p| {
+                std::fs::remove_dir_all(p).unwrap();
+                std::fs::write(p, b"").unwrap();
+            }),
+            "model",
+            "is a file, not a run directory",
+        ),
+        (
+            "the run directory does not exist",
+            Box::new(|p| std::fs::remove_dir_all(p).unwrap()),
+            "model",
+            "no such run directory",
+        ),
+    ];
+    let mut table = Vec::new();
+    for (i, (case, damage, file, want)) in cases.iter().enumerate() {
+        let p = root.path().join(format!("case{i}")).join("model");
+        std::fs::create_dir_all(p.join("checkpoint")).unwrap();
+        std::fs::write(p.join("config.json"), &config).unwrap();
+        std::fs::write(p.join("weights.safetensors"), &weights).unwrap();
+        damage(&p);
+        let m = p.to_str().unwrap();
+        for args in [
+            vec!["predict", "--model", m, "12+34"],
+            vec!["eval", "--model", m, "--n", "10"],
+        ] {
+            let o = run(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{case}, {}: {}",
+                args[0],
+                text(&o)
+            );
+            assert_eq!(err.lines().count(), 1, "{case}, {}: {err}", args[0]);
+            assert!(
+                err.contains(file) && err.contains(want) && !err.contains("panicked"),
+                "{case}, {}: {err}",
+                args[0]
+            );
+            assert!(o.stdout.is_empty(), "{case}: {}", text(&o));
+        }
+        let o = run(&["predict", "--model", m, "12+34"]);
+        table.push(format!(
+            "{case}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    // A damaged checkpoint stops a resume the same way.
+    let p = root.path().join("ck").join("model");
+    std::fs::create_dir_all(p.join("checkpoint")).unwrap();
+    std::fs::write(p.join("config.json"), &config).unwrap();
+    std::fs::write(
+        p.join("checkpoint/state.safetensors"),
+        &ckpt[..ckpt.len() / 2],
+    )
+    .unwrap();
+    let o = run(&["train", "--resume", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("state.safetensors") && err.contains("truncated or damaged"),
+        "{err}"
+    );
+    table.push(format!(
+        "truncated checkpoint (train --resume): {}",
+        err.trim()
+    ));
+    eprintln!("{}", table.join("\n"));
+}
