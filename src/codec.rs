@@ -30,6 +30,9 @@ pub struct CodecConfig {
     /// followed by it, then padding; decoding stops at it. Added to the alphabet and to
     /// `output_len` by `resolve`.
     pub eos: Option<char>,
+    /// Write answers backwards (least significant digit first), so a decoder produces each
+    /// digit after the digits it carries from; decoding turns them around again.
+    pub reverse_output: bool,
 }
 
 impl Default for CodecConfig {
@@ -42,6 +45,7 @@ impl Default for CodecConfig {
             pad_side: PadSide::Right,
             reverse_input: true,
             eos: None,
+            reverse_output: false,
         }
     }
 }
@@ -233,6 +237,13 @@ impl Codec {
     /// Encodes an answer (no padding) into `out` (`output_len` indices); with an end symbol,
     /// the answer is left-aligned and followed by it.
     pub fn encode_output(&self, answer: &str, out: &mut [u8]) -> Result<(), CodecError> {
+        let reversed: String;
+        let answer = if self.cfg.reverse_output {
+            reversed = answer.chars().rev().collect();
+            &reversed
+        } else {
+            answer
+        };
         match self.cfg.eos {
             Some(e) => {
                 if answer.contains(e) {
@@ -268,7 +279,12 @@ impl Codec {
             None => indices.len(),
         };
         let text: String = indices[..upto].iter().map(|&i| self.symbol(i)).collect();
-        text.trim_matches(self.cfg.pad).to_string()
+        let text = text.trim_matches(self.cfg.pad);
+        if self.cfg.reverse_output {
+            text.chars().rev().collect()
+        } else {
+            text.to_string()
+        }
     }
     /// Decodes encoded input back to the question as typed (un-reversed, padding removed).
     pub fn decode_input(&self, indices: &[u8]) -> String {
@@ -418,6 +434,21 @@ mod tests {
                 &TaskConfig::default()
             )
             .is_err());
+        }
+    }
+
+    #[test]
+    fn reversed_answers_round_trip() {
+        for eos in [None, Some('$')] {
+            let c = codec(CodecConfig {
+                eos,
+                reverse_output: true,
+                ..CodecConfig::default()
+            });
+            let mut y = vec![0u8; c.output_len()];
+            c.encode_output("357", &mut y).unwrap();
+            assert_eq!(c.symbol(y[0]), '7');
+            assert_eq!(c.decode_output(&y), "357");
         }
     }
 

@@ -122,6 +122,9 @@ struct Overrides {
     /// Embedding width for --input embedding.
     #[arg(long)]
     embed_dim: Option<usize>,
+    /// Write answers least significant digit first (the model's side only: answers print as usual).
+    #[arg(long)]
+    reverse_output: bool,
 }
 
 impl Overrides {
@@ -205,6 +208,9 @@ impl Overrides {
         }
         if let Some(d) = self.embed_dim {
             cfg.model.embed_dim = d;
+        }
+        if self.reverse_output {
+            cfg.codec.reverse_output = true;
         }
         Ok(())
     }
