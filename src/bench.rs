@@ -94,6 +94,7 @@ pub fn gemm_peak_gflops(threads: usize) -> f64 {
     let b = vec![0.5f32; n * n];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        .start_handler(|_| crate::nn::flush_denormals())
         .build()
         .expect("pool");
     let mut cs: Vec<Vec<f32>> = (0..threads).map(|_| vec![0.0f32; n * n]).collect();

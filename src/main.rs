@@ -457,6 +457,11 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Subnormal floats cost 60-100x per operation here; flush them on every kernel thread.
+    seqcalc::nn::flush_denormals();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .start_handler(|_| seqcalc::nn::flush_denormals())
+        .build_global();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),

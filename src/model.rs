@@ -801,8 +801,10 @@ impl<R: Real> Engine<R> {
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
+            .start_handler(|_| crate::nn::flush_denormals())
             .build()
             .expect("thread pool");
+        crate::nn::flush_denormals();
         let workers = (0..threads).map(|_| Workspace::default()).collect();
         let grad = vec![R::ZERO; model.param_count()];
         let packs = (0..1 + model.decoders.len())

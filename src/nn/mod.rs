@@ -23,6 +23,26 @@ pub mod rnn;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 
+/// Makes this thread flush subnormal floats to zero (x86 MXCSR FTZ and DAZ).
+///
+/// Gradients that fade through hundreds of steps (the pq-system's 2001) end up subnormal, and on
+/// this machine a GEMM over subnormal inputs ran 60-100x slower (0.18 s against 10.9 s for the
+/// same product): one pq-system epoch took half an hour instead of four minutes. Flushing changes
+/// only values below 1.2e-38 (f32) or 2.2e-308 (f64), identically on every run, so results
+/// stay deterministic. Every thread that runs kernels calls this (the engine's pools do it in
+/// their start handler).
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads and writes this thread's MXCSR; setting FTZ (bit 15) and DAZ (bit 6) is
+    // valid on every x86-64 CPU with SSE2 (DAZ on all but the earliest, which x86-64 excludes).
+    unsafe {
+        let mut csr: u32 = 0;
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+        csr |= 0x8040;
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack));
+    }
+}
+
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
@@ -174,5 +194,18 @@ impl Real for f64 {
         csc: isize,
     ) {
         matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subnormals_flush_to_zero() {
+        super::flush_denormals();
+        let tiny = std::hint::black_box(1e-40f32);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(tiny * std::hint::black_box(1.0f32), 0.0);
+        let normal = std::hint::black_box(1e-30f32);
+        assert!(normal * std::hint::black_box(1.0f32) > 0.0);
     }
 }
