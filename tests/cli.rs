@@ -1162,3 +1162,63 @@ fn each_kind_of_damaged_model_directory_gives_one_line_naming_the_file() {
     ));
     eprintln!("{}", table.join("\n"));
 }
+
+#[test]
+fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    for (name, extra) in [
+        ("tf", &["--decoder", "teacher-forced"][..]),
+        (
+            "tf-attention",
+            &[
+                "--decoder",
+                "teacher-forced",
+                "--attention",
+                "--reverse-output",
+            ][..],
+        ),
+        (
+            "embedding",
+            &["--input", "embedding", "--embed-dim", "8"][..],
+        ),
+    ] {
+        let mut args = vec![
+            "train",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--name",
+            name,
+            "--epochs",
+            "60",
+            "--stop-at-exact",
+            "0.9",
+            "--samples",
+            "0",
+        ];
+        args.extend_from_slice(SMALL);
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let dir = runs.join(name);
+        // Honest accuracy on questions the run never saw (greedy decoding for teacher forcing).
+        let o = run(&[
+            "eval",
+            "--model",
+            dir.to_str().unwrap(),
+            "--n",
+            "300",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let exact = v["exact_match"].as_f64().unwrap();
+        assert!(exact > 0.75, "{name}: fresh exact {exact}");
+        let o = run(&["predict", "--model", dir.to_str().unwrap(), "47+38", "9+9"]);
+        let out = text(&o);
+        assert!(
+            o.status.success() && out.contains("47+38 = ") && !out.contains('$'),
+            "{name}: {out}"
+        );
+    }
+}
