@@ -150,6 +150,46 @@ fn pq_system_small(c: &mut ExperimentConfig) {
     c.train.stop_at_exact = Some(1.0);
 }
 
+/// 10-digit addition with a teacher-forced, attending decoder writing answers least significant
+/// digit first; new training questions every epoch.
+fn addition_10_attention(c: &mut ExperimentConfig) {
+    c.task.digits = 10;
+    c.model.decoder = crate::model::DecoderKind::TeacherForced;
+    c.model.attention = true;
+    c.codec.reverse_output = true;
+    c.data.size = 110_000;
+    c.data.val_fraction = 10_000.0 / 110_000.0;
+    c.data.fresh_per_epoch = true;
+    c.train.epochs = 200;
+    c.train.patience = 10;
+    c.train.reduce_lr_patience = 3;
+    c.train.reduce_lr_factor = 0.5;
+    c.train.stop_at_exact = Some(0.995);
+    c.train.samples = 3;
+}
+
+/// Three terms of up to 2 digits with `+ - *` and one level of brackets.
+fn expression_3terms(c: &mut ExperimentConfig) {
+    c.task.kind = TaskKind::Expression;
+    c.task.digits = 2;
+    c.task.terms_min = 3;
+    c.task.terms_max = 3;
+    c.task.ops = "+-*".into();
+    c.task.brackets = 1;
+    c.model.decoder = crate::model::DecoderKind::TeacherForced;
+    c.model.attention = true;
+    c.codec.reverse_output = true;
+    c.data.size = 110_000;
+    c.data.val_fraction = 10_000.0 / 110_000.0;
+    c.data.fresh_per_epoch = true;
+    c.train.epochs = 200;
+    c.train.patience = 10;
+    c.train.reduce_lr_patience = 3;
+    c.train.reduce_lr_factor = 0.5;
+    c.train.stop_at_exact = Some(0.97);
+    c.train.samples = 3;
+}
+
 /// Every built-in experiment.
 pub fn all() -> Vec<Experiment> {
     vec![
@@ -177,6 +217,8 @@ pub fn all() -> Vec<Experiment> {
         Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction, mapping: None },
         Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best, mapping: None },
         Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system, mapping: None },
+        Experiment { name: "addition-10-attention", reproduces: "beyond the tutorials: 10-digit addition, teacher-forced decoder with Luong attention, answers least significant digit first", expected_time: "not yet measured", claim_exact: Some(0.99), build: addition_10_attention, mapping: None },
+        Experiment { name: "expression-3terms", reproduces: "Brownlee's extensions: 3 terms of up to 2 digits, + - * with brackets, teacher-forced attention decoder", expected_time: "not yet measured", claim_exact: Some(0.95), build: expression_3terms, mapping: None },
         Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small, mapping: None },
     ]
 }
