@@ -320,6 +320,10 @@ struct PredictArgs {
     /// Read one question per stdin line, write one JSON object per line.
     #[arg(long)]
     jsonl: bool,
+    /// Also show which question characters each answer character attended to (models with
+    /// attention).
+    #[arg(long)]
+    explain: bool,
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -796,6 +800,73 @@ fn cmd_predict_mapping(a: PredictArgs) -> Result<ExitCode> {
     })
 }
 
+/// `predict --explain`: for each answer step, the question characters it attended to most.
+fn explain(
+    engine: &mut Engine<f32>,
+    run: &rundir::LoadedRun,
+    question: &str,
+    out: &mut impl Write,
+) -> Result<()> {
+    let (t_in, t_out) = (run.codec.input_len(), run.codec.output_len());
+    let mut enc = vec![0u8; t_in];
+    run.codec.encode_input(question, &mut enc)?;
+    let Some(w) = engine.attention_weights(&run.params, &enc, 1) else {
+        bail!("--explain needs a model with attention (train with --attention)");
+    };
+    let chosen = engine.predict_indices(&run.params, &enc, 1);
+    // Input position -> column of the question as typed (the model may read it reversed).
+    let typed: Vec<char> = question.chars().collect();
+    let column = |s: usize| -> Option<usize> {
+        let pos = if run.codec.config().reverse_input {
+            t_in - 1 - s
+        } else {
+            s
+        };
+        match run.codec.config().pad_side {
+            seqcalc::codec::PadSide::Right => (pos < typed.len()).then_some(pos),
+            seqcalc::codec::PadSide::Left => {
+                let pad = t_in - typed.len();
+                (pos >= pad).then(|| pos - pad)
+            }
+        }
+    };
+    writeln!(
+        out,
+        "  attention (output step: symbol <- question characters, column and weight){}",
+        if run.codec.config().reverse_output {
+            "; the model writes the answer backwards"
+        } else {
+            ""
+        }
+    )?;
+    for s in 0..t_out {
+        let sym = chosen[s];
+        let row = &w[s * t_in..(s + 1) * t_in];
+        let mut order: Vec<usize> = (0..t_in).collect();
+        order.sort_by(|&x, &y| row[y].total_cmp(&row[x]));
+        let top: Vec<String> = order
+            .iter()
+            .take(3)
+            .filter(|&&i| row[i] >= 0.05)
+            .map(|&i| match column(i) {
+                Some(c) => format!("{:?}@{} {:.2}", typed[c], c + 1, row[i]),
+                None => format!("pad {:.2}", row[i]),
+            })
+            .collect();
+        writeln!(
+            out,
+            "  {:>2}: {:?} <- {}",
+            s + 1,
+            run.codec.symbol(sym),
+            top.join(", ")
+        )?;
+        if Some(sym) == run.codec.eos_index() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     if seqcalc::regression::is_mapping_run(&a.model) {
         return cmd_predict_mapping(a);
@@ -922,7 +993,10 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
                         (Some(false), false) => "  ✗",
                         (None, _) => "",
                     };
-                    writeln!(out, "{} = {ans}   (confidence {conf:.3}){mark}", q.trim())?
+                    writeln!(out, "{} = {ans}   (confidence {conf:.3}){mark}", q.trim())?;
+                    if a.explain {
+                        explain(&mut engine, &run, q.trim(), &mut out)?;
+                    }
                 }
                 Err(e) => {
                     failed = true;

@@ -593,6 +593,11 @@ impl Seq2Seq {
             Some(a) => {
                 let enc_out = self.encoder.outputs(&ws.enc, b, self.t_in);
                 a.forward(p, enc_out, dec_out, None, b, self.t_in, t_out, &mut ws.att);
+                if ws.record_attention {
+                    let n = t_out * b * self.t_in;
+                    ws.att_record.clear();
+                    ws.att_record.extend_from_slice(&ws.att.weights[..n]);
+                }
                 &ws.att.out[..t_out * b * self.cfg.hidden]
             }
             None => dec_out,
@@ -617,8 +622,13 @@ impl Seq2Seq {
             state_h,
             state_c,
             att_step,
+            record_attention,
+            att_record,
             ..
         } = ws;
+        if *record_attention {
+            att_record.resize(t_out * b * t_in, R::ZERO);
+        }
         state_h.resize_with(n_dec, Vec::new);
         state_c.resize_with(n_dec, Vec::new);
         for l in 0..n_dec {
@@ -659,6 +669,10 @@ impl Seq2Seq {
             let top = match &self.attention {
                 Some(a) => {
                     a.forward(p, enc_out, top_dec, None, b, t_in, 1, att_step);
+                    if *record_attention {
+                        att_record[s * b * t_in..(s + 1) * b * t_in]
+                            .copy_from_slice(&att_step.weights[..b * t_in]);
+                    }
                     &att_step.out[..b * h]
                 }
                 None => top_dec,
@@ -729,6 +743,9 @@ pub struct Workspace<R> {
     state_h: Vec<Vec<R>>,
     state_c: Vec<Vec<R>>,
     att_step: AttentionCache<R>,
+    /// When set, the attention weights of the last run, `[T_out, B, T_in]` (`predict --explain`).
+    record_attention: bool,
+    att_record: Vec<R>,
     /// Decoder-output gradients, one per layer, plus one for the attention output.
     d_dec: Vec<Vec<R>>,
     d_enc: Vec<R>,
@@ -931,6 +948,34 @@ impl<R: Real> Engine<R> {
         }
     }
 
+    /// Attention weights of the answers to `n` questions, `[n, T_out, T_in]` row-major: for each
+    /// output step, how much it drew on each input position (greedy decoding for a
+    /// teacher-forced decoder). `None` when the model has no attention.
+    pub fn attention_weights(&mut self, p: &[R], inputs: &[u8], n: usize) -> Option<Vec<R>> {
+        self.model.attention.as_ref()?;
+        let (t_in, t_out) = (self.model.t_in, self.model.t_out);
+        for ws in &mut self.workers {
+            ws.record_attention = true;
+        }
+        self.run(p, inputs, None, n, false);
+        let mut out = vec![R::ZERO; n * t_out * t_in];
+        let slices = self.slices(n);
+        for (ws, (a, b)) in self.workers.iter().zip(slices) {
+            let rows = b - a;
+            for r in 0..rows {
+                for s in 0..t_out {
+                    let src = &ws.att_record[(s * rows + r) * t_in..(s * rows + r + 1) * t_in];
+                    out[((a + r) * t_out + s) * t_in..((a + r) * t_out + s + 1) * t_in]
+                        .copy_from_slice(src);
+                }
+            }
+        }
+        for ws in &mut self.workers {
+            ws.record_attention = false;
+        }
+        Some(out)
+    }
+
     /// Argmax symbol indices `[n, T_out]` for `n` questions.
     pub fn predict_indices(&mut self, p: &[R], inputs: &[u8], n: usize) -> Vec<u8> {
         let v = self.model.vocab;
@@ -1095,6 +1140,38 @@ mod tests {
         let st = eng.evaluate(&p, &x, &greedy, n);
         assert_eq!(st.exact, n);
         assert_eq!(st.correct_chars, n * 3);
+    }
+
+    #[test]
+    fn attention_weights_are_distributions_per_answer_step() {
+        for decoder in [DecoderKind::Repeat, DecoderKind::TeacherForced] {
+            let cfg = ModelConfig {
+                hidden: 6,
+                decoder,
+                attention: true,
+                ..Default::default()
+            };
+            let m = Seq2Seq::new(&cfg, 5, 4, 3).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+            let x: Vec<u8> = (0..5 * 4).map(|_| rng.random_range(0..5)).collect();
+            let p: Vec<f32> = m.init_params(1);
+            let mut eng = Engine::<f32>::new(m.clone(), 2);
+            let w = eng.attention_weights(&p, &x, 5).unwrap();
+            assert_eq!(w.len(), 5 * 3 * 4);
+            for row in w.chunks_exact(4) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+            }
+            // One question alone gets the weights it got within the batch.
+            let one = eng.attention_weights(&p, &x[8..12], 1).unwrap();
+            for (a, b) in one.iter().zip(&w[2 * 12..3 * 12]) {
+                assert!((a - b).abs() < 1e-5);
+            }
+        }
+        let plain = Seq2Seq::new(&ModelConfig::default(), 5, 4, 3).unwrap();
+        let p: Vec<f32> = plain.init_params(1);
+        assert!(Engine::<f32>::new(plain, 1)
+            .attention_weights(&p, &[0; 4], 1)
+            .is_none());
     }
 
     #[test]

@@ -1220,5 +1220,24 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
             o.status.success() && out.contains("47+38 = ") && !out.contains('$'),
             "{name}: {out}"
         );
+        // --explain prints, per answer step, the question characters it attended to.
+        let o = run(&[
+            "predict",
+            "--model",
+            dir.to_str().unwrap(),
+            "--explain",
+            "47+38",
+        ]);
+        if name == "tf-attention" {
+            let out = text(&o);
+            assert!(o.status.success(), "{out}");
+            assert!(
+                out.contains("attention (output step") && out.contains(" <- '"),
+                "{out}"
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
+            assert!(text(&o).contains("--attention"), "{}", text(&o));
+        }
     }
 }
