@@ -428,7 +428,12 @@ fn a_full_disk_stops_training_with_one_line_and_the_last_good_files_stay() {
     assert!(landed);
     let good = snapshot(&dir);
     let epochs_done = checkpoint_state(&dir).unwrap()["epochs_done"].clone();
-    assert_eq!(epochs_done.as_u64(), Some(1));
+    // Usually 1; on a loaded machine the kill can land just after the second write finished.
+    let done = epochs_done.as_u64().unwrap_or(0);
+    assert!(
+        (1..EPOCHS as u64).contains(&done),
+        "the run needs a good checkpoint and epochs left to train: {done} done"
+    );
     let resume: Vec<String> = vec!["train".into(), "--resume".into(), dir.display().to_string()];
     let (weights, ckpt) = (good[1].1.len() as u64, good[2].1.len() as u64);
     // Below the weights file's size the first weights write fails; between it and the
