@@ -524,12 +524,13 @@ fn run_training(
     resume: bool,
 ) -> Result<train::Outcome> {
     // A question of this task for the closing hint ("12+345" fits only some tasks).
+    // (pq questions start with '-', so they go after `--` or the flag parser takes them.)
     let example = match cfg.task.kind {
-        TaskKind::PqSystem => "--p---".to_string(),
+        TaskKind::PqSystem => "-- \"--p---\"".to_string(),
         _ => task::generate(&cfg.task, 1, 12_345)
             .ok()
             .and_then(|v| v.into_iter().next())
-            .map_or_else(|| "12+345".to_string(), |p| p.question),
+            .map_or_else(|| "\"12+345\"".to_string(), |p| format!("\"{}\"", p.question)),
     };
     let color = report::stdout_color();
     let mut bar: Option<indicatif::ProgressBar> = None;
@@ -662,7 +663,7 @@ fn run_training(
     }
     println!("Run directory: {}", outcome.dir.display());
     println!(
-        "Next: seqcalc eval --model {0}   |   seqcalc predict --model {0} \"{example}\"",
+        "Next: seqcalc eval --model {0}   |   seqcalc predict --model {0} {example}",
         outcome.dir.display()
     );
     Ok(outcome)
