@@ -530,7 +530,10 @@ fn run_training(
         _ => task::generate(&cfg.task, 1, 12_345)
             .ok()
             .and_then(|v| v.into_iter().next())
-            .map_or_else(|| "\"12+345\"".to_string(), |p| format!("\"{}\"", p.question)),
+            .map_or_else(
+                || "\"12+345\"".to_string(),
+                |p| format!("\"{}\"", p.question),
+            ),
     };
     let color = report::stdout_color();
     let mut bar: Option<indicatif::ProgressBar> = None;
