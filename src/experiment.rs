@@ -150,10 +150,10 @@ fn pq_system_small(c: &mut ExperimentConfig) {
     c.train.stop_at_exact = Some(1.0);
 }
 
-/// 10-digit addition with a teacher-forced, attending decoder writing answers least significant
-/// digit first; new training questions every epoch.
-fn addition_10_attention(c: &mut ExperimentConfig) {
-    c.task.digits = 10;
+/// The recipe beyond the tutorials: a teacher-forced decoder with Luong attention writing
+/// answers least significant digit first, 100,000 new training questions every epoch (10,000
+/// fixed for validation), patient early stopping with learning-rate halving on plateaus.
+fn attention_recipe(c: &mut ExperimentConfig, stop_at_exact: f64) {
     c.model.decoder = crate::model::DecoderKind::TeacherForced;
     c.model.attention = true;
     c.codec.reverse_output = true;
@@ -164,8 +164,14 @@ fn addition_10_attention(c: &mut ExperimentConfig) {
     c.train.patience = 10;
     c.train.reduce_lr_patience = 3;
     c.train.reduce_lr_factor = 0.5;
-    c.train.stop_at_exact = Some(0.995);
+    c.train.stop_at_exact = Some(stop_at_exact);
     c.train.samples = 3;
+}
+
+/// 10-digit addition.
+fn addition_10_attention(c: &mut ExperimentConfig) {
+    c.task.digits = 10;
+    attention_recipe(c, 0.995);
 }
 
 /// Three terms of up to 2 digits with `+ - *` and one level of brackets.
@@ -176,18 +182,7 @@ fn expression_3terms(c: &mut ExperimentConfig) {
     c.task.terms_max = 3;
     c.task.ops = "+-*".into();
     c.task.brackets = 1;
-    c.model.decoder = crate::model::DecoderKind::TeacherForced;
-    c.model.attention = true;
-    c.codec.reverse_output = true;
-    c.data.size = 110_000;
-    c.data.val_fraction = 10_000.0 / 110_000.0;
-    c.data.fresh_per_epoch = true;
-    c.train.epochs = 200;
-    c.train.patience = 10;
-    c.train.reduce_lr_patience = 3;
-    c.train.reduce_lr_factor = 0.5;
-    c.train.stop_at_exact = Some(0.97);
-    c.train.samples = 3;
+    attention_recipe(c, 0.97);
 }
 
 /// Every built-in experiment.
