@@ -264,6 +264,10 @@ impl Codec {
             None => self.encode(answer, "answer", out),
         }
     }
+    /// Output steps an answer of `answer_len` characters takes (its end symbol included).
+    pub fn output_steps(&self, answer_len: usize) -> usize {
+        answer_len + usize::from(self.eos_index.is_some())
+    }
     /// The end symbol's index, if the codec has one.
     pub fn eos_index(&self) -> Option<u8> {
         self.eos_index

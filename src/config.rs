@@ -156,7 +156,7 @@ impl ExperimentConfig {
                 codec.input_len()
             )));
         }
-        let al = al + usize::from(codec.eos_index().is_some());
+        let al = codec.output_steps(al);
         if codec.output_len() < al {
             return Err(ConfigError(format!(
                 "codec output_len {} is shorter than the task's longest answer ({al}, with the end symbol if there is one)",

@@ -123,7 +123,10 @@ fn check_fits(run: &LoadedRun, task: &TaskConfig) -> Result<(), EvalError> {
         )));
     }
     let codec = &run.codec;
-    let (q, a) = (task.max_question_len(), task.max_answer_len());
+    let (q, a) = (
+        task.max_question_len(),
+        codec.output_steps(task.max_answer_len()),
+    );
     if q > codec.input_len() {
         return Err(EvalError::DoesNotFit(format!(
             "questions of {} are up to {q} characters, but this model reads at most {}; train \
@@ -134,7 +137,7 @@ fn check_fits(run: &LoadedRun, task: &TaskConfig) -> Result<(), EvalError> {
     }
     if a > codec.output_len() {
         return Err(EvalError::DoesNotFit(format!(
-            "answers of {} are up to {a} characters, but this model writes at most {}; train \
+            "answers of {} take up to {a} output steps (an end symbol included), but this model writes at most {}; train \
              with --output-len {a} (codec.output_len) to leave room for longer answers",
             task.describe(),
             codec.output_len()
