@@ -2,26 +2,11 @@
 //! directory, eval and predict on it, exact resume after a kill, and clear errors on bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seqcalc"));
-    c.env("NO_COLOR", "1");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("seqcalc runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{bin, run, text, Rng};
 
 /// The small task every test here trains: 2-digit addition (5,050 distinct questions).
 const SMALL: &[&str] = &[
@@ -653,28 +638,6 @@ fn a_second_run_in_the_same_directory_is_refused_while_the_first_lives() {
     let o = resumed.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!dir.join("lock").exists(), "a clean stop removes the lock");
-}
-
-/// Seeded xorshift for generated inputs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// `n` random digits, `n` itself drawn below `below` (plus `at_least`).
-    fn digits(&mut self, at_least: usize, below: usize) -> Vec<u8> {
-        let n = at_least + self.below(below);
-        (0..n).map(|_| b'0' + self.below(10) as u8).collect()
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
 }
 
 /// One line the small model must refuse (its alphabet is ` +0123456789`, questions up to 5

@@ -13,24 +13,13 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_seqcalc"));
-    c.env("NO_COLOR", "1");
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{bin, text, Rng};
 
 /// The run every test here trains: 2-digit addition, a small model, 20 short epochs (one
 /// checkpoint each), no early stopping.
@@ -123,20 +112,6 @@ fn temporaries(dir: &Path) -> Vec<String> {
         }
     }
     found
-}
-
-/// Seeded xorshift: the kill plan is reproducible from the seed it prints.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -265,7 +240,7 @@ fn killed_at_random_moments_and_resumed_the_weights_are_bit_identical() {
         Aim::AfterEpoch(1, 0),
     ];
     for i in (1..deck.len()).rev() {
-        deck.swap(i, rng.below(i as u64 + 1) as usize);
+        deck.swap(i, rng.below(i + 1));
     }
     for round in 1..=rounds {
         let before = checkpoint_state(&dir);
@@ -275,8 +250,10 @@ fn killed_at_random_moments_and_resumed_the_weights_are_bit_identical() {
         let left = EPOCHS - done;
         assert!(left >= 1);
         let mut aim = match deck[(round - 1) % deck.len()] {
-            Aim::CheckpointWrite(_) => Aim::CheckpointWrite(1 + rng.below(4) as usize),
-            Aim::AfterEpoch(..) => Aim::AfterEpoch(1 + rng.below(4) as usize, rng.below(epoch_ms)),
+            Aim::CheckpointWrite(_) => Aim::CheckpointWrite(1 + rng.below(4)),
+            Aim::AfterEpoch(..) => {
+                Aim::AfterEpoch(1 + rng.below(4), rng.below(epoch_ms as usize) as u64)
+            }
             a => a,
         };
         aim = match aim {
@@ -284,7 +261,7 @@ fn killed_at_random_moments_and_resumed_the_weights_are_bit_identical() {
             Aim::AfterEpoch(k, _) if k + 2 > left => Aim::Early,
             a => a,
         };
-        let early_ms = rng.below(epoch_ms / 2);
+        let early_ms = rng.below(epoch_ms as usize / 2) as u64;
         // A run killed before it saved its config starts again; any other continues.
         let args = if dir.join("config.json").exists() {
             &resume
