@@ -123,7 +123,14 @@ fn head_and_adam(c: &mut Criterion) {
         |bch| {
             bch.iter(|| {
                 d.forward(&p, &x, n, &mut logits);
-                let s = softmax_xent_forward_backward(&mut logits, &t, 12, 1.0 / n as f32, &mut am);
+                let s = softmax_xent_forward_backward(
+                    &mut logits,
+                    &t,
+                    None,
+                    12,
+                    1.0 / n as f32,
+                    &mut am,
+                );
                 d.backward(&p, &x, &logits, n, &mut grad, Some(&mut dx));
                 black_box(s)
             })

@@ -272,6 +272,10 @@ impl Codec {
     pub fn eos_index(&self) -> Option<u8> {
         self.eos_index
     }
+    /// The pad symbol's index.
+    pub fn pad_index(&self) -> u8 {
+        self.pad_index
+    }
     /// Decodes output indices to the answer string, padding removed (and, with an end symbol,
     /// everything from it on).
     pub fn decode_output(&self, indices: &[u8]) -> String {

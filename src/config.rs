@@ -142,7 +142,9 @@ impl ExperimentConfig {
         self.task
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
-        if self.model.decoder == crate::model::DecoderKind::TeacherForced
+        // A teacher-forced decoder needs an end symbol; so does masking, which scores answers
+        // up to it.
+        if (self.model.decoder == crate::model::DecoderKind::TeacherForced || self.model.mask)
             && self.codec.eos.is_none()
         {
             self.codec.eos = Some('$');
@@ -171,6 +173,7 @@ impl ExperimentConfig {
         )
         .map_err(|e| ConfigError(e.to_string()))?;
         model.eos = codec.eos_index();
+        model.pad = codec.pad_index();
         self.optim.validate().map_err(ConfigError)?;
         let t = &self.train;
         if t.batch_size == 0 {

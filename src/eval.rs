@@ -182,14 +182,21 @@ pub fn score(
     let answers_per_sec = ds.n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     let mut exact = 0;
     let mut chars = 0;
+    let mut positions = 0;
     let mut by_len: BTreeMap<Vec<usize>, (usize, usize)> = BTreeMap::new();
     let mut by_carry: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for i in 0..ds.n {
         let p = &pred[i * ds.t_out..(i + 1) * ds.t_out];
         let t = ds.target(i);
-        chars += p.iter().zip(t).filter(|(a, b)| a == b).count();
-        let ok = p == t;
+        let scored = run.model.scored_len(t);
+        positions += scored;
+        chars += p[..scored]
+            .iter()
+            .zip(&t[..scored])
+            .filter(|(a, b)| a == b)
+            .count();
+        let ok = run.model.answer_matches(p, t);
         exact += usize::from(ok);
         let prob = &ds.problems[i];
         let e = by_len.entry(prob.operand_lens.clone()).or_default();
@@ -219,7 +226,7 @@ pub fn score(
         excludes_seen: true,
         seed,
         exact_match: exact as f64 / ds.n.max(1) as f64,
-        char_accuracy: chars as f64 / (ds.n * ds.t_out).max(1) as f64,
+        char_accuracy: chars as f64 / positions.max(1) as f64,
         by_operand_lengths: by_len
             .into_iter()
             .map(|(k, v)| {

@@ -125,6 +125,10 @@ struct Overrides {
     /// Write answers least significant digit first (the model's side only: answers print as usual).
     #[arg(long)]
     reverse_output: bool,
+    /// Leave padding out: the encoder skips pad steps and the loss stops at the answer's end
+    /// symbol ('$', turned on by this).
+    #[arg(long)]
+    mask: bool,
 }
 
 impl Overrides {
@@ -211,6 +215,9 @@ impl Overrides {
         }
         if self.reverse_output {
             cfg.codec.reverse_output = true;
+        }
+        if self.mask {
+            cfg.model.mask = true;
         }
         Ok(())
     }

@@ -68,6 +68,10 @@ pub struct ModelConfig {
     pub encoder_hidden: Option<usize>,
     /// Decoder layers (Keras `LAYERS`).
     pub layers: usize,
+    /// Leave padding out: question steps on the pad symbol are skipped by the encoder (its state
+    /// carried over them, Keras `Masking`) and never attended to, and answer positions after the
+    /// end symbol (which masking turns on) are left out of the loss and the accuracies.
+    pub mask: bool,
 }
 
 impl Default for ModelConfig {
@@ -82,6 +86,7 @@ impl Default for ModelConfig {
             hidden: 128,
             encoder_hidden: None,
             layers: 1,
+            mask: false,
         }
     }
 }
@@ -109,9 +114,12 @@ pub struct Seq2Seq {
     pub decoders: Vec<RnnLayer>,
     pub attention: Option<Attention>,
     pub head: Dense,
-    /// The end-of-answer symbol's index (teacher-forced decoders): exact match compares answers
-    /// up to it. Set from the codec.
+    /// The end-of-answer symbol's index (teacher-forced decoders, masking): exact match
+    /// compares answers up to it. Set from the codec.
     pub eos: Option<u8>,
+    /// The pad symbol's index: with `cfg.mask`, question steps on it are skipped. Set from the
+    /// codec.
+    pub pad: u8,
 }
 
 /// Activation memory an inference call aims to stay within (eval, predict, validation).
@@ -207,6 +215,7 @@ impl Seq2Seq {
             attention,
             head,
             eos: None,
+            pad: 0,
         })
     }
 
@@ -373,10 +382,22 @@ impl Seq2Seq {
             self.decode_repeat(p, packs, ws, b);
         }
         self.head_forward(p, ws, b);
+        let active = if self.cfg.mask {
+            for r in 0..b {
+                let len = self.scored_len(&targets[r * t_out..(r + 1) * t_out]);
+                for s in 0..t_out {
+                    ws.active[s * b + r] = u8::from(s < len);
+                }
+            }
+            Some(&ws.active[..t_out * b])
+        } else {
+            None
+        };
         let logits = &mut ws.logits[..t_out * b * v];
         let sums = softmax_xent_forward_backward(
             logits,
             &ws.tgt[..t_out * b],
+            active,
             v,
             scale,
             &mut ws.argmax[..t_out * b],
@@ -386,13 +407,15 @@ impl Seq2Seq {
             correct_chars: sums.correct,
             exact: self.exact_rows(&ws.argmax, &ws.tgt, b),
             rows: b,
+            positions: sums.positions,
         };
         if !ws.backward {
             if tf {
                 // Honest accuracies: answer as in prediction, feeding back its own symbols.
                 self.greedy(p, packs, ws, b);
+                let mask = self.cfg.mask;
                 stats.correct_chars = (0..t_out * b)
-                    .filter(|&i| ws.argmax[i] == ws.tgt[i])
+                    .filter(|&i| (!mask || ws.active[i] != 0) && ws.argmax[i] == ws.tgt[i])
                     .count();
                 stats.exact = self.exact_rows(&ws.argmax, &ws.tgt, b);
             }
@@ -528,6 +551,31 @@ impl Seq2Seq {
         stats
     }
 
+    /// Answer steps scored for one target row (`[T_out]`): with masking, up to and including
+    /// the end symbol; otherwise all.
+    pub fn scored_len(&self, row: &[u8]) -> usize {
+        match (self.cfg.mask, self.eos) {
+            (true, Some(e)) => row
+                .iter()
+                .position(|&s| s == e)
+                .map_or(row.len(), |i| i + 1),
+            _ => row.len(),
+        }
+    }
+
+    /// One answer (`[T_out]`, row-major) is right: every step up to the target's end symbol (or
+    /// every step without one).
+    pub fn answer_matches(&self, pred: &[u8], target: &[u8]) -> bool {
+        let upto = match self.eos {
+            Some(e) => target
+                .iter()
+                .position(|&s| s == e)
+                .map_or(target.len(), |i| i + 1),
+            None => target.len(),
+        };
+        pred[..upto] == target[..upto]
+    }
+
     /// Rows whose answer is right: every step up to the end symbol (or every step without one).
     fn exact_rows(&self, argmax: &[u8], tgt: &[u8], b: usize) -> usize {
         let t_out = self.t_out;
@@ -551,6 +599,18 @@ impl Seq2Seq {
     fn encode<R: Real>(&self, p: &[R], packs: &[RnnPack<R>], ws: &mut Workspace<R>, b: usize) {
         let t_in = self.t_in;
         ws.enc.clear_initial_state();
+        if self.cfg.mask {
+            for (m, (a, &s)) in ws.in_mask[..t_in * b]
+                .iter_mut()
+                .zip(ws.att_mask.iter_mut().zip(&ws.sym[..t_in * b]))
+            {
+                *a = s != self.pad;
+                *m = u8::from(*a);
+            }
+            ws.enc.set_mask(Some(&ws.in_mask[..t_in * b]));
+        } else {
+            ws.enc.set_mask(None);
+        }
         let input = match &self.embedding {
             Some(e) => {
                 e.forward(p, &ws.sym[..t_in * b], &mut ws.emb);
@@ -592,7 +652,8 @@ impl Seq2Seq {
         let top = match &self.attention {
             Some(a) => {
                 let enc_out = self.encoder.outputs(&ws.enc, b, self.t_in);
-                a.forward(p, enc_out, dec_out, None, b, self.t_in, t_out, &mut ws.att);
+                let mask = self.cfg.mask.then(|| &ws.att_mask[..self.t_in * b]);
+                a.forward(p, enc_out, dec_out, mask, b, self.t_in, t_out, &mut ws.att);
                 if ws.record_attention {
                     let n = t_out * b * self.t_in;
                     ws.att_record.clear();
@@ -624,8 +685,10 @@ impl Seq2Seq {
             att_step,
             record_attention,
             att_record,
+            att_mask,
             ..
         } = ws;
+        let mask = self.cfg.mask.then(|| &att_mask[..t_in * b]);
         if *record_attention {
             att_record.resize(t_out * b * t_in, R::ZERO);
         }
@@ -668,7 +731,7 @@ impl Seq2Seq {
             let top_dec = self.decoders[n_dec - 1].outputs(&dec[n_dec - 1], b, 1);
             let top = match &self.attention {
                 Some(a) => {
-                    a.forward(p, enc_out, top_dec, None, b, t_in, 1, att_step);
+                    a.forward(p, enc_out, top_dec, mask, b, t_in, 1, att_step);
                     if *record_attention {
                         att_record[s * b * t_in..(s + 1) * b * t_in]
                             .copy_from_slice(&att_step.weights[..b * t_in]);
@@ -712,6 +775,9 @@ pub struct SliceStats {
     /// Rows with every character right.
     pub exact: usize,
     pub rows: usize,
+    /// Answer positions scored (rows x steps; with masking, the steps up to the end symbol).
+    #[serde(default)]
+    pub positions: usize,
 }
 
 impl SliceStats {
@@ -720,6 +786,17 @@ impl SliceStats {
         self.correct_chars += o.correct_chars;
         self.exact += o.exact;
         self.rows += o.rows;
+        self.positions += o.positions;
+    }
+
+    /// Mean loss per scored position.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.positions.max(1) as f64
+    }
+
+    /// Per-character accuracy over the scored positions.
+    pub fn char_accuracy(&self) -> f64 {
+        self.correct_chars as f64 / self.positions.max(1) as f64
     }
 }
 
@@ -729,6 +806,11 @@ pub struct Workspace<R> {
     enc: RnnCache<R>,
     dec: Vec<RnnCache<R>>,
     sym: Vec<u8>,
+    /// Masking: `[T_in, B]` 1 where the question has a symbol, 0 on padding (and as bools for
+    /// attention); `[T_out, B]` 1 where the answer position is scored.
+    in_mask: Vec<u8>,
+    att_mask: Vec<bool>,
+    active: Vec<u8>,
     tgt: Vec<u8>,
     argmax: Vec<u8>,
     logits: Vec<R>,
@@ -771,6 +853,13 @@ impl<R: Real> Workspace<R> {
         };
         grow_u8(&mut self.sym, t_in * b);
         grow_u8(&mut self.tgt, t_out * b);
+        if m.cfg.mask {
+            grow_u8(&mut self.in_mask, t_in * b);
+            grow_u8(&mut self.active, t_out * b);
+            if self.att_mask.len() < t_in * b {
+                self.att_mask.resize(t_in * b, true);
+            }
+        }
         grow_u8(&mut self.argmax, t_out * b);
         grow_u8(&mut self.shifted, t_out * b);
         grow(&mut self.logits, t_out * b * v);
@@ -859,7 +948,16 @@ impl<R: Real> Engine<R> {
         backward: bool,
     ) -> SliceStats {
         let (t_in, t_out) = (self.model.t_in, self.model.t_out);
-        let scale = R::from_f64(1.0 / (n * t_out) as f64);
+        // The mean over scored positions of the whole batch, whichever worker holds them.
+        let positions = match targets {
+            Some(t) if self.model.cfg.mask => t
+                .chunks_exact(t_out)
+                .take(n)
+                .map(|row| self.model.scored_len(row))
+                .sum(),
+            _ => n * t_out,
+        };
+        let scale = R::from_f64(1.0 / positions.max(1) as f64);
         let slices = self.slices(n);
         let model = &self.model;
         // Pack every recurrent kernel once for this call, one layer per pool thread.
@@ -1078,11 +1176,26 @@ mod tests {
     fn teacher_forced_attention_and_embedding_gradient_check_f64() {
         use crate::nn::gradcheck;
         for cell in [CellKind::Lstm, CellKind::Gru, CellKind::SimpleRnn] {
-            for (decoder, attention, input, layers) in [
-                (DecoderKind::TeacherForced, false, InputKind::OneHot, 1),
-                (DecoderKind::TeacherForced, true, InputKind::Embedding, 2),
-                (DecoderKind::Repeat, true, InputKind::OneHot, 1),
-                (DecoderKind::Repeat, false, InputKind::Embedding, 1),
+            for (decoder, attention, input, layers, mask) in [
+                (
+                    DecoderKind::TeacherForced,
+                    false,
+                    InputKind::OneHot,
+                    1,
+                    false,
+                ),
+                (
+                    DecoderKind::TeacherForced,
+                    true,
+                    InputKind::Embedding,
+                    2,
+                    false,
+                ),
+                (DecoderKind::Repeat, true, InputKind::OneHot, 1, false),
+                (DecoderKind::Repeat, false, InputKind::Embedding, 1, false),
+                (DecoderKind::Repeat, false, InputKind::OneHot, 2, true),
+                (DecoderKind::TeacherForced, true, InputKind::OneHot, 1, true),
+                (DecoderKind::Repeat, true, InputKind::Embedding, 1, true),
             ] {
                 let cfg = ModelConfig {
                     cell,
@@ -1092,10 +1205,12 @@ mod tests {
                     attention,
                     input,
                     embed_dim: 3,
+                    mask,
                     ..Default::default()
                 };
                 let mut m = Seq2Seq::new(&cfg, 5, 3, 3).unwrap();
                 m.eos = Some(1);
+                m.pad = 0;
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
                 let n = 5;
                 let x: Vec<u8> = (0..n * 3).map(|_| rng.random_range(0..5)).collect();
@@ -1105,14 +1220,20 @@ mod tests {
                 eng.train_step(&p, &x, &y, n);
                 let grad = eng.grad.clone();
                 let mut e1 = Engine::<f64>::new(m.clone(), 1);
-                let loss = |pp: &[f64]| e1.evaluate(pp, &x, &y, n).loss_sum / (n * 3) as f64;
+                let loss = |pp: &[f64]| e1.evaluate(pp, &x, &y, n).mean_loss();
+                if mask {
+                    // The data has padding in the question and answers ending early.
+                    assert!(x.contains(&0) && y.iter().position(|&s| s == 1).is_some());
+                }
                 gradcheck::check(
                     &p,
                     &grad,
                     &gradcheck::sample_indices(p.len(), 3),
                     1e-4,
                     loss,
-                    &format!("{cell:?} {decoder:?} attention {attention} {input:?} x{layers}"),
+                    &format!(
+                        "{cell:?} {decoder:?} attention {attention} {input:?} x{layers} mask {mask}"
+                    ),
                 );
             }
         }

@@ -232,7 +232,7 @@ pub fn run(
                 return Err(TrainError::NonFinite {
                     epoch: epoch + 1,
                     batch: bi + 1,
-                    loss: st.loss_sum / (n * t_out) as f64,
+                    loss: st.mean_loss(),
                 });
             }
             sums.add(&st);
@@ -251,13 +251,12 @@ pub fn run(
         }
         let train_secs = t0.elapsed().as_secs_f64();
         let v = evaluate_dataset(&mut engine, &params, &val);
-        let chars = |s: &SliceStats| s.correct_chars as f64 / (s.rows * t_out) as f64;
         let record = EpochRecord {
             epoch: epoch + 1,
-            train_loss: sums.loss_sum / (sums.rows * t_out) as f64,
-            train_char_acc: chars(&sums),
-            val_loss: v.loss_sum / (v.rows * t_out) as f64,
-            val_char_acc: chars(&v),
+            train_loss: sums.mean_loss(),
+            train_char_acc: sums.char_accuracy(),
+            val_loss: v.mean_loss(),
+            val_char_acc: v.char_accuracy(),
             val_exact: v.exact as f64 / v.rows as f64,
             train_secs,
             epoch_secs: t0.elapsed().as_secs_f64(),

@@ -1145,6 +1145,11 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
             "embedding",
             &["--input", "embedding", "--embed-dim", "8"][..],
         ),
+        ("masked", &["--mask"][..]),
+        (
+            "masked-tf-attention",
+            &["--mask", "--decoder", "teacher-forced", "--attention"][..],
+        ),
     ] {
         let mut args = vec![
             "train",
@@ -1191,7 +1196,7 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
             "--explain",
             "47+38",
         ]);
-        if name == "tf-attention" {
+        if name.ends_with("tf-attention") {
             let out = text(&o);
             assert!(o.status.success(), "{out}");
             assert!(

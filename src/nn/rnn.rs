@@ -294,6 +294,20 @@ impl RnnLayer {
                     gru_step_forward(a, hp, b_hh, hs_prev, hpn, hs_next, h);
                 }
             }
+            if cache.has_mask {
+                assert_eq!(cache.mask.len(), t * b, "mask of another shape");
+                for r in 0..b {
+                    if cache.mask[s * b + r] != 0 {
+                        continue;
+                    }
+                    let (prev, next) = cache.hs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
+                    next[r * h..(r + 1) * h].copy_from_slice(&prev[r * h..(r + 1) * h]);
+                    if self.cell == CellKind::Lstm {
+                        let (prev, next) = cache.cs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
+                        next[r * h..(r + 1) * h].copy_from_slice(&prev[r * h..(r + 1) * h]);
+                    }
+                }
+            }
         }
     }
 
@@ -345,8 +359,15 @@ impl RnnLayer {
             xp,
             has_init,
             d_last_c,
+            mask,
+            has_mask,
+            keep,
             ..
         } = cache;
+        let masked = |s: usize, r: usize| *has_mask && mask[s * b + r] == 0;
+        if *has_mask {
+            keep.resize(2 * b * h, R::ZERO);
+        }
         let init = *has_init;
         let dh = &mut dh[..b * h];
         let dc = &mut dc[..b * h];
@@ -367,17 +388,37 @@ impl RnnLayer {
             let a = &act[s * b * gh..(s + 1) * b * gh];
             let dzs = &mut dz[s * b * gh..(s + 1) * b * gh];
             let h_prev = &hs[s * b * h..(s + 1) * b * h];
+            // A masked row's state passed through this step unchanged: keep its gradients aside,
+            // zero its pre-activation gradients, and put them back after the step.
+            let any_masked = (0..b).any(|r| masked(s, r));
+            if any_masked {
+                for r in (0..b).filter(|&r| masked(s, r)) {
+                    keep[r * h..(r + 1) * h].copy_from_slice(&dh[r * h..(r + 1) * h]);
+                    keep[(b + r) * h..(b + r + 1) * h].copy_from_slice(&dc[r * h..(r + 1) * h]);
+                }
+            }
+            let zero_masked = |d: &mut [R]| {
+                for r in (0..b).filter(|&r| masked(s, r)) {
+                    d[r * gh..(r + 1) * gh].fill(R::ZERO);
+                }
+            };
             match self.cell {
                 CellKind::Lstm => {
                     let c_prev = &cs[s * b * h..(s + 1) * b * h];
                     let c_now = &cs[(s + 1) * b * h..(s + 2) * b * h];
                     lstm_step_backward(a, c_prev, c_now, dh, dc, dzs, h);
+                    if any_masked {
+                        zero_masked(dzs);
+                    }
                     if s > 0 || init {
                         gemm_packed(b, dzs, &pack.bwd, dh, false);
                     }
                 }
                 CellKind::SimpleRnn => {
                     tanh_step_backward(a, dh, dzs);
+                    if any_masked {
+                        zero_masked(dzs);
+                    }
                     if s > 0 || init {
                         gemm_packed(b, dzs, &pack.bwd, dh, false);
                     }
@@ -386,10 +427,20 @@ impl RnnLayer {
                     let dzhs = &mut dzh[s * b * gh..(s + 1) * b * gh];
                     let hpn_s = &hpn[s * b * h..(s + 1) * b * h];
                     gru_step_backward(a, hpn_s, h_prev, dh, dzs, dzhs, h);
+                    if any_masked {
+                        zero_masked(dzs);
+                        zero_masked(dzhs);
+                    }
                     // dh now holds the direct path dh*z; add the recurrent-projection path.
                     if s > 0 || init {
                         gemm_packed(b, dzhs, &pack.bwd, dh, true);
                     }
+                }
+            }
+            if any_masked {
+                for r in (0..b).filter(|&r| masked(s, r)) {
+                    dh[r * h..(r + 1) * h].copy_from_slice(&keep[r * h..(r + 1) * h]);
+                    dc[r * h..(r + 1) * h].copy_from_slice(&keep[(b + r) * h..(b + r + 1) * h]);
                 }
             }
         }
@@ -530,6 +581,11 @@ pub struct RnnCache<R> {
     has_init: bool,
     /// An extra gradient for the LSTM's last cell state (empty: none).
     d_last_c: Vec<R>,
+    /// `[T, B]` step mask when `has_mask` (0: padding, the row keeps its state through the step).
+    mask: Vec<u8>,
+    has_mask: bool,
+    /// Backward scratch: the state gradients of masked rows, carried past their step.
+    keep: Vec<R>,
 }
 
 impl<R: Real> RnnCache<R> {
@@ -544,6 +600,17 @@ impl<R: Real> RnnCache<R> {
             None => self.init_c.resize(h0.len(), R::ZERO),
         }
         self.has_init = true;
+    }
+
+    /// Masks steps of the next `forward` and `backward`: where `mask[s * B + r]` is 0, row `r`
+    /// skips step `s` (state and output carried over unchanged, no gradient to the weights;
+    /// Keras `Masking`). `None` runs every step.
+    pub fn set_mask(&mut self, mask: Option<&[u8]>) {
+        self.mask.clear();
+        if let Some(m) = mask {
+            self.mask.extend_from_slice(m);
+        }
+        self.has_mask = mask.is_some();
     }
 
     /// Back to a zero initial state.
@@ -618,6 +685,7 @@ impl<R: Real> RnnCache<R> {
                 &self.init_h,
                 &self.init_c,
                 &self.d_last_c,
+                &self.keep,
             ]
             .iter()
             .map(|v| v.len())
@@ -1255,6 +1323,137 @@ mod tests {
                 |st| loss(&p, st),
                 &what,
             );
+        }
+    }
+
+    /// Rows of 3 steps: all real, padding at the end, padding at the start, a gap.
+    const MASK_ROWS: [[u8; 3]; 4] = [[1, 1, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]];
+
+    fn time_major_mask(t: usize) -> Vec<u8> {
+        let b = MASK_ROWS.len();
+        let mut m = vec![0u8; t * b];
+        for (r, row) in MASK_ROWS.iter().enumerate() {
+            for s in 0..t {
+                m[s * b + r] = row[s % 3];
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn masked_steps_are_skipped_as_if_absent() {
+        // Each row's outputs equal a run over its real steps alone, the state carried over pads.
+        for cell in CELLS {
+            let (input, hidden, t) = (4, 5, 3);
+            let b = MASK_ROWS.len();
+            let (layer, p) = setup(cell, input, hidden, 41);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+            let x: Vec<f64> = (0..t * b * input)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mask = time_major_mask(t);
+            let mut cache = RnnCache::default();
+            cache.set_mask(Some(&mask));
+            layer.forward(&p, &packed(&layer, &p), RnnInput::Seq(&x), b, t, &mut cache);
+            let out = layer.outputs(&cache, b, t);
+            for (r, row) in MASK_ROWS.iter().enumerate() {
+                let real: Vec<usize> = (0..t).filter(|&s| row[s] == 1).collect();
+                let xr: Vec<f64> = real
+                    .iter()
+                    .flat_map(|&s| x[(s * b + r) * input..(s * b + r + 1) * input].to_vec())
+                    .collect();
+                let alone = rnn_forward_ref(&layer, &p, RnnInput::Seq(&xr), 1, real.len());
+                let mut seen = 0;
+                for s in 0..t {
+                    seen += usize::from(row[s] == 1);
+                    let got = &out[(s * b + r) * hidden..(s * b + r + 1) * hidden];
+                    for (j, g) in got.iter().enumerate() {
+                        let want = if seen == 0 {
+                            0.0
+                        } else {
+                            alone[(seen - 1) * hidden + j]
+                        };
+                        assert!((g - want).abs() < 1e-12, "{cell:?} row {r} step {s}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn masked_gradients_match_finite_differences() {
+        for cell in CELLS {
+            let (input, hidden, t) = (4, 5, 3);
+            let b = MASK_ROWS.len();
+            let (layer, p) = setup(cell, input, hidden, 51);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(52);
+            let mut rand_vec =
+                |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            let (w_seq, w_last) = (rand_vec(t * b * hidden), rand_vec(b * hidden));
+            let mask = time_major_mask(t);
+            for (mi, mode) in modes(input, b, t, 53).into_iter().enumerate() {
+                if matches!(mode, Mode::Repeat(_)) {
+                    continue;
+                }
+                let loss = |pp: &[f64], x: RnnInput<f64>| {
+                    let mut cache = RnnCache::default();
+                    cache.set_mask(Some(&mask));
+                    layer.forward(pp, &packed(&layer, pp), x, b, t, &mut cache);
+                    weighted_loss(
+                        layer.outputs(&cache, b, t),
+                        layer.last_output(&cache, b, t),
+                        &w_seq,
+                        &w_last,
+                    )
+                };
+                let mut cache = RnnCache::default();
+                cache.set_mask(Some(&mask));
+                layer.forward(&p, &packed(&layer, &p), mode.input(), b, t, &mut cache);
+                let mut grad = vec![0.0; p.len()];
+                let mut dx = vec![0.0; if let Mode::Seq(x) = &mode { x.len() } else { 0 }];
+                let d_in = if dx.is_empty() {
+                    RnnInputGrad::None
+                } else {
+                    RnnInputGrad::Dense(&mut dx[..])
+                };
+                layer.backward(
+                    &p,
+                    &packed(&layer, &p),
+                    mode.input(),
+                    b,
+                    t,
+                    &mut cache,
+                    Some(&w_seq),
+                    Some(&w_last),
+                    &mut grad,
+                    d_in,
+                );
+                let what = format!("{cell:?} masked, mode {mi}");
+                gradcheck::check(
+                    &p,
+                    &grad,
+                    &gradcheck::sample_indices(p.len(), 2),
+                    1e-6,
+                    |pp| loss(pp, mode.input()),
+                    &what,
+                );
+                if let Mode::Seq(x) = &mode {
+                    gradcheck::check(
+                        x,
+                        &dx,
+                        &(0..x.len()).collect::<Vec<_>>(),
+                        1e-6,
+                        |xx| loss(&p, RnnInput::Seq(xx)),
+                        &what,
+                    );
+                    // Padding steps get no input gradient.
+                    for (i, &m) in mask.iter().enumerate() {
+                        if m == 0 {
+                            assert!(dx[i * input..(i + 1) * input].iter().all(|&d| d == 0.0));
+                        }
+                    }
+                }
+            }
         }
     }
 
