@@ -20,5 +20,6 @@ pub mod optim;
 pub mod regression;
 pub mod report;
 pub mod rundir;
+pub mod sweep;
 pub mod task;
 pub mod train;

@@ -365,10 +365,165 @@ pub fn plot_compare(runs: &[(String, History)], svg: &Path, png: &Path) -> anyho
     render(&panels, "validation curves", svg, png)
 }
 
+/// A table of values in [0, 1] as coloured cells (red 0, yellow 0.5, green 1; grey: none).
+pub struct Heatmap<'a> {
+    pub title: &'a str,
+    pub rows: &'a [String],
+    pub cols: &'a [String],
+    /// `[row][col]`.
+    pub values: &'a [Vec<Option<f64>>],
+    /// Text written in each cell.
+    pub texts: &'a [Vec<String>],
+}
+
+fn heat_color(v: Option<f64>) -> RGBColor {
+    let Some(v) = v else {
+        return RGBColor(220, 220, 220);
+    };
+    let v = v.clamp(0.0, 1.0);
+    let (r, g) = if v < 0.5 {
+        (230.0, 80.0 + 340.0 * v)
+    } else {
+        (230.0 - 400.0 * (v - 0.5), 250.0 - 60.0 * (v - 0.5))
+    };
+    RGBColor(r as u8, g as u8, 90)
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    h: &Heatmap,
+    label_w: u32,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("{e:?}");
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (cell_w, cell_h, top) = (HEAT_CELL_W as i32, HEAT_CELL_H as i32, 70);
+    root.draw(&Text::new(
+        h.title.to_string(),
+        (12, 12),
+        ("sans-serif", 20).into_font(),
+    ))
+    .map_err(|e| err(&e))?;
+    let x0 = label_w as i32 + 10;
+    let centred = |size| {
+        ("sans-serif", size)
+            .into_font()
+            .color(&BLACK)
+            .pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ))
+    };
+    for (ci, c) in h.cols.iter().enumerate() {
+        let x = x0 + ci as i32 * cell_w + cell_w / 2;
+        root.draw(&Text::new(c.clone(), (x, top - 14), centred(14)))
+            .map_err(|e| err(&e))?;
+    }
+    for (ri, r) in h.rows.iter().enumerate() {
+        let y = top + ri as i32 * cell_h;
+        root.draw(&Text::new(
+            r.clone(),
+            (10, y + cell_h / 2 - 7),
+            ("sans-serif", 14).into_font(),
+        ))
+        .map_err(|e| err(&e))?;
+        for ci in 0..h.cols.len() {
+            let x = x0 + ci as i32 * cell_w;
+            let v = h
+                .values
+                .get(ri)
+                .and_then(|row| row.get(ci))
+                .copied()
+                .flatten();
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell_w - 2, y + cell_h - 2)],
+                heat_color(v).filled(),
+            ))
+            .map_err(|e| err(&e))?;
+            let text = h
+                .texts
+                .get(ri)
+                .and_then(|row| row.get(ci))
+                .cloned()
+                .unwrap_or_default();
+            root.draw(&Text::new(
+                text,
+                (x + cell_w / 2, y + cell_h / 2),
+                centred(14),
+            ))
+            .map_err(|e| err(&e))?;
+        }
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+const HEAT_CELL_W: u32 = 130;
+const HEAT_CELL_H: u32 = 40;
+
+/// Draws a heatmap into `svg` and `png`, atomically.
+pub fn plot_heatmap(h: &Heatmap, svg: &Path, png: &Path) -> anyhow::Result<()> {
+    register_font();
+    let label_w = 8 * h.rows.iter().map(|r| r.chars().count()).max().unwrap_or(4) as u32 + 10;
+    let size = (
+        (label_w + 20 + HEAT_CELL_W * h.cols.len().max(1) as u32)
+            .max(12 * h.title.chars().count() as u32 + 40),
+        70 + HEAT_CELL_H * h.rows.len().max(1) as u32 + 20,
+    );
+    let mut text = String::new();
+    draw_heatmap(
+        SVGBackend::with_string(&mut text, size).into_drawing_area(),
+        h,
+        label_w,
+    )?;
+    write_atomic(svg, text.as_bytes())?;
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    draw_heatmap(
+        BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(),
+        h,
+        label_w,
+    )?;
+    let bytes =
+        encode_png(&rgb, size).map_err(|e| anyhow::anyhow!("encoding {}: {e}", png.display()))?;
+    write_atomic(png, &bytes)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::history::EpochRecord;
+
+    #[test]
+    fn heatmaps_are_written_with_every_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svg, png) = (dir.path().join("h.svg"), dir.path().join("h.png"));
+        let rows = vec!["hidden=32".to_string(), "hidden=64".to_string()];
+        let cols = vec!["digits=3".to_string(), "digits=5".to_string()];
+        let values = vec![vec![Some(0.25), None], vec![Some(1.0), Some(0.5)]];
+        let texts = vec![
+            vec!["0.250".to_string(), "-".to_string()],
+            vec!["1.000".to_string(), "0.500±0.010".to_string()],
+        ];
+        let h = Heatmap {
+            title: "exact match",
+            rows: &rows,
+            cols: &cols,
+            values: &values,
+            texts: &texts,
+        };
+        plot_heatmap(&h, &svg, &png).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        for t in ["hidden=64", "digits=5", "0.500±0.010", "exact match"] {
+            assert!(text.contains(t), "{t} missing");
+        }
+        assert!(std::fs::read(&png)
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert_ne!(heat_color(Some(0.0)), heat_color(Some(1.0)));
+    }
 
     #[test]
     fn abbreviates_runs() {

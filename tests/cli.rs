@@ -1209,3 +1209,86 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
         }
     }
 }
+
+#[test]
+fn sweep_runs_a_grid_resumes_and_refuses_another_grid_in_its_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    let args = |grid2: &str| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "sweep",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--name",
+            "s",
+            "--grid",
+            "hidden=8,64",
+            "--grid",
+            grid2,
+            "--seeds",
+            "1",
+            "--epochs",
+            "30",
+            "--eval-n",
+            "200",
+            "--target",
+            "0.8",
+        ]
+        .map(String::from)
+        .to_vec();
+        // SMALL without its thread count: the sweep runs one thread per run, two at a time.
+        for pair in SMALL.chunks(2).filter(|p| p[0] != "--threads") {
+            v.extend(pair.iter().map(|s| s.to_string()));
+        }
+        v
+    };
+    let first = args("cell=lstm,gru");
+    let refs: Vec<&str> = first.iter().map(String::as_str).collect();
+    let o = run(&refs);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = runs.join("s");
+    let results = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 4, "{results}");
+    let md = std::fs::read_to_string(dir.join("sweep.md")).unwrap();
+    // The bigger model learns the small task, the tiny one does not: the table shows both.
+    let exact = |hidden: &str, cell: &str| -> f64 {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {hidden} | {cell} |")))
+            .unwrap_or_else(|| panic!("{md}"));
+        line.split('|').nth(4).unwrap().trim()[..6].parse().unwrap()
+    };
+    assert!(exact("64", "gru") > 0.8 && exact("8", "lstm") < 0.3, "{md}");
+    assert!(std::fs::read_to_string(dir.join("heatmap.svg"))
+        .unwrap()
+        .contains("hidden=64"));
+    assert!(dir.join("heatmap.png").exists());
+    // A result lost (the run killed before its line was written, or a torn line) is redone from
+    // its run directory, with the same numbers; the others are not rerun.
+    let mut lines: Vec<&str> = results.lines().collect();
+    let lost = lines.remove(1).to_string();
+    std::fs::write(
+        dir.join("results.jsonl"),
+        format!("{}\n{}", lines.join("\n"), &lost[..lost.len() / 2]),
+    )
+    .unwrap();
+    let o = run(&refs);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.contains("(3 done before)"),
+        "{out}"
+    );
+    assert_eq!(out.matches("fresh exact").count(), 1, "{out}");
+    let again = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+    assert!(again.contains(&lost), "{again}");
+    assert_eq!(std::fs::read_to_string(dir.join("sweep.md")).unwrap(), md);
+    // Another grid in the same directory is refused; so is a key nobody knows.
+    let other = args("cell=lstm,simplernn");
+    let o = run(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("holds another sweep"), "{}", text(&o));
+    let bad = args("colour=red");
+    let o = run(&bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unknown key \"colour\""), "{}", text(&o));
+}

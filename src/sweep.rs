@@ -1,0 +1,716 @@
+//! `seqcalc sweep`: a grid of configurations times seeds, run on all cores, results appended as
+//! each run finishes (an interrupted sweep resumes where it stopped), summarised as a table
+//! (mean and spread over seeds) and a heatmap of exact match per grid cell.
+//!
+//! A grid axis is `key=v1,v2,...`. Keys are short names (`hidden`, `digits`, `cell`, ...) or
+//! dotted config paths (`model.hidden`, `optim.lr`); values are TOML values (`64`, `0.002`,
+//! `true`) or bare words (`gru`). Each cell is the base config with the axis values set,
+//! checked (`ExperimentConfig::build`) before anything runs.
+
+use crate::config::ExperimentConfig;
+use crate::rundir;
+use crate::train::{self, TrainError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Errors that stop a sweep before or between runs.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{0}")]
+    Spec(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Short names for the config fields sweeps vary most.
+const ALIASES: &[(&str, &[&str])] = &[
+    ("digits", &["task.digits"]),
+    ("min_digits", &["task.min_digits"]),
+    ("terms", &["task.terms_min", "task.terms_max"]),
+    ("ops", &["task.ops"]),
+    ("brackets", &["task.brackets"]),
+    ("hidden", &["model.hidden"]),
+    ("layers", &["model.layers"]),
+    ("cell", &["model.cell"]),
+    ("decoder", &["model.decoder"]),
+    ("attention", &["model.attention"]),
+    ("input", &["model.input"]),
+    ("embed_dim", &["model.embed_dim"]),
+    ("mask", &["model.mask"]),
+    ("reverse", &["codec.reverse_input"]),
+    ("reverse_output", &["codec.reverse_output"]),
+    ("lr", &["optim.lr"]),
+    ("batch_size", &["train.batch_size"]),
+    ("epochs", &["train.epochs"]),
+    ("size", &["data.size"]),
+];
+
+/// One grid axis: the key as written, the config paths it sets, its values and their labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Axis {
+    pub key: String,
+    pub paths: Vec<String>,
+    pub values: Vec<String>,
+}
+
+impl Axis {
+    /// Parses `key=v1,v2,...`.
+    pub fn parse(spec: &str) -> Result<Axis, SweepError> {
+        let bad = |m: String| SweepError::Spec(format!("--grid {spec:?}: {m}"));
+        let (key, vals) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected key=value,value,...".into()))?;
+        let key = key.trim().replace('-', "_");
+        let paths: Vec<String> = if key.contains('.') {
+            vec![key.clone()]
+        } else {
+            match ALIASES.iter().find(|(k, _)| *k == key) {
+                Some((_, p)) => p.iter().map(|s| s.to_string()).collect(),
+                None => {
+                    let known: Vec<&str> = ALIASES.iter().map(|a| a.0).collect();
+                    return Err(bad(format!(
+                        "unknown key {key:?}; use one of {} or a config path like model.hidden",
+                        known.join(", ")
+                    )));
+                }
+            }
+        };
+        let values: Vec<String> = vals
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            return Err(bad("no values".into()));
+        }
+        let mut seen = values.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != values.len() {
+            return Err(bad("a value is listed twice".into()));
+        }
+        Ok(Axis { key, paths, values })
+    }
+}
+
+/// A value as TOML: numbers, booleans and quoted strings as written, bare words as strings.
+fn toml_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// `base` with `path` set to `raw`.
+fn set_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), String> {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().ok_or("empty path")?;
+    let mut t = table;
+    for p in parts {
+        t = t
+            .entry(p)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("{p} is not a section"))?;
+    }
+    t.insert(last.to_string(), toml_value(raw));
+    Ok(())
+}
+
+/// One training run of the sweep.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Unique, also the run directory's name: `hidden=64,digits=3,seed=1337`.
+    pub id: String,
+    /// The value of each axis.
+    pub cell: Vec<String>,
+    pub seed: u64,
+    pub cfg: ExperimentConfig,
+}
+
+/// The grid times `seeds` seeds (`base.seed`, `base.seed + 1`, ...), first axis slowest. Every
+/// cell's config is checked here, so a bad value fails before any training.
+pub fn expand(
+    base: &ExperimentConfig,
+    axes: &[Axis],
+    seeds: usize,
+) -> Result<Vec<Job>, SweepError> {
+    if seeds == 0 {
+        return Err(SweepError::Spec("--seeds must be at least 1".into()));
+    }
+    let base_table = toml::Table::try_from(base)
+        .map_err(|e| SweepError::Spec(format!("the base config does not serialise: {e}")))?;
+    let cells: usize = axes.iter().map(|a| a.values.len()).product();
+    let mut jobs = Vec::with_capacity(cells * seeds);
+    for c in 0..cells {
+        let mut rest = c;
+        let mut cell = vec![String::new(); axes.len()];
+        for (i, a) in axes.iter().enumerate().rev() {
+            cell[i] = a.values[rest % a.values.len()].clone();
+            rest /= a.values.len();
+        }
+        let mut table = base_table.clone();
+        let mut touches_task = false;
+        for (a, v) in axes.iter().zip(&cell) {
+            for p in &a.paths {
+                touches_task |= p.starts_with("task.");
+                set_path(&mut table, p, v)
+                    .map_err(|e| SweepError::Spec(format!("--grid {}={v}: {e}", a.key)))?;
+            }
+        }
+        let label: Vec<String> = axes
+            .iter()
+            .zip(&cell)
+            .map(|(a, v)| format!("{}={v}", a.key))
+            .collect();
+        let mut cfg: ExperimentConfig = table.try_into().map_err(|e: toml::de::Error| {
+            SweepError::Spec(format!(
+                "cell {}: {}",
+                label.join(" "),
+                e.message().lines().next().unwrap_or("invalid value")
+            ))
+        })?;
+        if touches_task {
+            // Widths and alphabet follow the task of each cell.
+            cfg.codec.alphabet = None;
+            cfg.codec.input_len = None;
+            cfg.codec.output_len = None;
+        }
+        for k in 0..seeds {
+            let mut c = cfg.clone();
+            c.seed = base.seed + k as u64;
+            let mut id = label.join(",");
+            if !id.is_empty() {
+                id.push(',');
+            }
+            id.push_str(&format!("seed={}", c.seed));
+            c.name = id.replace(['/', ' '], "_");
+            c.clone().build().map_err(|e| {
+                SweepError::Spec(format!("cell {} cannot run: {e}", label.join(" ")))
+            })?;
+            jobs.push(Job {
+                id,
+                cell: cell.clone(),
+                seed: c.seed,
+                cfg: c,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// What one finished run achieved, one line of `results.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub id: String,
+    pub cell: Vec<String>,
+    pub seed: u64,
+    /// Set when the run failed (diverged); the numbers below are then absent or partial.
+    pub error: Option<String>,
+    pub params: usize,
+    pub epochs: usize,
+    /// Training wall time of the run (all epochs, validation included).
+    pub seconds: f64,
+    pub best_val_exact: f64,
+    /// Exact match and per-character accuracy on `fresh_n` questions the run never saw.
+    pub fresh_exact: Option<f64>,
+    pub fresh_char: Option<f64>,
+    pub fresh_n: usize,
+    /// First epoch whose validation exact match reached the sweep's target, and the wall time
+    /// until then.
+    pub epochs_to_target: Option<usize>,
+    pub seconds_to_target: Option<f64>,
+}
+
+/// How to run a sweep.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The sweep's directory: `sweep.json`, `results.jsonl`, `runs/<id>/`, the table and heatmap.
+    pub dir: PathBuf,
+    /// Runs at once.
+    pub parallel: usize,
+    /// Threads per run.
+    pub threads: usize,
+    /// Fresh questions per run's evaluation.
+    pub eval_n: usize,
+    /// Validation exact match counted as reached (epochs and seconds to it).
+    pub target: f64,
+}
+
+/// What a sweep's directory records about itself; a rerun must match it to resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub axes: Vec<Axis>,
+    pub seeds: usize,
+    pub eval_n: usize,
+    pub target: f64,
+    pub base: ExperimentConfig,
+}
+
+pub const SPEC_FILE: &str = "sweep.json";
+pub const RESULTS_FILE: &str = "results.jsonl";
+
+/// Reads the results recorded so far (a torn last line, from a kill mid-write, is ignored: that
+/// run is redone, from its finished run directory).
+pub fn read_results(dir: &Path) -> Vec<RunResult> {
+    std::fs::read_to_string(dir.join(RESULTS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Creates the sweep directory and its spec, or checks that an existing one holds this sweep.
+pub fn prepare(spec: &Spec, dir: &Path) -> Result<(), SweepError> {
+    let io = |e: std::io::Error, what: &Path| {
+        SweepError::Io(format!("could not write {}: {e}", what.display()))
+    };
+    let path = dir.join(SPEC_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| io(e, &path))?;
+        let old: Spec = serde_json::from_str(&text).map_err(|e| {
+            SweepError::Spec(format!(
+                "{} is damaged ({e}); delete the directory to start over",
+                path.display()
+            ))
+        })?;
+        if old != *spec {
+            return Err(SweepError::Spec(format!(
+                "{} holds another sweep (different grid, seeds or base config); choose another --name or delete it",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+    let text = serde_json::to_string_pretty(spec).expect("spec serialises");
+    crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| io(e, &path))
+}
+
+/// Runs the jobs without a result yet, `opts.parallel` at a time, appending each result to
+/// `results.jsonl` as it finishes and reporting it through `on_result` (done, total). Stops
+/// taking new jobs when `interrupt` is set (running ones checkpoint and stop); returns all
+/// results recorded, in job order.
+pub fn run(
+    jobs: &[Job],
+    opts: &Options,
+    interrupt: &AtomicBool,
+    on_result: &mut dyn FnMut(&RunResult, usize, usize),
+) -> Result<Vec<RunResult>, SweepError> {
+    let mut done: BTreeMap<String, RunResult> = read_results(&opts.dir)
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let todo: Vec<&Job> = jobs.iter().filter(|j| !done.contains_key(&j.id)).collect();
+    let total = jobs.len();
+    let results_path = opts.dir.join(RESULTS_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results_path)
+        .map_err(|e| SweepError::Io(format!("could not open {}: {e}", results_path.display())))?;
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<RunResult, SweepError>>();
+    let mut first_error = None;
+    std::thread::scope(|s| {
+        for _ in 0..opts.parallel.max(1).min(todo.len().max(1)) {
+            let tx = tx.clone();
+            let (next, todo) = (&next, &todo);
+            s.spawn(move || loop {
+                if interrupt.load(Ordering::SeqCst) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = todo.get(i) else { break };
+                let r = run_one(job, opts, interrupt);
+                let stop = r.is_err();
+                if tx.send(r).is_err() || stop {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for r in rx {
+            match r {
+                Ok(r) if r.error.as_deref() == Some(INTERRUPTED) => {}
+                Ok(r) => {
+                    let line = serde_json::to_string(&r).expect("result serialises") + "\n";
+                    let written = file
+                        .write_all(line.as_bytes())
+                        .and_then(|_| file.sync_data());
+                    if let Err(e) = written {
+                        first_error.get_or_insert(SweepError::Io(format!(
+                            "could not write {}: {e}",
+                            results_path.display()
+                        )));
+                        interrupt.store(true, Ordering::SeqCst);
+                    }
+                    done.insert(r.id.clone(), r.clone());
+                    on_result(&r, done.len(), total);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    interrupt.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(jobs.iter().filter_map(|j| done.remove(&j.id)).collect())
+}
+
+const INTERRUPTED: &str = "interrupted";
+
+/// Trains (or resumes) one job in `opts.dir/runs/<name>` and scores it on fresh questions.
+fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResult, SweepError> {
+    let dir = opts.dir.join("runs").join(&job.cfg.name);
+    let resume = dir.join(rundir::CHECKPOINT_DIR).exists();
+    let mut cfg = job.cfg.clone();
+    cfg.train.threads = opts.threads;
+    cfg.train.samples = 0;
+    let mut result = RunResult {
+        id: job.id.clone(),
+        cell: job.cell.clone(),
+        seed: job.seed,
+        error: None,
+        params: 0,
+        epochs: 0,
+        seconds: 0.0,
+        best_val_exact: 0.0,
+        fresh_exact: None,
+        fresh_char: None,
+        fresh_n: 0,
+        epochs_to_target: None,
+        seconds_to_target: None,
+    };
+    let outcome = match train::run(cfg, &dir, resume, interrupt, &mut |_| {}) {
+        Ok(o) => o,
+        Err(TrainError::NonFinite { epoch, batch, loss }) => {
+            result.error = Some(format!(
+                "diverged at epoch {epoch}, batch {batch} (loss {loss})"
+            ));
+            return Ok(result);
+        }
+        Err(e) => {
+            return Err(SweepError::Io(format!("run {}: {e}", job.id)));
+        }
+    };
+    if outcome.interrupted {
+        result.error = Some(INTERRUPTED.into());
+        return Ok(result);
+    }
+    let h = &outcome.state.history.records;
+    result.epochs = h.len();
+    result.seconds = h.last().map_or(0.0, |r| r.elapsed_secs);
+    result.best_val_exact = h.iter().map(|r| r.val_exact).fold(0.0, f64::max);
+    if let Some(r) = h.iter().find(|r| r.val_exact >= opts.target) {
+        result.epochs_to_target = Some(r.epoch);
+        result.seconds_to_target = Some(r.elapsed_secs);
+    }
+    let loaded = rundir::load_run(&dir).map_err(|e| SweepError::Io(e.to_string()))?;
+    result.params = loaded.model.param_count();
+    match crate::eval::evaluate_fresh(&loaded, opts.eval_n, 7, opts.threads) {
+        Ok(rep) => {
+            result.fresh_exact = Some(rep.exact_match);
+            result.fresh_char = Some(rep.char_accuracy);
+            result.fresh_n = rep.n;
+        }
+        Err(e) => result.error = Some(format!("evaluation: {e}")),
+    }
+    Ok(result)
+}
+
+/// Mean and spread over the seeds of one grid cell.
+#[derive(Clone, Debug, Serialize)]
+pub struct CellSummary {
+    pub cell: Vec<String>,
+    pub runs: usize,
+    pub failed: usize,
+    pub exact_mean: Option<f64>,
+    /// Sample standard deviation over seeds (0 with one seed).
+    pub exact_sd: Option<f64>,
+    pub exact_min: Option<f64>,
+    pub exact_max: Option<f64>,
+    pub char_mean: Option<f64>,
+    pub epochs_mean: f64,
+    pub seconds_mean: f64,
+    /// Runs whose validation exact match reached the target, and their mean epochs and seconds.
+    pub reached: usize,
+    pub epochs_to_target: Option<f64>,
+    pub seconds_to_target: Option<f64>,
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_sd(xs: &[f64]) -> Option<(f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() > 1 {
+        (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Some((m, sd))
+}
+
+/// Groups results by cell, in the order cells first appear.
+pub fn summarise(results: &[RunResult]) -> Vec<CellSummary> {
+    let mut order: Vec<Vec<String>> = Vec::new();
+    for r in results {
+        if !order.contains(&r.cell) {
+            order.push(r.cell.clone());
+        }
+    }
+    order
+        .into_iter()
+        .map(|cell| {
+            let rs: Vec<&RunResult> = results.iter().filter(|r| r.cell == cell).collect();
+            let exact: Vec<f64> = rs.iter().filter_map(|r| r.fresh_exact).collect();
+            let chars: Vec<f64> = rs.iter().filter_map(|r| r.fresh_char).collect();
+            let reached: Vec<&&RunResult> =
+                rs.iter().filter(|r| r.epochs_to_target.is_some()).collect();
+            let mean = |v: Vec<f64>| mean_sd(&v).map(|m| m.0);
+            let n = rs.len().max(1) as f64;
+            CellSummary {
+                runs: rs.len(),
+                failed: rs.iter().filter(|r| r.fresh_exact.is_none()).count(),
+                exact_mean: mean_sd(&exact).map(|m| m.0),
+                exact_sd: mean_sd(&exact).map(|m| m.1),
+                exact_min: exact.iter().copied().reduce(f64::min),
+                exact_max: exact.iter().copied().reduce(f64::max),
+                char_mean: mean(chars),
+                epochs_mean: rs.iter().map(|r| r.epochs as f64).sum::<f64>() / n,
+                seconds_mean: rs.iter().map(|r| r.seconds).sum::<f64>() / n,
+                reached: reached.len(),
+                epochs_to_target: mean(
+                    reached
+                        .iter()
+                        .filter_map(|r| r.epochs_to_target.map(|e| e as f64))
+                        .collect(),
+                ),
+                seconds_to_target: mean(
+                    reached.iter().filter_map(|r| r.seconds_to_target).collect(),
+                ),
+                cell,
+            }
+        })
+        .collect()
+}
+
+/// The summary as a markdown table.
+pub fn table(axes: &[Axis], cells: &[CellSummary], target: f64) -> String {
+    let f4 = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let mut head: Vec<String> = axes.iter().map(|a| a.key.clone()).collect();
+    head.extend(
+        [
+            "seeds",
+            "exact (mean ± sd)",
+            "min",
+            "max",
+            "per char",
+            "epochs",
+            "seconds",
+        ]
+        .map(String::from),
+    );
+    head.push(format!("reached {target}"));
+    head.push(format!("epochs to {target}"));
+    head.push(format!("seconds to {target}"));
+    let mut out = format!("| {} |\n", head.join(" | "));
+    out.push_str(&format!("|{}\n", " --- |".repeat(head.len())));
+    for c in cells {
+        let mut row = c.cell.clone();
+        row.push(format!(
+            "{}{}",
+            c.runs,
+            if c.failed > 0 {
+                format!(" ({} failed)", c.failed)
+            } else {
+                String::new()
+            }
+        ));
+        row.push(match (c.exact_mean, c.exact_sd) {
+            (Some(m), Some(s)) => format!("{m:.4} ± {s:.4}"),
+            _ => "-".into(),
+        });
+        row.push(f4(c.exact_min));
+        row.push(f4(c.exact_max));
+        row.push(f4(c.char_mean));
+        row.push(format!("{:.1}", c.epochs_mean));
+        row.push(format!("{:.0}", c.seconds_mean));
+        row.push(format!("{}/{}", c.reached, c.runs));
+        row.push(c.epochs_to_target.map_or("-".into(), |v| format!("{v:.1}")));
+        row.push(
+            c.seconds_to_target
+                .map_or("-".into(), |v| format!("{v:.0}")),
+        );
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+/// Heatmap layout: the last axis across, every other axis combined down (one row for a
+/// one-axis grid). Returns (row labels, column labels, [row][col] mean exact, cell texts).
+#[allow(clippy::type_complexity)]
+pub fn heatmap_grid(
+    axes: &[Axis],
+    cells: &[CellSummary],
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Vec<Vec<Option<f64>>>,
+    Vec<Vec<String>>,
+) {
+    let Some((last, rest)) = axes.split_last() else {
+        let m = cells.first().and_then(|c| c.exact_mean);
+        return (
+            vec!["all".into()],
+            vec!["base".into()],
+            vec![vec![m]],
+            vec![vec![cell_text(cells.first())]],
+        );
+    };
+    let cols: Vec<String> = last
+        .values
+        .iter()
+        .map(|v| format!("{}={v}", last.key))
+        .collect();
+    let mut rows: Vec<Vec<String>> = vec![Vec::new()];
+    for a in rest {
+        rows = rows
+            .into_iter()
+            .flat_map(|r| {
+                a.values.iter().map(move |v| {
+                    let mut r = r.clone();
+                    r.push(v.clone());
+                    r
+                })
+            })
+            .collect();
+    }
+    let row_labels: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            if r.is_empty() {
+                "all".to_string()
+            } else {
+                rest.iter()
+                    .zip(r)
+                    .map(|(a, v)| format!("{}={v}", a.key))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        })
+        .collect();
+    let mut values = vec![vec![None; cols.len()]; rows.len()];
+    let mut texts = vec![vec![String::new(); cols.len()]; rows.len()];
+    for (ri, r) in rows.iter().enumerate() {
+        for (ci, v) in last.values.iter().enumerate() {
+            let mut key = r.clone();
+            key.push(v.clone());
+            let c = cells.iter().find(|c| c.cell == key);
+            values[ri][ci] = c.and_then(|c| c.exact_mean);
+            texts[ri][ci] = cell_text(c);
+        }
+    }
+    (row_labels, cols, values, texts)
+}
+
+fn cell_text(c: Option<&CellSummary>) -> String {
+    match c.and_then(|c| c.exact_mean.zip(c.exact_sd).map(|m| (m, c.runs))) {
+        Some(((m, s), runs)) if runs > 1 => format!("{m:.3}±{s:.3}"),
+        Some(((m, _), _)) => format!("{m:.3}"),
+        None => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_parse_aliases_paths_and_values() {
+        let a = Axis::parse("hidden=32,64").unwrap();
+        assert_eq!(a.paths, ["model.hidden"]);
+        assert_eq!(a.values, ["32", "64"]);
+        assert_eq!(Axis::parse("optim.lr=0.001").unwrap().paths, ["optim.lr"]);
+        assert_eq!(
+            Axis::parse("terms=2,3").unwrap().paths,
+            ["task.terms_min", "task.terms_max"]
+        );
+        for bad in ["hidden", "hidden=", "colour=red", "hidden=3,3"] {
+            assert!(Axis::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expand_sets_values_rederives_widths_and_checks_every_cell() {
+        let mut base = ExperimentConfig::default();
+        base.build().unwrap(); // widths resolved for 3 digits
+        let axes = [
+            Axis::parse("digits=2,4").unwrap(),
+            Axis::parse("cell=lstm,gru").unwrap(),
+        ];
+        let jobs = expand(&base, &axes, 2).unwrap();
+        assert_eq!(jobs.len(), 8);
+        assert_eq!(jobs[0].id, "digits=2,cell=lstm,seed=1337");
+        assert_eq!(jobs[3].id, "digits=2,cell=gru,seed=1338");
+        assert_eq!(jobs[7].cfg.task.digits, 4);
+        assert_eq!(jobs[7].cfg.model.cell, crate::nn::rnn::CellKind::Gru);
+        let (_, m) = jobs[7].cfg.clone().build().unwrap();
+        assert_eq!(
+            m.t_in, 9,
+            "4+4 digits and a plus: widths follow the cell's task"
+        );
+        let e = expand(&base, &[Axis::parse("hidden=8,0").unwrap()], 1).unwrap_err();
+        assert!(e.to_string().contains("hidden=0"), "{e}");
+        let e = expand(&base, &[Axis::parse("cell=lstm,tree").unwrap()], 1).unwrap_err();
+        assert!(e.to_string().contains("cell=tree"), "{e}");
+    }
+
+    #[test]
+    fn summaries_give_mean_spread_and_heatmap_cells() {
+        let r = |cell: &str, seed, exact: Option<f64>, reach: Option<usize>| RunResult {
+            id: format!("{cell},{seed}"),
+            cell: vec![cell.to_string()],
+            seed,
+            error: None,
+            params: 1,
+            epochs: 10,
+            seconds: 5.0,
+            best_val_exact: exact.unwrap_or(0.0),
+            fresh_exact: exact,
+            fresh_char: exact,
+            fresh_n: 100,
+            epochs_to_target: reach,
+            seconds_to_target: reach.map(|e| e as f64),
+        };
+        let res = [
+            r("32", 1, Some(0.5), None),
+            r("32", 2, Some(0.7), None),
+            r("64", 1, Some(0.99), Some(4)),
+            r("64", 2, None, None),
+        ];
+        let s = summarise(&res);
+        assert_eq!(s.len(), 2);
+        assert!((s[0].exact_mean.unwrap() - 0.6).abs() < 1e-12);
+        assert!((s[0].exact_sd.unwrap() - 0.1414213562).abs() < 1e-9);
+        assert_eq!((s[1].failed, s[1].reached), (1, 1));
+        assert_eq!(s[1].epochs_to_target, Some(4.0));
+        let axes = [Axis::parse("hidden=32,64").unwrap()];
+        let t = table(&axes, &s, 0.99);
+        assert!(t.contains("| 32 | 2 | 0.6000 ± 0.1414 |"), "{t}");
+        assert!(t.contains("2 (1 failed)"), "{t}");
+        let (rows, cols, vals, texts) = heatmap_grid(&axes, &s);
+        assert_eq!((rows.len(), cols.len()), (1, 2));
+        assert_eq!(vals[0][1], Some(0.99));
+        assert_eq!(texts[0][0], "0.600±0.141");
+    }
+}
