@@ -653,7 +653,9 @@ mod tests {
     #[test]
     fn expand_sets_values_rederives_widths_and_checks_every_cell() {
         let mut base = ExperimentConfig::default();
-        base.build().unwrap(); // widths resolved for 3 digits
+        base.task.digits = 2;
+        base.data.size = 4000;
+        base.build().unwrap(); // widths resolved for 2 digits
         let axes = [
             Axis::parse("digits=2,4").unwrap(),
             Axis::parse("cell=lstm,gru").unwrap(),
@@ -668,6 +670,12 @@ mod tests {
         assert_eq!(
             m.t_in, 9,
             "4+4 digits and a plus: widths follow the cell's task"
+        );
+        // A cell that cannot run is named before anything trains.
+        let e = expand(&base, &[Axis::parse("size=100,9000").unwrap()], 1).unwrap_err();
+        assert!(
+            e.to_string().contains("size=9000") && e.to_string().contains("distinct"),
+            "{e}"
         );
         let e = expand(&base, &[Axis::parse("hidden=8,0").unwrap()], 1).unwrap_err();
         assert!(e.to_string().contains("hidden=0"), "{e}");
