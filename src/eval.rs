@@ -34,6 +34,8 @@ pub struct EvalReport {
     pub char_accuracy: f64,
     pub by_operand_lengths: Vec<Group>,
     pub by_carries: Vec<Group>,
+    /// By the length of the right answer in characters (a sign included).
+    pub by_answer_length: Vec<Group>,
     /// Up to 10 questions answered wrong: (question, expected, predicted).
     pub failures: Vec<(String, String, String)>,
     pub answers_per_sec: f64,
@@ -185,6 +187,7 @@ pub fn score(
     let mut positions = 0;
     let mut by_len: BTreeMap<Vec<usize>, (usize, usize)> = BTreeMap::new();
     let mut by_carry: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut by_answer: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for i in 0..ds.n {
         let p = &pred[i * ds.t_out..(i + 1) * ds.t_out];
@@ -203,6 +206,9 @@ pub fn score(
         e.0 += 1;
         e.1 += usize::from(ok);
         let e = by_carry.entry(prob.carries).or_default();
+        e.0 += 1;
+        e.1 += usize::from(ok);
+        let e = by_answer.entry(prob.answer.chars().count()).or_default();
         e.0 += 1;
         e.1 += usize::from(ok);
         if !ok && failures.len() < 10 {
@@ -243,6 +249,10 @@ pub fn score(
             .into_iter()
             .map(|(k, v)| group(k.to_string(), v))
             .collect(),
+        by_answer_length: by_answer
+            .into_iter()
+            .map(|(k, v)| group(k.to_string(), v))
+            .collect(),
         failures,
         answers_per_sec,
     })
@@ -270,6 +280,7 @@ impl EvalReport {
         for (title, groups) in [
             ("operand lengths", &self.by_operand_lengths),
             ("carries/borrows", &self.by_carries),
+            ("answer length", &self.by_answer_length),
         ] {
             s.push_str(&format!(
                 "\nby {title}:\n  {:<12}{:>8}{:>10}\n",

@@ -423,6 +423,10 @@ struct ExperimentRunArgs {
     quick: bool,
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
+    /// compare-decoders: where report.md and its pictures go (default:
+    /// <runs-dir>/compare-decoders/report).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
     #[command(flatten)]
     over: Overrides,
     #[command(flatten)]
@@ -1187,6 +1191,12 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             for e in seqcalc::experiment::all() {
                 println!("{:<26}{:<36}{}", e.name, e.expected_time, e.reproduces);
             }
+            println!(
+                "{:<26}{:<36}{}",
+                seqcalc::compare::NAME,
+                "about 1 hour (18 runs)",
+                seqcalc::compare::DESCRIPTION
+            );
         }
         ExperimentCmd::Show { name } => {
             let e = find_experiment(&name)?;
@@ -1209,8 +1219,12 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             let exps = a
                 .names
                 .iter()
+                .filter(|n| *n != seqcalc::compare::NAME)
                 .map(|n| find_experiment(n))
                 .collect::<Result<Vec<_>>>()?;
+            if a.names.iter().any(|n| n == seqcalc::compare::NAME) {
+                run_compare_decoders(&a)?;
+            }
             let mut results = Vec::new();
             let mut rmses = Vec::new();
             for e in &exps {
@@ -1475,4 +1489,69 @@ fn cmd_sweep(a: SweepArgs) -> Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `experiment run compare-decoders`: the runs (resumable, both cores), then the report.
+fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
+    use seqcalc::{compare, sweep};
+    let jobs = compare::jobs(a.quick)?;
+    let name = if a.quick {
+        format!("{}-quick", compare::NAME)
+    } else {
+        compare::NAME.to_string()
+    };
+    let dir = a.runs_dir.join(&name);
+    let eval_n = if a.quick { 100 } else { 2000 };
+    let spec = sweep::Spec {
+        axes: vec![sweep::Axis {
+            key: "job".into(),
+            paths: Vec::new(),
+            values: jobs.iter().map(|j| j.id.clone()).collect(),
+        }],
+        seeds: 1,
+        eval_n,
+        target: 0.99,
+        base: ExperimentConfig::default(),
+    };
+    sweep::prepare(&spec, &dir)?;
+    let parallel = seqcalc::model::default_threads().max(1);
+    println!(
+        "=== {name}: {} runs, {parallel} at a time with 1 thread each, in {}",
+        jobs.len(),
+        dir.display()
+    );
+    #[cfg(unix)]
+    // SAFETY: installs a handler that only stores to an atomic and resets the disposition.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+    let opts = sweep::Options {
+        dir: dir.clone(),
+        parallel,
+        threads: 1,
+        eval_n,
+        target: 0.99,
+    };
+    let results = sweep::run(&jobs, &opts, &INTERRUPTED, &mut |r, done, total| {
+        let what = match (&r.error, r.fresh_exact) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(x)) => format!(
+                "fresh exact {x:.4}, {} epochs, {:.0} s",
+                r.epochs, r.seconds
+            ),
+            (None, None) => "no score".into(),
+        };
+        println!("[{done}/{total}] {}: {what}", r.id);
+    })?;
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!(
+            "interrupted after {} of {} runs; rerun the same command to continue",
+            results.len(),
+            jobs.len()
+        );
+    }
+    let out = a.report_dir.clone().unwrap_or_else(|| dir.join("report"));
+    compare::write_report(&dir, &out, &jobs, &results, eval_n, parallel)?;
+    println!("Report: {}", out.join("report.md").display());
+    Ok(())
 }

@@ -1292,3 +1292,54 @@ fn sweep_runs_a_grid_resumes_and_refuses_another_grid_in_its_directory() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("unknown key \"colour\""), "{}", text(&o));
 }
+
+#[test]
+fn compare_decoders_quick_writes_its_report() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    let report = root.path().join("report");
+    let o = run(&[
+        "experiment",
+        "run",
+        "compare-decoders",
+        "--quick",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--report-dir",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for task in ["3-digit", "5-digit", "10-digit", "3 terms +-*()"] {
+        for model in ["repeat", "teacher-forced", "attention"] {
+            assert!(
+                md.contains(&format!("| {task} | {model} |")),
+                "{task} {model}\n{md}"
+            );
+        }
+    }
+    assert!(md.contains("| 3-digit | attention, not reversed |"), "{md}");
+    assert!(
+        md.contains("## Operands longer than any seen in training"),
+        "{md}"
+    );
+    for pic in ["exact.png", "longer.svg", "curves-10digit.png"] {
+        assert!(report.join(pic).exists(), "{pic}");
+    }
+    // A rerun finds every run done and only rewrites the report.
+    let o = run(&[
+        "experiment",
+        "run",
+        "compare-decoders",
+        "--quick",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--report-dir",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success() && !text(&o).contains("fresh exact"),
+        "{}",
+        text(&o)
+    );
+}
