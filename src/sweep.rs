@@ -320,6 +320,7 @@ pub fn run(
             let tx = tx.clone();
             let (next, todo) = (&next, &todo);
             s.spawn(move || loop {
+                crate::nn::flush_denormals();
                 if interrupt.load(Ordering::SeqCst) {
                     break;
                 }
