@@ -82,7 +82,7 @@ pub struct KvCache<R> {
     cap: usize,
     /// Rows filled so far (the next row's index).
     pub len: usize,
-    /// `[N, cap, D]` each.
+    /// `[N, H, cap, Dh]` each: one head's keys of one sequence are contiguous.
     k: Vec<R>,
     v: Vec<R>,
     /// `[N, cap]`.
@@ -90,7 +90,7 @@ pub struct KvCache<R> {
 }
 
 impl<R: Real> KvCache<R> {
-    /// Room for `cap` rows of `n` sequences of width `dim`.
+    /// Room for `cap` rows of `n` sequences of width `dim` (any split into heads).
     pub fn new(n: usize, cap: usize, dim: usize) -> KvCache<R> {
         KvCache {
             n,
@@ -103,10 +103,22 @@ impl<R: Real> KvCache<R> {
     }
 }
 
+/// Dot product with eight independent partial sums, so the loop vectorises (a single running
+/// sum is a chain of dependent adds that the compiler may not reorder).
 #[inline(always)]
 fn dot<R: Real>(a: &[R], b: &[R]) -> R {
-    let mut s = R::ZERO;
-    for (x, y) in a.iter().zip(b) {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [R::ZERO; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ar.iter().zip(br) {
         s += *x * *y;
     }
     s
@@ -300,6 +312,7 @@ impl RelSelfAttention {
         let mut dbias = vec![R::ZERO; nh * BUCKETS];
         let mut dc = vec![R::ZERO; nh];
         let mut da = vec![R::ZERO; t];
+        let mut dq = vec![R::ZERO; dhd];
         let w3 = 3 * d;
         for b in 0..n {
             let qkv = &c.qkv[b * t * w3..(b + 1) * t * w3];
@@ -321,6 +334,8 @@ impl RelSelfAttention {
                         sum += pr[j] * da[j];
                     }
                     let mut dlam = R::ZERO;
+                    dq.fill(R::ZERO);
+                    let q = &qkv[i * w3 + qo..i * w3 + qo + dhd];
                     for j in 0..=i {
                         let ds = pr[j] * (da[j] - sum);
                         dlam += ds * pre[j];
@@ -328,11 +343,13 @@ impl RelSelfAttention {
                         dbias[hd * BUCKETS + bucket(ps[i], ps[j])] += dpre;
                         let g = dpre * inv;
                         // dq_i += g k_j; dk_j += g q_i; dv_j += a_j dy_i
-                        for e in 0..dhd {
-                            dqkv[i * w3 + qo + e] += g * qkv[j * w3 + ko + e];
-                            dqkv[j * w3 + ko + e] += g * qkv[i * w3 + qo + e];
-                            dqkv[j * w3 + vo + e] += pr[j] * dy[e];
-                        }
+                        axpy(g, &qkv[j * w3 + ko..j * w3 + ko + dhd], &mut dq);
+                        let (dk, dv) = dqkv[j * w3 + ko..j * w3 + vo + dhd].split_at_mut(d);
+                        axpy(g, q, &mut dk[..dhd]);
+                        axpy(pr[j], dy, &mut dv[..dhd]);
+                    }
+                    for (x, y) in dqkv[i * w3 + qo..i * w3 + qo + dhd].iter_mut().zip(&dq) {
+                        *x += *y;
                     }
                     dc[hd] += dlam * ln_i;
                 }
@@ -400,35 +417,38 @@ impl RelSelfAttention {
             R::ZERO,
             &mut c.qkv,
         );
+        let cap = kv.cap;
         for (b, &pb) in pos[..n].iter().enumerate() {
             let row = &c.qkv[b * 3 * d..(b + 1) * 3 * d];
-            let at = (b * kv.cap + i) * d;
-            kv.k[at..at + d].copy_from_slice(&row[d..2 * d]);
-            kv.v[at..at + d].copy_from_slice(&row[2 * d..]);
-            kv.pos[b * kv.cap + i] = pb;
+            for hd in 0..nh {
+                let at = ((b * nh + hd) * cap + i) * dh;
+                kv.k[at..at + dh].copy_from_slice(&row[d + hd * dh..d + (hd + 1) * dh]);
+                kv.v[at..at + dh].copy_from_slice(&row[2 * d + hd * dh..2 * d + (hd + 1) * dh]);
+            }
+            kv.pos[b * cap + i] = pb;
         }
         kv.len += 1;
         let inv = R::from_f64(1.0 / (dh as f64).sqrt());
         let (bias, cs) = (self.bias.of(p), self.c.of(p));
         let ln_i = R::from_f64(((i + 1) as f64).ln());
         for b in 0..n {
-            let ks = &kv.k[b * kv.cap * d..(b * kv.cap + i + 1) * d];
-            let vs = &kv.v[b * kv.cap * d..(b * kv.cap + i + 1) * d];
-            let ps = &kv.pos[b * kv.cap..b * kv.cap + i + 1];
+            let ps = &kv.pos[b * cap..b * cap + i + 1];
             for hd in 0..nh {
+                let base = (b * nh + hd) * cap * dh;
+                let ks = &kv.k[base..base + (i + 1) * dh];
+                let vs = &kv.v[base..base + (i + 1) * dh];
                 let q = &c.qkv[b * 3 * d + hd * dh..b * 3 * d + (hd + 1) * dh];
                 let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
                 let lam = cs[hd] * ln_i;
                 let s = &mut c.scores[..=i];
-                for j in 0..=i {
-                    let k = &ks[j * d + hd * dh..j * d + (hd + 1) * dh];
-                    s[j] = (dot(q, k) * inv + hb[bucket(pos[b], ps[j])]) * lam;
+                for ((sj, k), &pj) in s.iter_mut().zip(ks.chunks_exact(dh)).zip(ps) {
+                    *sj = (dot(q, k) * inv + hb[bucket(pos[b], pj)]) * lam;
                 }
                 softmax_in_place(s);
                 let y = &mut c.y[b * d + hd * dh..b * d + (hd + 1) * dh];
                 y.fill(R::ZERO);
-                for j in 0..=i {
-                    axpy(s[j], &vs[j * d + hd * dh..j * d + (hd + 1) * dh], y);
+                for (&sj, v) in s.iter().zip(vs.chunks_exact(dh)) {
+                    axpy(sj, v, y);
                 }
             }
         }
