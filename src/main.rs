@@ -514,6 +514,14 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
+    if let Some(dir) = &a.resume {
+        if seqcalc::lengthgen::is_run(dir) {
+            bail!(
+                "{}: length-generalisation runs cannot be resumed yet (they keep no checkpoint); train again with `seqcalc train --config` (the same seed and thread count give the same weights)",
+                dir.display()
+            );
+        }
+    }
     if let Some(path) = &a.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
