@@ -19,6 +19,9 @@ pub struct Experiment {
     build: fn(&mut ExperimentConfig),
     /// Brownlee's mapping experiments (A1, A2) are regressions, not seq2seq configs.
     pub mapping: Option<MappingModel>,
+    /// The length-generalisation transformer has a config of its own
+    /// (`lengthgen::experiment_config`), not a seq2seq config.
+    pub lengthgen: bool,
 }
 
 impl Experiment {
@@ -195,6 +198,7 @@ pub fn all() -> Vec<Experiment> {
             claim_exact: None,
             build: keras_addition,
             mapping: Some(MappingModel::Lstm),
+            lengthgen: false,
         },
         Experiment {
             name: "brownlee-mlp",
@@ -203,18 +207,20 @@ pub fn all() -> Vec<Experiment> {
             claim_exact: None,
             build: keras_addition,
             mapping: Some(MappingModel::Mlp),
+            lengthgen: false,
         },
-        Experiment { name: "brownlee-seq2seq", reproduces: "Brownlee A3: 1..10 + 1..10 as seq2seq, LSTM(100) -> LSTM(50), fresh examples every epoch", expected_time: "under a minute", claim_exact: Some(0.99), build: brownlee_seq2seq, mapping: None },
-        Experiment { name: "keras-addition", reproduces: "Keras addition_rnn (B1): 3-digit addition, LSTM(128), reversed input; the default of `train`", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition, mapping: None },
-        Experiment { name: "keras-addition-gru", reproduces: "B1 with a GRU, as the notebook suggests", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition_gru, mapping: None },
-        Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, build: keras_addition_simplernn, mapping: None },
-        Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), build: keras_addition_layers2, mapping: None },
-        Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction, mapping: None },
-        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best, mapping: None },
-        Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system, mapping: None },
-        Experiment { name: "addition-10-attention", reproduces: "beyond the tutorials: 10-digit addition, teacher-forced decoder with Luong attention, answers least significant digit first", expected_time: "about 20 min (30 epochs)", claim_exact: Some(0.99), build: addition_10_attention, mapping: None },
-        Experiment { name: "expression-3terms", reproduces: "Brownlee's extensions: 3 terms of up to 2 digits, + - * with brackets, teacher-forced attention decoder", expected_time: "not yet measured", claim_exact: Some(0.95), build: expression_3terms, mapping: None },
-        Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small, mapping: None },
+        Experiment { name: "brownlee-seq2seq", reproduces: "Brownlee A3: 1..10 + 1..10 as seq2seq, LSTM(100) -> LSTM(50), fresh examples every epoch", expected_time: "under a minute", claim_exact: Some(0.99), build: brownlee_seq2seq, mapping: None, lengthgen: false },
+        Experiment { name: "keras-addition", reproduces: "Keras addition_rnn (B1): 3-digit addition, LSTM(128), reversed input; the default of `train`", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition, mapping: None, lengthgen: false },
+        Experiment { name: "keras-addition-gru", reproduces: "B1 with a GRU, as the notebook suggests", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition_gru, mapping: None, lengthgen: false },
+        Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, build: keras_addition_simplernn, mapping: None, lengthgen: false },
+        Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), build: keras_addition_layers2, mapping: None, lengthgen: false },
+        Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction, mapping: None, lengthgen: false },
+        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best, mapping: None, lengthgen: false },
+        Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system, mapping: None, lengthgen: false },
+        Experiment { name: "addition-10-attention", reproduces: "beyond the tutorials: 10-digit addition, teacher-forced decoder with Luong attention, answers least significant digit first", expected_time: "about 20 min (30 epochs)", claim_exact: Some(0.99), build: addition_10_attention, mapping: None, lengthgen: false },
+        Experiment { name: "expression-3terms", reproduces: "Brownlee's extensions: 3 terms of up to 2 digits, + - * with brackets, teacher-forced attention decoder", expected_time: "not yet measured", claim_exact: Some(0.95), build: expression_3terms, mapping: None, lengthgen: false },
+        Experiment { name: "length-generalisation", reproduces: "issue 8: train on 1..20-digit addition, answer 100..1000 digits (1-layer transformer, coupled positions, relative bias)", expected_time: "about 15 min, then 2-3 min of evaluation", claim_exact: Some(0.99), build: keras_addition, mapping: None, lengthgen: true },
+        Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small, mapping: None, lengthgen: false },
     ]
 }
 

@@ -15,6 +15,7 @@ pub mod experiment;
 pub mod expression;
 pub mod fsutil;
 pub mod history;
+pub mod lengthgen;
 pub mod model;
 pub mod nn;
 pub mod optim;

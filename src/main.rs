@@ -14,6 +14,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod lengthgen_cli;
+
 #[derive(Parser)]
 #[command(
     name = "seqcalc",
@@ -380,9 +382,17 @@ struct PredictArgs {
 struct EvalArgs {
     #[arg(long)]
     model: PathBuf,
-    /// Fresh questions to score.
-    #[arg(long, default_value_t = 10_000)]
-    n: usize,
+    /// Fresh questions to score (default 10,000; for a length-generalisation run, per length:
+    /// default 500 up to 200 digits, 200 beyond).
+    #[arg(long)]
+    n: Option<usize>,
+    /// Length-generalisation runs: operand lengths to score, e.g. 10,20,50,100,200,500,1000
+    /// (the default).
+    #[arg(long, value_delimiter = ',')]
+    lengths: Option<Vec<usize>>,
+    /// Length-generalisation runs: also score the carry-stress sets at each length.
+    #[arg(long)]
+    stress: bool,
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Machine-readable output.
@@ -431,6 +441,13 @@ struct ExperimentRunArgs {
     over: Overrides,
     #[command(flatten)]
     fit: FitOverrides,
+    /// length-generalisation: optimiser steps (the learning-rate schedule spans them).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// length-generalisation: stop training after this many seconds (with --steps 0 the
+    /// schedule spans this time instead, as the PyTorch references do).
+    #[arg(long)]
+    train_seconds: Option<f64>,
 }
 
 #[derive(Args)]
@@ -550,6 +567,44 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
+    if let Some(dir) = &a.resume {
+        if seqcalc::lengthgen::is_run(dir) {
+            bail!(
+                "{}: length-generalisation runs cannot be resumed yet (they keep no checkpoint); train again with `seqcalc train --config` (the same seed and thread count give the same weights)",
+                dir.display()
+            );
+        }
+    }
+    if let Some(path) = &a.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        if lengthgen_cli::is_lengthgen_config(&text) {
+            let mut cfg = seqcalc::lengthgen::LengthGenRunConfig::parse(&text)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            if let Some(n) = &a.name {
+                cfg.name = n.clone();
+            }
+            if let Some(s) = a.over.seed {
+                cfg.seed = s;
+            }
+            if let Some(t) = a.fit.threads {
+                cfg.lengthgen.train.threads = t;
+            }
+            if a.print_config {
+                cfg.build().map_err(|e| anyhow!(e))?;
+                print!("{}", cfg.to_toml());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dir = a.runs_dir.join(&cfg.name);
+            #[cfg(unix)]
+            // SAFETY: installing a handler that only stores to an atomic.
+            unsafe {
+                libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+            }
+            lengthgen_cli::train_only(&cfg, &dir, &INTERRUPTED)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let mut cfg = load_config_file(&a.config)?;
     a.over.apply(&mut cfg)?;
     a.fit.apply(&mut cfg);
@@ -928,6 +983,9 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     if seqcalc::regression::is_mapping_run(&a.model) {
         return cmd_predict_mapping(a);
     }
+    if seqcalc::lengthgen::is_run(&a.model) {
+        return lengthgen_cli::predict(&a.model, &a.questions, a.jsonl, a.threads);
+    }
     let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or(1);
     let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
@@ -1070,12 +1128,21 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
-    if a.n == 0 {
+    if a.n == Some(0) {
         bail!("--n must be at least 1");
     }
+    if seqcalc::lengthgen::is_run(&a.model) {
+        return lengthgen_cli::eval(
+            &a.model, a.n, a.lengths, a.stress, a.seed, a.threads, a.json,
+        );
+    }
+    if a.lengths.is_some() || a.stress {
+        bail!("--lengths and --stress apply to length-generalisation runs (seqcalc experiment run length-generalisation)");
+    }
+    let n = a.n.unwrap_or(10_000);
     if seqcalc::regression::is_mapping_run(&a.model) {
         let run = seqcalc::regression::MappingRun::load(&a.model)?;
-        let rep = run.evaluate(a.n, a.seed);
+        let rep = run.evaluate(n, a.seed);
         if a.json {
             println!("{}", serde_json::to_string_pretty(&rep)?);
         } else {
@@ -1102,7 +1169,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         }
         (task.terms_min, task.terms_max) = (lo, hi);
     }
-    let rep = seqcalc::eval::evaluate_fresh_on(&run, &task, a.n, a.seed, threads)?;
+    let rep = seqcalc::eval::evaluate_fresh_on(&run, &task, n, a.seed, threads)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
@@ -1200,6 +1267,16 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
         }
         ExperimentCmd::Show { name } => {
             let e = find_experiment(&name)?;
+            if e.lengthgen {
+                print!(
+                    "# {}: {}\n# Run it with `seqcalc experiment run {}`.\n{}",
+                    e.name,
+                    e.reproduces,
+                    e.name,
+                    seqcalc::lengthgen::experiment_config(false).to_toml()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(m) = e.mapping {
                 let c = seqcalc::regression::MappingConfig::brownlee(m);
                 println!(
@@ -1228,6 +1305,45 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             let mut results = Vec::new();
             let mut rmses = Vec::new();
             for e in &exps {
+                if e.lengthgen {
+                    let mut cfg = seqcalc::lengthgen::experiment_config(a.quick);
+                    if let Some(seed) = a.over.seed {
+                        cfg.seed = seed;
+                    }
+                    let t = &mut cfg.lengthgen.train;
+                    if let Some(d) = a.over.digits {
+                        t.max_digits = d;
+                    }
+                    if let Some(v) = a.fit.threads {
+                        t.threads = v;
+                    }
+                    if let Some(v) = a.fit.batch_size {
+                        t.batch_size = v;
+                    }
+                    if let Some(v) = a.fit.lr {
+                        t.lr = v;
+                    }
+                    if let Some(v) = a.steps {
+                        t.steps = v;
+                    }
+                    if a.train_seconds.is_some() {
+                        t.max_seconds = a.train_seconds;
+                    }
+                    println!("=== {} ({})", cfg.name, e.reproduces);
+                    let dir = a.runs_dir.join(&cfg.name);
+                    #[cfg(unix)]
+                    // SAFETY: installing a handler that only stores to an atomic.
+                    unsafe {
+                        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+                    }
+                    let mut verdict =
+                        lengthgen_cli::run_experiment(&cfg, &dir, a.quick, &INTERRUPTED)?;
+                    if a.quick {
+                        verdict = format!("{verdict} (quick run on tiny settings: checks it runs, reproduces nothing)");
+                    }
+                    println!("Verdict: {verdict}\n");
+                    continue;
+                }
                 if let Some(m) = e.mapping {
                     let mut c = seqcalc::regression::MappingConfig::brownlee(m);
                     if a.quick {

@@ -80,13 +80,7 @@ impl Adam {
         assert_eq!(params.len(), grad.len());
         let clip = match self.cfg.clip_norm {
             Some(c) => {
-                let sq: f64 = grad
-                    .par_chunks(CHUNK)
-                    .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-                    .collect::<Vec<f64>>()
-                    .iter()
-                    .sum();
-                let norm = sq.sqrt();
+                let norm = global_norm(grad);
                 if !norm.is_finite() {
                     return Err(());
                 }
@@ -121,6 +115,118 @@ impl Adam {
             Ok(())
         }
     }
+}
+
+/// The L2 norm of `grad`, summed in f64 over fixed chunks (the same bits on any thread count).
+pub fn global_norm(grad: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    let sq: f64 = grad
+        .par_chunks(CHUNK)
+        .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum();
+    sq.sqrt()
+}
+
+/// AdamW as PyTorch implements it (Loshchilov & Hutter): decoupled weight decay
+/// `p -= lr wd p` on the chosen ranges, then `m = β1 m + (1-β1) g`, `v = β2 v + (1-β2) g²`,
+/// `p -= lr (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + ε)`. The learning rate is given at each step
+/// (schedules live with the caller, see [`warmup_cosine`]); gradients are first clipped to a
+/// global norm of at most `clip_norm`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamW {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub clip_norm: Option<f64>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    pub t: u64,
+}
+
+impl AdamW {
+    pub fn new(
+        n: usize,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        clip_norm: Option<f64>,
+    ) -> AdamW {
+        AdamW {
+            beta1,
+            beta2,
+            eps: 1e-8,
+            weight_decay,
+            clip_norm,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
+    }
+
+    /// One update at learning rate `lr`; weight decay applies to `decay` ranges only. Returns
+    /// the gradient's global norm before clipping, or `Err(())` (no update) when it is not finite.
+    #[allow(clippy::result_unit_err)]
+    pub fn step(
+        &mut self,
+        params: &mut [f32],
+        grad: &[f32],
+        lr: f64,
+        decay: &[std::ops::Range<usize>],
+    ) -> Result<f64, ()> {
+        assert_eq!(params.len(), grad.len());
+        let norm = global_norm(grad);
+        if !norm.is_finite() {
+            return Err(());
+        }
+        let clip = match self.clip_norm {
+            Some(c) if norm > c => (c / norm) as f32,
+            _ => 1.0,
+        };
+        if self.weight_decay > 0.0 {
+            let f = (1.0 - lr * self.weight_decay) as f32;
+            for r in decay {
+                for x in &mut params[r.clone()] {
+                    *x *= f;
+                }
+            }
+        }
+        self.t += 1;
+        let t = self.t as f64;
+        let (b1, b2) = (self.beta1, self.beta2);
+        // lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) = alpha m / (sqrt(v) + eps sqrt(1-b2^t)).
+        let bc2 = (1.0 - b2.powf(t)).sqrt();
+        let k = AdamConsts {
+            alpha: (lr * bc2 / (1.0 - b1.powf(t))) as f32,
+            b1: b1 as f32,
+            b2: b2 as f32,
+            eps: (self.eps * bc2) as f32,
+            clip,
+        };
+        use rayon::prelude::*;
+        params
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(self.m.par_chunks_mut(CHUNK))
+            .zip(self.v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                adam_chunk(p, g, m, v, k);
+            });
+        Ok(norm)
+    }
+}
+
+/// Linear warm-up over the first `warmup` fraction, then cosine decay from `peak` to
+/// `floor * peak` at `progress` 1 (the schedule of the length-generalisation references).
+pub fn warmup_cosine(progress: f64, peak: f64, warmup: f64, floor: f64) -> f64 {
+    let progress = progress.clamp(0.0, 1.0);
+    if progress < warmup {
+        return peak * progress / warmup;
+    }
+    let f = ((progress - warmup) / (1.0 - warmup).max(1e-12)).min(1.0);
+    peak * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * f).cos()))
 }
 
 #[derive(Clone, Copy)]
@@ -223,6 +329,30 @@ mod tests {
         assert!(a.step(&mut p, &g).is_err());
         g[33_333] = f32::NEG_INFINITY;
         assert!(a.step(&mut p, &g).is_err());
+    }
+
+    #[test]
+    fn adamw_matches_pytorch_formulas_and_decays_only_chosen_ranges() {
+        let mut a = AdamW::new(3, 0.9, 0.95, 0.1, Some(1.0));
+        let mut p = vec![1.0f32, 1.0, 1.0];
+        // Norm 5 > 1: clipped to (0.6, 0.8, 0). First step: m_hat = g, v_hat = g², so each
+        // parameter moves by lr * g / (|g| + eps) = lr * sign(g).
+        let first = std::iter::once(0..1).collect::<Vec<_>>();
+        let norm = a.step(&mut p, &[3.0, 4.0, 0.0], 0.01, &first).unwrap();
+        assert!((norm - 5.0).abs() < 1e-12);
+        assert!((p[0] - (1.0 * (1.0 - 0.001) - 0.01)).abs() < 1e-6, "{p:?}");
+        assert!((p[1] - (1.0 - 0.01)).abs() < 1e-6, "{p:?}");
+        assert_eq!(p[2], 1.0);
+        assert!(a.step(&mut p, &[f32::NAN, 0.0, 0.0], 0.01, &[]).is_err());
+    }
+
+    #[test]
+    fn warmup_cosine_schedule_shape() {
+        assert_eq!(warmup_cosine(0.0, 1e-3, 0.02, 0.1), 0.0);
+        assert!((warmup_cosine(0.01, 1e-3, 0.02, 0.1) - 5e-4).abs() < 1e-12);
+        assert!((warmup_cosine(0.02, 1e-3, 0.02, 0.1) - 1e-3).abs() < 1e-12);
+        assert!((warmup_cosine(0.51, 1e-3, 0.02, 0.1) - 5.5e-4).abs() < 1e-9);
+        assert!((warmup_cosine(1.0, 1e-3, 0.02, 0.1) - 1e-4).abs() < 1e-12);
     }
 
     #[test]

@@ -13,12 +13,16 @@ pub mod act;
 pub mod attention;
 pub mod dense;
 pub mod embedding;
+pub mod ffn;
 pub mod gemm;
 pub mod loss;
+pub mod mha;
+pub mod norm;
 pub mod packed;
 pub mod params;
 pub mod reference;
 pub mod rnn;
+pub mod transformer;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;

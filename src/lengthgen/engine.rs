@@ -1,0 +1,250 @@
+//! Runs the transformer on both cores: training steps on batches split into one contiguous
+//! slice per worker (gradients summed in worker order, so a given thread count always gives the
+//! same bits), and greedy decoding with key/value caches, questions split across workers.
+
+use super::format::{self, Operands, EOS};
+use crate::nn::loss::argmax;
+use crate::nn::transformer::{DecodeState, Transformer, Workspace};
+
+/// Sums over one training batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// Σ -log p(target) over scored tokens.
+    pub loss_sum: f64,
+    /// Scored tokens (`n * (L + 2)`).
+    pub tokens: usize,
+    /// Scored tokens predicted right (teacher-forced argmax).
+    pub correct: usize,
+}
+
+struct Worker {
+    ws: Workspace<f32>,
+    grad: Vec<f32>,
+    tokens: Vec<u8>,
+    segs: Vec<u8>,
+    pos: Vec<u32>,
+    targets: Vec<u8>,
+}
+
+/// The transformer with a thread pool and per-worker buffers.
+pub struct Engine {
+    pub model: Transformer,
+    pool: rayon::ThreadPool,
+    workers: Vec<Worker>,
+    /// The summed gradient of the last `train_step` (mean over scored tokens).
+    pub grad: Vec<f32>,
+}
+
+/// Key/value cache bytes one worker may hold while decoding.
+const DECODE_BUDGET_BYTES: usize = 256 << 20;
+
+impl Engine {
+    pub fn new(model: Transformer, threads: usize) -> Engine {
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .start_handler(|_| crate::nn::flush_denormals())
+            .build()
+            .expect("thread pool");
+        crate::nn::flush_denormals();
+        let n = model.param_count();
+        let workers = (0..threads)
+            .map(|_| Worker {
+                ws: Workspace::default(),
+                grad: vec![0.0; n],
+                tokens: Vec::new(),
+                segs: Vec::new(),
+                pos: Vec::new(),
+                targets: Vec::new(),
+            })
+            .collect();
+        Engine {
+            model,
+            pool,
+            workers,
+            grad: vec![0.0; n],
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    fn slices(&self, n: usize) -> Vec<(usize, usize)> {
+        let w = self.workers.len();
+        let per = n.div_ceil(w);
+        (0..w)
+            .map(|i| (i * per, ((i + 1) * per).min(n)))
+            .filter(|(a, b)| a < b)
+            .collect()
+    }
+
+    /// Forward and backward on `n` sequences of operand length `l`: `seqs` holds each one's
+    /// `3L + 5` tokens (see `format::tokens`). The mean-loss gradient is left in `self.grad`.
+    pub fn train_step(&mut self, p: &[f32], l: usize, n: usize, seqs: &[u8]) -> StepStats {
+        let full = 3 * l + 5;
+        let t = full - 1;
+        let q_from = format::first_scored_row(l);
+        let tq = t - q_from;
+        assert_eq!(seqs.len(), n * full);
+        let (seg_row, pos_row) = format::layout(l);
+        let scale = 1.0 / (n * tq) as f32;
+        let slices = self.slices(n);
+        let model = &self.model;
+        let workers = &mut self.workers[..slices.len()];
+        let mut stats = vec![StepStats::default(); slices.len()];
+        self.pool.scope(|sc| {
+            for ((w, &(a, b)), st) in workers.iter_mut().zip(&slices).zip(stats.iter_mut()) {
+                let (seg_row, pos_row) = (&seg_row, &pos_row);
+                sc.spawn(move |_| {
+                    let m = b - a;
+                    w.tokens.clear();
+                    w.targets.clear();
+                    w.segs.clear();
+                    w.pos.clear();
+                    for s in seqs[a * full..b * full].chunks_exact(full) {
+                        w.tokens.extend_from_slice(&s[..t]);
+                        w.targets.extend_from_slice(&s[q_from + 1..]);
+                        w.segs.extend_from_slice(&seg_row[..t]);
+                        w.pos.extend_from_slice(&pos_row[..t]);
+                    }
+                    w.grad.fill(0.0);
+                    model.forward(p, &mut w.ws, &w.tokens, &w.segs, &w.pos, m, t, q_from);
+                    let sums = model.loss_backward(
+                        p,
+                        &mut w.ws,
+                        &w.tokens,
+                        &w.segs,
+                        &w.pos,
+                        &w.targets,
+                        scale,
+                        &mut w.grad,
+                    );
+                    *st = StepStats {
+                        loss_sum: sums.loss,
+                        tokens: m * tq,
+                        correct: sums.correct,
+                    };
+                });
+            }
+        });
+        // Sum the workers' gradients in worker order, chunk by chunk on the pool.
+        use rayon::prelude::*;
+        const CHUNK: usize = 16 * 1024;
+        let used = &self.workers[..slices.len()];
+        self.pool.install(|| {
+            self.grad
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(ci, g)| {
+                    let r = ci * CHUNK..ci * CHUNK + g.len();
+                    g.copy_from_slice(&used[0].grad[r.clone()]);
+                    for w in &used[1..] {
+                        for (x, y) in g.iter_mut().zip(&w.grad[r.clone()]) {
+                            *x += *y;
+                        }
+                    }
+                });
+        });
+        let mut total = StepStats::default();
+        for s in &stats {
+            total.loss_sum += s.loss_sum;
+            total.tokens += s.tokens;
+            total.correct += s.correct;
+        }
+        total
+    }
+
+    /// Greedy answers with key/value caches: for each question, the `L + 2` tokens the model
+    /// writes after `=` (the sum's `L + 1` digits, least significant first, then what should be
+    /// EOS), each fed back as the next input. Linear work per generated token.
+    pub fn greedy(&mut self, p: &[f32], questions: &[Operands]) -> Vec<Vec<u8>> {
+        let slices = self.slices(questions.len());
+        let model = &self.model;
+        let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); slices.len()];
+        self.pool.scope(|sc| {
+            for (o, &(a, b)) in out.iter_mut().zip(&slices) {
+                sc.spawn(move |_| {
+                    let qs = &questions[a..b];
+                    let mut i = 0;
+                    while i < qs.len() {
+                        let l = qs[i].len();
+                        let cap = 3 * l + 4;
+                        let per_seq =
+                            DecodeState::bytes_per_sequence(model.cfg.dim, model.cfg.layers, cap);
+                        let max_n = (DECODE_BUDGET_BYTES / per_seq).clamp(1, 64);
+                        let mut j = i;
+                        while j < qs.len() && j - i < max_n && qs[j].len() == l {
+                            j += 1;
+                        }
+                        o.extend(greedy_chunk(model, p, &qs[i..j]));
+                        i = j;
+                    }
+                });
+            }
+        });
+        out.into_iter().flatten().collect()
+    }
+}
+
+/// Greedy decoding of questions that all have operand length `L`.
+fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Vec<u8>> {
+    let n = qs.len();
+    let l = qs[0].len();
+    let (seg, pos) = format::layout(l);
+    let prompts: Vec<Vec<u8>> = qs
+        .iter()
+        .map(|q| {
+            let mut t = format::tokens(q, &vec![0; l + 1]);
+            t.truncate(format::prompt_len(l));
+            t
+        })
+        .collect();
+    let mut st = model.decode_start::<f32>(n, 3 * l + 4);
+    let v = model.vocab;
+    let mut logits = vec![0.0f32; n * v];
+    let mut col = vec![0u8; n];
+    for i in 0..format::prompt_len(l) {
+        for (c, pr) in col.iter_mut().zip(&prompts) {
+            *c = pr[i];
+        }
+        model.decode_step(
+            p,
+            &mut st,
+            &col,
+            &vec![seg[i]; n],
+            &vec![pos[i]; n],
+            &mut logits,
+        );
+    }
+    let mut answers: Vec<Vec<u8>> = vec![Vec::with_capacity(l + 2); n];
+    for j in 0..=l + 1 {
+        for (k, ans) in answers.iter_mut().enumerate() {
+            let next = argmax(&logits[k * v..(k + 1) * v]) as u8;
+            ans.push(next);
+            col[k] = next;
+        }
+        if j == l + 1 {
+            break;
+        }
+        let row = 2 * l + 3 + j;
+        model.decode_step(
+            p,
+            &mut st,
+            &col,
+            &vec![seg[row]; n],
+            &vec![pos[row]; n],
+            &mut logits,
+        );
+    }
+    answers
+}
+
+/// Whether a greedy answer is exactly the sum (all `L + 1` digits, then EOS), and how many of
+/// its digits are right.
+pub fn check_answer(q: &Operands, generated: &[u8]) -> (bool, usize) {
+    let sum = q.sum();
+    let right = sum.iter().zip(generated).filter(|(a, b)| a == b).count();
+    let exact = right == sum.len() && generated.get(sum.len()) == Some(&EOS);
+    (exact, right)
+}

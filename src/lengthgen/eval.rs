@@ -1,0 +1,220 @@
+//! Evaluation by length: exact match and per-digit accuracy of greedy answers on random
+//! operands and on carry-stress sets, with sample counts and 95% Wilson intervals.
+//!
+//! Random operands at length `n` are two uniform `n`-digit numbers, where long carry chains
+//! are rare, so a model can score 100% there and still fail every long chain. The stress set at
+//! length `n` holds 45 questions (as the PyTorch references): five fixed ones, `9..9 + 1`,
+//! `1 + 9..9`, `9..9 + 9..9`, `10..0 + 9..9`, `50..0 + 50..0`; 20 with `a + b = 10^n` (a carry
+//! ripples through every digit); 20 with `a + b = 10^n - 1` (every column sums to 9, no carry
+//! at all, while the digits look just like a ripple's). Exact big-integer arithmetic builds them.
+
+use super::engine::{check_answer, Engine};
+use super::format::Operands;
+use super::train::random_operand;
+use num_bigint::BigUint;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// One row of the report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LengthResult {
+    /// Operand length in digits.
+    pub length: usize,
+    /// `random`, `stress` (all 45), or a stress part: `stress:fixed`, `stress:ripple`,
+    /// `stress:nines`.
+    pub set: String,
+    pub n: usize,
+    pub exact: f64,
+    /// 95% Wilson interval of the exact-match rate.
+    pub exact_lo: f64,
+    pub exact_hi: f64,
+    /// Fraction of answer digits right.
+    pub digit_acc: f64,
+    pub secs: f64,
+}
+
+/// The 95% Wilson score interval of `k` successes in `n` trials.
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054;
+    let (nf, p) = (n as f64, k as f64 / n as f64);
+    let denom = 1.0 + z * z / nf;
+    let centre = (p + z * z / (2.0 * nf)) / denom;
+    let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+fn digits_of(x: &BigUint, n: usize) -> Vec<u8> {
+    let mut d: Vec<u8> = x.to_str_radix(10).bytes().rev().map(|c| c - b'0').collect();
+    d.resize(n.max(d.len()), 0);
+    d
+}
+
+fn from_big(a: &BigUint, b: &BigUint, n: usize) -> Operands {
+    Operands {
+        a: digits_of(a, n),
+        b: digits_of(b, n),
+    }
+}
+
+/// The 45 carry-stress questions at length `n`, each with its part's name.
+pub fn stress_set(rng: &mut impl Rng, n: usize, n_random: usize) -> Vec<(Operands, &'static str)> {
+    let ten_n = BigUint::from(10u32).pow(n as u32);
+    let nines = &ten_n - 1u32;
+    let one = BigUint::from(1u32);
+    let top = BigUint::from(10u32).pow(n as u32 - 1);
+    let five = &top * 5u32;
+    let mut out = vec![
+        (from_big(&nines, &one, n), "fixed"),
+        (from_big(&one, &nines, n), "fixed"),
+        (from_big(&nines, &nines, n), "fixed"),
+        (from_big(&top, &nines, n), "fixed"),
+        (from_big(&five, &five, n), "fixed"),
+    ];
+    let big = |d: &[u8]| {
+        BigUint::parse_bytes(&d.iter().rev().map(|x| b'0' + x).collect::<Vec<u8>>(), 10)
+            .expect("digits")
+    };
+    for _ in 0..n_random {
+        let a = big(&random_operand(rng, n, n));
+        out.push((from_big(&a, &(&ten_n - &a), n), "ripple"));
+    }
+    for _ in 0..n_random {
+        let a = big(&random_operand(rng, n, n));
+        out.push((from_big(&a, &(&nines - &a), n), "nines"));
+    }
+    out
+}
+
+/// Greedy answers to `qs`: (exact count, digits right, digits in all).
+pub fn score(engine: &mut Engine, params: &[f32], qs: &[Operands]) -> (Vec<bool>, Vec<usize>) {
+    let gen = engine.greedy(params, qs);
+    qs.iter().zip(&gen).map(|(q, g)| check_answer(q, g)).unzip()
+}
+
+fn summarise(
+    length: usize,
+    set: &str,
+    qs: &[&Operands],
+    exact: &[bool],
+    right: &[usize],
+    secs: f64,
+) -> LengthResult {
+    let k = exact.iter().filter(|&&e| e).count();
+    let n = exact.len();
+    let digits: usize = qs.iter().map(|q| q.len() + 1).sum();
+    let (lo, hi) = wilson(k, n);
+    LengthResult {
+        length,
+        set: set.to_string(),
+        n,
+        exact: k as f64 / n.max(1) as f64,
+        exact_lo: lo,
+        exact_hi: hi,
+        digit_acc: right.iter().sum::<usize>() as f64 / digits.max(1) as f64,
+        secs,
+    }
+}
+
+/// Scores random questions (`count(n)` at each length) and, with `stress`, the stress sets.
+pub fn evaluate_lengths(
+    engine: &mut Engine,
+    params: &[f32],
+    lengths: &[usize],
+    count: impl Fn(usize) -> usize,
+    stress: bool,
+    rng: &mut impl Rng,
+    progress: &mut dyn FnMut(&LengthResult),
+) -> Vec<LengthResult> {
+    let mut out = Vec::new();
+    for &n in lengths {
+        let qs = super::train::random_questions(rng, n, count(n));
+        let t0 = std::time::Instant::now();
+        let (exact, right) = score(engine, params, &qs);
+        let refs: Vec<&Operands> = qs.iter().collect();
+        let r = summarise(
+            n,
+            "random",
+            &refs,
+            &exact,
+            &right,
+            t0.elapsed().as_secs_f64(),
+        );
+        progress(&r);
+        out.push(r);
+        if stress {
+            let set = stress_set(rng, n, 20);
+            let qs: Vec<Operands> = set.iter().map(|(q, _)| q.clone()).collect();
+            let t0 = std::time::Instant::now();
+            let (exact, right) = score(engine, params, &qs);
+            let secs = t0.elapsed().as_secs_f64();
+            let refs: Vec<&Operands> = qs.iter().collect();
+            let r = summarise(n, "stress", &refs, &exact, &right, secs);
+            progress(&r);
+            out.push(r);
+            for part in ["fixed", "ripple", "nines"] {
+                let idx: Vec<usize> = (0..set.len()).filter(|&i| set[i].1 == part).collect();
+                let refs: Vec<&Operands> = idx.iter().map(|&i| &qs[i]).collect();
+                let e: Vec<bool> = idx.iter().map(|&i| exact[i]).collect();
+                let g: Vec<usize> = idx.iter().map(|&i| right[i]).collect();
+                let r = summarise(n, &format!("stress:{part}"), &refs, &e, &g, secs);
+                progress(&r);
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// The report as a table for people.
+pub fn table_header() -> String {
+    format!(
+        "{:>7}  {:<14}{:>6}  {:>8}  {:>17}  {:>10}  {:>7}",
+        "length", "set", "n", "exact", "95% CI", "per-digit", "secs"
+    )
+}
+
+pub fn table_row(r: &LengthResult) -> String {
+    format!(
+        "{:>7}  {:<14}{:>6}  {:>8.4}  [{:.4}, {:.4}]  {:>10.6}  {:>7.1}",
+        r.length, r.set, r.n, r.exact, r.exact_lo, r.exact_hi, r.digit_acc, r.secs
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn stress_sets_hold_what_they_claim() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let n = 30;
+        let set = stress_set(&mut rng, n, 20);
+        assert_eq!(set.len(), 45);
+        let ten_n = format!("1{}", "0".repeat(n));
+        let nines = "9".repeat(n);
+        for (q, part) in &set {
+            assert_eq!(q.len(), n);
+            let s = super::super::format::to_decimal(&q.sum());
+            match *part {
+                "ripple" => assert_eq!(s, ten_n),
+                "nines" => assert_eq!(s, nines),
+                _ => {}
+            }
+        }
+        assert_eq!(set[0].0.question(), format!("{nines}+1"));
+        assert_eq!(set[4].0.question(), format!("5{0}+5{0}", "0".repeat(n - 1)));
+    }
+
+    #[test]
+    fn wilson_interval_brackets_the_rate() {
+        let (lo, hi) = wilson(245, 245);
+        assert!((lo - 0.9846).abs() < 1e-3 && hi == 1.0, "{lo}");
+        let (lo, hi) = wilson(50, 100);
+        assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3);
+        assert_eq!(wilson(0, 0), (0.0, 1.0));
+    }
+}

@@ -1,0 +1,253 @@
+//! Length generalisation: a transformer that trains on additions of 1..N digits and answers
+//! additions of many times that length (issue 8).
+//!
+//! The model (`nn::transformer`) sees positions only through a relative bias over coupled
+//! positions (`format`), so nothing it learns is tied to how long the numbers were in training.
+//! This module owns the run configuration and directory, the two-core engine (`engine`), the
+//! training loop (`train`) and the evaluation by length with carry-stress sets (`eval`).
+//!
+//! A run directory holds `config.json` (a `LengthGenRunConfig`, recognised by its `lengthgen`
+//! section), `weights.safetensors` (PyTorch reference names, with a checksum), and
+//! `history.csv` / `history.json` (one row per evaluation during training).
+
+pub mod engine;
+pub mod eval;
+pub mod format;
+pub mod train;
+
+use crate::nn::transformer::{Transformer, TransformerConfig};
+use crate::rundir::{self, file_err, RunError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How questions are written for the model.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Operands zero-padded to equal length, most significant first; the sum least significant
+    /// first; position coupling (see `format`).
+    #[default]
+    Coupled,
+}
+
+/// Training settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LengthGenTrain {
+    /// Each operand's length is uniform in `min_digits..=max_digits`.
+    pub min_digits: usize,
+    pub max_digits: usize,
+    pub batch_size: usize,
+    /// Optimiser steps; the learning-rate schedule spans them. 0: schedule by `max_seconds`
+    /// instead (as the PyTorch references do; not reproducible bit for bit).
+    pub steps: usize,
+    /// Stop after this many seconds of training even if steps remain.
+    pub max_seconds: Option<f64>,
+    pub lr: f64,
+    /// Fraction of the run spent warming the learning rate up linearly.
+    pub warmup: f64,
+    /// The cosine decays to `lr * min_lr_fraction`.
+    pub min_lr_fraction: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    /// Worker threads (0: one per core). Results are bit-identical for a given count.
+    pub threads: usize,
+    /// Evaluate (greedy, fresh questions) every this many steps.
+    pub eval_every: usize,
+    /// Operand lengths of the evaluations during training.
+    pub eval_lengths: Vec<usize>,
+    /// Questions per length in those evaluations.
+    pub eval_count: usize,
+}
+
+impl Default for LengthGenTrain {
+    fn default() -> Self {
+        LengthGenTrain {
+            min_digits: 1,
+            max_digits: 20,
+            batch_size: 256,
+            steps: 6000,
+            max_seconds: None,
+            lr: 1e-3,
+            warmup: 0.02,
+            min_lr_fraction: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            weight_decay: 0.0,
+            clip_norm: 1.0,
+            threads: 0,
+            eval_every: 500,
+            eval_lengths: vec![10, 20, 50, 100],
+            eval_count: 50,
+        }
+    }
+}
+
+/// The `lengthgen` section of a run's config.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LengthGenConfig {
+    pub format: Format,
+    pub model: TransformerConfig,
+    pub train: LengthGenTrain,
+}
+
+/// A length-generalisation run's whole config, saved as `config.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LengthGenRunConfig {
+    pub format_version: u32,
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub lengthgen: LengthGenConfig,
+}
+
+impl Default for LengthGenRunConfig {
+    fn default() -> Self {
+        LengthGenRunConfig {
+            format_version: crate::config::FORMAT_VERSION,
+            name: "length-generalisation".into(),
+            description: "train on 1..20-digit addition, answer 100..1000 digits: a 1-layer transformer with coupled positions and a relative bias".into(),
+            seed: 1337,
+            lengthgen: LengthGenConfig::default(),
+        }
+    }
+}
+
+impl LengthGenRunConfig {
+    /// Checks that the config can run; the model it describes.
+    pub fn build(&self) -> Result<Transformer, String> {
+        if self.format_version > crate::config::FORMAT_VERSION {
+            return Err(format!(
+                "config format version {} is newer than this seqcalc understands ({}); upgrade seqcalc",
+                self.format_version,
+                crate::config::FORMAT_VERSION
+            ));
+        }
+        let t = &self.lengthgen.train;
+        if t.min_digits == 0 || t.min_digits > t.max_digits || t.max_digits > 1000 {
+            return Err(format!(
+                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
+                t.min_digits, t.max_digits
+            ));
+        }
+        if t.batch_size == 0 || t.batch_size > 1 << 16 {
+            return Err("batch_size must be in 1..=65536".into());
+        }
+        if t.steps == 0 && t.max_seconds.is_none() {
+            return Err("give a budget: steps > 0 or max_seconds".into());
+        }
+        if let Some(s) = t.max_seconds {
+            if !(s > 0.0 && s.is_finite()) {
+                return Err(format!("max_seconds {s} must be positive"));
+            }
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(format!("learning rate {} must be positive", t.lr));
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err("beta1 and beta2 must be in [0, 1)".into());
+        }
+        if !(0.0..1.0).contains(&t.warmup) || !(0.0..=1.0).contains(&t.min_lr_fraction) {
+            return Err("warmup must be in [0, 1) and min_lr_fraction in [0, 1]".into());
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return Err("weight_decay must be >= 0".into());
+        }
+        if t.clip_norm.is_nan() || t.clip_norm <= 0.0 {
+            return Err("clip_norm must be positive".into());
+        }
+        if t.eval_every == 0 {
+            return Err("eval_every must be at least 1".into());
+        }
+        if t.eval_lengths
+            .iter()
+            .any(|&l| l == 0 || l > format::MAX_DIGITS)
+        {
+            return Err(format!(
+                "eval_lengths must be in 1..={}",
+                format::MAX_DIGITS
+            ));
+        }
+        Transformer::new(&self.lengthgen.model, format::VOCAB, format::SEGMENTS)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn parse(text: &str) -> Result<LengthGenRunConfig, String> {
+        if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON config: {e}"))
+        } else {
+            toml::from_str(text).map_err(|e| format!("invalid TOML config: {}", e.message()))
+        }
+    }
+}
+
+/// Whether `dir` holds a length-generalisation run.
+pub fn is_run(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(rundir::CONFIG))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("lengthgen").is_some())
+}
+
+/// A trained model read back from its run directory.
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub cfg: LengthGenRunConfig,
+    pub model: Transformer,
+    pub params: Vec<f32>,
+}
+
+/// Reads `dir/config.json` and `dir/weights.safetensors`.
+pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
+    if !dir.exists() {
+        return Err(file_err(dir, "no such run directory"));
+    }
+    if !dir.is_dir() {
+        return Err(file_err(dir, "is a file, not a run directory"));
+    }
+    let path = dir.join(rundir::CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let cfg: LengthGenRunConfig = serde_json::from_str(&text)
+        .map_err(|e| file_err(&path, format!("not a valid config: {e}")))?;
+    let model = cfg.build().map_err(|e| file_err(&path, e))?;
+    let params = rundir::load_flat(dir, &model.layout)?;
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        cfg,
+        model,
+        params,
+    })
+}
+
+/// Writes `dir/config.json` atomically.
+pub fn save_config(dir: &Path, cfg: &LengthGenRunConfig) -> Result<(), RunError> {
+    let path = dir.join(rundir::CONFIG);
+    crate::fsutil::write_atomic(
+        &path,
+        serde_json::to_string_pretty(cfg)
+            .expect("config serialises")
+            .as_bytes(),
+    )
+    .map_err(RunError::Write)
+}
+
+/// The built-in experiment's config (`quick`: a tiny version that runs in seconds).
+pub fn experiment_config(quick: bool) -> LengthGenRunConfig {
+    let mut c = LengthGenRunConfig::default();
+    if quick {
+        c.name = "length-generalisation-quick".into();
+        let m = &mut c.lengthgen.model;
+        (m.dim, m.heads, m.ffn) = (32, 2, 64);
+        let t = &mut c.lengthgen.train;
+        (t.max_digits, t.batch_size, t.steps, t.eval_every) = (3, 32, 40, 20);
+        (t.eval_lengths, t.eval_count) = (vec![3, 6], 10);
+    }
+    c
+}

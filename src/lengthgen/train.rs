@@ -1,0 +1,398 @@
+//! The training loop: length-bucketed batches of fresh additions (every question in a batch
+//! has the same padded length, so no padding is wasted), AdamW with warm-up and cosine decay,
+//! global-norm clipping, greedy evaluations at longer lengths along the way.
+
+use super::engine::{check_answer, Engine};
+use super::format::{self, Operands};
+use super::{save_config, LengthGenRunConfig};
+use crate::fsutil::write_atomic;
+use crate::optim::{warmup_cosine, AdamW};
+use crate::rundir::{self, RunError, RunLock};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// One evaluation during training.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalRecord {
+    pub step: usize,
+    pub examples: u64,
+    /// Tokens the model read in training so far.
+    pub tokens: u64,
+    pub train_secs: f64,
+    pub lr: f64,
+    /// Exponential moving average of the training loss (per scored token).
+    pub loss: f64,
+    /// (operand length, exact-match fraction) of greedy answers to fresh questions.
+    pub exact: Vec<(usize, f64)>,
+}
+
+/// What a training run did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    pub steps: usize,
+    pub train_secs: f64,
+    pub tokens: u64,
+    pub history: Vec<EvalRecord>,
+    /// Steps skipped because the gradient was not finite.
+    pub skipped_steps: usize,
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    pub fn tokens_per_sec(&self) -> f64 {
+        self.tokens as f64 / self.train_secs.max(1e-9)
+    }
+}
+
+/// A uniform random operand of exactly `len` digits (leading digit non-zero), least
+/// significant first, zero-padded to `l`.
+pub fn random_operand(rng: &mut impl Rng, len: usize, l: usize) -> Vec<u8> {
+    let mut d: Vec<u8> = (0..l).map(|_| 0).collect();
+    for (k, x) in d.iter_mut().enumerate().take(len) {
+        *x = if k + 1 == len {
+            rng.random_range(1..10)
+        } else {
+            rng.random_range(0..10)
+        };
+    }
+    d
+}
+
+/// One length bucket: the padded length `L` with the probability it has when both operand
+/// lengths are uniform in `lo..=hi` independently, then `n` pairs of lengths uniform among those
+/// whose longer one is `L`. Each question's lengths are thus exactly "both uniform in lo..=hi",
+/// while every question in the bucket shares `L`.
+pub fn sample_bucket(rng: &mut impl Rng, lo: usize, hi: usize, n: usize) -> (usize, Vec<Operands>) {
+    let span = hi - lo + 1;
+    let mut u = rng.random_range(0..span * span);
+    let mut l = lo;
+    // Pairs whose longer operand is L: 2 (L - lo) + 1.
+    while u > 2 * (l - lo) {
+        u -= 2 * (l - lo) + 1;
+        l += 1;
+    }
+    let qs = (0..n)
+        .map(|_| {
+            let k = l - lo;
+            let u = rng.random_range(0..2 * k + 1);
+            let (la, lb) = if u <= k {
+                (l, lo + u)
+            } else {
+                (lo + u - k - 1, l)
+            };
+            Operands {
+                a: random_operand(rng, la, l),
+                b: random_operand(rng, lb, l),
+            }
+        })
+        .collect();
+    (l, qs)
+}
+
+/// Questions whose operands both have exactly `len` digits.
+pub fn random_questions(rng: &mut impl Rng, len: usize, count: usize) -> Vec<Operands> {
+    (0..count)
+        .map(|_| Operands {
+            a: random_operand(rng, len, len),
+            b: random_operand(rng, len, len),
+        })
+        .collect()
+}
+
+fn history_csv(h: &[EvalRecord]) -> String {
+    let mut s = String::from("step,examples,tokens,train_secs,lr,loss");
+    if let Some(r) = h.first() {
+        for (l, _) in &r.exact {
+            s.push_str(&format!(",exact_{l}"));
+        }
+    }
+    s.push('\n');
+    for r in h {
+        s.push_str(&format!(
+            "{},{},{},{:.2},{:.3e},{:.6}",
+            r.step, r.examples, r.tokens, r.train_secs, r.lr, r.loss
+        ));
+        for (_, e) in &r.exact {
+            s.push_str(&format!(",{e:.4}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Trains the run described by `cfg` into `dir` (created if needed); `log` receives progress
+/// lines. Stops early when `interrupted` is set (Ctrl-C), keeping the weights so far.
+pub fn train(
+    cfg: &LengthGenRunConfig,
+    dir: &Path,
+    interrupted: &AtomicBool,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Engine, Vec<f32>, Outcome), RunError> {
+    let model = cfg.build().map_err(RunError::Config)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| rundir::file_err(dir, format!("could not create the run directory: {e}")))?;
+    let _lock = RunLock::acquire(dir)?;
+    save_config(dir, cfg)?;
+    let t = &cfg.lengthgen.train;
+    let threads = if t.threads == 0 {
+        crate::model::default_threads()
+    } else {
+        t.threads
+    };
+    log(&format!(
+        "model: {} layer(s), d {}, {} heads, FFN {}: {} parameters; {} thread(s)",
+        model.cfg.layers,
+        model.cfg.dim,
+        model.cfg.heads,
+        model.cfg.ffn,
+        model.param_count(),
+        threads
+    ));
+    let mut params: Vec<f32> = model.init_params(cfg.seed);
+    let decay = model.decay_ranges();
+    let mut opt = AdamW::new(
+        params.len(),
+        t.beta1,
+        t.beta2,
+        t.weight_decay,
+        Some(t.clip_norm),
+    );
+    let mut engine = Engine::new(model, threads);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_e7a1);
+    let eval_sets: Vec<(usize, Vec<Operands>)> = t
+        .eval_lengths
+        .iter()
+        .map(|&l| (l, random_questions(&mut eval_rng, l, t.eval_count)))
+        .collect();
+    let mut out = Outcome {
+        steps: 0,
+        train_secs: 0.0,
+        tokens: 0,
+        history: Vec::new(),
+        skipped_steps: 0,
+        interrupted: false,
+    };
+    let mut loss_ema: Option<f64> = None;
+    let mut examples = 0u64;
+    let mut seqs: Vec<u8> = Vec::new();
+    let evaluate = |engine: &mut Engine,
+                    params: &[f32],
+                    out: &mut Outcome,
+                    lr: f64,
+                    loss: f64,
+                    examples: u64,
+                    log: &mut dyn FnMut(&str)|
+     -> Result<(), RunError> {
+        let exact: Vec<(usize, f64)> = eval_sets
+            .iter()
+            .map(|(l, qs)| {
+                let gen = engine.greedy(params, qs);
+                let right = qs
+                    .iter()
+                    .zip(&gen)
+                    .filter(|(q, g)| check_answer(q, g).0)
+                    .count();
+                (*l, right as f64 / qs.len().max(1) as f64)
+            })
+            .collect();
+        let shown: Vec<String> = exact.iter().map(|(l, e)| format!("{l}:{:.3}", e)).collect();
+        log(&format!(
+            "step {:>6}  {:>7.1}s  lr {:.2e}  loss {:.4}  exact by length {}",
+            out.steps,
+            out.train_secs,
+            lr,
+            loss,
+            shown.join(" ")
+        ));
+        out.history.push(EvalRecord {
+            step: out.steps,
+            examples,
+            tokens: out.tokens,
+            train_secs: out.train_secs,
+            lr,
+            loss,
+            exact,
+        });
+        rundir::save_flat(dir, &engine.model.layout, params)?;
+        write_atomic(
+            &dir.join("history.csv"),
+            history_csv(&out.history).as_bytes(),
+        )
+        .map_err(RunError::Write)?;
+        write_atomic(
+            &dir.join("history.json"),
+            serde_json::to_string_pretty(&out.history)
+                .expect("history serialises")
+                .as_bytes(),
+        )
+        .map_err(RunError::Write)
+    };
+    let mut lr = 0.0;
+    loop {
+        let progress = if t.steps > 0 {
+            out.steps as f64 / t.steps as f64
+        } else {
+            out.train_secs / t.max_seconds.unwrap_or(1.0)
+        };
+        let time_up = t.max_seconds.is_some_and(|s| out.train_secs >= s);
+        if (t.steps > 0 && out.steps >= t.steps) || time_up {
+            break;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            out.interrupted = true;
+            log("interrupted: keeping the weights so far");
+            break;
+        }
+        if out.steps.is_multiple_of(t.eval_every) && out.steps > 0 {
+            evaluate(
+                &mut engine,
+                &params,
+                &mut out,
+                lr,
+                loss_ema.unwrap_or(f64::NAN),
+                examples,
+                log,
+            )?;
+        }
+        let t0 = Instant::now();
+        lr = warmup_cosine(progress, t.lr, t.warmup, t.min_lr_fraction);
+        let (l, qs) = sample_bucket(&mut rng, t.min_digits, t.max_digits, t.batch_size);
+        seqs.clear();
+        for q in &qs {
+            seqs.extend(format::tokens(q, &q.sum()));
+        }
+        let st = engine.train_step(&params, l, qs.len(), &seqs);
+        if opt.step(&mut params, &engine.grad, lr, &decay).is_err() {
+            out.skipped_steps += 1;
+            if out.skipped_steps > 20 {
+                return Err(RunError::Config(
+                    "training diverged: more than 20 steps with non-finite gradients; lower the learning rate".into(),
+                ));
+            }
+        }
+        let loss = st.loss_sum / st.tokens.max(1) as f64;
+        loss_ema = Some(match loss_ema {
+            None => loss,
+            Some(e) => 0.98 * e + 0.02 * loss,
+        });
+        out.steps += 1;
+        examples += qs.len() as u64;
+        out.tokens += (qs.len() * (3 * l + 4)) as u64;
+        out.train_secs += t0.elapsed().as_secs_f64();
+    }
+    evaluate(
+        &mut engine,
+        &params,
+        &mut out,
+        lr,
+        loss_ema.unwrap_or(f64::NAN),
+        examples,
+        log,
+    )?;
+    Ok((engine, params, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(steps: usize, threads: usize) -> LengthGenRunConfig {
+        let mut c = super::super::experiment_config(true);
+        let t = &mut c.lengthgen.train;
+        (t.steps, t.threads, t.batch_size, t.lr, t.eval_every) = (steps, threads, 64, 3e-3, 1000);
+        (t.eval_lengths, t.eval_count) = (vec![3], 5);
+        c
+    }
+
+    #[test]
+    fn same_seed_and_threads_give_the_same_bits() {
+        let run = |threads| {
+            let dir = tempfile::tempdir().unwrap();
+            let stop = AtomicBool::new(false);
+            let (_, p, out) = train(&tiny(12, threads), dir.path(), &stop, &mut |_| {}).unwrap();
+            assert_eq!(out.steps, 12);
+            let saved = rundir::load_flat(
+                dir.path(),
+                &super::super::load_run(dir.path()).unwrap().model.layout,
+            )
+            .unwrap();
+            assert_eq!(saved, p, "the saved weights are the final ones");
+            p
+        };
+        let a = run(2);
+        assert_eq!(run(2), a);
+        // Another thread count sums gradients in another order: close, not necessarily equal.
+        let b = run(1);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "{diff}");
+    }
+
+    #[test]
+    fn a_small_model_learns_addition_and_answers_longer_operands() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut cfg = tiny(1500, 2);
+        cfg.lengthgen.train.eval_every = 250;
+        cfg.lengthgen.train.eval_lengths = vec![3, 6];
+        cfg.lengthgen.model.dim = 48;
+        cfg.lengthgen.model.heads = 2;
+        cfg.lengthgen.model.ffn = 128;
+        let mut lines = Vec::new();
+        let (mut engine, p, out) =
+            train(&cfg, dir.path(), &stop, &mut |l| lines.push(l.to_string())).unwrap();
+        let last_loss = out.history.last().unwrap().loss;
+        assert!(last_loss < 0.1, "loss {last_loss}: {lines:?}");
+        let mut rng = ChaCha8Rng::seed_from_u64(99);
+        let mut rate = |engine: &mut Engine, len| {
+            let qs = random_questions(&mut rng, len, 200);
+            let g = engine.greedy(&p, &qs);
+            qs.iter()
+                .zip(&g)
+                .filter(|(q, g)| check_answer(q, g).0)
+                .count() as f64
+                / 200.0
+        };
+        let in_dist = rate(&mut engine, 3);
+        let longer = rate(&mut engine, 6);
+        eprintln!(
+            "exact: 3 digits {in_dist}, 6 digits {longer} ({:.1} s)",
+            out.train_secs
+        );
+        assert!(in_dist >= 0.95, "3 digits: {in_dist}");
+        assert!(longer >= 0.5, "6 digits (trained on 1..3): {longer}");
+    }
+
+    #[test]
+    fn buckets_draw_each_operand_length_uniformly() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (lo, hi) = (2, 6);
+        let mut counts = vec![vec![0usize; hi + 1]; hi + 1];
+        let mut total = 0;
+        for _ in 0..4000 {
+            let (l, qs) = sample_bucket(&mut rng, lo, hi, 8);
+            for q in qs {
+                let len = |d: &[u8]| d.iter().rposition(|&x| x != 0).map_or(0, |p| p + 1);
+                let (la, lb) = (len(&q.a), len(&q.b));
+                assert_eq!(la.max(lb), l);
+                assert!(la >= lo && lb >= lo && q.a.len() == l && q.b.len() == l);
+                counts[la][lb] += 1;
+                total += 1;
+            }
+        }
+        let ideal = total as f64 / 25.0;
+        for row in &counts[lo..=hi] {
+            for &c in &row[lo..=hi] {
+                assert!((c as f64 - ideal).abs() < 0.15 * ideal, "{c} vs {ideal}");
+            }
+        }
+    }
+}

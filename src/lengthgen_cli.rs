@@ -1,0 +1,283 @@
+//! The command line of length-generalisation runs: `experiment run length-generalisation`,
+//! and `predict` / `eval` on such a run directory (main.rs dispatches here).
+
+use anyhow::{bail, Result};
+use rand::SeedableRng;
+use seqcalc::lengthgen::engine::{check_answer, Engine};
+use seqcalc::lengthgen::eval::{evaluate_lengths, table_header, table_row, LengthResult};
+use seqcalc::lengthgen::format::{self, Operands, MAX_DIGITS};
+use seqcalc::lengthgen::{self, LengthGenRunConfig};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+/// The lengths `eval` scores by default.
+const DEFAULT_LENGTHS: [usize; 7] = [10, 20, 50, 100, 200, 500, 1000];
+
+/// Questions per length: the bar (500 up to 200 digits, 200 beyond).
+fn default_count(n: usize) -> usize {
+    if n <= 200 {
+        500
+    } else {
+        200
+    }
+}
+
+/// Whether a config file's text is a length-generalisation config (it has a `lengthgen`
+/// section).
+pub fn is_lengthgen_config(text: &str) -> bool {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .is_some_and(|v| v.get("lengthgen").is_some())
+    } else {
+        toml::from_str::<toml::Table>(text)
+            .ok()
+            .is_some_and(|t| t.contains_key("lengthgen"))
+    }
+}
+
+/// `train --config` with a length-generalisation config: trains and saves, no final grid.
+pub fn train_only(cfg: &LengthGenRunConfig, dir: &Path, interrupted: &AtomicBool) -> Result<()> {
+    if dir.join(seqcalc::rundir::CONFIG).exists() && !lengthgen::is_run(dir) {
+        bail!(
+            "{}: holds another kind of run; pass --name or --runs-dir to write elsewhere",
+            dir.display()
+        );
+    }
+    let (_, _, outcome) = lengthgen::train::train(cfg, dir, interrupted, &mut |l| println!("{l}"))?;
+    println!(
+        "trained {} steps in {:.1} s: {:.0} tokens/s; saved to {} (seqcalc eval --model {} --stress)",
+        outcome.steps,
+        outcome.train_secs,
+        outcome.tokens_per_sec(),
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Trains, evaluates by length with the stress sets, and returns the verdict line.
+pub fn run_experiment(
+    cfg: &LengthGenRunConfig,
+    dir: &Path,
+    quick: bool,
+    interrupted: &AtomicBool,
+) -> Result<String> {
+    if dir.join(seqcalc::rundir::CONFIG).exists() && !lengthgen::is_run(dir) {
+        bail!(
+            "{}: holds another kind of run; pass --runs-dir to write elsewhere",
+            dir.display()
+        );
+    }
+    let t = &cfg.lengthgen.train;
+    println!(
+        "training on operands of {}..={} digits, batch {}, {} steps{}",
+        t.min_digits,
+        t.max_digits,
+        t.batch_size,
+        t.steps,
+        t.max_seconds
+            .map_or(String::new(), |s| format!(", at most {s} s"))
+    );
+    let (mut engine, params, outcome) =
+        lengthgen::train::train(cfg, dir, interrupted, &mut |l| println!("{l}"))?;
+    println!(
+        "trained {} steps in {:.1} s: {:.0} tokens/s{}",
+        outcome.steps,
+        outcome.train_secs,
+        outcome.tokens_per_sec(),
+        if outcome.skipped_steps > 0 {
+            format!(
+                " ({} steps skipped: non-finite gradient)",
+                outcome.skipped_steps
+            )
+        } else {
+            String::new()
+        }
+    );
+    let (lengths, count): (Vec<usize>, Box<dyn Fn(usize) -> usize>) = if quick {
+        (vec![3, 6, 12], Box::new(|_| 20))
+    } else {
+        (vec![20, 100, 200, 500, 1000], Box::new(default_count))
+    };
+    println!("\n{}", table_header());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let results = evaluate_lengths(
+        &mut engine,
+        &params,
+        &lengths,
+        count,
+        true,
+        &mut rng,
+        &mut |r| println!("{}", table_row(r)),
+    );
+    let bar_lengths: &[usize] = if quick {
+        &[6, 12]
+    } else {
+        &[100, 200, 500, 1000]
+    };
+    let worst = results
+        .iter()
+        .filter(|r| bar_lengths.contains(&r.length) && (r.set == "random" || r.set == "stress"))
+        .map(|r| r.exact)
+        .fold(1.0f64, f64::min);
+    println!(
+        "Saved to {}: try `seqcalc predict --model {} \"{}+1\"`",
+        dir.display(),
+        dir.display(),
+        "9".repeat(30)
+    );
+    let ok = if worst >= 0.99 { "✓" } else { "✗" };
+    Ok(format!(
+        "{}: lowest exact match at {:?} digits (random and stress) {worst:.4}, the bar is 0.99 {ok}",
+        cfg.name, bar_lengths
+    ))
+}
+
+/// `eval` on a length-generalisation run.
+pub fn eval(
+    dir: &Path,
+    n: Option<usize>,
+    lengths: Option<Vec<usize>>,
+    stress: bool,
+    seed: u64,
+    threads: Option<usize>,
+    json: bool,
+) -> Result<ExitCode> {
+    let run = lengthgen::load_run(dir)?;
+    let lengths = lengths.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec());
+    if let Some(&bad) = lengths.iter().find(|&&l| l == 0 || l > MAX_DIGITS) {
+        bail!("--lengths: {bad} is not in 1..={MAX_DIGITS}");
+    }
+    let threads = threads.unwrap_or_else(seqcalc::model::default_threads);
+    let mut engine = Engine::new(run.model.clone(), threads);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    if !json {
+        println!(
+            "{}: trained on {}..={} digits; greedy decoding, fresh questions (seed {seed})",
+            dir.display(),
+            run.cfg.lengthgen.train.min_digits,
+            run.cfg.lengthgen.train.max_digits
+        );
+        println!("{}", table_header());
+    }
+    let results: Vec<LengthResult> = evaluate_lengths(
+        &mut engine,
+        &run.params,
+        &lengths,
+        |l| n.unwrap_or_else(|| default_count(l)),
+        stress,
+        &mut rng,
+        &mut |r| {
+            if !json {
+                println!("{}", table_row(r));
+            }
+        },
+    );
+    if json {
+        let v = serde_json::json!({
+            "model": dir.display().to_string(),
+            "seed": seed,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `predict` on a length-generalisation run: one answer per question, exit code 1 when any
+/// question could not be asked.
+pub fn predict(
+    dir: &Path,
+    questions: &[String],
+    jsonl: bool,
+    threads: Option<usize>,
+) -> Result<ExitCode> {
+    let run = lengthgen::load_run(dir)?;
+    let mut engine = Engine::new(run.model.clone(), threads.unwrap_or(1));
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    // Answers every parsable question of a batch at once.
+    let mut answer = |lines: &[(String, Result<Operands, String>)],
+                      out: &mut std::io::StdoutLock,
+                      failed: &mut bool|
+     -> Result<()> {
+        let ok: Vec<Operands> = lines
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().cloned())
+            .collect();
+        let mut gen = engine.greedy(&run.params, &ok).into_iter();
+        let mut ops = ok.iter();
+        for (q, r) in lines {
+            match r {
+                Ok(_) => {
+                    let (g, o) = (
+                        gen.next().expect("one answer each"),
+                        ops.next().expect("one each"),
+                    );
+                    let l = o.len();
+                    let answer = format::to_decimal(&g[..=l]);
+                    let (exact, _) = check_answer(o, &g);
+                    if jsonl {
+                        let v = serde_json::json!({"input": q, "output": answer, "correct": exact});
+                        writeln!(out, "{v}")?;
+                    } else {
+                        let mark = if exact { "✓" } else { "✗" };
+                        writeln!(out, "{} = {answer}  {mark}", q.trim())?;
+                    }
+                }
+                Err(e) => {
+                    *failed = true;
+                    if jsonl {
+                        writeln!(out, "{}", serde_json::json!({"input": q, "error": e}))?;
+                    } else {
+                        eprintln!("error: {q:?}: {e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    if jsonl {
+        if !questions.is_empty() {
+            bail!("--jsonl reads questions from stdin; do not also pass them as arguments");
+        }
+        let mut batch = Vec::new();
+        let mut digits = 0usize;
+        for line in std::io::stdin().lock().split(b'\n') {
+            let line = line?;
+            let r = match std::str::from_utf8(&line) {
+                Ok(t) => format::parse_question(t.trim_end_matches('\r')),
+                Err(_) => Err("line is not valid UTF-8".to_string()),
+            };
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            digits += text.len();
+            batch.push((text, r));
+            if batch.len() >= 256 || digits >= 1 << 20 {
+                answer(&batch, &mut out, &mut failed)?;
+                batch.clear();
+                digits = 0;
+            }
+        }
+        answer(&batch, &mut out, &mut failed)?;
+    } else {
+        if questions.is_empty() {
+            bail!("no questions given; pass them as arguments (seqcalc predict --model DIR \"123+4567\") or use --jsonl with stdin");
+        }
+        let batch: Vec<(String, Result<Operands, String>)> = questions
+            .iter()
+            .map(|q| (q.clone(), format::parse_question(q)))
+            .collect();
+        answer(&batch, &mut out, &mut failed)?;
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,239 @@
+//! Gated GELU feed-forward (GEGLU, Shazeer 2020), the transformer block's position-wise MLP.
+//!
+//! ```text
+//! [g | u] = x @ w_in^T            x: [N, D], w_in: [2F, D] (gate rows first), g, u: [N, F]
+//! a       = gelu(g) * u           gelu(z) = z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))
+//! y       = a @ w_out^T           w_out: [D, F], y: [N, D]
+//! ```
+//! Backward: `dw_out += dy^T @ a`, `da = dy @ w_out`, `dg = da u gelu'(g)`, `du = da gelu(g)`,
+//! `dw_in += [dg | du]^T @ x`, `dx += [dg | du] @ w_in`. (PyTorch's `F.gelu` defaults to the erf
+//! form; the tanh form differs by < 1e-3 and needs no erf.)
+
+use super::gemm::{gemm, Op};
+use super::params::{ParamLayout, ParamRef};
+use super::Real;
+
+/// The feed-forward layer's handles.
+#[derive(Clone, Debug)]
+pub struct GatedFfn {
+    pub dim: usize,
+    pub hidden: usize,
+    pub w_in: ParamRef,
+    pub w_out: ParamRef,
+}
+
+/// Activations kept for backward, and backward scratch; grows on demand.
+#[derive(Clone, Debug, Default)]
+pub struct FfnCache<R> {
+    /// `[N, 2F]`: gate then up projections.
+    ug: Vec<R>,
+    /// `[N, F]`: gelu(g) * u.
+    act: Vec<R>,
+    /// `[N, F]` then `[N, 2F]` backward scratch.
+    dact: Vec<R>,
+    dug: Vec<R>,
+}
+
+pub(crate) fn grow<R: Real>(v: &mut Vec<R>, n: usize) {
+    if v.len() < n {
+        v.resize(n, R::ZERO);
+    }
+}
+
+const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
+const GELU_C: f64 = 0.044_715;
+
+/// gelu(z) and gelu'(z), tanh form.
+#[inline(always)]
+pub fn gelu_and_grad<R: Real>(z: R) -> (R, R) {
+    let half = R::from_f64(0.5);
+    let k = R::from_f64(GELU_K);
+    let c = R::from_f64(GELU_C);
+    let z2 = z * z;
+    let t = (k * (z + c * z2 * z)).tanh_fast();
+    let val = half * z * (R::ONE + t);
+    let grad = half * (R::ONE + t)
+        + half * z * (R::ONE - t * t) * k * (R::ONE + R::from_f64(3.0) * c * z2);
+    (val, grad)
+}
+
+impl GatedFfn {
+    /// Registers `{prefix}.w_in.weight` `[2F, D]` and `{prefix}.w_out.weight` `[D, F]`.
+    pub fn new(layout: &mut ParamLayout, prefix: &str, dim: usize, hidden: usize) -> GatedFfn {
+        let w_in = layout.add(format!("{prefix}.w_in.weight"), &[2 * hidden, dim]);
+        let w_out = layout.add(format!("{prefix}.w_out.weight"), &[dim, hidden]);
+        GatedFfn {
+            dim,
+            hidden,
+            w_in,
+            w_out,
+        }
+    }
+
+    /// `y [N, D]` (overwritten) from `x [N, D]`.
+    pub fn forward<R: Real>(&self, p: &[R], x: &[R], n: usize, c: &mut FfnCache<R>, y: &mut [R]) {
+        let (d, f) = (self.dim, self.hidden);
+        grow(&mut c.ug, n * 2 * f);
+        grow(&mut c.act, n * f);
+        let w_in = self.w_in.of(p);
+        gemm(
+            n,
+            d,
+            2 * f,
+            R::ONE,
+            x,
+            Op::N,
+            w_in,
+            Op::T,
+            R::ZERO,
+            &mut c.ug,
+        );
+        for (ug, a) in c.ug[..n * 2 * f]
+            .chunks_exact(2 * f)
+            .zip(c.act[..n * f].chunks_exact_mut(f))
+        {
+            let (g, u) = ug.split_at(f);
+            for k in 0..f {
+                a[k] = gelu_and_grad(g[k]).0 * u[k];
+            }
+        }
+        let w_out = self.w_out.of(p);
+        gemm(n, f, d, R::ONE, &c.act, Op::N, w_out, Op::T, R::ZERO, y);
+    }
+
+    /// Adds weight gradients into `grad` and `dx [N, D]` into `dx` (accumulates).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<R: Real>(
+        &self,
+        p: &[R],
+        x: &[R],
+        dy: &[R],
+        n: usize,
+        c: &mut FfnCache<R>,
+        grad: &mut [R],
+        dx: &mut [R],
+    ) {
+        let (d, f) = (self.dim, self.hidden);
+        grow(&mut c.dact, n * f);
+        grow(&mut c.dug, n * 2 * f);
+        gemm(
+            d,
+            n,
+            f,
+            R::ONE,
+            dy,
+            Op::T,
+            &c.act,
+            Op::N,
+            R::ONE,
+            self.w_out.of_mut(grad),
+        );
+        gemm(
+            n,
+            d,
+            f,
+            R::ONE,
+            dy,
+            Op::N,
+            self.w_out.of(p),
+            Op::N,
+            R::ZERO,
+            &mut c.dact,
+        );
+        for ((ug, da), dug) in c.ug[..n * 2 * f]
+            .chunks_exact(2 * f)
+            .zip(c.dact[..n * f].chunks_exact(f))
+            .zip(c.dug[..n * 2 * f].chunks_exact_mut(2 * f))
+        {
+            let (g, u) = ug.split_at(f);
+            let (dg, du) = dug.split_at_mut(f);
+            for k in 0..f {
+                let (gv, gd) = gelu_and_grad(g[k]);
+                dg[k] = da[k] * u[k] * gd;
+                du[k] = da[k] * gv;
+            }
+        }
+        gemm(
+            2 * f,
+            n,
+            d,
+            R::ONE,
+            &c.dug,
+            Op::T,
+            x,
+            Op::N,
+            R::ONE,
+            self.w_in.of_mut(grad),
+        );
+        gemm(
+            n,
+            2 * f,
+            d,
+            R::ONE,
+            &c.dug,
+            Op::N,
+            self.w_in.of(p),
+            Op::N,
+            R::ONE,
+            dx,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn gelu_matches_its_erf_definition_closely() {
+        // Reference values of x * Phi(x) (erf form).
+        for (x, want) in [
+            (-3.0f64, -0.004_049_6),
+            (-1.0, -0.158_655_3),
+            (0.5, 0.345_731_4),
+            (2.0, 1.954_5),
+        ] {
+            let got = gelu_and_grad(x).0;
+            assert!(
+                (got - want).abs() < 1e-3,
+                "gelu({x}) = {got}, erf form {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn ffn_gradients_match_finite_differences() {
+        let mut layout = ParamLayout::default();
+        let ffn = GatedFfn::new(&mut layout, "blocks.0", 4, 6);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let p: Vec<f64> = (0..layout.total)
+            .map(|_| rng.random_range(-0.7..0.7))
+            .collect();
+        let n = 3;
+        let x: Vec<f64> = (0..n * 4).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let w: Vec<f64> = (0..n * 4).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let loss = |pp: &[f64], xx: &[f64]| {
+            let mut y = vec![0.0; n * 4];
+            ffn.forward(pp, xx, n, &mut FfnCache::default(), &mut y);
+            y.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let mut c = FfnCache::default();
+        let mut y = vec![0.0; n * 4];
+        ffn.forward(&p, &x, n, &mut c, &mut y);
+        let mut grad = vec![0.0; p.len()];
+        let mut dx = vec![0.0; x.len()];
+        ffn.backward(&p, &x, &w, n, &mut c, &mut grad, &mut dx);
+        let all = |len| gradcheck::sample_indices(len, 1);
+        gradcheck::check(
+            &p,
+            &grad,
+            &all(p.len()),
+            1e-6,
+            |pp| loss(pp, &x),
+            "ffn weights",
+        );
+        gradcheck::check(&x, &dx, &all(x.len()), 1e-6, |xx| loss(&p, xx), "ffn input");
+    }
+}

@@ -1,0 +1,597 @@
+//! Multi-head causal self-attention with a learned relative bias over coupled positions and
+//! length-scaled logits: the one place a length-generalising transformer sees positions.
+//!
+//! Shapes: `N` sequences of `T` tokens, `D` model width, `H` heads of `Dh = D / H`; only the
+//! queries of rows `q_from..T` are computed (`Tq = T - q_from`: the rows whose outputs are
+//! scored), keys and values cover every row.
+//!
+//! ```text
+//! [q | k | v] = h @ qkv^T                              h: [N*T, D], qkv.weight: [3D, D]
+//! pre[i,j]    = q_i·k_j / sqrt(Dh) + bias[head, bucket(pos_i, pos_j)]      j <= i (causal)
+//! s[i,j]      = pre[i,j] * c[head] * ln(i + 1)         i + 1 keys: Scalable-Softmax
+//! a[i,·]      = softmax_j s[i,·];   y_i = Σ_j a[i,j] v_j
+//! out         = y @ o^T                                o.weight: [D, D], out: [N*Tq, D]
+//! ```
+//! `bucket` is `clip(pos_k - pos_q, -2, 2) + 2` (0..=4), and 5 when either token has no coupled
+//! position (`NO_POSITION`: BOS, EOS). Nothing depends on absolute positions except the
+//! `ln(i + 1)` factor, which keeps the softmax as sharp over 3,000 keys as over 60 (`c` starts at
+//! `1 / ln 32`, a factor near one at training lengths).
+//!
+//! Backward, per query row: `da_j = dy_i·v_j`, `ds_j = a_j (da_j - Σ_j a_j da_j)`,
+//! `dpre_j = ds_j c ln(i+1)`, `dc += Σ_j ds_j pre_j ln(i+1)`, `dbias[bucket] += dpre_j`,
+//! `dq_i += dpre_j k_j / sqrt(Dh)`, `dk_j += dpre_j q_i / sqrt(Dh)`, `dv_j += a_j dy_i`.
+//!
+//! [`RelSelfAttention::step`] is the incremental form for decoding: one new row per sequence
+//! against a key/value cache; a test checks it against the full forward pass.
+
+use super::ffn::grow;
+use super::gemm::{gemm, Op};
+use super::params::{standard_normal, ParamLayout, ParamRef};
+use super::Real;
+use rand::Rng;
+
+/// Relative-position buckets: differences -2..=2, then "no position".
+pub const BUCKETS: usize = 6;
+/// The bucket of pairs involving a token without a coupled position.
+pub const SPECIAL_BUCKET: usize = 5;
+/// The coupled position of tokens that have none (BOS, EOS).
+pub const NO_POSITION: u32 = u32::MAX;
+
+/// The bias bucket of query position `pq` and key position `pk`.
+#[inline(always)]
+pub fn bucket(pq: u32, pk: u32) -> usize {
+    if pq == NO_POSITION || pk == NO_POSITION {
+        SPECIAL_BUCKET
+    } else {
+        ((pk as i64 - pq as i64).clamp(-2, 2) + 2) as usize
+    }
+}
+
+/// The attention layer's handles.
+#[derive(Clone, Debug)]
+pub struct RelSelfAttention {
+    pub dim: usize,
+    pub heads: usize,
+    pub qkv: ParamRef,
+    pub o: ParamRef,
+    pub bias: ParamRef,
+    pub c: ParamRef,
+}
+
+/// Activations kept for backward, and scratch; grows on demand.
+#[derive(Clone, Debug, Default)]
+pub struct MhaCache<R> {
+    /// `[N*T, 3D]`.
+    qkv: Vec<R>,
+    /// `[N, H, Tq, T]` pre-scale logits (zero above the diagonal).
+    pre: Vec<R>,
+    /// `[N, H, Tq, T]` attention weights (zero above the diagonal).
+    pub probs: Vec<R>,
+    /// `[N*Tq, D]` heads' outputs before the output projection.
+    y: Vec<R>,
+    dy: Vec<R>,
+    dqkv: Vec<R>,
+    /// Decoding scratch: one row's scores.
+    scores: Vec<R>,
+}
+
+/// Keys and values of the rows seen so far, for incremental decoding of `N` sequences.
+#[derive(Clone, Debug)]
+pub struct KvCache<R> {
+    n: usize,
+    cap: usize,
+    /// Rows filled so far (the next row's index).
+    pub len: usize,
+    /// `[N, H, cap, Dh]` each: one head's keys of one sequence are contiguous.
+    k: Vec<R>,
+    v: Vec<R>,
+    /// `[N, cap]`.
+    pos: Vec<u32>,
+}
+
+impl<R: Real> KvCache<R> {
+    /// Room for `cap` rows of `n` sequences of width `dim` (any split into heads).
+    pub fn new(n: usize, cap: usize, dim: usize) -> KvCache<R> {
+        KvCache {
+            n,
+            cap,
+            len: 0,
+            k: vec![R::ZERO; n * cap * dim],
+            v: vec![R::ZERO; n * cap * dim],
+            pos: vec![0; n * cap],
+        }
+    }
+}
+
+/// Dot product with eight independent partial sums, so the loop vectorises (a single running
+/// sum is a chain of dependent adds that the compiler may not reorder).
+#[inline(always)]
+fn dot<R: Real>(a: &[R], b: &[R]) -> R {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [R::ZERO; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ar.iter().zip(br) {
+        s += *x * *y;
+    }
+    s
+}
+
+#[inline(always)]
+fn axpy<R: Real>(alpha: R, x: &[R], y: &mut [R]) {
+    for (d, s) in y.iter_mut().zip(x) {
+        *d += alpha * *s;
+    }
+}
+
+/// Softmax of `s` in place (max-subtracted).
+#[inline(always)]
+fn softmax_in_place<R: Real>(s: &mut [R]) {
+    let mut m = s[0];
+    for &v in s.iter() {
+        if v > m {
+            m = v;
+        }
+    }
+    let mut sum = R::ZERO;
+    for v in s.iter_mut() {
+        *v = (*v - m).exp();
+        sum += *v;
+    }
+    let inv = R::ONE / sum;
+    for v in s.iter_mut() {
+        *v *= inv;
+    }
+}
+
+impl RelSelfAttention {
+    /// Registers `{prefix}.qkv.weight` `[3D, D]`, `{prefix}.o.weight` `[D, D]`,
+    /// `{prefix}.bias` `[H, 6]` and `{prefix}.c` `[H]` (the names of the PyTorch reference).
+    pub fn new(layout: &mut ParamLayout, prefix: &str, dim: usize, heads: usize) -> Self {
+        assert!(
+            heads > 0 && dim.is_multiple_of(heads),
+            "dim must divide into heads"
+        );
+        RelSelfAttention {
+            dim,
+            heads,
+            qkv: layout.add(format!("{prefix}.qkv.weight"), &[3 * dim, dim]),
+            o: layout.add(format!("{prefix}.o.weight"), &[dim, dim]),
+            bias: layout.add(format!("{prefix}.bias"), &[heads, BUCKETS]),
+            c: layout.add(format!("{prefix}.c"), &[heads]),
+        }
+    }
+
+    /// Projections normal with standard deviation `std`, biases zero, `c = 1 / ln 32`.
+    pub fn init<R: Real>(&self, flat: &mut [R], rng: &mut impl Rng, std: f64) {
+        for r in [self.qkv, self.o] {
+            for v in r.of_mut(flat) {
+                *v = R::from_f64(std * standard_normal(rng));
+            }
+        }
+        self.bias.of_mut(flat).fill(R::ZERO);
+        self.c.of_mut(flat).fill(R::from_f64(1.0 / 32f64.ln()));
+    }
+
+    fn head_dim(&self) -> usize {
+        self.dim / self.heads
+    }
+
+    /// `out [N*Tq, D]` (overwritten) from the normed input `h [N*T, D]` and coupled positions
+    /// `pos [N*T]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        pos: &[u32],
+        n: usize,
+        t: usize,
+        q_from: usize,
+        c: &mut MhaCache<R>,
+        out: &mut [R],
+    ) {
+        let (d, nh, dh) = (self.dim, self.heads, self.head_dim());
+        let tq = t - q_from;
+        grow(&mut c.qkv, n * t * 3 * d);
+        grow(&mut c.pre, n * nh * tq * t);
+        grow(&mut c.probs, n * nh * tq * t);
+        grow(&mut c.y, n * tq * d);
+        gemm(
+            n * t,
+            d,
+            3 * d,
+            R::ONE,
+            h,
+            Op::N,
+            self.qkv.of(p),
+            Op::T,
+            R::ZERO,
+            &mut c.qkv,
+        );
+        let inv = R::from_f64(1.0 / (dh as f64).sqrt());
+        let (bias, cs) = (self.bias.of(p), self.c.of(p));
+        let w3 = 3 * d;
+        for b in 0..n {
+            let qkv = &c.qkv[b * t * w3..(b + 1) * t * w3];
+            let ps = &pos[b * t..(b + 1) * t];
+            for hd in 0..nh {
+                let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
+                for r in 0..tq {
+                    let i = q_from + r;
+                    let lam = cs[hd] * R::from_f64(((i + 1) as f64).ln());
+                    let row = ((b * nh + hd) * tq + r) * t;
+                    let pre = &mut c.pre[row..row + t];
+                    let pr = &mut c.probs[row..row + t];
+                    let q = &qkv[i * w3 + hd * dh..i * w3 + (hd + 1) * dh];
+                    for j in 0..=i {
+                        let k = &qkv[j * w3 + d + hd * dh..j * w3 + d + (hd + 1) * dh];
+                        pre[j] = dot(q, k) * inv + hb[bucket(ps[i], ps[j])];
+                        pr[j] = pre[j] * lam;
+                    }
+                    pre[i + 1..].fill(R::ZERO);
+                    pr[i + 1..].fill(R::ZERO);
+                    softmax_in_place(&mut pr[..=i]);
+                    let y = &mut c.y[(b * tq + r) * d + hd * dh..(b * tq + r) * d + (hd + 1) * dh];
+                    y.fill(R::ZERO);
+                    for j in 0..=i {
+                        let v = &qkv[j * w3 + 2 * d + hd * dh..j * w3 + 2 * d + (hd + 1) * dh];
+                        axpy(pr[j], v, y);
+                    }
+                }
+            }
+        }
+        gemm(
+            n * tq,
+            d,
+            d,
+            R::ONE,
+            &c.y,
+            Op::N,
+            self.o.of(p),
+            Op::T,
+            R::ZERO,
+            out,
+        );
+    }
+
+    /// Adds parameter gradients into `grad` and `dh [N*T, D]` into `dh` (accumulates), given
+    /// `dout [N*Tq, D]` and the cache of the matching `forward`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        pos: &[u32],
+        n: usize,
+        t: usize,
+        q_from: usize,
+        c: &mut MhaCache<R>,
+        dout: &[R],
+        grad: &mut [R],
+        dh: &mut [R],
+    ) {
+        let (d, nh, dhd) = (self.dim, self.heads, self.head_dim());
+        let tq = t - q_from;
+        grow(&mut c.dy, n * tq * d);
+        grow(&mut c.dqkv, n * t * 3 * d);
+        gemm(
+            d,
+            n * tq,
+            d,
+            R::ONE,
+            dout,
+            Op::T,
+            &c.y,
+            Op::N,
+            R::ONE,
+            self.o.of_mut(grad),
+        );
+        gemm(
+            n * tq,
+            d,
+            d,
+            R::ONE,
+            dout,
+            Op::N,
+            self.o.of(p),
+            Op::N,
+            R::ZERO,
+            &mut c.dy,
+        );
+        c.dqkv[..n * t * 3 * d].fill(R::ZERO);
+        let inv = R::from_f64(1.0 / (dhd as f64).sqrt());
+        let cs = self.c.of(p);
+        let mut dbias = vec![R::ZERO; nh * BUCKETS];
+        let mut dc = vec![R::ZERO; nh];
+        let mut da = vec![R::ZERO; t];
+        let mut dq = vec![R::ZERO; dhd];
+        let w3 = 3 * d;
+        for b in 0..n {
+            let qkv = &c.qkv[b * t * w3..(b + 1) * t * w3];
+            let dqkv = &mut c.dqkv[b * t * w3..(b + 1) * t * w3];
+            let ps = &pos[b * t..(b + 1) * t];
+            for hd in 0..nh {
+                let (qo, ko, vo) = (hd * dhd, d + hd * dhd, 2 * d + hd * dhd);
+                for r in 0..tq {
+                    let i = q_from + r;
+                    let ln_i = R::from_f64(((i + 1) as f64).ln());
+                    let lam = cs[hd] * ln_i;
+                    let row = ((b * nh + hd) * tq + r) * t;
+                    let pre = &c.pre[row..row + t];
+                    let pr = &c.probs[row..row + t];
+                    let dy = &c.dy[(b * tq + r) * d + qo..(b * tq + r) * d + qo + dhd];
+                    let mut sum = R::ZERO;
+                    for j in 0..=i {
+                        da[j] = dot(dy, &qkv[j * w3 + vo..j * w3 + vo + dhd]);
+                        sum += pr[j] * da[j];
+                    }
+                    let mut dlam = R::ZERO;
+                    dq.fill(R::ZERO);
+                    let q = &qkv[i * w3 + qo..i * w3 + qo + dhd];
+                    for j in 0..=i {
+                        let ds = pr[j] * (da[j] - sum);
+                        dlam += ds * pre[j];
+                        let dpre = ds * lam;
+                        dbias[hd * BUCKETS + bucket(ps[i], ps[j])] += dpre;
+                        let g = dpre * inv;
+                        // dq_i += g k_j; dk_j += g q_i; dv_j += a_j dy_i
+                        axpy(g, &qkv[j * w3 + ko..j * w3 + ko + dhd], &mut dq);
+                        let (dk, dv) = dqkv[j * w3 + ko..j * w3 + vo + dhd].split_at_mut(d);
+                        axpy(g, q, &mut dk[..dhd]);
+                        axpy(pr[j], dy, &mut dv[..dhd]);
+                    }
+                    for (x, y) in dqkv[i * w3 + qo..i * w3 + qo + dhd].iter_mut().zip(&dq) {
+                        *x += *y;
+                    }
+                    dc[hd] += dlam * ln_i;
+                }
+            }
+        }
+        for (g, v) in self.bias.of_mut(grad).iter_mut().zip(&dbias) {
+            *g += *v;
+        }
+        for (g, v) in self.c.of_mut(grad).iter_mut().zip(&dc) {
+            *g += *v;
+        }
+        gemm(
+            w3,
+            n * t,
+            d,
+            R::ONE,
+            &c.dqkv,
+            Op::T,
+            h,
+            Op::N,
+            R::ONE,
+            self.qkv.of_mut(grad),
+        );
+        gemm(
+            n * t,
+            w3,
+            d,
+            R::ONE,
+            &c.dqkv,
+            Op::N,
+            self.qkv.of(p),
+            Op::N,
+            R::ONE,
+            dh,
+        );
+    }
+
+    /// One decoding step: the new rows `h [N, D]` (normed input) at coupled positions
+    /// `pos [N]` join the cache, and `out [N, D]` (overwritten) is their attention output.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        pos: &[u32],
+        kv: &mut KvCache<R>,
+        c: &mut MhaCache<R>,
+        out: &mut [R],
+    ) {
+        let (d, nh, dh, n) = (self.dim, self.heads, self.head_dim(), kv.n);
+        let i = kv.len;
+        assert!(i < kv.cap, "key/value cache full ({} rows)", kv.cap);
+        grow(&mut c.qkv, n * 3 * d);
+        grow(&mut c.y, n * d);
+        grow(&mut c.scores, i + 1);
+        gemm(
+            n,
+            d,
+            3 * d,
+            R::ONE,
+            h,
+            Op::N,
+            self.qkv.of(p),
+            Op::T,
+            R::ZERO,
+            &mut c.qkv,
+        );
+        let cap = kv.cap;
+        for (b, &pb) in pos[..n].iter().enumerate() {
+            let row = &c.qkv[b * 3 * d..(b + 1) * 3 * d];
+            for hd in 0..nh {
+                let at = ((b * nh + hd) * cap + i) * dh;
+                kv.k[at..at + dh].copy_from_slice(&row[d + hd * dh..d + (hd + 1) * dh]);
+                kv.v[at..at + dh].copy_from_slice(&row[2 * d + hd * dh..2 * d + (hd + 1) * dh]);
+            }
+            kv.pos[b * cap + i] = pb;
+        }
+        kv.len += 1;
+        let inv = R::from_f64(1.0 / (dh as f64).sqrt());
+        let (bias, cs) = (self.bias.of(p), self.c.of(p));
+        let ln_i = R::from_f64(((i + 1) as f64).ln());
+        for b in 0..n {
+            let ps = &kv.pos[b * cap..b * cap + i + 1];
+            for hd in 0..nh {
+                let base = (b * nh + hd) * cap * dh;
+                let ks = &kv.k[base..base + (i + 1) * dh];
+                let vs = &kv.v[base..base + (i + 1) * dh];
+                let q = &c.qkv[b * 3 * d + hd * dh..b * 3 * d + (hd + 1) * dh];
+                let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
+                let lam = cs[hd] * ln_i;
+                let s = &mut c.scores[..=i];
+                for ((sj, k), &pj) in s.iter_mut().zip(ks.chunks_exact(dh)).zip(ps) {
+                    *sj = (dot(q, k) * inv + hb[bucket(pos[b], pj)]) * lam;
+                }
+                softmax_in_place(s);
+                let y = &mut c.y[b * d + hd * dh..b * d + (hd + 1) * dh];
+                y.fill(R::ZERO);
+                for (&sj, v) in s.iter().zip(vs.chunks_exact(dh)) {
+                    axpy(sj, v, y);
+                }
+            }
+        }
+        gemm(
+            n,
+            d,
+            d,
+            R::ONE,
+            &c.y,
+            Op::N,
+            self.o.of(p),
+            Op::T,
+            R::ZERO,
+            out,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck;
+    use rand::SeedableRng;
+
+    fn setup(seed: u64) -> (RelSelfAttention, Vec<f64>, rand_chacha::ChaCha8Rng) {
+        let mut layout = ParamLayout::default();
+        let a = RelSelfAttention::new(&mut layout, "blocks.0", 6, 2);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut p = vec![0.0f64; layout.total];
+        a.init(&mut p, &mut rng, 0.5);
+        for r in [a.bias, a.c] {
+            for v in r.of_mut(&mut p) {
+                *v = rng.random_range(-1.0..1.0);
+            }
+        }
+        (a, p, rng)
+    }
+
+    #[test]
+    fn buckets_clip_and_separate_unpositioned_tokens() {
+        assert_eq!(bucket(10, 3), 0);
+        assert_eq!(bucket(10, 9), 1);
+        assert_eq!(bucket(10, 10), 2);
+        assert_eq!(bucket(10, 11), 3);
+        assert_eq!(bucket(10, 900), 4);
+        assert_eq!(bucket(10, NO_POSITION), SPECIAL_BUCKET);
+        assert_eq!(bucket(NO_POSITION, 3), SPECIAL_BUCKET);
+    }
+
+    #[test]
+    fn attention_gradients_match_finite_differences() {
+        let (a, p, mut rng) = setup(21);
+        let (n, t) = (2, 7);
+        for q_from in [0, 3] {
+            let tq = t - q_from;
+            let h: Vec<f64> = (0..n * t * 6)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let pos: Vec<u32> = (0..n * t)
+                .map(|k| {
+                    if k % t == 0 {
+                        NO_POSITION
+                    } else {
+                        (k % 5) as u32
+                    }
+                })
+                .collect();
+            let w: Vec<f64> = (0..n * tq * 6)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let loss = |pp: &[f64], hh: &[f64]| {
+                let mut out = vec![0.0; n * tq * 6];
+                a.forward(
+                    pp,
+                    hh,
+                    &pos,
+                    n,
+                    t,
+                    q_from,
+                    &mut MhaCache::default(),
+                    &mut out,
+                );
+                out.iter().zip(&w).map(|(x, y)| x * y).sum::<f64>()
+            };
+            let mut c = MhaCache::default();
+            let mut out = vec![0.0; n * tq * 6];
+            a.forward(&p, &h, &pos, n, t, q_from, &mut c, &mut out);
+            let mut grad = vec![0.0; p.len()];
+            let mut dh = vec![0.0; h.len()];
+            a.backward(&p, &h, &pos, n, t, q_from, &mut c, &w, &mut grad, &mut dh);
+            let all = |len| gradcheck::sample_indices(len, 1);
+            gradcheck::check(
+                &p,
+                &grad,
+                &all(p.len()),
+                1e-6,
+                |pp| loss(pp, &h),
+                "mha params",
+            );
+            gradcheck::check(&h, &dh, &all(h.len()), 1e-6, |hh| loss(&p, hh), "mha input");
+            // The causal mask: no weight above the diagonal.
+            for r in 0..tq {
+                let i = q_from + r;
+                let row = &c.probs[r * t..(r + 1) * t];
+                assert!(row[i + 1..].iter().all(|&x| x == 0.0));
+                assert!((row[..=i].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_steps_match_the_full_forward_pass() {
+        let (a, p, mut rng) = setup(22);
+        let (n, t) = (3, 9);
+        let h: Vec<f64> = (0..n * t * 6)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let pos: Vec<u32> = (0..n * t)
+            .map(|k| {
+                if k % t == 0 {
+                    NO_POSITION
+                } else {
+                    (k * 7 % 4) as u32
+                }
+            })
+            .collect();
+        let mut full = vec![0.0; n * t * 6];
+        a.forward(&p, &h, &pos, n, t, 0, &mut MhaCache::default(), &mut full);
+        let mut kv = KvCache::new(n, t, 6);
+        let mut c = MhaCache::default();
+        for i in 0..t {
+            let hs: Vec<f64> = (0..n)
+                .flat_map(|b| h[(b * t + i) * 6..(b * t + i + 1) * 6].to_vec())
+                .collect();
+            let ps: Vec<u32> = (0..n).map(|b| pos[b * t + i]).collect();
+            let mut out = vec![0.0; n * 6];
+            a.step(&p, &hs, &ps, &mut kv, &mut c, &mut out);
+            for b in 0..n {
+                for e in 0..6 {
+                    let want = full[(b * t + i) * 6 + e];
+                    assert!((out[b * 6 + e] - want).abs() < 1e-12, "row {i} of {b}");
+                }
+            }
+        }
+    }
+}
