@@ -326,6 +326,7 @@ impl Transformer {
         let sums = softmax_xent_forward_backward(
             &mut ws.logits[..rows * v],
             &targets[..rows],
+            None,
             v,
             scale,
             &mut ws.argmax,
