@@ -214,6 +214,21 @@ pub fn write_report(
          test. **Exact** is whole-answer exact match on {eval_n} fresh questions never seen in \
          training or validation; per char is per-character accuracy (what Keras calls accuracy).\n"
     );
+    if results.len() < jobs.len() {
+        let missing: Vec<&str> = jobs
+            .iter()
+            .filter(|j| !results.iter().any(|r| r.id == j.id))
+            .map(|j| j.id.as_str())
+            .collect();
+        let _ = writeln!(
+            md,
+            "**Partial report: {} of {} runs finished.** Not run yet: {}. Rerun the command to \
+             finish them (finished runs are kept).\n",
+            results.len(),
+            jobs.len(),
+            missing.join("; ")
+        );
+    }
     // 1. The main table.
     let _ = writeln!(md, "## Exact match on fresh questions\n");
     let _ = writeln!(

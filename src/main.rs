@@ -1659,15 +1659,15 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
         };
         println!("[{done}/{total}] {}: {what}", r.id);
     })?;
+    let out = a.report_dir.clone().unwrap_or_else(|| dir.join("report"));
+    compare::write_report(&dir, &out, &jobs, &results, eval_n, parallel)?;
+    println!("Report: {}", out.join("report.md").display());
     if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
         bail!(
-            "interrupted after {} of {} runs; rerun the same command to continue",
+            "interrupted after {} of {} runs (the report covers those); rerun the same command to continue",
             results.len(),
             jobs.len()
         );
     }
-    let out = a.report_dir.clone().unwrap_or_else(|| dir.join("report"));
-    compare::write_report(&dir, &out, &jobs, &results, eval_n, parallel)?;
-    println!("Report: {}", out.join("report.md").display());
     Ok(())
 }
