@@ -280,14 +280,7 @@ pub fn write_report(
                 .collect()
         })
         .collect();
-    let texts: Vec<Vec<String>> = values
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| v.map_or("-".into(), |v| format!("{v:.3}")))
-                .collect()
-        })
-        .collect();
+    let texts = cell_texts(&values);
     report::plot_heatmap(
         &report::Heatmap {
             title: "exact match on fresh questions",
@@ -403,14 +396,7 @@ pub fn write_report(
         .iter()
         .map(|r| (0..3).map(|k| r.1.get(k).copied().flatten()).collect())
         .collect();
-    let texts: Vec<Vec<String>> = values
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| v.map_or("-".into(), |v| format!("{v:.3}")))
-                .collect()
-        })
-        .collect();
+    let texts = cell_texts(&values);
     report::plot_heatmap(
         &report::Heatmap {
             title: "exact match on longer operands than trained",
@@ -425,6 +411,18 @@ pub fn write_report(
     let _ = writeln!(md, "![exact match on longer operands](longer.png)\n");
     crate::fsutil::write_atomic(&out.join("report.md"), md.as_bytes())?;
     Ok(md)
+}
+
+/// Heatmap cell texts: three decimals, "-" where there is no value.
+fn cell_texts(values: &[Vec<Option<f64>>]) -> Vec<Vec<String>> {
+    values
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.map_or("-".into(), |v| format!("{v:.3}")))
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

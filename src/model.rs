@@ -884,6 +884,29 @@ impl<R: Real> Workspace<R> {
     }
 }
 
+/// `out = parts[0] + parts[1] + ...`, element by element in worker order, chunk by chunk on
+/// `pool`: each element's sum is the same whatever thread computes it, so results depend only on
+/// the worker count.
+pub(crate) fn sum_in_worker_order<R: Real>(
+    pool: &rayon::ThreadPool,
+    out: &mut [R],
+    parts: &[&[R]],
+) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 16 * 1024;
+    pool.install(|| {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, g)| {
+            let r = ci * CHUNK..ci * CHUNK + g.len();
+            g.copy_from_slice(&parts[0][r.clone()]);
+            for part in &parts[1..] {
+                for (a, b) in g.iter_mut().zip(&part[r.clone()]) {
+                    *a += *b;
+                }
+            }
+        });
+    });
+}
+
 /// Runs a model over batches on `threads` workers (deterministic for a given thread count).
 pub struct Engine<R> {
     pub model: Seq2Seq,
@@ -991,23 +1014,11 @@ impl<R: Real> Engine<R> {
         if backward {
             // Sum the workers' gradients in worker order, chunk by chunk on the pool (each
             // element's sum is the same whatever thread computes it).
-            use rayon::prelude::*;
-            const CHUNK: usize = 16 * 1024;
-            let used = &self.workers[..slices.len()];
-            self.pool.install(|| {
-                self.grad
-                    .par_chunks_mut(CHUNK)
-                    .enumerate()
-                    .for_each(|(ci, g)| {
-                        let r = ci * CHUNK..ci * CHUNK + g.len();
-                        g.copy_from_slice(&used[0].grad[r.clone()]);
-                        for ws in &used[1..] {
-                            for (a, b) in g.iter_mut().zip(&ws.grad[r.clone()]) {
-                                *a += *b;
-                            }
-                        }
-                    });
-            });
+            let parts: Vec<&[R]> = self.workers[..slices.len()]
+                .iter()
+                .map(|ws| &ws.grad[..])
+                .collect();
+            sum_in_worker_order(&self.pool, &mut self.grad, &parts);
         }
         let mut total = SliceStats::default();
         for s in &stats {

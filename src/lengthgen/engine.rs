@@ -129,23 +129,11 @@ impl Engine {
             }
         });
         // Sum the workers' gradients in worker order, chunk by chunk on the pool.
-        use rayon::prelude::*;
-        const CHUNK: usize = 16 * 1024;
-        let used = &self.workers[..slices.len()];
-        self.pool.install(|| {
-            self.grad
-                .par_chunks_mut(CHUNK)
-                .enumerate()
-                .for_each(|(ci, g)| {
-                    let r = ci * CHUNK..ci * CHUNK + g.len();
-                    g.copy_from_slice(&used[0].grad[r.clone()]);
-                    for w in &used[1..] {
-                        for (x, y) in g.iter_mut().zip(&w.grad[r.clone()]) {
-                            *x += *y;
-                        }
-                    }
-                });
-        });
+        let parts: Vec<&[f32]> = self.workers[..slices.len()]
+            .iter()
+            .map(|w| &w.grad[..])
+            .collect();
+        crate::model::sum_in_worker_order(&self.pool, &mut self.grad, &parts);
         let mut total = StepStats::default();
         for s in &stats {
             total.loss_sum += s.loss_sum;
