@@ -52,8 +52,27 @@ pub struct BenchReport {
     pub real_gflop_per_step: f64,
 }
 
+/// Forward FLOPs of a transformer over `T_in + T_out` tokens: projections and FFN on every row,
+/// causal attention scores and mixing, the head on the scored rows.
+fn transformer_forward_flops(
+    tr: &crate::nn::transformer::Transformer,
+    t_in: usize,
+    t_out: usize,
+    b: usize,
+) -> f64 {
+    let (d, f, l) = (tr.cfg.dim as f64, tr.cfg.ffn as f64, tr.cfg.layers as f64);
+    let t = (t_in + t_out) as f64;
+    let b = b as f64;
+    let dense = l * 2.0 * b * t * (4.0 * d * d + 3.0 * d * f);
+    let attn = l * 2.0 * b * t * (t + 1.0) * d;
+    dense + attn + 2.0 * b * t_out as f64 * d * tr.vocab as f64
+}
+
 /// Nominal forward FLOPs of the model for `b` examples (see the module doc).
 pub fn nominal_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
+    if let Some(tr) = &m.transformer {
+        return transformer_forward_flops(tr, m.t_in, m.t_out, b);
+    }
     let h = m.cfg.hidden as f64;
     let g = m.cfg.cell.gates() as f64;
     let b = b as f64;
@@ -66,6 +85,9 @@ pub fn nominal_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
 /// Forward FLOPs of the products seqcalc really runs: no recurrent product at t=0 (h0 = 0), the
 /// repeated decoder input projected once, a gather instead of the one-hot input product.
 pub fn real_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
+    if let Some(tr) = &m.transformer {
+        return transformer_forward_flops(tr, m.t_in, m.t_out, b);
+    }
     let h = m.cfg.hidden as f64;
     let gh = m.cfg.cell.gates() as f64 * h;
     let b = b as f64;

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use seqcalc::config::ExperimentConfig;
 use seqcalc::data::Dataset;
-use seqcalc::model::Engine;
+use seqcalc::model::{Engine, ModelKind};
 use seqcalc::report;
 use seqcalc::rundir;
 use seqcalc::task::{self, TaskKind};
@@ -156,6 +156,16 @@ struct Overrides {
     /// starts from the encoder's state, answers end with '$').
     #[arg(long)]
     decoder: Option<String>,
+    /// Architecture: repeat-seq2seq (the RNN models) or transformer (decoder-only; --hidden is
+    /// its width, --layers its blocks)
+    #[arg(long)]
+    kind: Option<String>,
+    /// Transformer: attention heads (must divide --hidden)
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Transformer: feed-forward width (default 4 x --hidden)
+    #[arg(long)]
+    ffn: Option<usize>,
     /// Luong attention over the encoder's outputs.
     #[arg(long)]
     attention: bool,
@@ -235,6 +245,19 @@ impl Overrides {
         }
         if let Some(m) = self.pq_max {
             cfg.task.pq_max = m;
+        }
+        if let Some(k) = &self.kind {
+            cfg.model.kind = match k.as_str() {
+                "repeat-seq2seq" | "rnn" => ModelKind::RepeatSeq2seq,
+                "transformer" => ModelKind::Transformer,
+                _ => bail!("unknown model kind {k:?}; expected repeat-seq2seq or transformer"),
+            };
+        }
+        if let Some(h) = self.heads {
+            cfg.model.heads = h;
+        }
+        if let Some(f) = self.ffn {
+            cfg.model.ffn = Some(f);
         }
         if let Some(d) = &self.decoder {
             cfg.model.decoder = match d.as_str() {
@@ -922,6 +945,9 @@ fn explain(
     let (t_in, t_out) = (run.codec.input_len(), run.codec.output_len());
     let mut enc = vec![0u8; t_in];
     run.codec.encode_input(question, &mut enc)?;
+    if engine.model.cfg.kind == ModelKind::Transformer {
+        bail!("--explain shows the attention of RNN models trained with --attention; it does not read transformer heads yet");
+    }
     let Some(w) = engine.attention_weights(&run.params, &enc, 1) else {
         bail!("--explain needs a model with attention (train with --attention)");
     };

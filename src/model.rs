@@ -15,9 +15,13 @@ use crate::nn::embedding::Embedding;
 use crate::nn::loss::{argmax, softmax_rows, softmax_xent_forward_backward};
 use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
+use crate::nn::transformer::Transformer;
 use crate::nn::Real;
 use rand::SeedableRng;
+
+mod transformer_arch;
 use serde::{Deserialize, Serialize};
+pub use transformer_arch::TfWorker;
 
 /// Which architecture.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -25,6 +29,10 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     /// Encoder -> RepeatVector -> decoder RNNs -> Dense softmax (Keras `addition_rnn`).
     RepeatSeq2seq,
+    /// A decoder-only transformer over `question, start, answer`: learned absolute positions,
+    /// causal self-attention, teacher forcing in training and greedy decoding with key/value
+    /// caches when answering (`hidden` is its width, `layers` its blocks).
+    Transformer,
 }
 
 /// How the decoder gets its input.
@@ -72,6 +80,10 @@ pub struct ModelConfig {
     /// carried over them, Keras `Masking`) and never attended to, and answer positions after the
     /// end symbol (which masking turns on) are left out of the loss and the accuracies.
     pub mask: bool,
+    /// Transformer: attention heads (must divide `hidden`).
+    pub heads: usize,
+    /// Transformer: feed-forward width (default 4 x `hidden`).
+    pub ffn: Option<usize>,
 }
 
 impl Default for ModelConfig {
@@ -87,6 +99,8 @@ impl Default for ModelConfig {
             encoder_hidden: None,
             layers: 1,
             mask: false,
+            heads: 4,
+            ffn: None,
         }
     }
 }
@@ -120,6 +134,9 @@ pub struct Seq2Seq {
     /// The pad symbol's index: with `cfg.mask`, question steps on it are skipped. Set from the
     /// codec.
     pub pad: u8,
+    /// `kind = transformer`: the network (the RNN fields above are then empty placeholders
+    /// outside `layout`, never run).
+    pub transformer: Option<Transformer>,
 }
 
 /// Activation memory an inference call aims to stay within (eval, predict, validation).
@@ -155,6 +172,9 @@ impl Seq2Seq {
                     "{what} length {t}; need 1..={MAX_SEQ_LEN}"
                 )));
             }
+        }
+        if cfg.kind == ModelKind::Transformer {
+            return Seq2Seq::new_transformer(cfg, vocab, t_in, t_out);
         }
         let enc_h = cfg.encoder_hidden.unwrap_or(cfg.hidden);
         let tf = cfg.decoder == DecoderKind::TeacherForced;
@@ -216,6 +236,7 @@ impl Seq2Seq {
             head,
             eos: None,
             pad: 0,
+            transformer: None,
         })
     }
 
@@ -226,6 +247,9 @@ impl Seq2Seq {
     /// Keras initialisation of all parameters from `seed`.
     pub fn init_params<R: Real>(&self, seed: u64) -> Vec<R> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        if let Some(tr) = &self.transformer {
+            return tr.init_params(seed);
+        }
         let mut p = vec![R::ZERO; self.layout.total];
         // The classic model draws in the same order as before the optional layers existed.
         self.encoder.init(&mut p, &mut rng);
@@ -244,6 +268,9 @@ impl Seq2Seq {
 
     /// A table like Keras's `model.summary()`.
     pub fn summary(&self) -> String {
+        if self.transformer.is_some() {
+            return self.transformer_summary();
+        }
         let h = self.cfg.hidden;
         let cell = self.cfg.cell.keras_name();
         let count =
@@ -916,6 +943,8 @@ pub struct Engine<R> {
     packs: Vec<RnnPack<R>>,
     /// The summed gradient of the last `train_step`.
     pub grad: Vec<R>,
+    /// Per-worker buffers of a transformer model.
+    tf_workers: Vec<TfWorker<R>>,
 }
 
 /// The number of cores, the default thread count.
@@ -945,6 +974,7 @@ impl<R: Real> Engine<R> {
             workers,
             packs,
             grad,
+            tf_workers: Vec::new(),
         }
     }
 
@@ -970,6 +1000,9 @@ impl<R: Real> Engine<R> {
         n: usize,
         backward: bool,
     ) -> SliceStats {
+        if self.model.transformer.is_some() {
+            return self.run_transformer(p, inputs, targets, n, backward);
+        }
         let (t_in, t_out) = (self.model.t_in, self.model.t_out);
         // The mean over scored positions of the whole batch, whichever worker holds them.
         let positions = match targets {
@@ -1040,6 +1073,9 @@ impl<R: Real> Engine<R> {
 
     /// Softmax probabilities for `n` questions: `probs` receives `[n, T_out, V]`.
     pub fn predict(&mut self, p: &[R], inputs: &[u8], n: usize, probs: &mut Vec<R>) {
+        if self.model.transformer.is_some() {
+            return self.predict_transformer(p, inputs, n, probs);
+        }
         let (t_out, v) = (self.model.t_out, self.model.vocab);
         self.run(p, inputs, None, n, false);
         probs.clear();
@@ -1098,6 +1134,10 @@ impl Seq2Seq {
     /// Rows per inference call so that forward activations stay near `budget_bytes` (at least 1,
     /// at most 1024): long sequences (the pq-system's 2001 steps) get small chunks.
     pub fn inference_rows(&self, budget_bytes: usize) -> usize {
+        if self.transformer.is_some() {
+            let per_row = 4 * self.transformer_floats_per_row();
+            return (budget_bytes / per_row.max(1)).clamp(1, 1024);
+        }
         let h = self.cfg.hidden;
         let g = self.cfg.cell.gates();
         let per_row = 4
@@ -1110,6 +1150,10 @@ impl Seq2Seq {
     /// workers (f32), computed from the shapes before anything is allocated.
     pub fn memory_estimate_bytes(&self, batch: usize, threads: usize) -> usize {
         let b = batch.div_ceil(threads.max(1));
+        if self.transformer.is_some() {
+            let per_worker = b * self.transformer_floats_per_row() + self.param_count();
+            return 4 * (per_worker * threads.max(1) + 4 * self.param_count());
+        }
         let h = self.cfg.hidden;
         let g = self.cfg.cell.gates();
         let layer = |t: usize| {

@@ -1157,6 +1157,18 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
             "masked-tf-attention",
             &["--mask", "--decoder", "teacher-forced", "--attention"][..],
         ),
+        (
+            "transformer",
+            &[
+                "--kind",
+                "transformer",
+                "--heads",
+                "2",
+                "--layers",
+                "2",
+                "--reverse-output",
+            ][..],
+        ),
     ] {
         let mut args = vec![
             "train",
@@ -1212,7 +1224,11 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
             );
         } else {
             assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
-            assert!(text(&o).contains("--attention"), "{}", text(&o));
+            assert!(
+                text(&o).contains("--attention") || text(&o).contains("transformer"),
+                "{}",
+                text(&o)
+            );
         }
     }
 }

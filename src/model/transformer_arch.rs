@@ -1,0 +1,507 @@
+//! `kind = transformer`: the same questions and answers as the RNN models, read by a
+//! decoder-only transformer (`nn::transformer`) as one sequence of `T = T_in + T_out` tokens:
+//!
+//! ```text
+//! tokens   q_0 .. q_{Tin-1}  START  a_0 .. a_{Tout-2}      (START = index V)
+//! targets                    a_0    a_1 .. a_{Tout-1}      (the rows from T_in on are scored)
+//! segment  0 1 .. T-1        (the segment table is a learned absolute position embedding)
+//! position 0 1 .. T-1        (the attention's relative bias buckets)
+//! ```
+//!
+//! Training is teacher-forced (one forward and backward over all `T` rows); answering is greedy,
+//! one token per step against key/value caches. As for the RNN teacher-forced decoder, the
+//! validation loss is the teacher-forced one and the accuracies come from greedy answers.
+
+use super::*;
+use crate::nn::loss::LossSums;
+use crate::nn::transformer::{TransformerConfig, Workspace as TfWorkspace};
+
+/// One worker's transformer buffers; sized on first use, reused after.
+#[derive(Debug, Default)]
+pub struct TfWorker<R> {
+    ws: TfWorkspace<R>,
+    grad: Vec<R>,
+    tokens: Vec<u8>,
+    segs: Vec<u8>,
+    pos: Vec<u32>,
+    targets: Vec<u8>,
+    /// Greedy answers `[b, T_out]` and, when asked for, their probabilities `[b, T_out, V]`.
+    answers: Vec<u8>,
+    probs: Vec<R>,
+}
+
+impl Seq2Seq {
+    pub(super) fn new_transformer(
+        cfg: &ModelConfig,
+        vocab: usize,
+        t_in: usize,
+        t_out: usize,
+    ) -> Result<Seq2Seq, ModelError> {
+        let bad = |m: String| Err(ModelError::Invalid(m));
+        if cfg.mask {
+            return bad("masking is not implemented for the transformer (model.mask)".into());
+        }
+        if cfg.attention {
+            return bad(
+                "the transformer is all attention already; drop model.attention (--attention)"
+                    .into(),
+            );
+        }
+        if vocab + 1 > 256 {
+            return bad(format!(
+                "the transformer needs one more symbol (its start symbol) than the {vocab} of the vocabulary; at most 255"
+            ));
+        }
+        let t = t_in + t_out;
+        if t > 256 {
+            return bad(format!(
+                "question and answer together are {t} symbols; the transformer's position table holds 256"
+            ));
+        }
+        let tcfg = TransformerConfig {
+            dim: cfg.hidden,
+            heads: cfg.heads,
+            ffn: cfg.ffn.unwrap_or(4 * cfg.hidden),
+            layers: cfg.layers,
+        };
+        let transformer = Transformer::new(&tcfg, vocab + 1, t).map_err(ModelError::Invalid)?;
+        // Placeholders for the RNN fields, in a layout of their own: never run.
+        let mut scratch = ParamLayout::default();
+        let encoder = RnnLayer::new(&mut scratch, "unused", "_l0", cfg.cell, 1, 1);
+        let head = Dense::new(&mut scratch, "unused_head", 1, vocab);
+        Ok(Seq2Seq {
+            cfg: cfg.clone(),
+            vocab,
+            t_in,
+            t_out,
+            layout: transformer.layout.clone(),
+            embedding: None,
+            encoder,
+            decoders: Vec::new(),
+            attention: None,
+            head,
+            eos: None,
+            pad: 0,
+            transformer: Some(transformer),
+        })
+    }
+
+    fn tf(&self) -> &Transformer {
+        self.transformer.as_ref().expect("a transformer model")
+    }
+
+    /// The transformer's summary table.
+    pub(super) fn transformer_summary(&self) -> String {
+        let tr = self.tf();
+        let count = |prefix: &str| -> usize {
+            self.layout
+                .specs
+                .iter()
+                .filter(|s| s.name.starts_with(prefix))
+                .map(|s| s.range().len())
+                .sum()
+        };
+        let (d, t) = (tr.cfg.dim, self.t_in + self.t_out);
+        let mut rows = vec![
+            (
+                "tok (Embedding)".to_string(),
+                format!("(None, {t}, {d})"),
+                count("tok."),
+            ),
+            (
+                "seg (Embedding, positions)".to_string(),
+                format!("(None, {t}, {d})"),
+                count("seg."),
+            ),
+        ];
+        for l in 0..tr.cfg.layers {
+            rows.push((
+                format!("block_{l} ({} heads, FFN {})", tr.cfg.heads, tr.cfg.ffn),
+                format!("(None, {t}, {d})"),
+                count(&format!("blocks.{l}.")),
+            ));
+        }
+        rows.push((
+            "norm + head (Dense)".to_string(),
+            format!("(None, {}, {})", self.t_out, tr.vocab),
+            count("nf.") + count("head."),
+        ));
+        let mut s = format!(
+            "Model: \"transformer\" (input: question, start symbol, answer: {t} tokens of {} symbols)\n",
+            tr.vocab
+        );
+        let line = "─".repeat(78);
+        s.push_str(&format!(
+            "{line}\n{:<36}{:<28}{:>14}\n{line}\n",
+            "Layer (type)", "Output Shape", "Param #"
+        ));
+        for (name, shape, n) in &rows {
+            s.push_str(&format!("{name:<36}{shape:<28}{:>14}\n", group(*n)));
+        }
+        s.push_str(&format!(
+            "{line}\n Total params: {}\n Trainable params: {}\n",
+            group(self.param_count()),
+            group(self.param_count())
+        ));
+        s
+    }
+
+    /// Activation floats per row of a forward and backward pass (for memory estimates).
+    pub(super) fn transformer_floats_per_row(&self) -> usize {
+        let tr = self.tf();
+        let (d, f, h) = (tr.cfg.dim, tr.cfg.ffn, tr.cfg.heads);
+        let t = self.t_in + self.t_out;
+        tr.cfg.layers * t * (12 * d + 3 * f + 2 * h * t) + self.t_out * tr.vocab + 4 * t * d
+    }
+
+    /// Fills the worker's token, segment, position and target rows for `b` questions.
+    fn tf_rows(&self, w: &mut TfWorker<impl Real>, inputs: &[u8], targets: &[u8], b: usize) {
+        let (t_in, t_out) = (self.t_in, self.t_out);
+        let t = t_in + t_out;
+        w.tokens.clear();
+        w.segs.clear();
+        w.pos.clear();
+        w.targets.clear();
+        for r in 0..b {
+            let y = &targets[r * t_out..(r + 1) * t_out];
+            w.tokens
+                .extend_from_slice(&inputs[r * t_in..(r + 1) * t_in]);
+            w.tokens.push(self.vocab as u8);
+            w.tokens.extend_from_slice(&y[..t_out - 1]);
+            w.segs.extend((0..t).map(|i| i as u8));
+            w.pos.extend((0..t).map(|i| i as u32));
+            w.targets.extend_from_slice(y);
+        }
+    }
+
+    /// Greedy answers for `b` questions into `w.answers` (and their probabilities over the `V`
+    /// answer symbols into `w.probs` when `probs` is set).
+    fn tf_greedy<R: Real>(
+        &self,
+        p: &[R],
+        w: &mut TfWorker<R>,
+        inputs: &[u8],
+        b: usize,
+        probs: bool,
+    ) {
+        let tr = self.tf();
+        let (t_in, t_out, v) = (self.t_in, self.t_out, self.vocab);
+        let vt = tr.vocab;
+        let mut st = tr.decode_start::<R>(b, t_in + t_out);
+        let mut logits = vec![R::ZERO; b * vt];
+        let mut tok = vec![0u8; b];
+        let mut seg = vec![0u8; b];
+        let mut pos = vec![0u32; b];
+        w.answers.clear();
+        w.answers.resize(b * t_out, 0);
+        if probs {
+            w.probs.clear();
+            w.probs.resize(b * t_out * v, R::ZERO);
+        }
+        for i in 0..t_in + t_out {
+            for r in 0..b {
+                tok[r] = match i.cmp(&t_in) {
+                    std::cmp::Ordering::Less => inputs[r * t_in + i],
+                    std::cmp::Ordering::Equal => v as u8,
+                    std::cmp::Ordering::Greater => w.answers[r * t_out + i - t_in - 1],
+                };
+            }
+            seg.fill(i as u8);
+            pos.fill(i as u32);
+            tr.decode_step(p, &mut st, &tok, &seg, &pos, &mut logits);
+            if i < t_in {
+                continue;
+            }
+            let s = i - t_in;
+            for r in 0..b {
+                // The start symbol is never an answer: choose among the V answer symbols.
+                let row = &mut logits[r * vt..r * vt + v];
+                w.answers[r * t_out + s] = argmax(row) as u8;
+                if probs {
+                    softmax_rows(row, v);
+                    w.probs[(r * t_out + s) * v..(r * t_out + s + 1) * v].copy_from_slice(row);
+                }
+            }
+        }
+    }
+
+    /// Forward (and with `backward`, loss gradient scaled by `scale` into `w.grad`) for one
+    /// slice of `b` rows with targets; greedy answers for the accuracies when not training.
+    #[allow(clippy::too_many_arguments)]
+    fn tf_slice<R: Real>(
+        &self,
+        p: &[R],
+        w: &mut TfWorker<R>,
+        inputs: &[u8],
+        targets: &[u8],
+        b: usize,
+        scale: R,
+        backward: bool,
+    ) -> SliceStats {
+        let tr = self.tf();
+        let (t_in, t_out) = (self.t_in, self.t_out);
+        let t = t_in + t_out;
+        self.tf_rows(w, inputs, targets, b);
+        tr.forward(p, &mut w.ws, &w.tokens, &w.segs, &w.pos, b, t, t_in);
+        let positions = b * t_out;
+        if backward {
+            if w.grad.len() != self.param_count() {
+                w.grad = vec![R::ZERO; self.param_count()];
+            } else {
+                w.grad.fill(R::ZERO);
+            }
+            let sums: LossSums = tr.loss_backward(
+                p,
+                &mut w.ws,
+                &w.tokens,
+                &w.segs,
+                &w.pos,
+                &w.targets,
+                scale,
+                &mut w.grad,
+            );
+            let exact = (0..b)
+                .filter(|&r| {
+                    let rows = r * t_out..(r + 1) * t_out;
+                    self.answer_matches(&w.ws.argmax[rows.clone()], &w.targets[rows])
+                })
+                .count();
+            return SliceStats {
+                loss_sum: sums.loss,
+                correct_chars: sums.correct,
+                exact,
+                rows: b,
+                positions,
+            };
+        }
+        let vt = tr.vocab;
+        w.ws.argmax.resize(positions, 0);
+        let sums = softmax_xent_forward_backward(
+            &mut w.ws.logits[..positions * vt],
+            &w.targets[..positions],
+            None,
+            vt,
+            R::ZERO,
+            &mut w.ws.argmax,
+        );
+        self.tf_greedy(p, w, inputs, b, false);
+        let mut st = SliceStats {
+            loss_sum: sums.loss,
+            rows: b,
+            positions,
+            ..Default::default()
+        };
+        for r in 0..b {
+            let rows = r * t_out..(r + 1) * t_out;
+            let (pred, want) = (&w.answers[rows.clone()], &w.targets[rows]);
+            st.correct_chars += pred.iter().zip(want).filter(|(a, b)| a == b).count();
+            st.exact += usize::from(self.answer_matches(pred, want));
+        }
+        st
+    }
+}
+
+impl<R: Real> Engine<R> {
+    /// [`Engine::run`] for a transformer model.
+    pub(super) fn run_transformer(
+        &mut self,
+        p: &[R],
+        inputs: &[u8],
+        targets: Option<&[u8]>,
+        n: usize,
+        backward: bool,
+    ) -> SliceStats {
+        let (t_in, t_out) = (self.model.t_in, self.model.t_out);
+        let scale = R::from_f64(1.0 / (n * t_out).max(1) as f64);
+        let slices = self.slices(n);
+        self.tf_workers
+            .resize_with(self.workers.len(), TfWorker::default);
+        let model = &self.model;
+        let workers = &mut self.tf_workers[..slices.len()];
+        let mut stats = vec![SliceStats::default(); slices.len()];
+        self.pool.scope(|sc| {
+            for ((w, &(a, b)), st) in workers.iter_mut().zip(&slices).zip(stats.iter_mut()) {
+                sc.spawn(move |_| {
+                    let x = &inputs[a * t_in..b * t_in];
+                    match targets {
+                        Some(y) => {
+                            let y = &y[a * t_out..b * t_out];
+                            *st = model.tf_slice(p, w, x, y, b - a, scale, backward);
+                        }
+                        None => model.tf_greedy(p, w, x, b - a, true),
+                    }
+                });
+            }
+        });
+        if backward {
+            let parts: Vec<&[R]> = self.tf_workers[..slices.len()]
+                .iter()
+                .map(|w| &w.grad[..])
+                .collect();
+            sum_in_worker_order(&self.pool, &mut self.grad, &parts);
+        }
+        let mut total = SliceStats::default();
+        for s in &stats {
+            total.add(s);
+        }
+        total
+    }
+
+    /// [`Engine::predict`] for a transformer model: greedy answers' probabilities `[n, T_out, V]`.
+    pub(super) fn predict_transformer(
+        &mut self,
+        p: &[R],
+        inputs: &[u8],
+        n: usize,
+        probs: &mut Vec<R>,
+    ) {
+        let per = self.model.t_out * self.model.vocab;
+        self.run_transformer(p, inputs, None, n, false);
+        probs.clear();
+        probs.resize(n * per, R::ZERO);
+        for (w, (a, b)) in self.tf_workers.iter().zip(self.slices(n)) {
+            probs[a * per..b * per].copy_from_slice(&w.probs[..(b - a) * per]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck;
+    use rand::Rng;
+
+    fn tiny() -> (Seq2Seq, Vec<u8>, Vec<u8>, usize) {
+        let cfg = ModelConfig {
+            kind: ModelKind::Transformer,
+            hidden: 8,
+            heads: 2,
+            ffn: Some(12),
+            layers: 2,
+            ..Default::default()
+        };
+        let (v, t_in, t_out) = (6, 4, 3);
+        let m = Seq2Seq::new(&cfg, v, t_in, t_out).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let n = 5;
+        let x: Vec<u8> = (0..n * t_in)
+            .map(|_| rng.random_range(0..v as u8))
+            .collect();
+        let y: Vec<u8> = (0..n * t_out)
+            .map(|_| rng.random_range(0..v as u8))
+            .collect();
+        (m, x, y, n)
+    }
+
+    #[test]
+    fn whole_transformer_gradient_check_f64() {
+        let (m, x, y, n) = tiny();
+        // Larger than the reference's 0.02 so that every path carries a visible gradient.
+        let mut p: Vec<f64> = m.init_params(3);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for v in p.iter_mut() {
+            *v += 0.3 * (rng.random::<f64>() - 0.5);
+        }
+        let mut eng = Engine::<f64>::new(m.clone(), 2);
+        let st = eng.train_step(&p, &x, &y, n);
+        assert!(st.loss_sum > 0.0 && st.positions == n * 3);
+        let grad = eng.grad.clone();
+        let mut e2 = Engine::<f64>::new(m.clone(), 1);
+        let loss = |pp: &[f64]| e2.evaluate(pp, &x, &y, n).loss_sum / (n * 3) as f64;
+        gradcheck::check(
+            &p,
+            &grad,
+            &gradcheck::sample_indices(p.len(), 3),
+            1e-4,
+            loss,
+            "transformer",
+        );
+    }
+
+    #[test]
+    fn greedy_answers_are_the_teacher_forced_argmax_of_themselves() {
+        // Decoding with key/value caches, one token at a time, must agree with one full forward
+        // pass over the question and the answer it produced.
+        let (m, x, _, n) = tiny();
+        let mut p: Vec<f64> = m.init_params(5);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for v in p.iter_mut() {
+            *v += 0.5 * (rng.random::<f64>() - 0.5);
+        }
+        let mut eng = Engine::<f64>::new(m.clone(), 2);
+        let answers = eng.predict_indices(&p, &x, n);
+        assert_eq!(answers.len(), n * m.t_out);
+        assert!(answers.iter().any(|&a| a != answers[0]), "{answers:?}");
+        let mut w = TfWorker::default();
+        m.tf_rows(&mut w, &x, &answers, n);
+        let t = m.t_in + m.t_out;
+        m.tf()
+            .forward(&p, &mut w.ws, &w.tokens, &w.segs, &w.pos, n, t, m.t_in);
+        let vt = m.vocab + 1;
+        for (i, &a) in answers.iter().enumerate() {
+            let row = &w.ws.logits[i * vt..i * vt + m.vocab];
+            assert_eq!(argmax(row) as u8, a, "row {i}");
+        }
+        // Greedy exact match equals teacher-forced exact match on these targets: all right.
+        let st = eng.evaluate(&p, &x, &answers, n);
+        assert_eq!((st.exact, st.correct_chars), (n, n * m.t_out));
+    }
+
+    #[test]
+    fn same_seed_same_threads_same_bits_and_thread_counts_agree_closely() {
+        let (m, x, y, n) = tiny();
+        let p: Vec<f32> = m.init_params(9);
+        let run = |threads: usize| {
+            let mut e = Engine::<f32>::new(m.clone(), threads);
+            let st = e.train_step(&p, &x, &y, n);
+            (st.loss_sum, e.grad.clone())
+        };
+        let (l2a, g2a) = run(2);
+        let (l2b, g2b) = run(2);
+        assert_eq!(l2a.to_bits(), l2b.to_bits());
+        assert!(g2a
+            .iter()
+            .zip(&g2b)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        let (l1, g1) = run(1);
+        assert!((l1 - l2a).abs() < 1e-5 * l1.abs().max(1.0));
+        assert!(g1.iter().zip(&g2a).all(|(a, b)| (a - b).abs() < 1e-5));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_do() {
+        let base = ModelConfig {
+            kind: ModelKind::Transformer,
+            hidden: 8,
+            heads: 2,
+            ..Default::default()
+        };
+        let err = |cfg: ModelConfig, v: usize, ti: usize, to: usize| {
+            Seq2Seq::new(&cfg, v, ti, to).unwrap_err().to_string()
+        };
+        assert!(err(
+            ModelConfig {
+                heads: 3,
+                ..base.clone()
+            },
+            6,
+            4,
+            3
+        )
+        .contains("heads"));
+        assert!(err(
+            ModelConfig {
+                mask: true,
+                ..base.clone()
+            },
+            6,
+            4,
+            3
+        )
+        .contains("mask"));
+        assert!(err(base.clone(), 6, 200, 100).contains("256"));
+        assert!(err(base.clone(), 256, 4, 3).contains("start symbol"));
+        let m = Seq2Seq::new(&base, 6, 4, 3).unwrap();
+        assert!(m.summary().contains("transformer") && m.summary().contains("block_0"));
+    }
+}
