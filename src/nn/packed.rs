@@ -32,7 +32,21 @@ enum Isa {
     Generic,
 }
 
+/// The best kernel this CPU runs, unless `SEQCALC_KERNEL` (`avx2` or `generic`) asks for a
+/// lesser one (for benchmarks; a kernel the CPU lacks is never chosen).
 fn isa() -> Isa {
+    static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let best = detect();
+        match std::env::var("SEQCALC_KERNEL").as_deref() {
+            Ok("generic") => Isa::Generic,
+            Ok("avx2") if best != Isa::Generic => Isa::Avx2,
+            _ => best,
+        }
+    })
+}
+
+fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
