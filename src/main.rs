@@ -1253,14 +1253,19 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         TaskKind::Arithmetic => format!("{}-digit {}", cfg.task.digits, cfg.task.op),
         TaskKind::Expression => cfg.task.describe(),
     };
-    let name = format!(
-        "{task}: {}({}) x{} decoder, T_in {}, T_out {}",
-        model.cfg.cell.keras_name(),
-        model.cfg.hidden,
-        model.cfg.layers,
-        model.t_in,
-        model.t_out
-    );
+    let net = match &model.transformer {
+        Some(tr) => format!(
+            "transformer(dim {}, {} heads, FFN {}) x{} blocks",
+            tr.cfg.dim, tr.cfg.heads, tr.cfg.ffn, tr.cfg.layers
+        ),
+        None => format!(
+            "{}({}) x{} decoder",
+            model.cfg.cell.keras_name(),
+            model.cfg.hidden,
+            model.cfg.layers
+        ),
+    };
+    let name = format!("{task}: {net}, T_in {}, T_out {}", model.t_in, model.t_out);
     let rep = seqcalc::bench::run(model, &name, &bc);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);

@@ -1160,9 +1160,22 @@ impl Seq2Seq {
             // act + dz (+ GRU dzh), hs, cs/hpn, small per-step scratch.
             t * b * g * h * (2 + usize::from(g == 3)) + (t + 1) * b * h * 2 + 4 * b * g * h
         };
+        let e = self.encoder.hidden;
+        // Attention: q, cat, out and their gradients per answer step, weights over the question,
+        // and the gradient of every encoder output.
+        let attention = self.attention.as_ref().map_or(0, |_| {
+            self.t_out * b * (2 * (e + (e + h) + h) + 2 * self.t_in) + self.t_in * b * e
+        });
+        // Embedding: the embedded question and its gradient.
+        let embedding = self
+            .embedding
+            .as_ref()
+            .map_or(0, |em| 2 * self.t_in * b * em.dim);
         let per_worker = layer(self.t_in)
             + self.decoders.len() * (layer(self.t_out) + self.t_out * b * h)
             + self.t_out * b * self.vocab
+            + attention
+            + embedding
             + self.param_count();
         4 * (per_worker * threads.max(1) + 4 * self.param_count())
     }
