@@ -39,14 +39,21 @@ pub fn is_lengthgen_config(text: &str) -> bool {
 }
 
 /// `train --config` with a length-generalisation config: trains and saves, no final grid.
-pub fn train_only(cfg: &LengthGenRunConfig, dir: &Path, interrupted: &AtomicBool) -> Result<()> {
+/// With `resume`, goes on from the checkpoint in `dir`.
+pub fn train_only(
+    cfg: &LengthGenRunConfig,
+    dir: &Path,
+    resume: bool,
+    interrupted: &AtomicBool,
+) -> Result<()> {
     if dir.join(seqcalc::rundir::CONFIG).exists() && !lengthgen::is_run(dir) {
         bail!(
             "{}: holds another kind of run; pass --name or --runs-dir to write elsewhere",
             dir.display()
         );
     }
-    let (_, _, outcome) = lengthgen::train::train(cfg, dir, interrupted, &mut |l| println!("{l}"))?;
+    let (_, _, outcome) =
+        lengthgen::train::train(cfg, dir, resume, interrupted, &mut |l| println!("{l}"))?;
     println!(
         "trained {} steps in {:.1} s: {:.0} tokens/s; saved to {} (seqcalc eval --model {} --stress)",
         outcome.steps,
@@ -82,7 +89,7 @@ pub fn run_experiment(
             .map_or(String::new(), |s| format!(", at most {s} s"))
     );
     let (mut engine, params, outcome) =
-        lengthgen::train::train(cfg, dir, interrupted, &mut |l| println!("{l}"))?;
+        lengthgen::train::train(cfg, dir, false, interrupted, &mut |l| println!("{l}"))?;
     println!(
         "trained {} steps in {:.1} s: {:.0} tokens/s{}",
         outcome.steps,

@@ -592,10 +592,14 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.resume {
         if seqcalc::lengthgen::is_run(dir) {
-            bail!(
-                "{}: length-generalisation runs cannot be resumed yet (they keep no checkpoint); train again with `seqcalc train --config` (the same seed and thread count give the same weights)",
-                dir.display()
-            );
+            let cfg = seqcalc::lengthgen::load_config(dir)?;
+            #[cfg(unix)]
+            // SAFETY: installing a handler that only stores to an atomic.
+            unsafe {
+                libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+            }
+            lengthgen_cli::train_only(&cfg, dir, true, &INTERRUPTED)?;
+            return Ok(ExitCode::SUCCESS);
         }
     }
     if let Some(path) = &a.config {
@@ -624,7 +628,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             unsafe {
                 libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
             }
-            lengthgen_cli::train_only(&cfg, &dir, &INTERRUPTED)?;
+            lengthgen_cli::train_only(&cfg, &dir, false, &INTERRUPTED)?;
             return Ok(ExitCode::SUCCESS);
         }
     }

@@ -314,13 +314,22 @@ pub struct Checkpoint {
 }
 
 pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(), RunError> {
+    save_checkpoint_flat(dir, &model.layout, ck)
+}
+
+/// [`save_checkpoint`] for any parameter layout (the length-generalisation transformer's too).
+pub fn save_checkpoint_flat(
+    dir: &Path,
+    layout: &ParamLayout,
+    ck: &Checkpoint,
+) -> Result<(), RunError> {
     let cdir = dir.join(CHECKPOINT_DIR);
     std::fs::create_dir_all(&cdir).map_err(|e| file_err(&cdir, e))?;
     let path = cdir.join(CHECKPOINT);
     let mut meta = base_meta();
     meta.insert("state".into(), ck.state_json.clone());
     let bytes = serialize(
-        &model.layout,
+        layout,
         &ck.params,
         &[
             ("optimizer.adam_m", &ck.adam_m),
@@ -333,16 +342,24 @@ pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(
 
 /// Reads the checkpoint, or `None` when the run has none yet.
 pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>, RunError> {
+    load_checkpoint_flat(dir, &model.layout)
+}
+
+/// [`load_checkpoint`] for any parameter layout.
+pub fn load_checkpoint_flat(
+    dir: &Path,
+    layout: &ParamLayout,
+) -> Result<Option<Checkpoint>, RunError> {
     let path = dir.join(CHECKPOINT_DIR).join(CHECKPOINT);
     if !path.exists() {
         return Ok(None);
     }
     let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
-    let n = model.param_count();
+    let n = layout.total;
     let (params, mut extras, meta) = deserialize(
         &path,
         &bytes,
-        &model.layout,
+        layout,
         &[("optimizer.adam_m", n), ("optimizer.adam_v", n)],
     )?;
     let state_json = meta

@@ -200,3 +200,48 @@ fn impossible_configs_and_damaged_runs_exit_with_code_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("weights.safetensors"), "{}", text(&o));
 }
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = root.path().join("resume.toml");
+    let text_cfg = TINY
+        .replace("name = \"lg-tiny\"", "name = \"lg-resume\"")
+        .replace("steps = 1500", "steps = 4000")
+        .replace("eval_every = 500", "eval_every = 100");
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let runs = root.path().join("runs");
+    let mut child = bin()
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = runs.join("lg-resume");
+    let ck = dir.join("checkpoint").join("state.safetensors");
+    let t0 = std::time::Instant::now();
+    while !ck.exists() {
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = run(&["train", "--resume", dir.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("resumed after step"), "{out}");
+    assert!(out.contains("trained 4000 steps"), "{out}");
+    // The run answers after resuming.
+    let o = run(&["predict", "--model", dir.to_str().unwrap(), "123+989"]);
+    assert!(
+        o.status.success() && text(&o).contains("123+989"),
+        "{}",
+        text(&o)
+    );
+}

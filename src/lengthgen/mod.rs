@@ -212,11 +212,10 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
     if !dir.is_dir() {
         return Err(file_err(dir, "is a file, not a run directory"));
     }
-    let path = dir.join(rundir::CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-    let cfg: LengthGenRunConfig = serde_json::from_str(&text)
-        .map_err(|e| file_err(&path, format!("not a valid config: {e}")))?;
-    let model = cfg.build().map_err(|e| file_err(&path, e))?;
+    let cfg = load_config(dir)?;
+    let model = cfg
+        .build()
+        .map_err(|e| file_err(&dir.join(rundir::CONFIG), e))?;
     let params = rundir::load_flat(dir, &model.layout)?;
     Ok(LoadedRun {
         dir: dir.to_path_buf(),
@@ -224,6 +223,13 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
         model,
         params,
     })
+}
+
+/// Reads `dir/config.json`.
+pub fn load_config(dir: &Path) -> Result<LengthGenRunConfig, RunError> {
+    let path = dir.join(rundir::CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not a valid config: {e}")))
 }
 
 /// Writes `dir/config.json` atomically.

@@ -42,6 +42,23 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
+/// The loop's state in a checkpoint (with the weights and AdamW's moments): enough to go on
+/// exactly where a killed or interrupted run stopped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct LoopState {
+    steps: usize,
+    train_secs: f64,
+    tokens: u64,
+    examples: u64,
+    skipped_steps: usize,
+    history: Vec<EvalRecord>,
+    loss_ema: Option<f64>,
+    lr: f64,
+    adam_t: u64,
+    /// Position of the batch generator's stream (a decimal u128).
+    rng_word_pos: String,
+}
+
 impl Outcome {
     pub fn tokens_per_sec(&self) -> f64 {
         self.tokens as f64 / self.train_secs.max(1e-9)
@@ -125,10 +142,15 @@ fn history_csv(h: &[EvalRecord]) -> String {
 }
 
 /// Trains the run described by `cfg` into `dir` (created if needed); `log` receives progress
-/// lines. Stops early when `interrupted` is set (Ctrl-C), keeping the weights so far.
+/// lines. Stops early when `interrupted` is set (Ctrl-C), keeping the weights so far. A
+/// checkpoint (weights, AdamW moments, loop state) is written atomically at every evaluation
+/// and on interruption; with `resume`, training goes on from the checkpoint in `dir`, and
+/// gives the same bits as a run never stopped (for a step budget; a time budget's schedule
+/// follows the clock).
 pub fn train(
     cfg: &LengthGenRunConfig,
     dir: &Path,
+    resume: bool,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
 ) -> Result<(Engine, Vec<f32>, Outcome), RunError> {
@@ -179,6 +201,55 @@ pub fn train(
     };
     let mut loss_ema: Option<f64> = None;
     let mut examples = 0u64;
+    let mut lr = 0.0;
+    if resume {
+        if let Some(ck) = rundir::load_checkpoint_flat(dir, &engine.model.layout)? {
+            let bad = |e: String| {
+                rundir::file_err(
+                    &dir.join(rundir::CHECKPOINT_DIR),
+                    format!("bad training state: {e}"),
+                )
+            };
+            let st: LoopState =
+                serde_json::from_str(&ck.state_json).map_err(|e| bad(e.to_string()))?;
+            let pos: u128 = st.rng_word_pos.parse().map_err(|e| bad(format!("{e}")))?;
+            rng.set_word_pos(pos);
+            (params, opt.m, opt.v, opt.t) = (ck.params, ck.adam_m, ck.adam_v, st.adam_t);
+            (out.steps, out.train_secs, out.tokens) = (st.steps, st.train_secs, st.tokens);
+            (out.skipped_steps, out.history) = (st.skipped_steps, st.history);
+            (examples, loss_ema, lr) = (st.examples, st.loss_ema, st.lr);
+            log(&format!("resumed after step {}", out.steps));
+        }
+    }
+    let checkpoint = |params: &[f32],
+                      opt: &AdamW,
+                      out: &Outcome,
+                      rng: &ChaCha8Rng,
+                      loss_ema: Option<f64>,
+                      lr: f64,
+                      examples: u64,
+                      layout: &crate::nn::params::ParamLayout|
+     -> Result<(), RunError> {
+        let st = LoopState {
+            steps: out.steps,
+            train_secs: out.train_secs,
+            tokens: out.tokens,
+            examples,
+            skipped_steps: out.skipped_steps,
+            history: out.history.clone(),
+            loss_ema,
+            lr,
+            adam_t: opt.t,
+            rng_word_pos: rng.get_word_pos().to_string(),
+        };
+        let ck = rundir::Checkpoint {
+            params: params.to_vec(),
+            adam_m: opt.m.clone(),
+            adam_v: opt.v.clone(),
+            state_json: serde_json::to_string(&st).expect("state serialises"),
+        };
+        rundir::save_checkpoint_flat(dir, layout, &ck)
+    };
     let mut seqs: Vec<u8> = Vec::new();
     let evaluate = |engine: &mut Engine,
                     params: &[f32],
@@ -232,7 +303,6 @@ pub fn train(
         )
         .map_err(RunError::Write)
     };
-    let mut lr = 0.0;
     loop {
         let progress = if t.steps > 0 {
             out.steps as f64 / t.steps as f64
@@ -245,10 +315,26 @@ pub fn train(
         }
         if interrupted.load(Ordering::SeqCst) {
             out.interrupted = true;
-            log("interrupted: keeping the weights so far");
+            checkpoint(
+                &params,
+                &opt,
+                &out,
+                &rng,
+                loss_ema,
+                lr,
+                examples,
+                &engine.model.layout,
+            )?;
+            log(&format!(
+                "interrupted after step {}: checkpoint written; go on with `seqcalc train --resume {}`",
+                out.steps,
+                dir.display()
+            ));
             break;
         }
-        if out.steps.is_multiple_of(t.eval_every) && out.steps > 0 {
+        // (A run resumed from the checkpoint of an evaluation does not repeat it.)
+        let evaluated = out.history.last().is_some_and(|r| r.step == out.steps);
+        if out.steps.is_multiple_of(t.eval_every) && out.steps > 0 && !evaluated {
             evaluate(
                 &mut engine,
                 &params,
@@ -257,6 +343,16 @@ pub fn train(
                 loss_ema.unwrap_or(f64::NAN),
                 examples,
                 log,
+            )?;
+            checkpoint(
+                &params,
+                &opt,
+                &out,
+                &rng,
+                loss_ema,
+                lr,
+                examples,
+                &engine.model.layout,
             )?;
         }
         let t0 = Instant::now();
@@ -314,7 +410,8 @@ mod tests {
         let run = |threads| {
             let dir = tempfile::tempdir().unwrap();
             let stop = AtomicBool::new(false);
-            let (_, p, out) = train(&tiny(12, threads), dir.path(), &stop, &mut |_| {}).unwrap();
+            let (_, p, out) =
+                train(&tiny(12, threads), dir.path(), false, &stop, &mut |_| {}).unwrap();
             assert_eq!(out.steps, 12);
             let saved = rundir::load_flat(
                 dir.path(),
@@ -337,6 +434,45 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_resumes_to_the_same_bits() {
+        let mut cfg = tiny(12, 2);
+        cfg.lengthgen.train.eval_every = 4;
+        let straight = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let (_, want, whole) = train(&cfg, straight.path(), false, &stop, &mut |_| {}).unwrap();
+        // Interrupt when the evaluation at step 4 reports (the step after it still runs).
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let (_, _, first) = train(&cfg, dir.path(), false, &stop, &mut |l| {
+            if l.starts_with("step") {
+                stop.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+        assert!(first.interrupted && first.steps == 5, "{first:?}");
+        let stop = AtomicBool::new(false);
+        let mut lines = Vec::new();
+        let (_, got, rest) = train(&cfg, dir.path(), true, &stop, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert!(
+            lines.iter().any(|l| l == "resumed after step 5"),
+            "{lines:?}"
+        );
+        assert_eq!(rest.steps, 12);
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "resumed weights differ from an uninterrupted run's"
+        );
+        let steps = |o: &Outcome| o.history.iter().map(|r| r.step).collect::<Vec<_>>();
+        assert_eq!(steps(&rest), steps(&whole));
+        assert_eq!(rest.tokens, whole.tokens);
+    }
+
+    #[test]
     fn a_small_model_learns_addition_and_answers_longer_operands() {
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
@@ -347,8 +483,10 @@ mod tests {
         cfg.lengthgen.model.heads = 2;
         cfg.lengthgen.model.ffn = 128;
         let mut lines = Vec::new();
-        let (mut engine, p, out) =
-            train(&cfg, dir.path(), &stop, &mut |l| lines.push(l.to_string())).unwrap();
+        let (mut engine, p, out) = train(&cfg, dir.path(), false, &stop, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
         let last_loss = out.history.last().unwrap().loss;
         assert!(last_loss < 0.1, "loss {last_loss}: {lines:?}");
         let mut rng = ChaCha8Rng::seed_from_u64(99);
