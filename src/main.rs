@@ -320,6 +320,9 @@ struct FitOverrides {
     batch_size: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
+    /// Learning-rate schedule: constant (Keras) or warmup-cosine (over --epochs)
+    #[arg(long, value_parser = ["constant", "warmup-cosine"])]
+    schedule: Option<String>,
     /// Early-stopping patience in epochs (0 disables early stopping).
     #[arg(long)]
     patience: Option<usize>,
@@ -349,6 +352,11 @@ impl FitOverrides {
         set!(self.epochs, cfg.train.epochs);
         set!(self.batch_size, cfg.train.batch_size);
         set!(self.lr, cfg.optim.lr);
+        match self.schedule.as_deref() {
+            Some("warmup-cosine") => cfg.optim.schedule = seqcalc::optim::Schedule::WarmupCosine,
+            Some(_) => cfg.optim.schedule = seqcalc::optim::Schedule::Constant,
+            None => {}
+        }
         set!(self.threads, cfg.train.threads);
         set!(self.samples, cfg.train.samples);
         set!(self.patience, cfg.train.patience);

@@ -16,6 +16,21 @@ pub struct OptimConfig {
     pub eps: f64,
     /// Rescale the gradient so its global L2 norm is at most this.
     pub clip_norm: Option<f64>,
+    /// How the learning rate moves over the run: `constant` (Keras) or `warmup-cosine` (linear
+    /// warm-up over the first `warmup` fraction of `train.epochs`, then cosine decay to
+    /// `min_lr_fraction` of `lr` at the last epoch; plateau reductions still scale it).
+    pub schedule: Schedule,
+    pub warmup: f64,
+    pub min_lr_fraction: f64,
+}
+
+/// The learning-rate schedule.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    WarmupCosine,
 }
 
 impl Default for OptimConfig {
@@ -26,6 +41,9 @@ impl Default for OptimConfig {
             beta2: 0.999,
             eps: 1e-7,
             clip_norm: None,
+            schedule: Schedule::Constant,
+            warmup: 0.02,
+            min_lr_fraction: 0.05,
         }
     }
 }
@@ -46,7 +64,22 @@ impl OptimConfig {
                 return Err("clip_norm must be positive".into());
             }
         }
+        if !(0.0..1.0).contains(&self.warmup) || !(0.0..=1.0).contains(&self.min_lr_fraction) {
+            return Err("warmup must be in [0, 1) and min_lr_fraction in [0, 1]".into());
+        }
         Ok(())
+    }
+
+    /// The factor the schedule applies to the learning rate at `progress` (0 at the first step,
+    /// 1 at the end of the last epoch).
+    pub fn schedule_factor(&self, progress: f64) -> f64 {
+        match self.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::WarmupCosine => {
+                // The first step of a warm-up is not a zero step.
+                warmup_cosine(progress, 1.0, self.warmup, self.min_lr_fraction).max(1e-3)
+            }
+        }
     }
 }
 
@@ -57,6 +90,8 @@ pub struct Adam {
     pub m: Vec<f32>,
     pub v: Vec<f32>,
     pub t: u64,
+    /// Multiplies `cfg.lr` in the next steps (the schedule's factor; 1 by default).
+    pub lr_factor: f64,
 }
 
 /// Parameters per parallel chunk: the update is elementwise, so the split never changes a bit.
@@ -69,6 +104,7 @@ impl Adam {
             m: vec![0.0; n],
             v: vec![0.0; n],
             t: 0,
+            lr_factor: 1.0,
         }
     }
 
@@ -96,7 +132,8 @@ impl Adam {
         let t = self.t as f64;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
         let k = AdamConsts {
-            alpha: (self.cfg.lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))) as f32,
+            alpha: (self.cfg.lr * self.lr_factor * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t)))
+                as f32,
             b1: b1 as f32,
             b2: b2 as f32,
             eps: self.cfg.eps as f32,
@@ -297,6 +334,28 @@ mod tests {
         assert!((p[0] - (1.0 - 1e-3)).abs() < 1e-6);
         assert!((p[1] - (1.0 + 1e-3)).abs() < 1e-6);
         assert_eq!(p[2], 1.0);
+    }
+
+    #[test]
+    fn the_schedule_scales_the_step() {
+        let cfg = OptimConfig {
+            schedule: Schedule::WarmupCosine,
+            warmup: 0.1,
+            min_lr_fraction: 0.1,
+            ..Default::default()
+        };
+        // Warm-up, peak, halfway down the cosine, the floor.
+        assert!((cfg.schedule_factor(0.05) - 0.5).abs() < 1e-12);
+        assert!((cfg.schedule_factor(0.1) - 1.0).abs() < 1e-12);
+        assert!((cfg.schedule_factor(0.55) - 0.55).abs() < 1e-12);
+        assert!((cfg.schedule_factor(1.0) - 0.1).abs() < 1e-12);
+        assert_eq!(OptimConfig::default().schedule_factor(0.7), 1.0);
+        // Adam's first step moves by about lr x factor.
+        let mut adam = Adam::new(cfg, 1);
+        adam.lr_factor = 0.25;
+        let mut p = vec![1.0f32];
+        adam.step(&mut p, &[3.0]).unwrap();
+        assert!((p[0] - (1.0 - 0.25e-3)).abs() < 1e-6, "{}", p[0]);
     }
 
     #[test]

@@ -46,6 +46,7 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("reverse", &["codec.reverse_input"]),
     ("reverse_output", &["codec.reverse_output"]),
     ("lr", &["optim.lr"]),
+    ("schedule", &["optim.schedule"]),
     ("batch_size", &["train.batch_size"]),
     ("epochs", &["train.epochs"]),
     ("size", &["data.size"]),

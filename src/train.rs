@@ -230,6 +230,10 @@ pub fn run(
             let n = rows.len();
             train.gather(rows, &mut xb[..n * t_in], &mut yb[..n * t_out]);
             let st = engine.train_step(&params, &xb[..n * t_in], &yb[..n * t_out], n);
+            // The schedule is a function of the position in the run, so a resumed run follows it.
+            let batches = order.len().div_ceil(bs);
+            let progress = (epoch * batches + bi) as f64 / (epochs * batches).max(1) as f64;
+            adam.lr_factor = cfg.optim.schedule_factor(progress);
             // A NaN or infinite loss or gradient stops the run; nothing is saved after it, so the
             // last checkpoint stays the last good state.
             if !st.loss_sum.is_finite() || adam.step(&mut params, &engine.grad).is_err() {
