@@ -315,9 +315,8 @@ impl Seq2Seq {
             format!("(None, {}, {})", self.t_out, self.vocab),
             self.head.weight.len + self.head.bias.len,
         ));
-        let mut s = String::new();
-        s.push_str(&format!(
-            "Model: \"seq2seq\" (input: (None, {}, {}) {})\n",
+        let title = format!(
+            "Model: \"seq2seq\" (input: (None, {}, {}) {})",
             self.t_in,
             self.vocab,
             if self.embedding.is_some() {
@@ -325,21 +324,8 @@ impl Seq2Seq {
             } else {
                 "one-hot"
             }
-        ));
-        let line = "─".repeat(78);
-        s.push_str(&format!(
-            "{line}\n{:<36}{:<28}{:>14}\n{line}\n",
-            "Layer (type)", "Output Shape", "Param #"
-        ));
-        for (name, shape, n) in &rows {
-            s.push_str(&format!("{name:<36}{shape:<28}{:>14}\n", group(*n)));
-        }
-        s.push_str(&format!(
-            "{line}\n Total params: {}\n Trainable params: {}\n",
-            group(self.param_count()),
-            group(self.param_count())
-        ));
-        s
+        );
+        summary_table(&title, &rows, self.param_count())
     }
 
     /// Forward (and, when `targets` is given, loss and backward) for one slice of `b` rows.
@@ -777,6 +763,24 @@ impl Seq2Seq {
             }
         }
     }
+}
+
+/// A Keras-style summary: the title, one row per layer (name, output shape, parameters), totals.
+fn summary_table(title: &str, rows: &[(String, String, usize)], total: usize) -> String {
+    let line = "─".repeat(78);
+    let mut s = format!(
+        "{title}\n{line}\n{:<36}{:<28}{:>14}\n{line}\n",
+        "Layer (type)", "Output Shape", "Param #"
+    );
+    for (name, shape, n) in rows {
+        s.push_str(&format!("{name:<36}{shape:<28}{:>14}\n", group(*n)));
+    }
+    s.push_str(&format!(
+        "{line}\n Total params: {}\n Trainable params: {}\n",
+        group(total),
+        group(total)
+    ));
+    s
 }
 
 /// Thousands separators, as Keras prints parameter counts.

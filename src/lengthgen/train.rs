@@ -313,28 +313,11 @@ pub fn train(
         if (t.steps > 0 && out.steps >= t.steps) || time_up {
             break;
         }
-        if interrupted.load(Ordering::SeqCst) {
-            out.interrupted = true;
-            checkpoint(
-                &params,
-                &opt,
-                &out,
-                &rng,
-                loss_ema,
-                lr,
-                examples,
-                &engine.model.layout,
-            )?;
-            log(&format!(
-                "interrupted after step {}: checkpoint written; go on with `seqcalc train --resume {}`",
-                out.steps,
-                dir.display()
-            ));
-            break;
-        }
+        let stop = interrupted.load(Ordering::SeqCst);
         // (A run resumed from the checkpoint of an evaluation does not repeat it.)
         let evaluated = out.history.last().is_some_and(|r| r.step == out.steps);
-        if out.steps.is_multiple_of(t.eval_every) && out.steps > 0 && !evaluated {
+        let eval_now = out.steps.is_multiple_of(t.eval_every) && out.steps > 0 && !evaluated;
+        if eval_now && !stop {
             evaluate(
                 &mut engine,
                 &params,
@@ -344,6 +327,9 @@ pub fn train(
                 examples,
                 log,
             )?;
+        }
+        if stop || eval_now {
+            out.interrupted = stop;
             checkpoint(
                 &params,
                 &opt,
@@ -354,6 +340,14 @@ pub fn train(
                 examples,
                 &engine.model.layout,
             )?;
+        }
+        if stop {
+            log(&format!(
+                "interrupted after step {}: checkpoint written; go on with `seqcalc train --resume {}`",
+                out.steps,
+                dir.display()
+            ));
+            break;
         }
         let t0 = Instant::now();
         lr = warmup_cosine(progress, t.lr, t.warmup, t.min_lr_fraction);

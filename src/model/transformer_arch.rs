@@ -126,24 +126,11 @@ impl Seq2Seq {
             format!("(None, {}, {})", self.t_out, tr.vocab),
             count("nf.") + count("head."),
         ));
-        let mut s = format!(
-            "Model: \"transformer\" (input: question, start symbol, answer: {t} tokens of {} symbols)\n",
+        let title = format!(
+            "Model: \"transformer\" (input: question, start symbol, answer: {t} tokens of {} symbols)",
             tr.vocab
         );
-        let line = "─".repeat(78);
-        s.push_str(&format!(
-            "{line}\n{:<36}{:<28}{:>14}\n{line}\n",
-            "Layer (type)", "Output Shape", "Param #"
-        ));
-        for (name, shape, n) in &rows {
-            s.push_str(&format!("{name:<36}{shape:<28}{:>14}\n", group(*n)));
-        }
-        s.push_str(&format!(
-            "{line}\n Total params: {}\n Trainable params: {}\n",
-            group(self.param_count()),
-            group(self.param_count())
-        ));
-        s
+        summary_table(&title, &rows, self.param_count())
     }
 
     /// Activation floats per row of a forward and backward pass (for memory estimates).
