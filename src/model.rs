@@ -812,6 +812,15 @@ pub struct SliceStats {
 }
 
 impl SliceStats {
+    /// The sums of several slices.
+    pub fn total(parts: &[SliceStats]) -> SliceStats {
+        let mut t = SliceStats::default();
+        for s in parts {
+            t.add(s);
+        }
+        t
+    }
+
     pub fn add(&mut self, o: &SliceStats) {
         self.loss_sum += o.loss_sum;
         self.correct_chars += o.correct_chars;
@@ -1057,11 +1066,7 @@ impl<R: Real> Engine<R> {
                 .collect();
             sum_in_worker_order(&self.pool, &mut self.grad, &parts);
         }
-        let mut total = SliceStats::default();
-        for s in &stats {
-            total.add(s);
-        }
-        total
+        SliceStats::total(&stats)
     }
 
     /// Forward and backward on a batch of `n` rows (`inputs` `[n, T_in]`, `targets`

@@ -327,11 +327,7 @@ impl<R: Real> Engine<R> {
                 .collect();
             sum_in_worker_order(&self.pool, &mut self.grad, &parts);
         }
-        let mut total = SliceStats::default();
-        for s in &stats {
-            total.add(s);
-        }
-        total
+        SliceStats::total(&stats)
     }
 
     /// [`Engine::predict`] for a transformer model: greedy answers' probabilities `[n, T_out, V]`.
