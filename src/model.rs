@@ -927,6 +927,43 @@ impl<R: Real> Workspace<R> {
 /// `out = parts[0] + parts[1] + ...`, element by element in worker order, chunk by chunk on
 /// `pool`: each element's sum is the same whatever thread computes it, so results depend only on
 /// the worker count.
+/// Contiguous row ranges of `n` rows, one per worker of `workers` (empty ones dropped).
+pub(crate) fn worker_slices(n: usize, workers: usize) -> Vec<(usize, usize)> {
+    let per = n.div_ceil(workers.max(1));
+    (0..workers)
+        .map(|i| (i * per, ((i + 1) * per).min(n)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+/// Where [`run_on_slices`] sums the workers' gradients, and how to read one worker's.
+pub(crate) type GradSum<'a, W, R> = (&'a mut [R], fn(&W) -> &[R]);
+
+/// Runs `work(worker, a, b)` for each row range of `slices` on its own pool thread, one worker
+/// each, and returns their results in slice order. With `grad = Some((out, of))` the workers'
+/// gradients (`of(worker)`) are then summed into `out` in worker order.
+pub(crate) fn run_on_slices<W: Send, R: Real, S: Default + Send>(
+    pool: &rayon::ThreadPool,
+    workers: &mut [W],
+    slices: &[(usize, usize)],
+    work: impl Fn(&mut W, usize, usize) -> S + Sync,
+    grad: Option<GradSum<'_, W, R>>,
+) -> Vec<S> {
+    let workers = &mut workers[..slices.len()];
+    let mut out: Vec<S> = slices.iter().map(|_| S::default()).collect();
+    let work = &work;
+    pool.scope(|sc| {
+        for ((w, &(a, b)), o) in workers.iter_mut().zip(slices).zip(out.iter_mut()) {
+            sc.spawn(move |_| *o = work(w, a, b));
+        }
+    });
+    if let Some((sum, of)) = grad {
+        let parts: Vec<&[R]> = workers.iter().map(of).collect();
+        sum_in_worker_order(pool, sum, &parts);
+    }
+    out
+}
+
 pub(crate) fn sum_in_worker_order<R: Real>(
     pool: &rayon::ThreadPool,
     out: &mut [R],
@@ -997,12 +1034,7 @@ impl<R: Real> Engine<R> {
 
     /// Contiguous row ranges, one per worker (empty ones dropped).
     fn slices(&self, n: usize) -> Vec<(usize, usize)> {
-        let w = self.workers.len();
-        let per = n.div_ceil(w);
-        (0..w)
-            .map(|i| (i * per, ((i + 1) * per).min(n)))
-            .filter(|(a, b)| a < b)
-            .collect()
+        worker_slices(n, self.workers.len())
     }
 
     fn run(
@@ -1041,31 +1073,22 @@ impl<R: Real> Engine<R> {
                 .for_each(|(pk, l)| l.pack(p, pk));
         });
         let packs = &self.packs;
-        let workers = &mut self.workers[..slices.len()];
-        let mut stats = vec![SliceStats::default(); slices.len()];
-        self.pool.scope(|sc| {
-            for ((ws, &(a, b)), st) in workers.iter_mut().zip(&slices).zip(stats.iter_mut()) {
-                sc.spawn(move |_| {
-                    ws.backward = backward;
-                    if backward {
-                        ws.ensure(model, b - a);
-                        ws.grad[..model.param_count()].fill(R::ZERO);
-                    }
-                    let x = &inputs[a * t_in..b * t_in];
-                    let y = targets.map(|t| &t[a * t_out..b * t_out]);
-                    *st = model.run_slice(p, packs, ws, x, y, b - a, scale);
-                });
-            }
-        });
-        if backward {
-            // Sum the workers' gradients in worker order, chunk by chunk on the pool (each
-            // element's sum is the same whatever thread computes it).
-            let parts: Vec<&[R]> = self.workers[..slices.len()]
-                .iter()
-                .map(|ws| &ws.grad[..])
-                .collect();
-            sum_in_worker_order(&self.pool, &mut self.grad, &parts);
-        }
+        let stats = run_on_slices(
+            &self.pool,
+            &mut self.workers,
+            &slices,
+            |ws, a, b| {
+                ws.backward = backward;
+                if backward {
+                    ws.ensure(model, b - a);
+                    ws.grad[..model.param_count()].fill(R::ZERO);
+                }
+                let x = &inputs[a * t_in..b * t_in];
+                let y = targets.map(|t| &t[a * t_out..b * t_out]);
+                model.run_slice(p, packs, ws, x, y, b - a, scale)
+            },
+            backward.then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
+        );
         SliceStats::total(&stats)
     }
 

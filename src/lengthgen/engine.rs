@@ -71,12 +71,7 @@ impl Engine {
     }
 
     fn slices(&self, n: usize) -> Vec<(usize, usize)> {
-        let w = self.workers.len();
-        let per = n.div_ceil(w);
-        (0..w)
-            .map(|i| (i * per, ((i + 1) * per).min(n)))
-            .filter(|(a, b)| a < b)
-            .collect()
+        crate::model::worker_slices(n, self.workers.len())
     }
 
     /// Forward and backward on `n` sequences of operand length `l`: `seqs` holds each one's
@@ -91,49 +86,43 @@ impl Engine {
         let scale = 1.0 / (n * tq) as f32;
         let slices = self.slices(n);
         let model = &self.model;
-        let workers = &mut self.workers[..slices.len()];
-        let mut stats = vec![StepStats::default(); slices.len()];
-        self.pool.scope(|sc| {
-            for ((w, &(a, b)), st) in workers.iter_mut().zip(&slices).zip(stats.iter_mut()) {
-                let (seg_row, pos_row) = (&seg_row, &pos_row);
-                sc.spawn(move |_| {
-                    let m = b - a;
-                    w.tokens.clear();
-                    w.targets.clear();
-                    w.segs.clear();
-                    w.pos.clear();
-                    for s in seqs[a * full..b * full].chunks_exact(full) {
-                        w.tokens.extend_from_slice(&s[..t]);
-                        w.targets.extend_from_slice(&s[q_from + 1..]);
-                        w.segs.extend_from_slice(&seg_row[..t]);
-                        w.pos.extend_from_slice(&pos_row[..t]);
-                    }
-                    w.grad.fill(0.0);
-                    model.forward(p, &mut w.ws, &w.tokens, &w.segs, &w.pos, m, t, q_from);
-                    let sums = model.loss_backward(
-                        p,
-                        &mut w.ws,
-                        &w.tokens,
-                        &w.segs,
-                        &w.pos,
-                        &w.targets,
-                        scale,
-                        &mut w.grad,
-                    );
-                    *st = StepStats {
-                        loss_sum: sums.loss,
-                        tokens: m * tq,
-                        correct: sums.correct,
-                    };
-                });
-            }
-        });
-        // Sum the workers' gradients in worker order, chunk by chunk on the pool.
-        let parts: Vec<&[f32]> = self.workers[..slices.len()]
-            .iter()
-            .map(|w| &w.grad[..])
-            .collect();
-        crate::model::sum_in_worker_order(&self.pool, &mut self.grad, &parts);
+        let (seg_row, pos_row) = (&seg_row, &pos_row);
+        let stats = crate::model::run_on_slices(
+            &self.pool,
+            &mut self.workers,
+            &slices,
+            |w, a, b| {
+                let m = b - a;
+                w.tokens.clear();
+                w.targets.clear();
+                w.segs.clear();
+                w.pos.clear();
+                for s in seqs[a * full..b * full].chunks_exact(full) {
+                    w.tokens.extend_from_slice(&s[..t]);
+                    w.targets.extend_from_slice(&s[q_from + 1..]);
+                    w.segs.extend_from_slice(&seg_row[..t]);
+                    w.pos.extend_from_slice(&pos_row[..t]);
+                }
+                w.grad.fill(0.0);
+                model.forward(p, &mut w.ws, &w.tokens, &w.segs, &w.pos, m, t, q_from);
+                let sums = model.loss_backward(
+                    p,
+                    &mut w.ws,
+                    &w.tokens,
+                    &w.segs,
+                    &w.pos,
+                    &w.targets,
+                    scale,
+                    &mut w.grad,
+                );
+                StepStats {
+                    loss_sum: sums.loss,
+                    tokens: m * tq,
+                    correct: sums.correct,
+                }
+            },
+            Some((&mut self.grad[..], |w: &Worker| &w.grad[..])),
+        );
         let mut total = StepStats::default();
         for s in &stats {
             total.loss_sum += s.loss_sum;

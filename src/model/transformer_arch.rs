@@ -304,29 +304,25 @@ impl<R: Real> Engine<R> {
         self.tf_workers
             .resize_with(self.workers.len(), TfWorker::default);
         let model = &self.model;
-        let workers = &mut self.tf_workers[..slices.len()];
-        let mut stats = vec![SliceStats::default(); slices.len()];
-        self.pool.scope(|sc| {
-            for ((w, &(a, b)), st) in workers.iter_mut().zip(&slices).zip(stats.iter_mut()) {
-                sc.spawn(move |_| {
-                    let x = &inputs[a * t_in..b * t_in];
-                    match targets {
-                        Some(y) => {
-                            let y = &y[a * t_out..b * t_out];
-                            *st = model.tf_slice(p, w, x, y, b - a, scale, backward);
-                        }
-                        None => model.tf_greedy(p, w, x, b - a, true),
+        let stats = run_on_slices(
+            &self.pool,
+            &mut self.tf_workers,
+            &slices,
+            |w, a, b| {
+                let x = &inputs[a * t_in..b * t_in];
+                match targets {
+                    Some(y) => {
+                        let y = &y[a * t_out..b * t_out];
+                        model.tf_slice(p, w, x, y, b - a, scale, backward)
                     }
-                });
-            }
-        });
-        if backward {
-            let parts: Vec<&[R]> = self.tf_workers[..slices.len()]
-                .iter()
-                .map(|w| &w.grad[..])
-                .collect();
-            sum_in_worker_order(&self.pool, &mut self.grad, &parts);
-        }
+                    None => {
+                        model.tf_greedy(p, w, x, b - a, true);
+                        SliceStats::default()
+                    }
+                }
+            },
+            backward.then_some((&mut self.grad[..], |w: &TfWorker<R>| &w.grad[..])),
+        );
         SliceStats::total(&stats)
     }
 
