@@ -5,7 +5,8 @@
 //! `pad_side`, with `pad` (a symbol of the alphabet); when `reverse_input` the padded question is
 //! reversed (as Keras does: pad right, then reverse).
 
-use crate::task::TaskConfig;
+use crate::expression::{worked, worked_answer, PART_SEP, STEP_SEP};
+use crate::task::{TaskConfig, TaskKind};
 use serde::{Deserialize, Serialize};
 
 /// Which side padding goes on.
@@ -33,6 +34,11 @@ pub struct CodecConfig {
     /// Write answers backwards (least significant digit first), so a decoder produces each
     /// digit after the digits it carries from; decoding turns them around again.
     pub reverse_output: bool,
+    /// Expressions: the model writes a worked answer before the answer (every operation's
+    /// result in order, with partial products for long multiplications; see
+    /// `crate::expression::worked`), and decoding keeps only the answer at its end. Adds the
+    /// separators `;` and `,` to the alphabet and needs an end symbol.
+    pub scratchpad: bool,
 }
 
 impl Default for CodecConfig {
@@ -46,6 +52,7 @@ impl Default for CodecConfig {
             reverse_input: true,
             eos: None,
             reverse_output: false,
+            scratchpad: false,
         }
     }
 }
@@ -55,22 +62,28 @@ impl CodecConfig {
     pub fn resolve(&self, task: &TaskConfig) -> CodecConfig {
         let alphabet = self.alphabet.clone().unwrap_or_else(|| {
             let mut a: Vec<char> = task.alphabet().chars().collect();
-            if let Some(e) = self.eos {
-                if !a.contains(&e) {
-                    a.push(e);
-                    a.sort_unstable();
+            let extra = self.eos.into_iter();
+            let separators = [STEP_SEP, PART_SEP].into_iter().filter(|_| self.scratchpad);
+            for c in extra.chain(separators) {
+                if !a.contains(&c) {
+                    a.push(c);
                 }
             }
+            a.sort_unstable();
             a.into_iter().collect()
         });
         let extra = usize::from(self.eos.is_some());
         CodecConfig {
             alphabet: Some(alphabet),
             input_len: Some(self.input_len.unwrap_or_else(|| task.max_question_len())),
-            output_len: Some(
-                self.output_len
-                    .unwrap_or_else(|| task.max_answer_len() + extra),
-            ),
+            output_len: Some(self.output_len.unwrap_or_else(|| {
+                let answer = if self.scratchpad {
+                    task.max_worked_len()
+                } else {
+                    task.max_answer_len()
+                };
+                answer + extra
+            })),
             ..self.clone()
         }
     }
@@ -174,6 +187,28 @@ impl Codec {
                 ))
             })? as u8),
         };
+        if cfg.scratchpad {
+            if task.kind != TaskKind::Expression {
+                return Err(CodecError::Invalid(
+                    "a scratchpad (worked answers) needs the expression task".into(),
+                ));
+            }
+            if eos_index.is_none() {
+                return Err(CodecError::Invalid(
+                    "a scratchpad (worked answers) has no fixed width: it needs an end symbol \
+                     (codec.eos, or a teacher-forced decoder)"
+                        .into(),
+                ));
+            }
+            if let Some(c) = [STEP_SEP, PART_SEP]
+                .into_iter()
+                .find(|c| !symbols.contains(c))
+            {
+                return Err(CodecError::Invalid(format!(
+                    "a scratchpad writes {c:?}, which is not in the alphabet `{alphabet}`"
+                )));
+            }
+        }
         let mut ascii = [NOT_A_SYMBOL; 128];
         for (i, &c) in symbols.iter().enumerate() {
             if c.is_ascii() {
@@ -234,6 +269,21 @@ impl Codec {
         }
         Ok(())
     }
+    /// Encodes what the model must write for a problem into `out` (`output_len` indices): its
+    /// answer (`encode_output`) or, with a scratchpad, the worked answer to its question.
+    pub fn encode_target(
+        &self,
+        question: &str,
+        answer: &str,
+        out: &mut [u8],
+    ) -> Result<(), CodecError> {
+        if !self.cfg.scratchpad {
+            return self.encode_output(answer, out);
+        }
+        let work = worked(question, self.cfg.reverse_output)
+            .map_err(|e| CodecError::Invalid(e.to_string()))?;
+        self.encode_written(&work, out)
+    }
     /// Encodes an answer (no padding) into `out` (`output_len` indices); with an end symbol,
     /// the answer is left-aligned and followed by it.
     pub fn encode_output(&self, answer: &str, out: &mut [u8]) -> Result<(), CodecError> {
@@ -244,6 +294,10 @@ impl Codec {
         } else {
             answer
         };
+        self.encode_written(answer, out)
+    }
+    /// Encodes output text as the model writes it (already reversed where it should be).
+    fn encode_written(&self, answer: &str, out: &mut [u8]) -> Result<(), CodecError> {
         match self.cfg.eos {
             Some(e) => {
                 if answer.contains(e) {
@@ -277,8 +331,23 @@ impl Codec {
         self.pad_index
     }
     /// Decodes output indices to the answer string, padding removed (and, with an end symbol,
-    /// everything from it on).
+    /// everything from it on; with a scratchpad, the work before the answer).
     pub fn decode_output(&self, indices: &[u8]) -> String {
+        let written = self.decode_written(indices);
+        let text = if self.cfg.scratchpad {
+            worked_answer(&written)
+        } else {
+            &written
+        };
+        if self.cfg.reverse_output {
+            text.chars().rev().collect()
+        } else {
+            text.to_string()
+        }
+    }
+    /// The output text as the model wrote it, up to the end symbol, padding removed: with a
+    /// scratchpad, the worked answer (numbers digit-reversed when `reverse_output`).
+    pub fn decode_written(&self, indices: &[u8]) -> String {
         let upto = match self.eos_index {
             Some(e) => indices
                 .iter()
@@ -287,12 +356,28 @@ impl Codec {
             None => indices.len(),
         };
         let text: String = indices[..upto].iter().map(|&i| self.symbol(i)).collect();
-        let text = text.trim_matches(self.cfg.pad);
-        if self.cfg.reverse_output {
-            text.chars().rev().collect()
-        } else {
-            text.to_string()
+        text.trim_matches(self.cfg.pad).to_string()
+    }
+    /// With a scratchpad, the worked answer the model wrote as a person reads it (every number
+    /// written forwards); `None` without one.
+    pub fn decode_work(&self, indices: &[u8]) -> Option<String> {
+        if !self.cfg.scratchpad {
+            return None;
         }
+        let written = self.decode_written(indices);
+        if !self.cfg.reverse_output {
+            return Some(written);
+        }
+        let mut out = String::with_capacity(written.len());
+        for (i, number) in written.split([STEP_SEP, PART_SEP]).enumerate() {
+            if i > 0 {
+                // The separator that ended the previous number.
+                let at = out.chars().count();
+                out.push(written.chars().nth(at).unwrap_or(STEP_SEP));
+            }
+            out.extend(number.chars().rev());
+        }
+        Some(out)
     }
     /// Decodes encoded input back to the question as typed (un-reversed, padding removed).
     pub fn decode_input(&self, indices: &[u8]) -> String {
@@ -458,6 +543,73 @@ mod tests {
             assert_eq!(c.symbol(y[0]), '7');
             assert_eq!(c.decode_output(&y), "357");
         }
+    }
+
+    #[test]
+    fn scratchpads_write_the_work_and_decode_the_answer() {
+        let task = TaskConfig {
+            kind: TaskKind::Expression,
+            terms_min: 3,
+            terms_max: 3,
+            ops: "+-*".into(),
+            brackets: 1,
+            digits: 2,
+            ..TaskConfig::default()
+        };
+        for reverse_output in [false, true] {
+            let cfg = CodecConfig {
+                eos: Some('$'),
+                reverse_output,
+                scratchpad: true,
+                ..CodecConfig::default()
+            };
+            let c = Codec::new(&cfg, &task).unwrap();
+            assert_eq!(c.alphabet(), " $()*+,-0123456789;");
+            // The longest worked answer, (99*99)*99, and its end symbol.
+            assert_eq!(c.output_len(), 32);
+            let mut y = vec![0u8; c.output_len()];
+            c.encode_target("(12*34)*56", "22848", &mut y).unwrap();
+            let written = if reverse_output {
+                "84,63,804;8442,0402,84822"
+            } else {
+                "48,36,408;2448,2040,22848"
+            };
+            assert_eq!(c.decode_written(&y), written);
+            assert_eq!(c.decode_output(&y), "22848");
+            assert_eq!(
+                c.decode_work(&y).as_deref(),
+                Some("48,36,408;2448,2040,22848")
+            );
+            c.encode_target("47-(91*5)", "-408", &mut y).unwrap();
+            assert_eq!(c.decode_output(&y), "-408");
+            assert_eq!(c.decode_work(&y).as_deref(), Some("455;-408"));
+            // Without a scratchpad the target is the answer and there is no work.
+            let plain = Codec::new(
+                &CodecConfig {
+                    scratchpad: false,
+                    ..cfg
+                },
+                &task,
+            )
+            .unwrap();
+            let mut y = vec![0u8; plain.output_len()];
+            plain.encode_target("(12*34)*56", "22848", &mut y).unwrap();
+            assert_eq!(plain.decode_written(&y).len(), 5);
+            assert_eq!(plain.decode_work(&y), None);
+        }
+        let err =
+            |cfg: CodecConfig, task: &TaskConfig| Codec::new(&cfg, task).unwrap_err().to_string();
+        let no_eos = CodecConfig {
+            scratchpad: true,
+            ..CodecConfig::default()
+        };
+        assert!(err(no_eos, &task).contains("needs an end symbol"));
+        let addition = CodecConfig {
+            scratchpad: true,
+            eos: Some('$'),
+            ..CodecConfig::default()
+        };
+        assert!(err(addition, &TaskConfig::default()).contains("needs the expression task"));
     }
 
     #[test]

@@ -143,15 +143,22 @@ impl ExperimentConfig {
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
         // A teacher-forced decoder needs an end symbol; so does masking, which scores answers
-        // up to it.
-        if (self.model.decoder == crate::model::DecoderKind::TeacherForced || self.model.mask)
+        // up to it, and a scratchpad, whose work has no fixed width.
+        if (self.model.decoder == crate::model::DecoderKind::TeacherForced
+            || self.model.mask
+            || self.codec.scratchpad)
             && self.codec.eos.is_none()
         {
             self.codec.eos = Some('$');
         }
         self.codec = self.codec.resolve(&self.task);
         let codec = Codec::new(&self.codec, &self.task).map_err(|e| ConfigError(e.to_string()))?;
-        let (ql, al) = (self.task.max_question_len(), self.task.max_answer_len());
+        let ql = self.task.max_question_len();
+        let (al, written) = if self.codec.scratchpad {
+            (self.task.max_worked_len(), "worked answer")
+        } else {
+            (self.task.max_answer_len(), "answer")
+        };
         if codec.input_len() < ql {
             return Err(ConfigError(format!(
                 "codec input_len {} is shorter than the task's longest question ({ql})",
@@ -161,7 +168,7 @@ impl ExperimentConfig {
         let al = codec.output_steps(al);
         if codec.output_len() < al {
             return Err(ConfigError(format!(
-                "codec output_len {} is shorter than the task's longest answer ({al}, with the end symbol if there is one)",
+                "codec output_len {} is shorter than the task's longest {written} ({al}, with the end symbol if there is one)",
                 codec.output_len()
             )));
         }

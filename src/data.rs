@@ -67,7 +67,7 @@ impl Dataset {
         for (index, (p, (x, y))) in problems.iter().zip(rows).enumerate() {
             codec
                 .encode_input(&p.question, x)
-                .and_then(|()| codec.encode_output(&p.answer, y))
+                .and_then(|()| codec.encode_target(&p.question, &p.answer, y))
                 .map_err(|source| DataError::Codec {
                     index,
                     question: p.question.clone(),

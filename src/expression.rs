@@ -781,6 +781,183 @@ pub(crate) fn solve(cfg: &TaskConfig, question: &str) -> Result<Problem, TaskErr
     Ok(seq.problem())
 }
 
+// ---------------------------------------------------------------------------------------------
+// Worked answers: the codec's scratchpad.
+
+/// Separates the steps of a worked answer.
+pub const STEP_SEP: char = ';';
+/// Separates a multiplication's partial products from each other and from its product.
+pub const PART_SEP: char = ',';
+
+/// Builds a worked answer: numbers written forwards or digit-reversed.
+struct Worked {
+    out: String,
+    reverse: bool,
+}
+
+impl Worked {
+    fn number(&mut self, v: &BigInt) {
+        let text = v.to_string();
+        if self.reverse {
+            self.out.extend(text.chars().rev());
+        } else {
+            self.out.push_str(&text);
+        }
+    }
+
+    fn begin_step(&mut self) {
+        if !self.out.is_empty() {
+            self.out.push(STEP_SEP);
+        }
+    }
+
+    /// `total + term` or `total - term`, written as one step: its result.
+    fn add(&mut self, total: BigInt, term: BigInt, minus: bool) -> BigInt {
+        let z = if minus { total - term } else { total + term };
+        self.begin_step();
+        self.number(&z);
+        z
+    }
+
+    /// `x * y`, written as one step: when the shorter magnitude (the right one on a tie) has
+    /// several digits, the longer magnitude times each of its digits, least significant digit
+    /// first, then the product.
+    fn mul(&mut self, x: BigInt, y: BigInt) -> BigInt {
+        let z = &x * &y;
+        let (xm, ym) = (x.magnitude(), y.magnitude());
+        let (n, m) = if decimal_len(xm) < decimal_len(ym) {
+            (ym, xm)
+        } else {
+            (xm, ym)
+        };
+        self.begin_step();
+        let digits = m.to_str_radix(10);
+        if digits.len() > 1 {
+            for d in digits.bytes().rev() {
+                let partial = n * BigUint::from(d - b'0');
+                self.number(&BigInt::from(partial));
+                self.out.push(PART_SEP);
+            }
+        }
+        self.number(&z);
+        z
+    }
+}
+
+impl Seq {
+    /// The value, as `eval` computes it, writing every operation as a step of `w` in the order
+    /// it is carried out (brackets first, then products, then sums left to right).
+    fn worked(&self, w: &mut Worked) -> BigInt {
+        let mut total: Option<BigInt> = None;
+        let mut term = self.items[0].worked(w);
+        let mut minus = false;
+        for (op, item) in self.ops.iter().zip(&self.items[1..]) {
+            let v = item.worked(w);
+            match op {
+                BinOp::Mul => term = w.mul(term, v),
+                BinOp::Add | BinOp::Sub => {
+                    total = Some(match total {
+                        None => term,
+                        Some(t) => w.add(t, term, minus),
+                    });
+                    term = v;
+                    minus = *op == BinOp::Sub;
+                }
+            }
+        }
+        match total {
+            None => term,
+            Some(t) => w.add(t, term, minus),
+        }
+    }
+}
+
+impl Item {
+    fn worked(&self, w: &mut Worked) -> BigInt {
+        match self {
+            Item::Num(v) => BigInt::from(v.clone()),
+            Item::Group(g) => g.worked(w),
+        }
+    }
+}
+
+/// The worked answer to an expression (a scratchpad the model writes before its answer): every
+/// operation in the order it is carried out, as steps separated by `STEP_SEP`; a step is its
+/// result, preceded for a product of two multi-digit numbers by the partial products (longer
+/// magnitude times each digit of the shorter, least significant digit first), separated by
+/// `PART_SEP`. The last number is the answer. With `reverse` every number is written
+/// digit-reversed (sign last), as `reverse_output` writes answers.
+///
+/// `(12*34)*56` gives `48,36,408;2448,2040,22848`; `47-(91*5)` gives `455;-408`; a question
+/// without operators gives its number.
+pub(crate) fn worked(question: &str, reverse: bool) -> Result<String, TaskError> {
+    let seq = parse(question)?;
+    let mut w = Worked {
+        out: String::new(),
+        reverse,
+    };
+    let v = seq.worked(&mut w);
+    if w.out.is_empty() {
+        w.number(&v);
+    }
+    Ok(w.out)
+}
+
+/// The answer written at the end of a worked answer (as written: still digit-reversed if the
+/// numbers were).
+pub(crate) fn worked_answer(work: &str) -> &str {
+    work.rsplit([STEP_SEP, PART_SEP]).next().unwrap_or(work)
+}
+
+/// Longest worked answer (see `worked`) of a (validated-shape) expression config: a bound over
+/// every binary evaluation tree, with each sub-expression's value bounded by `extremes`.
+pub(crate) fn max_worked_len(cfg: &TaskConfig) -> usize {
+    let Ok(ops) = parse_ops(&cfg.ops) else {
+        return 0;
+    };
+    let n_max = cfg.terms_max.min(MAX_TERMS);
+    let max = BigUint::from(10u32).pow(cfg.digits.min(crate::task::MAX_DIGITS) as u32)
+        - BigUint::from(1u32);
+    let e = extremes(&max, &ops, n_max);
+    // Written length of a value of `n` operands (sign included), and of its magnitude.
+    let signed = |n: usize| {
+        let (hi, lo) = &e[n];
+        let neg = if *lo > BigUint::ZERO {
+            1 + decimal_len(lo)
+        } else {
+            0
+        };
+        decimal_len(hi).max(neg)
+    };
+    let magnitude = |n: usize| decimal_len(&e[n].0).max(decimal_len(&e[n].1));
+    // work[n]: longest work of `n` operands, each step followed by one separator.
+    let mut work = vec![0usize; n_max + 1];
+    for n in 2..=n_max {
+        for k in 1..n {
+            for op in &ops {
+                let result = signed(n);
+                let step = match op {
+                    BinOp::Add | BinOp::Sub => result,
+                    BinOp::Mul => {
+                        let (a, b) = (magnitude(k), magnitude(n - k));
+                        let short = a.min(b);
+                        if short > 1 {
+                            short * (a.max(b) + 2) + result
+                        } else {
+                            result
+                        }
+                    }
+                };
+                work[n] = work[n].max(work[k] + work[n - k] + step + 1);
+            }
+        }
+    }
+    (cfg.terms_min.max(1)..=n_max)
+        .map(|n| signed(n).max(work[n].saturating_sub(1)))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Bracket nesting depth of a question (0 when it has none or does not parse).
 pub fn bracket_depth(question: &str) -> usize {
     parse(question).map_or(0, |s| s.depth())
@@ -1136,9 +1313,71 @@ mod tests {
                 prop_assert!(sampler.drawable(&seq), "{}", p.question);
                 prop_assert!(p.question.chars().filter(|c| "+-*".contains(*c)).all(|c| ops.contains(c)));
                 prop_assert_eq!(&task::solve(&cfg, &p.question).unwrap(), p);
+                let work = worked(&p.question, seed % 2 == 0).unwrap();
+                check_work(&work, seed % 2 == 0, &p.answer);
+                prop_assert!(work.len() <= cfg.max_worked_len(), "{} -> {}", p.question, work);
             }
             prop_assert_eq!(&task::generate(&cfg, n, seed).unwrap(), &problems);
         }
+    }
+
+    /// Checks a worked answer against what it must say: its last number is the answer, and the
+    /// partial products of every multi-part step add up (shifted) to the step's product.
+    fn check_work(work: &str, reverse: bool, answer: &str) {
+        let number = |t: &str| -> BigInt {
+            let t: String = if reverse {
+                t.chars().rev().collect()
+            } else {
+                t.into()
+            };
+            t.parse().unwrap_or_else(|_| panic!("{t:?} in {work:?}"))
+        };
+        assert_eq!(number(worked_answer(work)).to_string(), answer, "{work}");
+        for step in work.split(STEP_SEP) {
+            let parts: Vec<BigInt> = step.split(PART_SEP).map(number).collect();
+            let (product, partials) = parts.split_last().unwrap();
+            if partials.is_empty() {
+                continue;
+            }
+            assert!(partials.len() >= 2, "{work}");
+            let mut sum = BigInt::ZERO;
+            for (i, p) in partials.iter().enumerate() {
+                assert!(p.sign() != Sign::Minus, "{work}");
+                sum += p * BigInt::from(10u32).pow(i as u32);
+            }
+            assert_eq!(sum.magnitude(), product.magnitude(), "{work}");
+        }
+    }
+
+    #[test]
+    fn worked_answers_by_hand() {
+        let cases = [
+            ("(12*34)*56", "48,36,408;2448,2040,22848"),
+            ("47-(91*5)", "455;-408"),
+            ("7", "7"),
+            ("1+2*3", "6;7"),
+            ("2*3+4*5-6", "6;20;26;20"),
+            ("3*(4-10)", "-6;-18"),
+            ("(3-50)*12", "-47;94,47,-564"),
+            ("123*45", "615,492,5535"),
+            ("5*123", "615"),
+            ("12*345", "690,345,4140"),
+        ];
+        for (q, w) in cases {
+            assert_eq!(worked(q, false).unwrap(), w, "{q}");
+            check_work(w, false, &answer(q));
+        }
+        assert_eq!(
+            worked("(12*34)*56", true).unwrap(),
+            "84,63,804;8442,0402,84822"
+        );
+        assert_eq!(worked("47-(91*5)", true).unwrap(), "554;804-");
+        assert_eq!(worked_answer("554;804-"), "804-");
+        // The bound is reached: (99*99)*99.
+        let cfg = expr((3, 3), "+-*", 1, 2);
+        assert_eq!(worked("(99*99)*99", false).unwrap().len(), 31);
+        assert_eq!(cfg.max_worked_len(), 31);
+        assert!(worked("1+", false).is_err());
     }
 
     #[test]

@@ -178,6 +178,10 @@ struct Overrides {
     /// Write answers least significant digit first (the model's side only: answers print as usual).
     #[arg(long)]
     reverse_output: bool,
+    /// Expressions: the model writes its work (each operation's result, partial products for
+    /// long multiplications) before the answer; answers print as usual.
+    #[arg(long)]
+    scratchpad: bool,
     /// Leave padding out: the encoder skips pad steps and the loss stops at the answer's end
     /// symbol ('$', turned on by this).
     #[arg(long)]
@@ -281,6 +285,9 @@ impl Overrides {
         }
         if self.reverse_output {
             cfg.codec.reverse_output = true;
+        }
+        if self.scratchpad {
+            cfg.codec.scratchpad = true;
         }
         if self.mask {
             cfg.model.mask = true;

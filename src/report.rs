@@ -12,6 +12,8 @@ pub struct Sample {
     pub question: String,
     pub target: String,
     pub prediction: String,
+    /// The model's worked answer, numbers written forwards (codecs with a scratchpad).
+    pub work: Option<String>,
 }
 
 impl Sample {
@@ -31,10 +33,14 @@ pub fn format_samples(samples: &[Sample], color: bool, max_width: usize) -> Stri
     let rows: Vec<(String, String, String, bool)> = samples
         .iter()
         .map(|s| {
+            let mut prediction = abbreviate(&s.prediction, max_width);
+            if let Some(work) = &s.work {
+                prediction = format!("{prediction:<8} (work {})", abbreviate(work, max_width));
+            }
             (
                 abbreviate(&s.question, max_width),
                 abbreviate(&s.target, max_width),
-                abbreviate(&s.prediction, max_width),
+                prediction,
                 s.correct(),
             )
         })
@@ -541,17 +547,19 @@ mod tests {
                 question: "12+345".into(),
                 target: "357".into(),
                 prediction: "357".into(),
+                work: None,
             },
             Sample {
                 question: "7+8".into(),
                 target: "15".into(),
                 prediction: "14".into(),
+                work: Some("56,7,14".into()),
             },
         ];
         let plain = format_samples(&s, false, 60);
         assert!(
             plain.contains("✓ 357")
-                && plain.contains("✗ 14")
+                && plain.contains("✗ 14       (work 56,7,14)")
                 && plain.contains("Accuracy on sample: 50% (1/2)"),
             "{plain}"
         );

@@ -45,6 +45,7 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("ffn", &["model.ffn"]),
     ("reverse", &["codec.reverse_input"]),
     ("reverse_output", &["codec.reverse_output"]),
+    ("scratchpad", &["codec.scratchpad"]),
     ("lr", &["optim.lr"]),
     ("schedule", &["optim.schedule"]),
     ("batch_size", &["train.batch_size"]),

@@ -282,6 +282,15 @@ impl TaskConfig {
         }
     }
 
+    /// Longest worked answer (the codec's scratchpad, see `crate::expression::worked`); only
+    /// expressions have one, other tasks give their longest answer.
+    pub fn max_worked_len(&self) -> usize {
+        match self.kind {
+            TaskKind::Expression => crate::expression::max_worked_len(self),
+            _ => self.max_answer_len(),
+        }
+    }
+
     /// Longest answer in characters (Keras: digits+1; pq: pq_max*2+1).
     pub fn max_answer_len(&self) -> usize {
         match self.kind {

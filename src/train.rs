@@ -418,10 +418,14 @@ fn pick_samples(
     let pred = engine.predict_indices(params, &x, k);
     rows.iter()
         .enumerate()
-        .map(|(i, &r)| Sample {
-            question: val.problems[r].question.clone(),
-            target: val.problems[r].answer.clone(),
-            prediction: codec.decode_output(&pred[i * val.t_out..(i + 1) * val.t_out]),
+        .map(|(i, &r)| {
+            let out = &pred[i * val.t_out..(i + 1) * val.t_out];
+            Sample {
+                question: val.problems[r].question.clone(),
+                target: val.problems[r].answer.clone(),
+                prediction: codec.decode_output(out),
+                work: codec.decode_work(out),
+            }
         })
         .collect()
 }

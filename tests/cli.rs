@@ -1366,3 +1366,100 @@ fn compare_decoders_quick_writes_its_report() {
         text(&o)
     );
 }
+
+#[test]
+fn a_transformer_with_a_scratchpad_writes_its_work_and_answers() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    let dir = runs.join("scratch");
+    let o = run(&[
+        "train",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        "scratch",
+        "--task",
+        "expression",
+        "--terms",
+        "3",
+        "--ops",
+        "+*",
+        "--brackets",
+        "1",
+        "--digits",
+        "1",
+        "--size",
+        "6000",
+        "--kind",
+        "transformer",
+        "--hidden",
+        "64",
+        "--layers",
+        "2",
+        "--reverse-output",
+        "--scratchpad",
+        "--lr",
+        "0.003",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "40",
+        "--stop-at-exact",
+        "0.88",
+        "--samples",
+        "3",
+        "--seed",
+        "5",
+        "--threads",
+        "2",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // Samples show the model's work, numbers written forwards.
+    assert!(out.contains("(work "), "{out}");
+    let o = run(&[
+        "eval",
+        "--model",
+        dir.to_str().unwrap(),
+        "--n",
+        "500",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let exact = v["exact_match"].as_f64().unwrap();
+    assert!(exact > 0.75, "fresh exact {exact}");
+    // The answer alone is printed: no separators, no end symbol, no reversed digits.
+    let o = run(&["predict", "--model", dir.to_str().unwrap(), "(3*4)+5"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let line = out.lines().find(|l| l.contains("(3*4)+5 = ")).unwrap_or("");
+    let answer = line
+        .split(" = ")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap_or("");
+    assert!(
+        !answer.is_empty() && answer.chars().all(|c| c.is_ascii_digit() || c == '-'),
+        "{out}"
+    );
+    // Only expressions have work to show.
+    let o = run(&[
+        "train",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        "bad",
+        "--kind",
+        "transformer",
+        "--scratchpad",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("needs the expression task"),
+        "{}",
+        text(&o)
+    );
+}
