@@ -4,7 +4,9 @@
 use anyhow::{bail, Result};
 use rand::SeedableRng;
 use seqcalc::lengthgen::engine::{check_answer, Engine};
-use seqcalc::lengthgen::eval::{evaluate_lengths, table_header, table_row, LengthResult};
+use seqcalc::lengthgen::eval::{
+    evaluate_lengths, length_pairs, table_header, table_row, LengthResult,
+};
 use seqcalc::lengthgen::format::{self, Operands, MAX_DIGITS};
 use seqcalc::lengthgen::{self, LengthGenRunConfig};
 use std::io::{BufRead, Write};
@@ -143,21 +145,37 @@ pub fn run_experiment(
     ))
 }
 
+/// What `eval` scores on a length-generalisation run.
+pub struct EvalSets {
+    /// Operand lengths for the table (default `DEFAULT_LENGTHS`, unless only a heatmap is asked).
+    pub lengths: Option<Vec<usize>>,
+    pub stress: bool,
+    /// Operand lengths whose every pair is scored and drawn.
+    pub heatmap: Option<Vec<usize>>,
+}
+
 /// `eval` on a length-generalisation run.
 pub fn eval(
     dir: &Path,
     n: Option<usize>,
-    lengths: Option<Vec<usize>>,
-    stress: bool,
+    sets: EvalSets,
     seed: u64,
     threads: Option<usize>,
     json: bool,
 ) -> Result<ExitCode> {
     let run = lengthgen::load_run(dir)?;
-    let lengths = lengths.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec());
-    if let Some(&bad) = lengths.iter().find(|&&l| l == 0 || l > MAX_DIGITS) {
-        bail!("--lengths: {bad} is not in 1..={MAX_DIGITS}");
+    let table = sets.lengths.is_some() || sets.stress || sets.heatmap.is_none();
+    let lengths = match (table, sets.lengths) {
+        (false, _) => Vec::new(),
+        (true, l) => l.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec()),
+    };
+    let pairs = sets.heatmap.unwrap_or_default();
+    for (flag, list) in [("--lengths", &lengths), ("--heatmap", &pairs)] {
+        if let Some(&bad) = list.iter().find(|&&l| l == 0 || l > MAX_DIGITS) {
+            bail!("{flag}: {bad} is not in 1..={MAX_DIGITS}");
+        }
     }
+    let stress = sets.stress;
     let threads = threads.unwrap_or_else(seqcalc::model::default_threads);
     let mut engine = Engine::new(run.model.clone(), threads);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -168,7 +186,9 @@ pub fn eval(
             run.cfg.lengthgen.train.min_digits,
             run.cfg.lengthgen.train.max_digits
         );
-        println!("{}", table_header());
+        if table {
+            println!("{}", table_header());
+        }
     }
     let results: Vec<LengthResult> = evaluate_lengths(
         &mut engine,
@@ -183,15 +203,85 @@ pub fn eval(
             }
         },
     );
+    let grid = if pairs.is_empty() {
+        Vec::new()
+    } else {
+        let per_cell = n.unwrap_or(50);
+        let grid = length_pairs(&mut engine, &run.params, &pairs, per_cell, &mut rng);
+        let (svg, png) = (dir.join("length-pairs.svg"), dir.join("length-pairs.png"));
+        draw_length_pairs(&pairs, &grid, &svg, &png)?;
+        if !json {
+            println!("\nexact match by (length of a: rows, length of b: columns), {per_cell} questions per cell");
+            print!("{:>8}", "a \\ b");
+            for l in &pairs {
+                print!("{l:>8}");
+            }
+            println!();
+            for (la, row) in pairs.iter().zip(&grid) {
+                print!("{la:>8}");
+                for &(k, m) in row {
+                    print!("{:>8.3}", k as f64 / m.max(1) as f64);
+                }
+                println!();
+            }
+            println!("Wrote {} and .png", svg.display());
+        }
+        grid
+    };
     if json {
+        let cells: Vec<serde_json::Value> = pairs
+            .iter()
+            .zip(&grid)
+            .flat_map(|(&la, row)| {
+                pairs.iter().zip(row).map(move |(&lb, &(k, m))| {
+                    serde_json::json!({"len_a": la, "len_b": lb, "right": k, "n": m})
+                })
+            })
+            .collect();
         let v = serde_json::json!({
             "model": dir.display().to_string(),
             "seed": seed,
             "results": results,
+            "length_pairs": cells,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Draws the (length of a, length of b) exact-match grid as a heatmap.
+fn draw_length_pairs(
+    lengths: &[usize],
+    grid: &[Vec<(usize, usize)>],
+    svg: &Path,
+    png: &Path,
+) -> Result<()> {
+    let labels: Vec<String> = lengths.iter().map(|l| format!("{l}")).collect();
+    let rows: Vec<String> = lengths.iter().map(|l| format!("a: {l} digits")).collect();
+    let cols: Vec<String> = labels.iter().map(|l| format!("b: {l}")).collect();
+    let values: Vec<Vec<Option<f64>>> = grid
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|&(k, m)| Some(k as f64 / m.max(1) as f64))
+                .collect()
+        })
+        .collect();
+    let texts: Vec<Vec<String>> = grid
+        .iter()
+        .map(|row| row.iter().map(|&(k, m)| format!("{k}/{m}")).collect())
+        .collect();
+    seqcalc::report::plot_heatmap(
+        &seqcalc::report::Heatmap {
+            title: "exact match by operand lengths",
+            rows: &rows,
+            cols: &cols,
+            values: &values,
+            texts: &texts,
+        },
+        svg,
+        png,
+    )
 }
 
 /// `predict` on a length-generalisation run: one answer per question, exit code 1 when any

@@ -431,6 +431,11 @@ struct EvalArgs {
     /// Length-generalisation runs: also score the carry-stress sets at each length.
     #[arg(long)]
     stress: bool,
+    /// Length-generalisation runs: exact match over every pair (length of a, length of b) of
+    /// these operand lengths, e.g. 1,5,10,20,50,100 (--n questions per cell, default 50),
+    /// drawn as length-pairs.svg and .png in the run directory.
+    #[arg(long, value_delimiter = ',')]
+    heatmap: Option<Vec<usize>>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Machine-readable output.
@@ -1178,11 +1183,20 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     }
     if seqcalc::lengthgen::is_run(&a.model) {
         return lengthgen_cli::eval(
-            &a.model, a.n, a.lengths, a.stress, a.seed, a.threads, a.json,
+            &a.model,
+            a.n,
+            lengthgen_cli::EvalSets {
+                lengths: a.lengths,
+                stress: a.stress,
+                heatmap: a.heatmap,
+            },
+            a.seed,
+            a.threads,
+            a.json,
         );
     }
-    if a.lengths.is_some() || a.stress {
-        bail!("--lengths and --stress apply to length-generalisation runs (seqcalc experiment run length-generalisation)");
+    if a.lengths.is_some() || a.stress || a.heatmap.is_some() {
+        bail!("--lengths, --stress and --heatmap apply to length-generalisation runs (seqcalc experiment run length-generalisation)");
     }
     let n = a.n.unwrap_or(10_000);
     if seqcalc::regression::is_mapping_run(&a.model) {

@@ -148,6 +148,32 @@ fn eval_reports_exact_match_by_length_with_stress_sets() {
         "{}",
         text(&o)
     );
+    // Exact match over pairs of operand lengths, as numbers and as a picture.
+    let o = run(&[
+        "eval",
+        "--model",
+        dir,
+        "--heatmap",
+        "2,4",
+        "--n",
+        "20",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["results"].as_array().unwrap().is_empty(), "{v}");
+    let cells = v["length_pairs"].as_array().unwrap();
+    let pairs: Vec<(u64, u64)> = cells
+        .iter()
+        .map(|c| (c["len_a"].as_u64().unwrap(), c["len_b"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(pairs, [(2, 2), (2, 4), (4, 2), (4, 4)]);
+    // Lengths 2 and 4 lie inside the training range: the model gets nearly all of them.
+    let right: u64 = cells.iter().map(|c| c["right"].as_u64().unwrap()).sum();
+    assert!(right >= 70, "{v}");
+    for f in ["length-pairs.svg", "length-pairs.png"] {
+        assert!(trained().join(f).is_file(), "{f}");
+    }
 }
 
 #[test]

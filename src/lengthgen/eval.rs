@@ -168,6 +168,37 @@ pub fn evaluate_lengths(
     out
 }
 
+/// Exact match over pairs of operand lengths: for every `(len a, len b)` in `lengths` x
+/// `lengths`, `per_cell` questions with `a` of exactly `len a` digits and `b` of `len b`, both
+/// zero-padded to the longer. Returns `[row = len a][col = len b]` as (right, asked).
+pub fn length_pairs(
+    engine: &mut Engine,
+    params: &[f32],
+    lengths: &[usize],
+    per_cell: usize,
+    rng: &mut impl Rng,
+) -> Vec<Vec<(usize, usize)>> {
+    lengths
+        .iter()
+        .map(|&la| {
+            lengths
+                .iter()
+                .map(|&lb| {
+                    let l = la.max(lb);
+                    let qs: Vec<Operands> = (0..per_cell)
+                        .map(|_| Operands {
+                            a: random_operand(rng, la, l),
+                            b: random_operand(rng, lb, l),
+                        })
+                        .collect();
+                    let (exact, _) = score(engine, params, &qs);
+                    (exact.iter().filter(|&&e| e).count(), qs.len())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The report as a table for people.
 pub fn table_header() -> String {
     format!(
@@ -207,6 +238,27 @@ mod tests {
         }
         assert_eq!(set[0].0.question(), format!("{nines}+1"));
         assert_eq!(set[4].0.question(), format!("5{0}+5{0}", "0".repeat(n - 1)));
+    }
+
+    #[test]
+    fn length_pairs_ask_operands_of_the_named_lengths() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut cfg = super::super::LengthGenRunConfig::default();
+        cfg.lengthgen.model.dim = 16;
+        cfg.lengthgen.model.heads = 2;
+        cfg.lengthgen.model.ffn = 32;
+        let model = cfg.build().unwrap();
+        let params = model.init_params(3);
+        let mut engine = Engine::new(model, 1);
+        let grid = length_pairs(&mut engine, &params, &[1, 3, 7], 4, &mut rng);
+        assert_eq!(grid.len(), 3);
+        assert!(grid
+            .iter()
+            .all(|row| row.len() == 3 && row.iter().all(|&(k, n)| n == 4 && k <= 4)));
+        // The operands themselves: exactly the named lengths, padded to the longer.
+        let a = random_operand(&mut rng, 3, 7);
+        assert_eq!(a.len(), 7);
+        assert!(a[2] != 0 && a[3..].iter().all(|&d| d == 0));
     }
 
     #[test]
