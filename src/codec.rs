@@ -391,6 +391,16 @@ impl Codec {
     /// Decodes per-step probabilities `[output_len, V]` by argmax; returns the answer and the
     /// confidence (product of the chosen symbols' probabilities).
     pub fn decode_probs(&self, probs: &[f32]) -> (String, f64) {
+        let (indices, confidence) = self.argmax_steps(probs);
+        (self.decode_output(&indices), confidence)
+    }
+    /// `decode_work` of the argmax symbols of per-step probabilities `[output_len, V]`.
+    pub fn decode_probs_work(&self, probs: &[f32]) -> Option<String> {
+        self.decode_work(&self.argmax_steps(probs).0)
+    }
+    /// The argmax symbol of each step up to the end symbol, and the product of their
+    /// probabilities.
+    fn argmax_steps(&self, probs: &[f32]) -> (Vec<u8>, f64) {
         let v = self.vocab_size();
         assert_eq!(
             probs.len(),
@@ -421,7 +431,7 @@ impl Codec {
                 break;
             }
         }
-        (self.decode_output(&indices), confidence)
+        (indices, confidence)
     }
 
     /// Writes `text` padded to `out.len()` on the configured side; `what` names it in errors.

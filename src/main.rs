@@ -877,6 +877,9 @@ struct JsonlAnswer<'a> {
     output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     confidence: Option<f64>,
+    /// The worked answer (models trained with a scratchpad).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -1044,34 +1047,34 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
         run.codec.output_len(),
         run.codec.vocab_size(),
     );
-    // Each question: Ok(encoded) or Err(message).
-    let answer_all =
-        |engine: &mut Engine<f32>, qs: &[&str]| -> Vec<Result<(String, f64), String>> {
-            let mut enc = Vec::new();
-            let mut ok_rows = Vec::new();
-            let mut results: Vec<Result<(String, f64), String>> = Vec::with_capacity(qs.len());
-            let mut buf = vec![0u8; t_in];
-            for (i, q) in qs.iter().enumerate() {
-                match run.codec.encode_input(q.trim(), &mut buf) {
-                    Ok(()) => {
-                        enc.extend_from_slice(&buf);
-                        ok_rows.push(i);
-                        results.push(Ok((String::new(), 0.0)));
-                    }
-                    Err(e) => results.push(Err(e.to_string())),
+    // Each question: Ok((answer, confidence, work)) or Err(message).
+    type Answer = Result<(String, f64, Option<String>), String>;
+    let answer_all = |engine: &mut Engine<f32>, qs: &[&str]| -> Vec<Answer> {
+        let mut enc = Vec::new();
+        let mut ok_rows = Vec::new();
+        let mut results: Vec<Answer> = Vec::with_capacity(qs.len());
+        let mut buf = vec![0u8; t_in];
+        for (i, q) in qs.iter().enumerate() {
+            match run.codec.encode_input(q.trim(), &mut buf) {
+                Ok(()) => {
+                    enc.extend_from_slice(&buf);
+                    ok_rows.push(i);
+                    results.push(Ok((String::new(), 0.0, None)));
                 }
+                Err(e) => results.push(Err(e.to_string())),
             }
-            if !ok_rows.is_empty() {
-                let mut probs = Vec::new();
-                engine.predict(&run.params, &enc, ok_rows.len(), &mut probs);
-                for (k, &i) in ok_rows.iter().enumerate() {
-                    results[i] = Ok(run
-                        .codec
-                        .decode_probs(&probs[k * t_out * v..(k + 1) * t_out * v]));
-                }
+        }
+        if !ok_rows.is_empty() {
+            let mut probs = Vec::new();
+            engine.predict(&run.params, &enc, ok_rows.len(), &mut probs);
+            for (k, &i) in ok_rows.iter().enumerate() {
+                let row = &probs[k * t_out * v..(k + 1) * t_out * v];
+                let (answer, confidence) = run.codec.decode_probs(row);
+                results[i] = Ok((answer, confidence, run.codec.decode_probs_work(row)));
             }
-            results
-        };
+        }
+        results
+    };
     let mut failed = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -1104,10 +1107,11 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
                     false => Err("line is not valid UTF-8".to_string()),
                 };
                 let line = match r {
-                    Ok((ans, conf)) => JsonlAnswer {
+                    Ok((ans, conf, work)) => JsonlAnswer {
                         input: q,
                         output: Some(ans),
                         confidence: Some((conf * 1e6).round() / 1e6),
+                        work,
                         error: None,
                     },
                     Err(e) => {
@@ -1116,6 +1120,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
                             input: q,
                             output: None,
                             confidence: None,
+                            work: None,
                             error: Some(e),
                         }
                     }
@@ -1149,7 +1154,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
         let qs: Vec<&str> = a.questions.iter().map(String::as_str).collect();
         for (q, r) in a.questions.iter().zip(answer_all(&mut engine, &qs)) {
             match r {
-                Ok((ans, conf)) => {
+                Ok((ans, conf, work)) => {
                     let check = task::solve(&run.cfg.task, q).ok().map(|p| p.answer == ans);
                     let mark = match (check, color) {
                         (Some(true), true) => "  \x1b[32m✓\x1b[0m",
@@ -1159,6 +1164,9 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
                         (None, _) => "",
                     };
                     writeln!(out, "{} = {ans}   (confidence {conf:.3}){mark}", q.trim())?;
+                    if let Some(work) = work {
+                        writeln!(out, "    work: {work}")?;
+                    }
                     if a.explain {
                         explain(&mut engine, &run, q.trim(), &mut out)?;
                     }

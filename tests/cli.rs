@@ -1443,6 +1443,12 @@ fn a_transformer_with_a_scratchpad_writes_its_work_and_answers() {
         !answer.is_empty() && answer.chars().all(|c| c.is_ascii_digit() || c == '-'),
         "{out}"
     );
+    // Then the work the model wrote, numbers forwards, ending in its answer.
+    let work = out
+        .lines()
+        .find_map(|l| l.strip_prefix("    work: "))
+        .unwrap_or_else(|| panic!("no work line: {out}"));
+    assert!(work.ends_with(answer) && work.contains(';'), "{out}");
     // Only expressions have work to show.
     let o = run(&[
         "train",
