@@ -329,7 +329,14 @@ pub fn run(
         });
         // Checkpoint last: a kill before this line repeats the epoch on resume, bit for bit.
         state.history.save(dir).map_err(RunError::Write)?;
-        let title = format!("{} ({})", cfg.name, engine.model.cfg.cell.keras_name());
+        let kind = match &engine.model.transformer {
+            Some(tr) => format!(
+                "transformer, {} blocks of width {}",
+                tr.cfg.layers, tr.cfg.dim
+            ),
+            None => engine.model.cfg.cell.keras_name().to_string(),
+        };
+        let title = format!("{} ({kind})", cfg.name);
         if let Err(e) = crate::report::plot_curves(
             &state.history,
             &title,
