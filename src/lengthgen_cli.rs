@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use rand::SeedableRng;
 use seqcalc::lengthgen::engine::{check_answer, Engine};
 use seqcalc::lengthgen::eval::{
-    evaluate_lengths, length_pairs, table_header, table_row, LengthResult,
+    evaluate_lengths, length_pairs, table_header, table_row, transformer_scorer, LengthResult,
 };
 use seqcalc::lengthgen::format::{self, Operands, MAX_DIGITS};
 use seqcalc::lengthgen::{self, LengthGenRunConfig};
@@ -114,8 +114,7 @@ pub fn run_experiment(
     println!("\n{}", table_header());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let results = evaluate_lengths(
-        &mut engine,
-        &params,
+        &mut *transformer_scorer(&mut engine, &params),
         &lengths,
         count,
         true,
@@ -190,9 +189,9 @@ pub fn eval(
             println!("{}", table_header());
         }
     }
+    let mut scorer = transformer_scorer(&mut engine, &run.params);
     let results: Vec<LengthResult> = evaluate_lengths(
-        &mut engine,
-        &run.params,
+        &mut *scorer,
         &lengths,
         |l| n.unwrap_or_else(|| default_count(l)),
         stress,
@@ -207,7 +206,7 @@ pub fn eval(
         Vec::new()
     } else {
         let per_cell = n.unwrap_or(50);
-        let grid = length_pairs(&mut engine, &run.params, &pairs, per_cell, &mut rng);
+        let grid = length_pairs(&mut *scorer, &pairs, per_cell, &mut rng);
         let (svg, png) = (dir.join("length-pairs.svg"), dir.join("length-pairs.png"));
         draw_length_pairs(&pairs, &grid, &svg, &png)?;
         if !json {
@@ -247,6 +246,67 @@ pub fn eval(
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `experiment run length-generalisation-gru`: trains the aligned-pairs GRU baseline, scores
+/// it by length with the stress sets, and writes `results.json` in `dir`. Returns the verdict.
+pub fn run_gru_baseline(
+    cfg: &lengthgen::gru::PairGruConfig,
+    seed: u64,
+    dir: &Path,
+    quick: bool,
+) -> Result<String> {
+    std::fs::create_dir_all(dir)?;
+    println!(
+        "training on operands of {}..={} digits, batch {}, {} steps, seed {seed}",
+        cfg.min_digits, cfg.max_digits, cfg.batch_size, cfg.steps
+    );
+    let (mut engine, outcome) =
+        lengthgen::gru::train(cfg, seed, &mut |l| println!("{l}")).map_err(anyhow::Error::msg)?;
+    println!(
+        "trained {} steps in {:.1} s: {:.0} tokens/s",
+        outcome.steps,
+        outcome.train_secs,
+        outcome.tokens as f64 / outcome.train_secs.max(1e-9)
+    );
+    let (lengths, count): (Vec<usize>, Box<dyn Fn(usize) -> usize>) = if quick {
+        (vec![3, 6, 12], Box::new(|_| 20))
+    } else {
+        (vec![20, 100, 200, 500, 1000], Box::new(default_count))
+    };
+    println!("\n{}", table_header());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let results = evaluate_lengths(
+        &mut |qs: &[Operands]| engine.score(qs),
+        &lengths,
+        count,
+        true,
+        &mut rng,
+        &mut |r| println!("{}", table_row(r)),
+    );
+    let v = serde_json::json!({
+        "model": "aligned-pairs GRU",
+        "config": cfg,
+        "seed": seed,
+        "training": outcome,
+        "results": results,
+    });
+    let path = dir.join("results.json");
+    seqcalc::fsutil::write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    let worst = |set: &str| {
+        results
+            .iter()
+            .filter(|r| r.length >= lengths[1] && r.set == set)
+            .map(|r| r.exact)
+            .fold(1.0f64, f64::min)
+    };
+    Ok(format!(
+        "aligned-pairs GRU: lowest exact match from {} digits on: random {:.4}, carry-stress {:.4} (written to {})",
+        lengths[1],
+        worst("random"),
+        worst("stress"),
+        path.display()
+    ))
 }
 
 /// Draws the (length of a, length of b) exact-match grid as a heatmap.

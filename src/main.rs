@@ -1336,6 +1336,12 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                 "about 1 hour (18 runs)",
                 seqcalc::compare::DESCRIPTION
             );
+            println!(
+                "{:<26}{:<36}{}",
+                seqcalc::lengthgen::gru::EXPERIMENT,
+                "about 2 min",
+                seqcalc::lengthgen::gru::DESCRIPTION
+            );
         }
         ExperimentCmd::Show { name } => {
             let e = find_experiment(&name)?;
@@ -1368,11 +1374,51 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
             let exps = a
                 .names
                 .iter()
-                .filter(|n| *n != seqcalc::compare::NAME)
+                .filter(|n| {
+                    *n != seqcalc::compare::NAME && *n != seqcalc::lengthgen::gru::EXPERIMENT
+                })
                 .map(|n| find_experiment(n))
                 .collect::<Result<Vec<_>>>()?;
             if a.names.iter().any(|n| n == seqcalc::compare::NAME) {
                 run_compare_decoders(&a)?;
+            }
+            if a.names
+                .iter()
+                .any(|n| n == seqcalc::lengthgen::gru::EXPERIMENT)
+            {
+                let mut cfg = seqcalc::lengthgen::gru::PairGruConfig::default();
+                if a.quick {
+                    (cfg.max_digits, cfg.batch_size, cfg.steps) = (3, 32, 60);
+                }
+                if let Some(d) = a.over.digits {
+                    cfg.max_digits = d;
+                }
+                if let Some(v) = a.fit.threads {
+                    cfg.threads = v;
+                }
+                if let Some(v) = a.fit.batch_size {
+                    cfg.batch_size = v;
+                }
+                if let Some(v) = a.fit.lr {
+                    cfg.lr = v;
+                }
+                if let Some(v) = a.steps {
+                    cfg.steps = v;
+                }
+                let name = seqcalc::lengthgen::gru::EXPERIMENT;
+                let name = if a.quick {
+                    format!("{name}-quick")
+                } else {
+                    name.to_string()
+                };
+                println!("=== {name} ({})", seqcalc::lengthgen::gru::DESCRIPTION);
+                let verdict = lengthgen_cli::run_gru_baseline(
+                    &cfg,
+                    a.over.seed.unwrap_or(1337),
+                    &a.runs_dir.join(&name),
+                    a.quick,
+                )?;
+                println!("Verdict: {verdict}\n");
             }
             let mut results = Vec::new();
             let mut rmses = Vec::new();

@@ -118,10 +118,17 @@ fn summarise(
     }
 }
 
+/// A model's answers scored: per question, exact or not and the answer digits it got right.
+pub type Scorer<'a> = dyn FnMut(&[Operands]) -> (Vec<bool>, Vec<usize>) + 'a;
+
+/// The transformer's greedy answers as a [`Scorer`].
+pub fn transformer_scorer<'a>(engine: &'a mut Engine, params: &'a [f32]) -> Box<Scorer<'a>> {
+    Box::new(move |qs| score(engine, params, qs))
+}
+
 /// Scores random questions (`count(n)` at each length) and, with `stress`, the stress sets.
 pub fn evaluate_lengths(
-    engine: &mut Engine,
-    params: &[f32],
+    score: &mut Scorer,
     lengths: &[usize],
     count: impl Fn(usize) -> usize,
     stress: bool,
@@ -132,7 +139,7 @@ pub fn evaluate_lengths(
     for &n in lengths {
         let qs = super::train::random_questions(rng, n, count(n));
         let t0 = std::time::Instant::now();
-        let (exact, right) = score(engine, params, &qs);
+        let (exact, right) = score(&qs);
         let refs: Vec<&Operands> = qs.iter().collect();
         let r = summarise(
             n,
@@ -148,7 +155,7 @@ pub fn evaluate_lengths(
             let set = stress_set(rng, n, 20);
             let qs: Vec<Operands> = set.iter().map(|(q, _)| q.clone()).collect();
             let t0 = std::time::Instant::now();
-            let (exact, right) = score(engine, params, &qs);
+            let (exact, right) = score(&qs);
             let secs = t0.elapsed().as_secs_f64();
             let refs: Vec<&Operands> = qs.iter().collect();
             let r = summarise(n, "stress", &refs, &exact, &right, secs);
@@ -172,8 +179,7 @@ pub fn evaluate_lengths(
 /// `lengths`, `per_cell` questions with `a` of exactly `len a` digits and `b` of `len b`, both
 /// zero-padded to the longer. Returns `[row = len a][col = len b]` as (right, asked).
 pub fn length_pairs(
-    engine: &mut Engine,
-    params: &[f32],
+    score: &mut Scorer,
     lengths: &[usize],
     per_cell: usize,
     rng: &mut impl Rng,
@@ -191,7 +197,7 @@ pub fn length_pairs(
                             b: random_operand(rng, lb, l),
                         })
                         .collect();
-                    let (exact, _) = score(engine, params, &qs);
+                    let (exact, _) = score(&qs);
                     (exact.iter().filter(|&&e| e).count(), qs.len())
                 })
                 .collect()
@@ -250,7 +256,12 @@ mod tests {
         let model = cfg.build().unwrap();
         let params = model.init_params(3);
         let mut engine = Engine::new(model, 1);
-        let grid = length_pairs(&mut engine, &params, &[1, 3, 7], 4, &mut rng);
+        let grid = length_pairs(
+            &mut *transformer_scorer(&mut engine, &params),
+            &[1, 3, 7],
+            4,
+            &mut rng,
+        );
         assert_eq!(grid.len(), 3);
         assert!(grid
             .iter()

@@ -13,6 +13,7 @@
 pub mod engine;
 pub mod eval;
 pub mod format;
+pub mod gru;
 pub mod train;
 
 use crate::nn::transformer::{Transformer, TransformerConfig};
