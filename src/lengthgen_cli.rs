@@ -293,6 +293,7 @@ pub fn run_gru_baseline(
     });
     let path = dir.join("results.json");
     seqcalc::fsutil::write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    seqcalc::rundir::save_flat(dir, &engine.model.layout, &engine.params)?;
     let worst = |set: &str| {
         results
             .iter()

@@ -578,6 +578,7 @@ fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
     // Lengths 3, 6 and 12, each random plus the stress set and its three parts.
     assert_eq!(v["results"].as_array().unwrap().len(), 15, "{v}");
     assert_eq!(v["training"]["steps"], 60);
+    assert!(path.with_file_name("weights.safetensors").is_file());
 }
 
 #[test]
