@@ -491,10 +491,11 @@ struct ExperimentRunArgs {
     /// schedule spans this time instead, as the PyTorch references do).
     #[arg(long)]
     train_seconds: Option<f64>,
-    /// length-generalisation-gru: fraction of training questions rewritten as a + b = 10^L - 1
-    /// (every column sums to 9, no carry), the pattern random operands almost never show.
+    /// length-generalisation-gru: fraction of training questions rewritten as carry-stress
+    /// questions, half a + b = 10^L - 1 (no carry) and half a + b = 10^L (a carry through
+    /// every column), the patterns random operands almost never show.
     #[arg(long)]
-    nines_fraction: Option<f64>,
+    stress_fraction: Option<f64>,
 }
 
 #[derive(Args)]
@@ -1409,8 +1410,8 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                 if let Some(v) = a.steps {
                     cfg.steps = v;
                 }
-                if let Some(v) = a.nines_fraction {
-                    cfg.nines_fraction = v;
+                if let Some(v) = a.stress_fraction {
+                    cfg.stress_fraction = v;
                 }
                 let name = seqcalc::lengthgen::gru::EXPERIMENT;
                 let name = if a.quick {

@@ -50,10 +50,11 @@ pub struct PairGruConfig {
     pub steps: usize,
     pub lr: f64,
     pub threads: usize,
-    /// Fraction of training questions rewritten as "nines" (`b = 10^L - 1 - a`: every column
-    /// sums to 9 with no carry), the pattern random operands almost never show. 0: the
-    /// reference's data.
-    pub nines_fraction: f64,
+    /// Fraction of training questions rewritten as carry-stress questions, half "nines"
+    /// (`a + b = 10^L - 1`: every column sums to 9, no carry) and half "ripples"
+    /// (`a + b = 10^L`: a carry through every column), the patterns random operands almost never
+    /// show. 0: the reference's data.
+    pub stress_fraction: f64,
 }
 
 impl Default for PairGruConfig {
@@ -67,7 +68,7 @@ impl Default for PairGruConfig {
             steps: 10_000,
             lr: 3e-3,
             threads: 0,
-            nines_fraction: 0.0,
+            stress_fraction: 0.0,
         }
     }
 }
@@ -198,6 +199,18 @@ impl PairGru {
 /// Rewrites `b` so that `a + b = 10^L - 1`: every column sums to 9 and no carry arises.
 fn make_nines(q: &mut Operands) {
     q.b = q.a.iter().map(|d| 9 - d).collect();
+}
+
+/// `digits += 1` (least significant first; `a + b = 10^L - 1` becomes `a + b = 10^L`, which
+/// fits: `a >= 1`, so `b <= 10^L - 1`).
+fn add_one(digits: &mut [u8]) {
+    for d in digits {
+        if *d < 9 {
+            *d += 1;
+            return;
+        }
+        *d = 0;
+    }
 }
 
 /// What training did.
@@ -331,10 +344,10 @@ pub fn train(
     if cfg.hidden == 0 || cfg.embed_dim == 0 || cfg.batch_size == 0 || cfg.steps == 0 {
         return Err("hidden, embed_dim, batch_size and steps must be at least 1".into());
     }
-    if !(0.0..=1.0).contains(&cfg.nines_fraction) {
+    if !(0.0..=1.0).contains(&cfg.stress_fraction) {
         return Err(format!(
-            "nines_fraction {} must be in [0, 1]",
-            cfg.nines_fraction
+            "stress_fraction {} must be in [0, 1]",
+            cfg.stress_fraction
         ));
     }
     if cfg.min_digits == 0 || cfg.min_digits > cfg.max_digits || cfg.max_digits > 1000 {
@@ -371,10 +384,14 @@ pub fn train(
         let t0 = Instant::now();
         let lr = warmup_cosine(step as f64 / cfg.steps as f64, cfg.lr, 0.02, 0.1);
         let (l, mut qs) = sample_bucket(&mut rng, cfg.min_digits, cfg.max_digits, cfg.batch_size);
-        if cfg.nines_fraction > 0.0 {
+        if cfg.stress_fraction > 0.0 {
             for q in &mut qs {
-                if rng.random_bool(cfg.nines_fraction) {
+                if rng.random_bool(cfg.stress_fraction) {
+                    let ripple = rng.random_bool(0.5);
                     make_nines(q);
+                    if ripple {
+                        add_one(&mut q.b);
+                    }
                 }
             }
         }
@@ -418,11 +435,18 @@ mod tests {
     }
 
     #[test]
-    fn nines_questions_sum_to_nines_without_a_carry() {
+    fn stress_rewrites_give_nines_and_ripples() {
         let mut q = Operands::from_decimal("4071", "12");
         make_nines(&mut q);
         assert_eq!(q.question(), "4071+5928");
         assert_eq!(q.sum(), [9, 9, 9, 9, 0]);
+        add_one(&mut q.b);
+        assert_eq!(q.question(), "4071+5929");
+        assert_eq!(q.sum(), [0, 0, 0, 0, 1]);
+        let mut q = Operands::from_decimal("100", "0");
+        make_nines(&mut q);
+        add_one(&mut q.b);
+        assert_eq!(q.question(), "100+900");
     }
 
     #[test]
