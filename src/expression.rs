@@ -515,25 +515,37 @@ pub(crate) fn max_question_len(cfg: &TaskConfig) -> usize {
         .unwrap_or(0)
 }
 
-/// Longest answer of a (validated-shape) expression config.
-pub(crate) fn max_answer_len(cfg: &TaskConfig) -> usize {
-    let Ok(ops) = parse_ops(&cfg.ops) else {
-        return 0;
-    };
+/// `(largest, -most negative)` values of the expressions of one operand count.
+type Extremes = (BigUint, BigUint);
+
+/// The config's operators, its largest operand count, and `extremes` for it (`None` when the
+/// operators do not parse).
+fn config_extremes(cfg: &TaskConfig) -> Option<(Vec<BinOp>, usize, Vec<Extremes>)> {
+    let ops = parse_ops(&cfg.ops).ok()?;
     let n_max = cfg.terms_max.min(MAX_TERMS);
     let max = BigUint::from(10u32).pow(cfg.digits.min(crate::task::MAX_DIGITS) as u32)
         - BigUint::from(1u32);
     let e = extremes(&max, &ops, n_max);
+    Some((ops, n_max, e))
+}
+
+/// Characters of the longest value between `-lo` and `hi`, written with its sign.
+fn signed_len((hi, lo): &Extremes) -> usize {
+    let neg = if *lo > BigUint::ZERO {
+        1 + decimal_len(lo)
+    } else {
+        0
+    };
+    decimal_len(hi).max(neg)
+}
+
+/// Longest answer of a (validated-shape) expression config.
+pub(crate) fn max_answer_len(cfg: &TaskConfig) -> usize {
+    let Some((_, n_max, e)) = config_extremes(cfg) else {
+        return 0;
+    };
     (cfg.terms_min.max(1)..=n_max)
-        .map(|n| {
-            let (hi, lo) = &e[n];
-            let neg = if *lo > BigUint::ZERO {
-                1 + decimal_len(lo)
-            } else {
-                0
-            };
-            decimal_len(hi).max(neg)
-        })
+        .map(|n| signed_len(&e[n]))
         .max()
         .unwrap_or(0)
 }
@@ -912,23 +924,11 @@ pub(crate) fn worked_answer(work: &str) -> &str {
 /// Longest worked answer (see `worked`) of a (validated-shape) expression config: a bound over
 /// every binary evaluation tree, with each sub-expression's value bounded by `extremes`.
 pub(crate) fn max_worked_len(cfg: &TaskConfig) -> usize {
-    let Ok(ops) = parse_ops(&cfg.ops) else {
+    let Some((ops, n_max, e)) = config_extremes(cfg) else {
         return 0;
     };
-    let n_max = cfg.terms_max.min(MAX_TERMS);
-    let max = BigUint::from(10u32).pow(cfg.digits.min(crate::task::MAX_DIGITS) as u32)
-        - BigUint::from(1u32);
-    let e = extremes(&max, &ops, n_max);
     // Written length of a value of `n` operands (sign included), and of its magnitude.
-    let signed = |n: usize| {
-        let (hi, lo) = &e[n];
-        let neg = if *lo > BigUint::ZERO {
-            1 + decimal_len(lo)
-        } else {
-            0
-        };
-        decimal_len(hi).max(neg)
-    };
+    let signed = |n: usize| signed_len(&e[n]);
     let magnitude = |n: usize| decimal_len(&e[n].0).max(decimal_len(&e[n].1));
     // work[n]: longest work of `n` operands, each step followed by one separator.
     let mut work = vec![0usize; n_max + 1];

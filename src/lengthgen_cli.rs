@@ -17,6 +17,16 @@ use std::sync::atomic::AtomicBool;
 /// The lengths `eval` scores by default.
 const DEFAULT_LENGTHS: [usize; 7] = [10, 20, 50, 100, 200, 500, 1000];
 
+/// The lengths a finished run is scored at, and questions per length (`quick`: tiny ones).
+type Counts = Box<dyn Fn(usize) -> usize>;
+fn final_lengths(quick: bool) -> (Vec<usize>, Counts) {
+    if quick {
+        (vec![3, 6, 12], Box::new(|_| 20))
+    } else {
+        (vec![20, 100, 200, 500, 1000], Box::new(default_count))
+    }
+}
+
 /// Questions per length: the bar (500 up to 200 digits, 200 beyond).
 fn default_count(n: usize) -> usize {
     if n <= 200 {
@@ -106,11 +116,7 @@ pub fn run_experiment(
             String::new()
         }
     );
-    let (lengths, count): (Vec<usize>, Box<dyn Fn(usize) -> usize>) = if quick {
-        (vec![3, 6, 12], Box::new(|_| 20))
-    } else {
-        (vec![20, 100, 200, 500, 1000], Box::new(default_count))
-    };
+    let (lengths, count) = final_lengths(quick);
     println!("\n{}", table_header());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let results = evaluate_lengths(
@@ -269,11 +275,7 @@ pub fn run_gru_baseline(
         outcome.train_secs,
         outcome.tokens as f64 / outcome.train_secs.max(1e-9)
     );
-    let (lengths, count): (Vec<usize>, Box<dyn Fn(usize) -> usize>) = if quick {
-        (vec![3, 6, 12], Box::new(|_| 20))
-    } else {
-        (vec![20, 100, 200, 500, 1000], Box::new(default_count))
-    };
+    let (lengths, count) = final_lengths(quick);
     println!("\n{}", table_header());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let results = evaluate_lengths(

@@ -1004,15 +1004,21 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// A pool of `threads` math threads (subnormals flushed on each, and on the caller's).
+pub(crate) fn math_pool(threads: usize) -> rayon::ThreadPool {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .start_handler(|_| crate::nn::flush_denormals())
+        .build()
+        .expect("thread pool");
+    crate::nn::flush_denormals();
+    pool
+}
+
 impl<R: Real> Engine<R> {
     pub fn new(model: Seq2Seq, threads: usize) -> Engine<R> {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .start_handler(|_| crate::nn::flush_denormals())
-            .build()
-            .expect("thread pool");
-        crate::nn::flush_denormals();
+        let pool = math_pool(threads);
         let workers = (0..threads).map(|_| Workspace::default()).collect();
         let grad = vec![R::ZERO; model.param_count()];
         let packs = (0..1 + model.decoders.len())

@@ -41,12 +41,7 @@ const DECODE_BUDGET_BYTES: usize = 256 << 20;
 impl Engine {
     pub fn new(model: Transformer, threads: usize) -> Engine {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .start_handler(|_| crate::nn::flush_denormals())
-            .build()
-            .expect("thread pool");
-        crate::nn::flush_denormals();
+        let pool = crate::model::math_pool(threads);
         let n = model.param_count();
         let workers = (0..threads)
             .map(|_| Worker {

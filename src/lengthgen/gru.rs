@@ -234,12 +234,7 @@ pub struct GruEngine {
 impl GruEngine {
     pub fn new(model: PairGru, params: Vec<f32>, threads: usize) -> GruEngine {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .start_handler(|_| crate::nn::flush_denormals())
-            .build()
-            .expect("thread pool");
-        crate::nn::flush_denormals();
+        let pool = crate::model::math_pool(threads);
         let n = model.param_count();
         let workers = (0..threads)
             .map(|_| Worker {
