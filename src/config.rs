@@ -231,11 +231,7 @@ impl ExperimentConfig {
 
     /// Worker threads to use (0 in the config means one per core).
     pub fn threads(&self) -> usize {
-        if self.train.threads == 0 {
-            crate::model::default_threads()
-        } else {
-            self.train.threads
-        }
+        crate::model::threads_or_cores(self.train.threads)
     }
 }
 

@@ -1004,6 +1004,15 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// A configured thread count: 0 means one per core.
+pub fn threads_or_cores(threads: usize) -> usize {
+    if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    }
+}
+
 /// A pool of `threads` math threads (subnormals flushed on each, and on the caller's).
 pub(crate) fn math_pool(threads: usize) -> rayon::ThreadPool {
     let pool = rayon::ThreadPoolBuilder::new()

@@ -354,11 +354,7 @@ pub fn train(
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = model.init_params(seed);
     let n = params.len();
-    let threads = if cfg.threads == 0 {
-        crate::model::default_threads()
-    } else {
-        cfg.threads
-    };
+    let threads = crate::model::threads_or_cores(cfg.threads);
     log(&format!(
         "aligned-pairs GRU: embedding {}, GRU {}, {} parameters; {} thread(s)",
         cfg.embed_dim, cfg.hidden, n, threads

@@ -160,11 +160,7 @@ pub fn train(
     let _lock = RunLock::acquire(dir)?;
     save_config(dir, cfg)?;
     let t = &cfg.lengthgen.train;
-    let threads = if t.threads == 0 {
-        crate::model::default_threads()
-    } else {
-        t.threads
-    };
+    let threads = crate::model::threads_or_cores(t.threads);
     log(&format!(
         "model: {} layer(s), d {}, {} heads, FFN {}: {} parameters; {} thread(s)",
         model.cfg.layers,
