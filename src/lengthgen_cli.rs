@@ -3,9 +3,10 @@
 
 use anyhow::{bail, Result};
 use rand::SeedableRng;
-use seqcalc::lengthgen::engine::{check_answer, Engine};
+use seqcalc::lengthgen::engine::{check_answer, Answer, Engine};
 use seqcalc::lengthgen::eval::{
     evaluate_lengths, length_pairs, table_header, table_row, transformer_scorer, LengthResult,
+    Scorer,
 };
 use seqcalc::lengthgen::format::{self, Operands, MAX_DIGITS};
 use seqcalc::lengthgen::{self, LengthGenRunConfig};
@@ -157,6 +158,79 @@ pub struct EvalSets {
     pub stress: bool,
     /// Operand lengths whose every pair is scored and drawn.
     pub heatmap: Option<Vec<usize>>,
+    /// Multiplies every head's length scale `c` (a dilution diagnostic; `None` = as trained).
+    pub sharpen: Option<f32>,
+}
+
+/// A trained length-generalisation model read back from its run directory: the transformer
+/// of `experiment run length-generalisation` or the aligned-pairs GRU baseline.
+enum Loaded {
+    Transformer(lengthgen::LoadedRun, Engine),
+    Gru(lengthgen::gru::PairGruConfig, lengthgen::gru::GruEngine),
+}
+
+impl Loaded {
+    fn load(dir: &Path, threads: usize) -> Result<Loaded> {
+        if lengthgen::gru::is_run(dir) {
+            let (cfg, engine) = lengthgen::gru::load_run(dir, threads)?;
+            return Ok(Loaded::Gru(cfg, engine));
+        }
+        let run = lengthgen::load_run(dir)?;
+        let engine = Engine::new(run.model.clone(), threads);
+        Ok(Loaded::Transformer(run, engine))
+    }
+
+    /// The operand lengths it was trained on.
+    fn trained_on(&self) -> (usize, usize) {
+        match self {
+            Loaded::Transformer(run, _) => (
+                run.cfg.lengthgen.train.min_digits,
+                run.cfg.lengthgen.train.max_digits,
+            ),
+            Loaded::Gru(cfg, _) => (cfg.min_digits, cfg.max_digits),
+        }
+    }
+
+    /// Multiplies every attention head's length scale (transformers only).
+    fn sharpen(&mut self, f: f32) -> Result<()> {
+        if !(f.is_finite() && f > 0.0) {
+            bail!("--sharpen must be a positive number, not {f}");
+        }
+        match self {
+            Loaded::Transformer(run, _) => {
+                for b in &run.model.blocks {
+                    b.attn
+                        .c
+                        .of_mut(&mut run.params)
+                        .iter_mut()
+                        .for_each(|c| *c *= f);
+                }
+                Ok(())
+            }
+            Loaded::Gru(..) => {
+                bail!("--sharpen applies to transformer runs; the GRU has no attention")
+            }
+        }
+    }
+
+    fn scorer(&mut self) -> Box<Scorer<'_>> {
+        match self {
+            Loaded::Transformer(run, engine) => transformer_scorer(engine, &run.params),
+            Loaded::Gru(_, engine) => Box::new(|qs: &[Operands]| engine.score(qs)),
+        }
+    }
+
+    /// Greedy answers, one per question.
+    fn answers(&mut self, qs: &[Operands]) -> Vec<Answer> {
+        match self {
+            Loaded::Transformer(run, engine) => engine.greedy(&run.params, qs),
+            Loaded::Gru(_, engine) => engine
+                .answer(qs)
+                .into_iter()
+                .map(|digits| Answer { digits, ends: true })
+                .collect(),
+        }
+    }
 }
 
 /// `eval` on a length-generalisation run.
@@ -168,7 +242,11 @@ pub fn eval(
     threads: Option<usize>,
     json: bool,
 ) -> Result<ExitCode> {
-    let run = lengthgen::load_run(dir)?;
+    let threads = threads.unwrap_or_else(seqcalc::model::default_threads);
+    let mut model = Loaded::load(dir, threads)?;
+    if let Some(f) = sets.sharpen {
+        model.sharpen(f)?;
+    }
     let table = sets.lengths.is_some() || sets.stress || sets.heatmap.is_none();
     let lengths = match (table, sets.lengths) {
         (false, _) => Vec::new(),
@@ -181,21 +259,21 @@ pub fn eval(
         }
     }
     let stress = sets.stress;
-    let threads = threads.unwrap_or_else(seqcalc::model::default_threads);
-    let mut engine = Engine::new(run.model.clone(), threads);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     if !json {
+        let (lo, hi) = model.trained_on();
         println!(
-            "{}: trained on {}..={} digits; greedy decoding, fresh questions (seed {seed})",
+            "{}: trained on {lo}..={hi} digits; fresh questions (seed {seed}){}",
             dir.display(),
-            run.cfg.lengthgen.train.min_digits,
-            run.cfg.lengthgen.train.max_digits
+            sets.sharpen
+                .map_or(String::new(), |f| format!("; every length scale c x {f}"))
         );
+        println!("exact: greedy decoding of the answer's L+1 digits; +EOS: and the model then ends it (free decoding)");
         if table {
             println!("{}", table_header());
         }
     }
-    let mut scorer = transformer_scorer(&mut engine, &run.params);
+    let mut scorer = model.scorer();
     let results: Vec<LengthResult> = evaluate_lengths(
         &mut *scorer,
         &lengths,
@@ -287,13 +365,13 @@ pub fn run_gru_baseline(
         &mut |r| println!("{}", table_row(r)),
     );
     let v = serde_json::json!({
-        "model": "aligned-pairs GRU",
+        "model": lengthgen::gru::MODEL_NAME,
         "config": cfg,
         "seed": seed,
         "training": outcome,
         "results": results,
     });
-    let path = dir.join("results.json");
+    let path = dir.join(lengthgen::gru::RESULTS);
     seqcalc::fsutil::write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())?;
     seqcalc::rundir::save_flat(dir, &engine.model.layout, &engine.params)?;
     let worst = |set: &str| {
@@ -355,8 +433,7 @@ pub fn predict(
     jsonl: bool,
     threads: Option<usize>,
 ) -> Result<ExitCode> {
-    let run = lengthgen::load_run(dir)?;
-    let mut engine = Engine::new(run.model.clone(), threads.unwrap_or(1));
+    let mut model = Loaded::load(dir, threads.unwrap_or(1))?;
     let mut failed = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -369,7 +446,7 @@ pub fn predict(
             .iter()
             .filter_map(|(_, r)| r.as_ref().ok().cloned())
             .collect();
-        let mut gen = engine.greedy(&run.params, &ok).into_iter();
+        let mut gen = model.answers(&ok).into_iter();
         let mut ops = ok.iter();
         for (q, r) in lines {
             match r {
@@ -378,11 +455,10 @@ pub fn predict(
                         gen.next().expect("one answer each"),
                         ops.next().expect("one each"),
                     );
-                    let l = o.len();
-                    let answer = format::to_decimal(&g[..=l]);
-                    let (exact, _) = check_answer(o, &g);
+                    let answer = format::to_decimal(&g.digits);
+                    let exact = check_answer(o, &g).exact;
                     if jsonl {
-                        let v = serde_json::json!({"input": q, "output": answer, "correct": exact});
+                        let v = serde_json::json!({"input": q, "output": answer, "correct": exact, "ends": g.ends});
                         writeln!(out, "{v}")?;
                     } else {
                         let mark = if exact { "✓" } else { "✗" };

@@ -436,6 +436,11 @@ struct EvalArgs {
     /// drawn as length-pairs.svg and .png in the run directory.
     #[arg(long, value_delimiter = ',')]
     heatmap: Option<Vec<usize>>,
+    /// Length-generalisation runs, a diagnostic: multiply every attention head's learned
+    /// length scale c by this factor before scoring (1 = the model as trained). Sharper
+    /// attention at long lengths shows whether errors come from softmax dilution.
+    #[arg(long)]
+    sharpen: Option<f32>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Machine-readable output.
@@ -496,6 +501,13 @@ struct ExperimentRunArgs {
     /// every column), the patterns random operands almost never show.
     #[arg(long)]
     stress_fraction: Option<f64>,
+    /// length-generalisation: fraction of training batches whose operands (still of at most
+    /// --digits digits) are zero-padded further, to a length uniform up to --pad-to.
+    #[arg(long)]
+    pad_fraction: Option<f64>,
+    /// length-generalisation: the longest padded operand length of those batches.
+    #[arg(long)]
+    pad_to: Option<usize>,
 }
 
 #[derive(Args)]
@@ -1041,7 +1053,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     if seqcalc::regression::is_mapping_run(&a.model) {
         return cmd_predict_mapping(a);
     }
-    if seqcalc::lengthgen::is_run(&a.model) {
+    if seqcalc::lengthgen::is_run(&a.model) || seqcalc::lengthgen::gru::is_run(&a.model) {
         return lengthgen_cli::predict(&a.model, &a.questions, a.jsonl, a.threads);
     }
     let run = rundir::load_run(&a.model)?;
@@ -1194,7 +1206,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     if a.n == Some(0) {
         bail!("--n must be at least 1");
     }
-    if seqcalc::lengthgen::is_run(&a.model) {
+    if seqcalc::lengthgen::is_run(&a.model) || seqcalc::lengthgen::gru::is_run(&a.model) {
         return lengthgen_cli::eval(
             &a.model,
             a.n,
@@ -1202,14 +1214,15 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
                 lengths: a.lengths,
                 stress: a.stress,
                 heatmap: a.heatmap,
+                sharpen: a.sharpen,
             },
             a.seed,
             a.threads,
             a.json,
         );
     }
-    if a.lengths.is_some() || a.stress || a.heatmap.is_some() {
-        bail!("--lengths, --stress and --heatmap apply to length-generalisation runs (seqcalc experiment run length-generalisation)");
+    if a.lengths.is_some() || a.stress || a.heatmap.is_some() || a.sharpen.is_some() {
+        bail!("--lengths, --stress, --heatmap and --sharpen apply to length-generalisation runs (seqcalc experiment run length-generalisation)");
     }
     let n = a.n.unwrap_or(10_000);
     if seqcalc::regression::is_mapping_run(&a.model) {
@@ -1454,6 +1467,12 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                     }
                     if a.train_seconds.is_some() {
                         t.max_seconds = a.train_seconds;
+                    }
+                    if let Some(v) = a.pad_fraction {
+                        t.pad_fraction = v;
+                    }
+                    if let Some(v) = a.pad_to {
+                        t.pad_to_digits = v;
                     }
                     println!("=== {} ({})", cfg.name, e.reproduces);
                     let dir = a.runs_dir.join(&cfg.name);

@@ -579,6 +579,39 @@ fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
     assert_eq!(v["results"].as_array().unwrap().len(), 15, "{v}");
     assert_eq!(v["training"]["steps"], 60);
     assert!(path.with_file_name("weights.safetensors").is_file());
+    // The finished baseline answers questions and is scored like the transformer's runs.
+    let gru = runs.join("length-generalisation-gru-quick");
+    let gru = gru.to_str().unwrap();
+    let o = run(&["predict", "--model", gru, "12+34", "5+x"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let line = out.lines().next().unwrap_or_default();
+    let answer = line
+        .strip_prefix("12+34 = ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(answer.bytes().all(|c| c.is_ascii_digit()), "{out}");
+    assert_eq!(line.ends_with('✓'), answer == "46", "{out}");
+    assert!(text(&o).contains("5+x"), "{}", text(&o));
+    let o = run(&[
+        "eval",
+        "--model",
+        gru,
+        "--lengths",
+        "2,4",
+        "--stress",
+        "--n",
+        "10",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 10, "{v}");
+    assert!(rows.iter().all(|r| r["exact"] == r["exact_eos"]), "{v}");
+    let o = run(&["eval", "--model", gru, "--sharpen", "1.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no attention"), "{}", text(&o));
 }
 
 #[test]

@@ -127,13 +127,14 @@ impl Engine {
         total
     }
 
-    /// Greedy answers with key/value caches: for each question, the `L + 2` tokens the model
-    /// writes after `=` (the sum's `L + 1` digits, least significant first, then what should be
-    /// EOS), each fed back as the next input. Linear work per generated token.
-    pub fn greedy(&mut self, p: &[f32], questions: &[Operands]) -> Vec<Vec<u8>> {
+    /// Greedy answers with key/value caches, one [`Answer`] per question: the sum's `L + 1`
+    /// digits, least significant first, each fed back as the next input, and whether the model
+    /// would have written exactly those digits and then EOS had it been free to write any
+    /// token. Linear work per generated token.
+    pub fn greedy(&mut self, p: &[f32], questions: &[Operands]) -> Vec<Answer> {
         let slices = self.slices(questions.len());
         let model = &self.model;
-        let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); slices.len()];
+        let mut out: Vec<Vec<Answer>> = vec![Vec::new(); slices.len()];
         self.pool.scope(|sc| {
             for (o, &(a, b)) in out.iter_mut().zip(&slices) {
                 sc.spawn(move |_| {
@@ -159,8 +160,23 @@ impl Engine {
     }
 }
 
+/// A greedy answer in the format's fixed length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The sum's `L + 1` digits, least significant first: at each step the most likely digit.
+    pub digits: Vec<u8>,
+    /// Whether every step's most likely token of all was that digit and the step after the last
+    /// digit's was EOS: what free greedy decoding (any token, stop at EOS) would have written.
+    pub ends: bool,
+}
+
 /// Greedy decoding of questions that all have operand length `L`.
-fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Vec<u8>> {
+///
+/// The format fixes the answer at `L + 1` digits, so each step takes the most likely *digit*
+/// and feeds it back. Free decoding would take the most likely token of all; where that is a
+/// digit the two agree, so one pass tells both: [`Answer::ends`] records whether they agreed at
+/// every step and the model then chose EOS.
+fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Answer> {
     let n = qs.len();
     let l = qs[0].len();
     let (seg, pos) = format::layout(l);
@@ -189,12 +205,24 @@ fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Vec<u8>>
             &mut logits,
         );
     }
-    let mut answers: Vec<Vec<u8>> = vec![Vec::with_capacity(l + 2); n];
+    let mut answers: Vec<Answer> = (0..n)
+        .map(|_| Answer {
+            digits: Vec::with_capacity(l + 1),
+            ends: true,
+        })
+        .collect();
     for j in 0..=l + 1 {
         for (k, ans) in answers.iter_mut().enumerate() {
-            let next = argmax(&logits[k * v..(k + 1) * v]) as u8;
-            ans.push(next);
-            col[k] = next;
+            let row = &logits[k * v..(k + 1) * v];
+            let free = argmax(row) as u8;
+            if j == l + 1 {
+                ans.ends &= free == EOS;
+                continue;
+            }
+            let digit = argmax(&row[..10]) as u8;
+            ans.ends &= free == digit;
+            ans.digits.push(digit);
+            col[k] = digit;
         }
         if j == l + 1 {
             break;
@@ -212,11 +240,100 @@ fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Vec<u8>>
     answers
 }
 
-/// Whether a greedy answer is exactly the sum (all `L + 1` digits, then EOS), and how many of
-/// its digits are right.
-pub fn check_answer(q: &Operands, generated: &[u8]) -> (bool, usize) {
+/// One answer scored against the exact sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// All `L + 1` digits right: the number the user is shown is the sum.
+    pub exact: bool,
+    /// Exact, and free greedy decoding would have written it and stopped with EOS (stricter).
+    pub exact_eos: bool,
+    /// Answer digits right.
+    pub right: usize,
+}
+
+/// Scores a greedy answer against the exact sum.
+pub fn check_answer(q: &Operands, answer: &Answer) -> Check {
     let sum = q.sum();
-    let right = sum.iter().zip(generated).filter(|(a, b)| a == b).count();
-    let exact = right == sum.len() && generated.get(sum.len()) == Some(&EOS);
-    (exact, right)
+    let right = sum
+        .iter()
+        .zip(&answer.digits)
+        .filter(|(a, b)| a == b)
+        .count();
+    let exact = right == sum.len() && answer.digits.len() == sum.len();
+    Check {
+        exact,
+        exact_eos: exact && answer.ends,
+        right,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::transformer::Workspace;
+    use rand::SeedableRng;
+
+    #[test]
+    fn greedy_digits_and_ends_agree_with_a_full_forward_over_the_answer() {
+        let mut cfg = super::super::LengthGenRunConfig::default();
+        cfg.lengthgen.model.dim = 16;
+        cfg.lengthgen.model.heads = 2;
+        cfg.lengthgen.model.ffn = 32;
+        let model = cfg.build().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let l = 4;
+        let qs = super::super::train::random_questions(&mut rng, l, 12);
+        let mut saw_no_end = false;
+        for seed in 0..6 {
+            let p = model.init_params(seed);
+            let mut engine = Engine::new(model.clone(), 2);
+            let answers = engine.greedy(&p, &qs);
+            let (seg, pos) = format::layout(l);
+            let t = 3 * l + 4;
+            let q_from = format::first_scored_row(l);
+            let v = model.vocab;
+            for (q, ans) in qs.iter().zip(&answers) {
+                assert_eq!(ans.digits.len(), l + 1);
+                let full = format::tokens(q, &ans.digits);
+                let mut ws = Workspace::default();
+                model.forward(&p, &mut ws, &full[..t], &seg[..t], &pos[..t], 1, t, q_from);
+                let rows: Vec<&[f32]> = ws.logits.chunks_exact(v).collect();
+                assert_eq!(rows.len(), l + 2);
+                let mut free_agrees = true;
+                for (j, row) in rows.iter().enumerate().take(l + 1) {
+                    assert_eq!(argmax(&row[..10]) as u8, ans.digits[j]);
+                    free_agrees &= argmax(row) as u8 == ans.digits[j];
+                }
+                let ends = free_agrees && argmax(rows[l + 1]) as u8 == EOS;
+                assert_eq!(ans.ends, ends);
+                saw_no_end |= !ends;
+                let c = check_answer(q, ans);
+                assert_eq!(c.exact, ans.digits == q.sum());
+                assert_eq!(c.exact_eos, c.exact && ends);
+            }
+        }
+        assert!(saw_no_end, "an untrained model never ends right");
+    }
+
+    #[test]
+    fn an_answer_without_its_end_symbol_is_exact_but_not_exact_with_eos() {
+        let q = Operands::from_decimal("95", "7");
+        let right = Answer {
+            digits: q.sum(),
+            ends: false,
+        };
+        let c = check_answer(&q, &right);
+        assert_eq!((c.exact, c.exact_eos, c.right), (true, false, 3));
+        let ended = Answer {
+            ends: true,
+            ..right
+        };
+        assert!(check_answer(&q, &ended).exact_eos);
+        let wrong = Answer {
+            digits: vec![2, 0, 0],
+            ends: true,
+        };
+        let c = check_answer(&q, &wrong);
+        assert_eq!((c.exact, c.exact_eos, c.right), (false, false, 2));
+    }
 }

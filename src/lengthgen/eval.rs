@@ -8,7 +8,7 @@
 //! ripples through every digit); 20 with `a + b = 10^n - 1` (every column sums to 9, no carry
 //! at all, while the digits look just like a ripple's). Exact big-integer arithmetic builds them.
 
-use super::engine::{check_answer, Engine};
+use super::engine::{check_answer, Check, Engine};
 use super::format::Operands;
 use super::train::random_operand;
 use num_bigint::BigUint;
@@ -24,10 +24,15 @@ pub struct LengthResult {
     /// `stress:nines`.
     pub set: String,
     pub n: usize,
+    /// Exact match: every digit of the `L + 1`-digit answer right.
     pub exact: f64,
     /// 95% Wilson interval of the exact-match rate.
     pub exact_lo: f64,
     pub exact_hi: f64,
+    /// Exact and ended with EOS under free greedy decoding (stricter; equal to `exact` for
+    /// models that write a fixed number of digits).
+    #[serde(default)]
+    pub exact_eos: f64,
     /// Fraction of answer digits right.
     pub digit_acc: f64,
     pub secs: f64,
@@ -88,22 +93,25 @@ pub fn stress_set(rng: &mut impl Rng, n: usize, n_random: usize) -> Vec<(Operand
     out
 }
 
-/// Greedy answers to `qs`: (exact count, digits right, digits in all).
-pub fn score(engine: &mut Engine, params: &[f32], qs: &[Operands]) -> (Vec<bool>, Vec<usize>) {
+/// Greedy answers to `qs`, each scored against the exact sum.
+pub fn score(engine: &mut Engine, params: &[f32], qs: &[Operands]) -> Vec<Check> {
     let gen = engine.greedy(params, qs);
-    qs.iter().zip(&gen).map(|(q, g)| check_answer(q, g)).unzip()
+    qs.iter()
+        .zip(&gen)
+        .map(|(q, g)| check_answer(q, g))
+        .collect()
 }
 
 fn summarise(
     length: usize,
     set: &str,
     qs: &[&Operands],
-    exact: &[bool],
-    right: &[usize],
+    checks: &[Check],
     secs: f64,
 ) -> LengthResult {
-    let k = exact.iter().filter(|&&e| e).count();
-    let n = exact.len();
+    let k = checks.iter().filter(|c| c.exact).count();
+    let k_eos = checks.iter().filter(|c| c.exact_eos).count();
+    let n = checks.len();
     let digits: usize = qs.iter().map(|q| q.len() + 1).sum();
     let (lo, hi) = wilson(k, n);
     LengthResult {
@@ -113,13 +121,14 @@ fn summarise(
         exact: k as f64 / n.max(1) as f64,
         exact_lo: lo,
         exact_hi: hi,
-        digit_acc: right.iter().sum::<usize>() as f64 / digits.max(1) as f64,
+        exact_eos: k_eos as f64 / n.max(1) as f64,
+        digit_acc: checks.iter().map(|c| c.right).sum::<usize>() as f64 / digits.max(1) as f64,
         secs,
     }
 }
 
-/// A model's answers scored: per question, exact or not and the answer digits it got right.
-pub type Scorer<'a> = dyn FnMut(&[Operands]) -> (Vec<bool>, Vec<usize>) + 'a;
+/// A model's answers scored, one [`Check`] per question.
+pub type Scorer<'a> = dyn FnMut(&[Operands]) -> Vec<Check> + 'a;
 
 /// The transformer's greedy answers as a [`Scorer`].
 pub fn transformer_scorer<'a>(engine: &'a mut Engine, params: &'a [f32]) -> Box<Scorer<'a>> {
@@ -139,34 +148,26 @@ pub fn evaluate_lengths(
     for &n in lengths {
         let qs = super::train::random_questions(rng, n, count(n));
         let t0 = std::time::Instant::now();
-        let (exact, right) = score(&qs);
+        let checks = score(&qs);
         let refs: Vec<&Operands> = qs.iter().collect();
-        let r = summarise(
-            n,
-            "random",
-            &refs,
-            &exact,
-            &right,
-            t0.elapsed().as_secs_f64(),
-        );
+        let r = summarise(n, "random", &refs, &checks, t0.elapsed().as_secs_f64());
         progress(&r);
         out.push(r);
         if stress {
             let set = stress_set(rng, n, 20);
             let qs: Vec<Operands> = set.iter().map(|(q, _)| q.clone()).collect();
             let t0 = std::time::Instant::now();
-            let (exact, right) = score(&qs);
+            let checks = score(&qs);
             let secs = t0.elapsed().as_secs_f64();
             let refs: Vec<&Operands> = qs.iter().collect();
-            let r = summarise(n, "stress", &refs, &exact, &right, secs);
+            let r = summarise(n, "stress", &refs, &checks, secs);
             progress(&r);
             out.push(r);
             for part in ["fixed", "ripple", "nines"] {
                 let idx: Vec<usize> = (0..set.len()).filter(|&i| set[i].1 == part).collect();
                 let refs: Vec<&Operands> = idx.iter().map(|&i| &qs[i]).collect();
-                let e: Vec<bool> = idx.iter().map(|&i| exact[i]).collect();
-                let g: Vec<usize> = idx.iter().map(|&i| right[i]).collect();
-                let r = summarise(n, &format!("stress:{part}"), &refs, &e, &g, secs);
+                let c: Vec<Check> = idx.iter().map(|&i| checks[i]).collect();
+                let r = summarise(n, &format!("stress:{part}"), &refs, &c, secs);
                 progress(&r);
                 out.push(r);
             }
@@ -197,8 +198,8 @@ pub fn length_pairs(
                             b: random_operand(rng, lb, l),
                         })
                         .collect();
-                    let (exact, _) = score(&qs);
-                    (exact.iter().filter(|&&e| e).count(), qs.len())
+                    let checks = score(&qs);
+                    (checks.iter().filter(|c| c.exact).count(), qs.len())
                 })
                 .collect()
         })
@@ -208,15 +209,15 @@ pub fn length_pairs(
 /// The report as a table for people.
 pub fn table_header() -> String {
     format!(
-        "{:>7}  {:<14}{:>6}  {:>8}  {:>17}  {:>10}  {:>7}",
-        "length", "set", "n", "exact", "95% CI", "per-digit", "secs"
+        "{:>7}  {:<14}{:>6}  {:>8}  {:>17}  {:>9}  {:>10}  {:>7}",
+        "length", "set", "n", "exact", "95% CI", "+EOS", "per-digit", "secs"
     )
 }
 
 pub fn table_row(r: &LengthResult) -> String {
     format!(
-        "{:>7}  {:<14}{:>6}  {:>8.4}  [{:.4}, {:.4}]  {:>10.6}  {:>7.1}",
-        r.length, r.set, r.n, r.exact, r.exact_lo, r.exact_hi, r.digit_acc, r.secs
+        "{:>7}  {:<14}{:>6}  {:>8.4}  [{:.4}, {:.4}]  {:>9.4}  {:>10.6}  {:>7.1}",
+        r.length, r.set, r.n, r.exact, r.exact_lo, r.exact_hi, r.exact_eos, r.digit_acc, r.secs
     )
 }
 

@@ -15,6 +15,7 @@
 //! Random test sets flatter this model. A carry must survive in its state across every step of
 //! a chain, and chains are short on random operands: the carry-stress sets are what it fails.
 
+use super::engine::{check_answer, Answer, Check};
 use super::format::Operands;
 use super::train::sample_bucket;
 use crate::model::{run_on_slices, worker_slices};
@@ -25,9 +26,11 @@ use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::Real;
 use crate::optim::{warmup_cosine, AdamW};
+use crate::rundir::{self, file_err, RunError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::Instant;
 
 /// The experiment that trains and scores this baseline.
@@ -314,18 +317,49 @@ impl GruEngine {
         out
     }
 
-    /// Exact (every digit right) and digits right, per question.
-    pub fn score(&mut self, qs: &[Operands]) -> (Vec<bool>, Vec<usize>) {
+    /// Each answer scored against the exact sum. The GRU writes exactly `L + 1` digits and no
+    /// end symbol, so `exact_eos` is `exact`.
+    pub fn score(&mut self, qs: &[Operands]) -> Vec<Check> {
         let answers = self.answer(qs);
         qs.iter()
-            .zip(&answers)
-            .map(|(q, g)| {
-                let sum = q.sum();
-                let right = sum.iter().zip(g).filter(|(a, b)| a == b).count();
-                (right == sum.len(), right)
-            })
-            .unzip()
+            .zip(answers)
+            .map(|(q, digits)| check_answer(q, &Answer { digits, ends: true }))
+            .collect()
     }
+}
+
+/// The file a baseline run writes its settings, training record and scores to.
+pub const RESULTS: &str = "results.json";
+/// The `model` field of [`RESULTS`] that marks a baseline run.
+pub const MODEL_NAME: &str = "aligned-pairs GRU";
+
+/// Whether `dir` holds a finished baseline run.
+pub fn is_run(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(RESULTS))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("model").and_then(|m| m.as_str()) == Some(MODEL_NAME))
+}
+
+/// A baseline run read back: its settings and the trained model on `threads` workers.
+pub fn load_run(dir: &Path, threads: usize) -> Result<(PairGruConfig, GruEngine), RunError> {
+    let path = dir.join(RESULTS);
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not valid JSON: {e}")))?;
+    let cfg: PairGruConfig = v
+        .get("config")
+        .cloned()
+        .ok_or_else(|| file_err(&path, "has no \"config\""))
+        .and_then(|c| {
+            serde_json::from_value(c).map_err(|e| file_err(&path, format!("bad config: {e}")))
+        })?;
+    if cfg.hidden == 0 || cfg.embed_dim == 0 {
+        return Err(file_err(&path, "hidden and embed_dim must be at least 1"));
+    }
+    let model = PairGru::new(cfg.hidden, cfg.embed_dim);
+    let params = rundir::load_flat(dir, &model.layout)?;
+    Ok((cfg, GruEngine::new(model, params, threads)))
 }
 
 /// Trains the baseline: operand lengths uniform in `min..=max` digits, length-bucketed batches,
@@ -499,8 +533,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for len in [4, 12] {
             let qs = super::super::train::random_questions(&mut rng, len, 100);
-            let (exact, _) = engine.score(&qs);
-            let rate = exact.iter().filter(|&&e| e).count() as f64 / 100.0;
+            let checks = engine.score(&qs);
+            let rate = checks.iter().filter(|c| c.exact).count() as f64 / 100.0;
             assert!(rate >= 0.9, "{len} digits: {rate}");
         }
         // Same seed and threads: same bits.

@@ -61,6 +61,12 @@ pub struct LengthGenTrain {
     pub eval_lengths: Vec<usize>,
     /// Questions per length in those evaluations.
     pub eval_count: usize,
+    /// Fraction of batches whose operands (still of `min_digits..=max_digits` digits) are
+    /// zero-padded further, to a length uniform in `L..=pad_to_digits`: longer sequences with
+    /// many more keys to ignore, and no longer numbers. 0: no extra padding.
+    pub pad_fraction: f64,
+    /// The longest padded length of those batches.
+    pub pad_to_digits: usize,
 }
 
 impl Default for LengthGenTrain {
@@ -82,6 +88,8 @@ impl Default for LengthGenTrain {
             eval_every: 500,
             eval_lengths: vec![10, 20, 50, 100],
             eval_count: 50,
+            pad_fraction: 0.0,
+            pad_to_digits: 0,
         }
     }
 }
@@ -160,6 +168,15 @@ impl LengthGenRunConfig {
         }
         if t.clip_norm.is_nan() || t.clip_norm <= 0.0 {
             return Err("clip_norm must be positive".into());
+        }
+        if !(0.0..=1.0).contains(&t.pad_fraction) {
+            return Err("pad_fraction must be in [0, 1]".into());
+        }
+        if t.pad_fraction > 0.0 && !(t.max_digits..=format::MAX_DIGITS).contains(&t.pad_to_digits) {
+            return Err(format!(
+                "pad_to_digits must be in max_digits..={} when pad_fraction is above 0",
+                format::MAX_DIGITS
+            ));
         }
         if t.eval_every == 0 {
             return Err("eval_every must be at least 1".into());

@@ -110,6 +110,27 @@ pub fn sample_bucket(rng: &mut impl Rng, lo: usize, hi: usize, n: usize) -> (usi
     (l, qs)
 }
 
+/// With probability `fraction`, zero-pads every question of a bucket of padded length `l`
+/// further, to one length uniform in `l..=to`: the same numbers in a longer sequence. Returns
+/// the bucket's padded length. Draws nothing when `fraction` is 0.
+pub fn pad_further(
+    rng: &mut impl Rng,
+    l: usize,
+    qs: &mut [Operands],
+    fraction: f64,
+    to: usize,
+) -> usize {
+    if fraction <= 0.0 || to <= l || !rng.random_bool(fraction.min(1.0)) {
+        return l;
+    }
+    let padded = rng.random_range(l..=to);
+    for q in qs {
+        q.a.resize(padded, 0);
+        q.b.resize(padded, 0);
+    }
+    padded
+}
+
 /// Questions whose operands both have exactly `len` digits.
 pub fn random_questions(rng: &mut impl Rng, len: usize, count: usize) -> Vec<Operands> {
     (0..count)
@@ -262,7 +283,7 @@ pub fn train(
                 let right = qs
                     .iter()
                     .zip(&gen)
-                    .filter(|(q, g)| check_answer(q, g).0)
+                    .filter(|(q, g)| check_answer(q, g).exact)
                     .count();
                 (*l, right as f64 / qs.len().max(1) as f64)
             })
@@ -347,7 +368,8 @@ pub fn train(
         }
         let t0 = Instant::now();
         lr = warmup_cosine(progress, t.lr, t.warmup, t.min_lr_fraction);
-        let (l, qs) = sample_bucket(&mut rng, t.min_digits, t.max_digits, t.batch_size);
+        let (l, mut qs) = sample_bucket(&mut rng, t.min_digits, t.max_digits, t.batch_size);
+        let l = pad_further(&mut rng, l, &mut qs, t.pad_fraction, t.pad_to_digits);
         seqs.clear();
         for q in &qs {
             seqs.extend(format::tokens(q, &q.sum()));
@@ -485,7 +507,7 @@ mod tests {
             let g = engine.greedy(&p, &qs);
             qs.iter()
                 .zip(&g)
-                .filter(|(q, g)| check_answer(q, g).0)
+                .filter(|(q, g)| check_answer(q, g).exact)
                 .count() as f64
                 / 200.0
         };
@@ -497,6 +519,33 @@ mod tests {
         );
         assert!(in_dist >= 0.95, "3 digits: {in_dist}");
         assert!(longer >= 0.5, "6 digits (trained on 1..3): {longer}");
+    }
+
+    #[test]
+    fn further_padding_keeps_the_numbers_and_stays_in_range() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut padded = 0;
+        for _ in 0..200 {
+            let (l, mut qs) = sample_bucket(&mut rng, 1, 5, 4);
+            let sums: Vec<String> = qs.iter().map(|q| format::to_decimal(&q.sum())).collect();
+            let before = qs.clone();
+            let p = pad_further(&mut rng, l, &mut qs, 0.5, 30);
+            assert!((l..=30).contains(&p));
+            padded += usize::from(p > l);
+            for ((q, b), s) in qs.iter().zip(&before).zip(&sums) {
+                assert_eq!((q.a.len(), q.b.len()), (p, p));
+                assert_eq!((&q.a[..l], &q.b[..l]), (&b.a[..], &b.b[..]));
+                assert!(q.a[l..].iter().chain(&q.b[l..]).all(|&d| d == 0));
+                assert_eq!(&format::to_decimal(&q.sum()), s);
+            }
+        }
+        assert!((60..140).contains(&padded), "{padded} of 200 padded");
+        // Fraction 0 draws nothing: the same stream as without the option.
+        let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(8), ChaCha8Rng::seed_from_u64(8));
+        let (l, mut qs) = sample_bucket(&mut r1, 1, 5, 4);
+        assert_eq!(pad_further(&mut r1, l, &mut qs, 0.0, 30), l);
+        sample_bucket(&mut r2, 1, 5, 4);
+        assert_eq!(r1.random::<u64>(), r2.random::<u64>());
     }
 
     #[test]
