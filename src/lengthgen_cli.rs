@@ -163,7 +163,9 @@ pub struct EvalSets {
 }
 
 /// A trained length-generalisation model read back from its run directory: the transformer
-/// of `experiment run length-generalisation` or the aligned-pairs GRU baseline.
+/// of `experiment run length-generalisation` or the aligned-pairs GRU baseline. One per command,
+/// so the variants' difference in size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Loaded {
     Transformer(lengthgen::LoadedRun, Engine),
     Gru(lengthgen::gru::PairGruConfig, lengthgen::gru::GruEngine),
