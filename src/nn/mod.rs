@@ -1,4 +1,5 @@
-//! The compute core: layers with forward and backward side by side, on `matrixmultiply` GEMMs.
+//! The compute core: layers with forward and backward side by side, on GEMMs (our AVX-512
+//! kernel in `sgemm` where the CPU has it, `matrixmultiply` elsewhere and for f64).
 //!
 //! Shape letters used throughout: `B` batch (rows of one worker's slice), `T` time steps,
 //! `I` input features, `H` hidden units, `G` gates per cell (LSTM 4, GRU 3, SimpleRNN 1),
@@ -22,6 +23,7 @@ pub mod packed;
 pub mod params;
 pub mod reference;
 pub mod rnn;
+pub mod sgemm;
 pub mod transformer;
 
 #[cfg(test)]
@@ -77,7 +79,7 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// tanh, allowed to be a fast approximation (f32: a rational approximation, |err| < 1e-6).
     fn tanh_fast(self) -> Self;
-    /// C = alpha * A @ B + beta * C with arbitrary strides (see `matrixmultiply::sgemm`).
+    /// C = alpha * A @ B + beta * C with arbitrary strides (as `matrixmultiply::sgemm`).
     ///
     /// # Safety
     /// The pointers and strides must describe valid, non-overlapping (for C) matrices.
@@ -150,7 +152,7 @@ impl Real for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        sgemm::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
 
