@@ -160,8 +160,67 @@ fn train_step(c: &mut Criterion) {
     }
 }
 
+/// seqcalc's sgemm (AVX-512 where the CPU has it) against `matrixmultiply` on the products of
+/// the length-generalisation transformer (batch 256, L = 10: 8,704 rows of keys) and of the
+/// 3-digit LSTM, plus the 1024^3 product `seqcalc bench` calls the peak.
+fn sgemm_shapes(c: &mut Criterion) {
+    let shapes = [
+        ("qkv forward", 8704, 128, 384, false, false),
+        ("dX = dY W^T", 8704, 384, 128, false, true),
+        ("dW = X^T dY", 128, 8704, 384, true, false),
+        ("FFN up", 3072, 128, 1024, false, false),
+        ("FFN down", 3072, 512, 128, false, false),
+        ("LSTM input", 448, 12, 512, false, false),
+        ("square 1024", 1024, 1024, 1024, false, false),
+    ];
+    let mut g = c.benchmark_group("sgemm");
+    g.sample_size(20);
+    for (name, m, k, n, ta, tb) in shapes {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut out = vec![0.0f32; m * n];
+        let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+        let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+        g.throughput(criterion::Throughput::Elements((2 * m * k * n) as u64));
+        for ours in [true, false] {
+            let label = format!(
+                "{name} {m}x{k}x{n}, {}",
+                if ours { "seqcalc" } else { "matrixmultiply" }
+            );
+            g.bench_function(&label, |bch| {
+                bch.iter(|| unsafe {
+                    let f = if ours {
+                        seqcalc::nn::sgemm::sgemm
+                    } else {
+                        matrixmultiply::sgemm
+                    };
+                    f(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        0.0,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    sgemm_shapes,
     recurrent_gemm,
     rnn_kernels,
     head_and_adam,

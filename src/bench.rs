@@ -252,7 +252,7 @@ impl BenchReport {
              examples/s: {:.0}    s/epoch ({} examples): {:.2}\n\
              nominal work: {:.3} GFLOP/step (Keras's matrix products, 3 x forward) -> {:.1} GFLOP/s effective\n\
              real work: {:.3} GFLOP/step (the products seqcalc runs) -> {:.1} GFLOP/s\n\
-             GEMM peak (matrixmultiply 1024^3 sgemm, one per thread, same process): {:.1} GFLOP/s\n\
+             GEMM peak (seqcalc sgemm 1024^3, one per thread, same process): {:.1} GFLOP/s\n\
              fraction of peak: {:.0}% effective, {:.0}% real\n\
              inference (batches of {}): {:.0} answers/s\n\
              peak memory while training: {} (up-front estimate {:.0} MiB)\n",

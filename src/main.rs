@@ -508,6 +508,10 @@ struct ExperimentRunArgs {
     /// length-generalisation: the longest padded operand length of those batches.
     #[arg(long)]
     pad_to: Option<usize>,
+    /// length-generalisation: local attention, each query seeing only keys within this
+    /// coupled-position distance (0: every earlier key, as the PyTorch reference).
+    #[arg(long)]
+    local_window: Option<usize>,
 }
 
 #[derive(Args)]
@@ -1473,6 +1477,9 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                     }
                     if let Some(v) = a.pad_to {
                         t.pad_to_digits = v;
+                    }
+                    if let Some(v) = a.local_window {
+                        cfg.lengthgen.model.local_window = v;
                     }
                     println!("=== {} ({})", cfg.name, e.reproduces);
                     let dir = a.runs_dir.join(&cfg.name);

@@ -63,6 +63,7 @@ impl Seq2Seq {
             heads: cfg.heads,
             ffn: cfg.ffn.unwrap_or(4 * cfg.hidden),
             layers: cfg.layers,
+            local_window: 0,
         };
         let transformer = Transformer::new(&tcfg, vocab + 1, t).map_err(ModelError::Invalid)?;
         // Placeholders for the RNN fields, in a layout of their own: never run.

@@ -47,6 +47,34 @@ pub fn bucket(pq: u32, pk: u32) -> usize {
     }
 }
 
+/// Whether a query at coupled position `pq` sees a key at `pk` under a local `window`: always
+/// without one, and always when either has no coupled position; else when `|pk - pq| <= w`.
+#[inline(always)]
+pub fn sees(window: Option<u32>, pq: u32, pk: u32) -> bool {
+    match window {
+        None => true,
+        Some(w) => pq == NO_POSITION || pk == NO_POSITION || pq.abs_diff(pk) <= w,
+    }
+}
+
+/// `ln` of the number of keys row `i` sees (the Scalable-Softmax factor without `c`).
+#[inline(always)]
+fn ln_keys<R: Real>(window: Option<u32>, ps: &[u32], i: usize) -> R {
+    let keys = match window {
+        None => i + 1,
+        Some(_) => ps[..=i]
+            .iter()
+            .filter(|&&pj| sees(window, ps[i], pj))
+            .count(),
+    };
+    R::from_f64((keys as f64).ln())
+}
+
+/// A logit no softmax weight survives (for keys outside the window).
+fn masked<R: Real>() -> R {
+    R::from_f64(-1e30)
+}
+
 /// The attention layer's handles.
 #[derive(Clone, Debug)]
 pub struct RelSelfAttention {
@@ -56,6 +84,10 @@ pub struct RelSelfAttention {
     pub o: ParamRef,
     pub bias: ParamRef,
     pub c: ParamRef,
+    /// Local attention over coupled positions: a query sees only keys within this distance
+    /// (and tokens without a position), and its length scale counts only those keys, so what
+    /// it attends to does not grow with the sequence. `None`: every earlier key.
+    pub window: Option<u32>,
 }
 
 /// Activations kept for backward, and scratch; grows on demand.
@@ -166,6 +198,7 @@ impl RelSelfAttention {
             o: layout.add(format!("{prefix}.o.weight"), &[dim, dim]),
             bias: layout.add(format!("{prefix}.bias"), &[heads, BUCKETS]),
             c: layout.add(format!("{prefix}.c"), &[heads]),
+            window: None,
         }
     }
 
@@ -226,12 +259,16 @@ impl RelSelfAttention {
                 let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
                 for r in 0..tq {
                     let i = q_from + r;
-                    let lam = cs[hd] * R::from_f64(((i + 1) as f64).ln());
+                    let lam = cs[hd] * ln_keys::<R>(self.window, ps, i);
                     let row = ((b * nh + hd) * tq + r) * t;
                     let pre = &mut c.pre[row..row + t];
                     let pr = &mut c.probs[row..row + t];
                     let q = &qkv[i * w3 + hd * dh..i * w3 + (hd + 1) * dh];
                     for j in 0..=i {
+                        if !sees(self.window, ps[i], ps[j]) {
+                            (pre[j], pr[j]) = (R::ZERO, masked());
+                            continue;
+                        }
                         let k = &qkv[j * w3 + d + hd * dh..j * w3 + d + (hd + 1) * dh];
                         pre[j] = dot(q, k) * inv + hb[bucket(ps[i], ps[j])];
                         pr[j] = pre[j] * lam;
@@ -242,6 +279,9 @@ impl RelSelfAttention {
                     let y = &mut c.y[(b * tq + r) * d + hd * dh..(b * tq + r) * d + (hd + 1) * dh];
                     y.fill(R::ZERO);
                     for j in 0..=i {
+                        if pr[j] == R::ZERO {
+                            continue;
+                        }
                         let v = &qkv[j * w3 + 2 * d + hd * dh..j * w3 + 2 * d + (hd + 1) * dh];
                         axpy(pr[j], v, y);
                     }
@@ -322,7 +362,7 @@ impl RelSelfAttention {
                 let (qo, ko, vo) = (hd * dhd, d + hd * dhd, 2 * d + hd * dhd);
                 for r in 0..tq {
                     let i = q_from + r;
-                    let ln_i = R::from_f64(((i + 1) as f64).ln());
+                    let ln_i = ln_keys::<R>(self.window, ps, i);
                     let lam = cs[hd] * ln_i;
                     let row = ((b * nh + hd) * tq + r) * t;
                     let pre = &c.pre[row..row + t];
@@ -330,6 +370,10 @@ impl RelSelfAttention {
                     let dy = &c.dy[(b * tq + r) * d + qo..(b * tq + r) * d + qo + dhd];
                     let mut sum = R::ZERO;
                     for j in 0..=i {
+                        // Keys outside the window have weight exactly 0 and no gradient.
+                        if pr[j] == R::ZERO {
+                            continue;
+                        }
                         da[j] = dot(dy, &qkv[j * w3 + vo..j * w3 + vo + dhd]);
                         sum += pr[j] * da[j];
                     }
@@ -337,6 +381,9 @@ impl RelSelfAttention {
                     dq.fill(R::ZERO);
                     let q = &qkv[i * w3 + qo..i * w3 + qo + dhd];
                     for j in 0..=i {
+                        if pr[j] == R::ZERO {
+                            continue;
+                        }
                         let ds = pr[j] * (da[j] - sum);
                         dlam += ds * pre[j];
                         let dpre = ds * lam;
@@ -430,9 +477,9 @@ impl RelSelfAttention {
         kv.len += 1;
         let inv = R::from_f64(1.0 / (dh as f64).sqrt());
         let (bias, cs) = (self.bias.of(p), self.c.of(p));
-        let ln_i = R::from_f64(((i + 1) as f64).ln());
         for b in 0..n {
             let ps = &kv.pos[b * cap..b * cap + i + 1];
+            let ln_i = ln_keys::<R>(self.window, ps, i);
             for hd in 0..nh {
                 let base = (b * nh + hd) * cap * dh;
                 let ks = &kv.k[base..base + (i + 1) * dh];
@@ -442,13 +489,19 @@ impl RelSelfAttention {
                 let lam = cs[hd] * ln_i;
                 let s = &mut c.scores[..=i];
                 for ((sj, k), &pj) in s.iter_mut().zip(ks.chunks_exact(dh)).zip(ps) {
-                    *sj = (dot(q, k) * inv + hb[bucket(pos[b], pj)]) * lam;
+                    *sj = if sees(self.window, pos[b], pj) {
+                        (dot(q, k) * inv + hb[bucket(pos[b], pj)]) * lam
+                    } else {
+                        masked()
+                    };
                 }
                 softmax_in_place(s);
                 let y = &mut c.y[b * d + hd * dh..b * d + (hd + 1) * dh];
                 y.fill(R::ZERO);
                 for (&sj, v) in s.iter().zip(vs.chunks_exact(dh)) {
-                    axpy(sj, v, y);
+                    if sj != R::ZERO {
+                        axpy(sj, v, y);
+                    }
                 }
             }
         }
@@ -488,6 +541,17 @@ mod tests {
     }
 
     #[test]
+    fn windows_see_near_keys_and_unpositioned_tokens() {
+        assert!(sees(None, 10, 900));
+        assert!(sees(Some(2), 10, 12) && sees(Some(2), 10, 8) && !sees(Some(2), 10, 13));
+        assert!(sees(Some(2), 10, NO_POSITION) && sees(Some(2), NO_POSITION, 900));
+        let ps = [NO_POSITION, 5, 1, 6, 9, 6];
+        assert_eq!(ln_keys::<f64>(None, &ps, 4), 5f64.ln());
+        // Row 5 (position 6) sees BOS, 5, 6 and itself: not 1 or 9.
+        assert_eq!(ln_keys::<f64>(Some(1), &ps, 5), 4f64.ln());
+    }
+
+    #[test]
     fn buckets_clip_and_separate_unpositioned_tokens() {
         assert_eq!(bucket(10, 3), 0);
         assert_eq!(bucket(10, 9), 1);
@@ -502,7 +566,11 @@ mod tests {
     fn attention_gradients_match_finite_differences() {
         let (a, p, mut rng) = setup(21);
         let (n, t) = (2, 7);
-        for q_from in [0, 3] {
+        for (q_from, window) in [(0, None), (3, None), (0, Some(1)), (3, Some(1))] {
+            let a = RelSelfAttention {
+                window,
+                ..a.clone()
+            };
             let tq = t - q_from;
             let h: Vec<f64> = (0..n * t * 6)
                 .map(|_| rng.random_range(-1.0..1.0))
@@ -544,17 +612,26 @@ mod tests {
                 &p,
                 &grad,
                 &all(p.len()),
-                1e-6,
+                // Windowed rows have fewer keys and some gradients near 1e-5, where central
+                // differences carry about 1e-10 of rounding.
+                if window.is_some() { 1e-5 } else { 1e-6 },
                 |pp| loss(pp, &h),
                 "mha params",
             );
             gradcheck::check(&h, &dh, &all(h.len()), 1e-6, |hh| loss(&p, hh), "mha input");
-            // The causal mask: no weight above the diagonal.
+            // The causal mask: no weight above the diagonal; the window: none outside it.
             for r in 0..tq {
                 let i = q_from + r;
                 let row = &c.probs[r * t..(r + 1) * t];
                 assert!(row[i + 1..].iter().all(|&x| x == 0.0));
                 assert!((row[..=i].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+                for (j, &x) in row[..=i].iter().enumerate() {
+                    assert_eq!(
+                        x == 0.0,
+                        !sees(window, pos[i], pos[j]),
+                        "{window:?} {i} {j}"
+                    );
+                }
             }
         }
     }
@@ -562,6 +639,16 @@ mod tests {
     #[test]
     fn incremental_steps_match_the_full_forward_pass() {
         let (a, p, mut rng) = setup(22);
+        for window in [None, Some(1)] {
+            let a = RelSelfAttention {
+                window,
+                ..a.clone()
+            };
+            steps_match_forward(&a, &p, &mut rng);
+        }
+    }
+
+    fn steps_match_forward(a: &RelSelfAttention, p: &[f64], rng: &mut rand_chacha::ChaCha8Rng) {
         let (n, t) = (3, 9);
         let h: Vec<f64> = (0..n * t * 6)
             .map(|_| rng.random_range(-1.0..1.0))
@@ -576,7 +663,7 @@ mod tests {
             })
             .collect();
         let mut full = vec![0.0; n * t * 6];
-        a.forward(&p, &h, &pos, n, t, 0, &mut MhaCache::default(), &mut full);
+        a.forward(p, &h, &pos, n, t, 0, &mut MhaCache::default(), &mut full);
         let mut kv = KvCache::new(n, t, 6);
         let mut c = MhaCache::default();
         for i in 0..t {
@@ -585,7 +672,7 @@ mod tests {
                 .collect();
             let ps: Vec<u32> = (0..n).map(|b| pos[b * t + i]).collect();
             let mut out = vec![0.0; n * 6];
-            a.step(&p, &hs, &ps, &mut kv, &mut c, &mut out);
+            a.step(p, &hs, &ps, &mut kv, &mut c, &mut out);
             for b in 0..n {
                 for e in 0..6 {
                     let want = full[(b * t + i) * 6 + e];

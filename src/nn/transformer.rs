@@ -36,6 +36,10 @@ pub struct TransformerConfig {
     /// Feed-forward width F.
     pub ffn: usize,
     pub layers: usize,
+    /// Local attention: each query sees only keys within this coupled-position distance (and
+    /// tokens without a position, BOS and EOS), and its length scale counts only those. 0: every
+    /// earlier key (the PyTorch reference).
+    pub local_window: usize,
 }
 
 impl Default for TransformerConfig {
@@ -45,6 +49,7 @@ impl Default for TransformerConfig {
             heads: 4,
             ffn: 512,
             layers: 1,
+            local_window: 0,
         }
     }
 }
@@ -162,7 +167,10 @@ impl Transformer {
                 let pre = format!("blocks.{l}");
                 Block {
                     n1: RmsNorm::new(&mut layout, &format!("{pre}.n1"), d),
-                    attn: RelSelfAttention::new(&mut layout, &pre, d, cfg.heads),
+                    attn: RelSelfAttention {
+                        window: (cfg.local_window > 0).then_some(cfg.local_window as u32),
+                        ..RelSelfAttention::new(&mut layout, &pre, d, cfg.heads)
+                    },
                     n2: RmsNorm::new(&mut layout, &format!("{pre}.n2"), d),
                     ffn: GatedFfn::new(&mut layout, &pre, d, cfg.ffn),
                 }
@@ -482,6 +490,7 @@ mod tests {
             heads: 2,
             ffn: 6,
             layers,
+            local_window: 0,
         };
         Transformer::new(&cfg, 7, 3).unwrap()
     }
