@@ -75,7 +75,7 @@ impl Default for LengthGenTrain {
             min_digits: 1,
             max_digits: 20,
             batch_size: 256,
-            steps: 6000,
+            steps: 3000,
             max_seconds: None,
             lr: 1e-3,
             warmup: 0.02,
@@ -119,9 +119,15 @@ impl Default for LengthGenRunConfig {
         LengthGenRunConfig {
             format_version: crate::config::FORMAT_VERSION,
             name: "length-generalisation".into(),
-            description: "train on 1..20-digit addition, answer 100..1000 digits: a 1-layer transformer with coupled positions and a relative bias".into(),
+            description: "train on 1..20-digit addition, answer 100..1000 digits: a 1-layer transformer with coupled positions, a relative bias and local attention".into(),
             seed: 1337,
-            lengthgen: LengthGenConfig::default(),
+            lengthgen: LengthGenConfig {
+                model: TransformerConfig {
+                    local_window: 2,
+                    ..TransformerConfig::default()
+                },
+                ..LengthGenConfig::default()
+            },
         }
     }
 }

@@ -522,6 +522,34 @@ mod tests {
     }
 
     #[test]
+    fn a_small_windowed_model_answers_operands_six_times_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut cfg = tiny(1500, 2);
+        cfg.lengthgen.train.eval_every = 1500;
+        cfg.lengthgen.train.eval_lengths = vec![3];
+        cfg.lengthgen.model.dim = 48;
+        cfg.lengthgen.model.heads = 2;
+        cfg.lengthgen.model.ffn = 128;
+        cfg.lengthgen.model.local_window = 2;
+        cfg.lengthgen.train.max_digits = 5;
+        let (mut engine, p, out) = train(&cfg, dir.path(), false, &stop, &mut |_| {}).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(98);
+        for len in [3, 30] {
+            let qs = random_questions(&mut rng, len, 100);
+            let g = engine.greedy(&p, &qs);
+            let rate = qs
+                .iter()
+                .zip(&g)
+                .filter(|(q, g)| check_answer(q, g).exact)
+                .count() as f64
+                / 100.0;
+            eprintln!("windowed: {len} digits {rate} ({:.1} s)", out.train_secs);
+            assert!(rate >= 0.9, "{len} digits (trained on 1..5): {rate}");
+        }
+    }
+
+    #[test]
     fn further_padding_keeps_the_numbers_and_stays_in_range() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut padded = 0;
