@@ -270,7 +270,13 @@ pub fn eval(
             sets.sharpen
                 .map_or(String::new(), |f| format!("; every length scale c x {f}"))
         );
-        println!("exact: greedy decoding of the answer's L+1 digits; +EOS: and the model then ends it (free decoding)");
+        println!(
+            "{}",
+            match model {
+                Loaded::Transformer(..) => "exact: greedy decoding of the answer's L+1 digits; +EOS: and the model then ends it (free decoding)",
+                Loaded::Gru(..) => "exact: the L+1 digits the GRU writes, one per aligned pair (it writes no end symbol: +EOS = exact)",
+            }
+        );
         if table {
             println!("{}", table_header());
         }
