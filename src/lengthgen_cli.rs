@@ -162,6 +162,11 @@ pub struct EvalSets {
     pub sharpen: Option<f32>,
 }
 
+/// Whether `dir` holds a length-generalisation run: the transformer's or the GRU baseline's.
+pub fn is_run(dir: &Path) -> bool {
+    lengthgen::is_run(dir) || lengthgen::gru::is_run(dir)
+}
+
 /// A trained length-generalisation model read back from its run directory: the transformer
 /// of `experiment run length-generalisation` or the aligned-pairs GRU baseline. One per command,
 /// so the variants' difference in size does not matter.
@@ -226,11 +231,7 @@ impl Loaded {
     fn answers(&mut self, qs: &[Operands]) -> Vec<Answer> {
         match self {
             Loaded::Transformer(run, engine) => engine.greedy(&run.params, qs),
-            Loaded::Gru(_, engine) => engine
-                .answer(qs)
-                .into_iter()
-                .map(|digits| Answer { digits, ends: true })
-                .collect(),
+            Loaded::Gru(_, engine) => engine.answer(qs),
         }
     }
 }

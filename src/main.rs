@@ -1057,7 +1057,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     if seqcalc::regression::is_mapping_run(&a.model) {
         return cmd_predict_mapping(a);
     }
-    if seqcalc::lengthgen::is_run(&a.model) || seqcalc::lengthgen::gru::is_run(&a.model) {
+    if lengthgen_cli::is_run(&a.model) {
         return lengthgen_cli::predict(&a.model, &a.questions, a.jsonl, a.threads);
     }
     let run = rundir::load_run(&a.model)?;
@@ -1210,7 +1210,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     if a.n == Some(0) {
         bail!("--n must be at least 1");
     }
-    if seqcalc::lengthgen::is_run(&a.model) || seqcalc::lengthgen::gru::is_run(&a.model) {
+    if lengthgen_cli::is_run(&a.model) {
         return lengthgen_cli::eval(
             &a.model,
             a.n,

@@ -211,21 +211,13 @@ fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Answer> 
             ends: true,
         })
         .collect();
-    for j in 0..=l + 1 {
+    for j in 0..=l {
         for (k, ans) in answers.iter_mut().enumerate() {
             let row = &logits[k * v..(k + 1) * v];
-            let free = argmax(row) as u8;
-            if j == l + 1 {
-                ans.ends &= free == EOS;
-                continue;
-            }
             let digit = argmax(&row[..10]) as u8;
-            ans.ends &= free == digit;
+            ans.ends &= argmax(row) as u8 == digit;
             ans.digits.push(digit);
             col[k] = digit;
-        }
-        if j == l + 1 {
-            break;
         }
         let row = 2 * l + 3 + j;
         model.decode_step(
@@ -236,6 +228,10 @@ fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Answer> 
             &vec![pos[row]; n],
             &mut logits,
         );
+    }
+    // After the last digit, free decoding should stop.
+    for (k, ans) in answers.iter_mut().enumerate() {
+        ans.ends &= argmax(&logits[k * v..(k + 1) * v]) as u8 == EOS;
     }
     answers
 }
@@ -265,6 +261,19 @@ pub fn check_answer(q: &Operands, answer: &Answer) -> Check {
         exact_eos: exact && answer.ends,
         right,
     }
+}
+
+/// Each answer scored against its question's exact sum.
+pub fn check_all(qs: &[Operands], answers: &[Answer]) -> Vec<Check> {
+    qs.iter()
+        .zip(answers)
+        .map(|(q, a)| check_answer(q, a))
+        .collect()
+}
+
+/// The fraction of exact answers.
+pub fn exact_rate(checks: &[Check]) -> f64 {
+    checks.iter().filter(|c| c.exact).count() as f64 / checks.len().max(1) as f64
 }
 
 #[cfg(test)]

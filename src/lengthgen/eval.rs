@@ -8,7 +8,7 @@
 //! ripples through every digit); 20 with `a + b = 10^n - 1` (every column sums to 9, no carry
 //! at all, while the digits look just like a ripple's). Exact big-integer arithmetic builds them.
 
-use super::engine::{check_answer, Check, Engine};
+use super::engine::{check_all, Check, Engine};
 use super::format::Operands;
 use super::train::random_operand;
 use num_bigint::BigUint;
@@ -95,11 +95,7 @@ pub fn stress_set(rng: &mut impl Rng, n: usize, n_random: usize) -> Vec<(Operand
 
 /// Greedy answers to `qs`, each scored against the exact sum.
 pub fn score(engine: &mut Engine, params: &[f32], qs: &[Operands]) -> Vec<Check> {
-    let gen = engine.greedy(params, qs);
-    qs.iter()
-        .zip(&gen)
-        .map(|(q, g)| check_answer(q, g))
-        .collect()
+    check_all(qs, &engine.greedy(params, qs))
 }
 
 fn summarise(

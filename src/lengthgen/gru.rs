@@ -15,7 +15,7 @@
 //! Random test sets flatter this model. A carry must survive in its state across every step of
 //! a chain, and chains are short on random operands: the carry-stress sets are what it fails.
 
-use super::engine::{check_answer, Answer, Check};
+use super::engine::{check_all, Answer, Check};
 use super::format::Operands;
 use super::train::sample_bucket;
 use crate::model::{run_on_slices, worker_slices};
@@ -275,8 +275,9 @@ impl GruEngine {
         losses.iter().sum::<f64>() / (qs.len() * t) as f64
     }
 
-    /// The answer digits (`L + 1`, least significant first) the model writes for each question.
-    pub fn answer(&mut self, qs: &[Operands]) -> Vec<Vec<u8>> {
+    /// The answer the model writes for each question: `L + 1` digits, least significant first,
+    /// and no end symbol (`ends` is always true).
+    pub fn answer(&mut self, qs: &[Operands]) -> Vec<Answer> {
         let mut out = Vec::with_capacity(qs.len());
         // Batches of one padded length, at most about a million steps of rows at once.
         let mut i = 0;
@@ -290,7 +291,7 @@ impl GruEngine {
             let batch = &qs[i..j];
             let slices = worker_slices(batch.len(), self.workers.len());
             let (model, p) = (&self.model, &self.params);
-            let parts: Vec<Vec<Vec<u8>>> = run_on_slices::<_, f32, _>(
+            let parts: Vec<Vec<Answer>> = run_on_slices::<_, f32, _>(
                 &self.pool,
                 &mut self.workers,
                 &slices,
@@ -299,13 +300,14 @@ impl GruEngine {
                     encode(&batch[a..b], &mut w.syms, &mut w.targets);
                     model.forward(p, w, n, l + 1);
                     (0..n)
-                        .map(|r| {
-                            (0..=l)
+                        .map(|r| Answer {
+                            digits: (0..=l)
                                 .map(|s| {
                                     let row = &w.logits[(s * n + r) * 10..(s * n + r + 1) * 10];
                                     crate::nn::loss::argmax(row) as u8
                                 })
-                                .collect()
+                                .collect(),
+                            ends: true,
                         })
                         .collect()
                 },
@@ -320,11 +322,7 @@ impl GruEngine {
     /// Each answer scored against the exact sum. The GRU writes exactly `L + 1` digits and no
     /// end symbol, so `exact_eos` is `exact`.
     pub fn score(&mut self, qs: &[Operands]) -> Vec<Check> {
-        let answers = self.answer(qs);
-        qs.iter()
-            .zip(answers)
-            .map(|(q, digits)| check_answer(q, &Answer { digits, ends: true }))
-            .collect()
+        check_all(qs, &self.answer(qs))
     }
 }
 
@@ -533,8 +531,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for len in [4, 12] {
             let qs = super::super::train::random_questions(&mut rng, len, 100);
-            let checks = engine.score(&qs);
-            let rate = checks.iter().filter(|c| c.exact).count() as f64 / 100.0;
+            let rate = super::super::engine::exact_rate(&engine.score(&qs));
             assert!(rate >= 0.9, "{len} digits: {rate}");
         }
         // Same seed and threads: same bits.

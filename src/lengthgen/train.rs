@@ -2,7 +2,7 @@
 //! has the same padded length, so no padding is wasted), AdamW with warm-up and cosine decay,
 //! global-norm clipping, greedy evaluations at longer lengths along the way.
 
-use super::engine::{check_answer, Engine};
+use super::engine::{exact_rate, Engine};
 use super::format::{self, Operands};
 use super::{save_config, LengthGenRunConfig};
 use crate::fsutil::write_atomic;
@@ -278,15 +278,7 @@ pub fn train(
      -> Result<(), RunError> {
         let exact: Vec<(usize, f64)> = eval_sets
             .iter()
-            .map(|(l, qs)| {
-                let gen = engine.greedy(params, qs);
-                let right = qs
-                    .iter()
-                    .zip(&gen)
-                    .filter(|(q, g)| check_answer(q, g).exact)
-                    .count();
-                (*l, right as f64 / qs.len().max(1) as f64)
-            })
+            .map(|(l, qs)| (*l, exact_rate(&super::eval::score(engine, params, qs))))
             .collect();
         let shown: Vec<String> = exact.iter().map(|(l, e)| format!("{l}:{:.3}", e)).collect();
         log(&format!(
@@ -408,6 +400,7 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lengthgen::eval::score;
 
     fn tiny(steps: usize, threads: usize) -> LengthGenRunConfig {
         let mut c = super::super::experiment_config(true);
@@ -504,12 +497,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(99);
         let mut rate = |engine: &mut Engine, len| {
             let qs = random_questions(&mut rng, len, 200);
-            let g = engine.greedy(&p, &qs);
-            qs.iter()
-                .zip(&g)
-                .filter(|(q, g)| check_answer(q, g).exact)
-                .count() as f64
-                / 200.0
+            exact_rate(&score(engine, &p, &qs))
         };
         let in_dist = rate(&mut engine, 3);
         let longer = rate(&mut engine, 6);
@@ -537,13 +525,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(98);
         for len in [3, 30] {
             let qs = random_questions(&mut rng, len, 100);
-            let g = engine.greedy(&p, &qs);
-            let rate = qs
-                .iter()
-                .zip(&g)
-                .filter(|(q, g)| check_answer(q, g).exact)
-                .count() as f64
-                / 100.0;
+            let rate = exact_rate(&score(&mut engine, &p, &qs));
             eprintln!("windowed: {len} digits {rate} ({:.1} s)", out.train_secs);
             assert!(rate >= 0.9, "{len} digits (trained on 1..5): {rate}");
         }

@@ -106,6 +106,8 @@ pub struct MhaCache<R> {
     pub probs: Vec<R>,
     /// `[N*Tq, D]` heads' outputs before the output projection.
     y: Vec<R>,
+    /// `[N*Tq]` `ln` of the keys each query row sees (shared by the heads).
+    ln_k: Vec<R>,
     dy: Vec<R>,
     dqkv: Vec<R>,
     /// Decoding scratch: one row's scores.
@@ -242,6 +244,7 @@ impl RelSelfAttention {
         grow(&mut c.pre, n * nh * tq * t);
         grow(&mut c.probs, n * nh * tq * t);
         grow(&mut c.y, n * tq * d);
+        grow(&mut c.ln_k, n * tq);
         gemm(
             n * t,
             d,
@@ -260,11 +263,15 @@ impl RelSelfAttention {
         for b in 0..n {
             let qkv = &c.qkv[b * t * w3..(b + 1) * t * w3];
             let ps = &pos[b * t..(b + 1) * t];
+            let ln_k = &mut c.ln_k[b * tq..(b + 1) * tq];
+            for (r, x) in ln_k.iter_mut().enumerate() {
+                *x = ln_keys(self.window, ps, q_from + r);
+            }
             for hd in 0..nh {
                 let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
                 for r in 0..tq {
                     let i = q_from + r;
-                    let lam = cs[hd] * ln_keys::<R>(self.window, ps, i);
+                    let lam = cs[hd] * c.ln_k[b * tq + r];
                     let row = ((b * nh + hd) * tq + r) * t;
                     let pre = &mut c.pre[row..row + t];
                     let pr = &mut c.probs[row..row + t];
@@ -367,7 +374,7 @@ impl RelSelfAttention {
                 let (qo, ko, vo) = (hd * dhd, d + hd * dhd, 2 * d + hd * dhd);
                 for r in 0..tq {
                     let i = q_from + r;
-                    let ln_i = ln_keys::<R>(self.window, ps, i);
+                    let ln_i = c.ln_k[b * tq + r];
                     let lam = cs[hd] * ln_i;
                     let row = ((b * nh + hd) * tq + r) * t;
                     let pre = &c.pre[row..row + t];

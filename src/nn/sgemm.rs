@@ -105,7 +105,9 @@ unsafe fn sgemm_avx512(
     // A is read in place when a panel's rows are adjacent in memory (A stored transposed);
     // otherwise each panel is packed k-major, `MR` values per k.
     let a_in_place = rsa == 1;
-    pack_a.resize(KC.min(k) * MR, 0.0);
+    if !a_in_place {
+        pack_a.resize(KC.min(k) * MR, 0.0);
+    }
     pack.resize(KC.min(k) * np, 0.0);
     let mut k0 = 0;
     while k0 < k {
