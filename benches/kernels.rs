@@ -160,6 +160,42 @@ fn train_step(c: &mut Criterion) {
     }
 }
 
+/// A training step of the length-generalisation transformer (the reference's sizes, no window
+/// and window 2) at batch 256 on operands of 10 and 20 digits (tokens/s = 256 (3L + 4) / time).
+fn transformer_step(c: &mut Criterion) {
+    use seqcalc::lengthgen::{engine, format, train::random_questions};
+    use seqcalc::nn::transformer::{Transformer, TransformerConfig};
+    let mut g = c.benchmark_group("transformer");
+    g.sample_size(20);
+    for window in [0, 2] {
+        let cfg = TransformerConfig {
+            local_window: window,
+            ..TransformerConfig::default()
+        };
+        let m = Transformer::new(&cfg, format::VOCAB, format::SEGMENTS).unwrap();
+        let p: Vec<f32> = m.init_params(1);
+        for l in [10, 20] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let qs = random_questions(&mut rng, l, 256);
+            let seqs: Vec<u8> = qs
+                .iter()
+                .flat_map(|q| format::tokens(q, &q.sum()))
+                .collect();
+            g.throughput(criterion::Throughput::Elements((256 * (3 * l + 4)) as u64));
+            for threads in [1, 2] {
+                let mut e = engine::Engine::new(m.clone(), threads);
+                g.bench_function(
+                    format!(
+                        "training step, window {window}, L {l}, batch 256, {threads} thread(s)"
+                    ),
+                    |bch| bch.iter(|| e.train_step(&p, l, 256, &seqs)),
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
 /// seqcalc's sgemm (AVX-512 where the CPU has it) against `matrixmultiply` on the products of
 /// the length-generalisation transformer (batch 256, L = 10: 8,704 rows of keys) and of the
 /// 3-digit LSTM, plus the 1024^3 product `seqcalc bench` calls the peak.
@@ -224,6 +260,7 @@ criterion_group!(
     recurrent_gemm,
     rnn_kernels,
     head_and_adam,
-    train_step
+    train_step,
+    transformer_step
 );
 criterion_main!(benches);

@@ -105,7 +105,6 @@ impl Engine {
                     &mut w.ws,
                     &w.tokens,
                     &w.segs,
-                    &w.pos,
                     &w.targets,
                     scale,
                     &mut w.grad,

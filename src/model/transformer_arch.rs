@@ -243,7 +243,6 @@ impl Seq2Seq {
                 &mut w.ws,
                 &w.tokens,
                 &w.segs,
-                &w.pos,
                 &w.targets,
                 scale,
                 &mut w.grad,

@@ -74,6 +74,86 @@ pub fn gemm<R: Real>(
     }
 }
 
+/// A strided read-only matrix: element `(r, c)` is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a, R> {
+    pub data: &'a [R],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, R> Mat<'a, R> {
+    /// Row-major with row stride `rs`.
+    pub fn rows(data: &'a [R], rs: usize) -> Self {
+        Mat { data, rs, cs: 1 }
+    }
+    /// The transpose of a row-major matrix with row stride `rs`.
+    pub fn cols(data: &'a [R], rs: usize) -> Self {
+        Mat {
+            data,
+            rs: 1,
+            cs: rs,
+        }
+    }
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `C[m, n] = alpha * A[m, k] @ B[k, n] + beta * C[m, n]` on strided views: C is row-major with
+/// row stride `rsc >= n` (sub-matrices of wider buffers, such as one head's columns of a
+/// `[rows, 3D]` projection, without copies). With `beta == 0`, C is overwritten, not read.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_strided<R: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: R,
+    a: Mat<R>,
+    b: Mat<R>,
+    beta: R,
+    c: &mut [R],
+    rsc: usize,
+) {
+    assert!(a.fits(m, k), "gemm_strided: A too small");
+    assert!(b.fits(k, n), "gemm_strided: B too small");
+    assert!(
+        m == 0 || n == 0 || (rsc >= n && (m - 1) * rsc + n <= c.len()),
+        "gemm_strided: C too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for r in 0..m {
+            for v in &mut c[r * rsc..r * rsc + n] {
+                *v = if beta == R::ZERO { R::ZERO } else { *v * beta };
+            }
+        }
+        return;
+    }
+    // SAFETY: the asserts above bound every index the strides reach; `rsc >= n` keeps C's rows
+    // apart, and `c` is a unique borrow that cannot alias `a` or `b`.
+    unsafe {
+        R::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            1,
+        )
+    }
+}
+
 /// The plain reference twin of [`gemm`]: a triple loop in f64 accumulation.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_ref<R: Real>(
@@ -150,6 +230,47 @@ mod tests {
                     gemm(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c3);
                     assert!(c3.iter().all(|v| v.is_finite()));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_gemm_reads_and_writes_sub_matrices() {
+        // A: columns 2..2+k of a [m, 11] buffer; B: the transpose of columns 1..1+k of an
+        // [n, 9] buffer; C: columns 3..3+n of an [m, 13] buffer, the rest left untouched.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (m, k, n) = (17, 5, 6);
+        let abuf = rand_vec(&mut rng, m * 11);
+        let bbuf = rand_vec(&mut rng, n * 9);
+        let cbuf = rand_vec(&mut rng, m * 13);
+        let mut c = cbuf.clone();
+        gemm_strided(
+            m,
+            k,
+            n,
+            0.5,
+            Mat::rows(&abuf[2..], 11),
+            Mat::cols(&bbuf[1..], 9),
+            2.0,
+            &mut c[3..],
+            13,
+        );
+        for i in 0..m {
+            for j in 0..13 {
+                let want = if (3..3 + n).contains(&j) {
+                    let jj = j - 3;
+                    let s: f32 = (0..k)
+                        .map(|p| abuf[i * 11 + 2 + p] * bbuf[jj * 9 + 1 + p])
+                        .sum();
+                    0.5 * s + 2.0 * cbuf[i * 13 + j]
+                } else {
+                    cbuf[i * 13 + j]
+                };
+                let got = c[i * 13 + j];
+                assert!(
+                    (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+                    "{i},{j}: {got} vs {want}"
+                );
             }
         }
     }

@@ -30,7 +30,7 @@
 //! against a key/value cache; a test checks it against the full forward pass.
 
 use super::ffn::grow;
-use super::gemm::{gemm, Op};
+use super::gemm::{gemm, gemm_strided, Mat, Op};
 use super::params::{standard_normal, ParamLayout, ParamRef};
 use super::Real;
 use rand::Rng;
@@ -75,6 +75,28 @@ fn ln_keys<R: Real>(window: Option<u32>, ps: &[u32], i: usize) -> R {
     R::from_f64((keys as f64).ln())
 }
 
+/// [`pair_kinds`] codes after the buckets: a key outside the window, a key after the query.
+const MASKED: u8 = BUCKETS as u8;
+const FUTURE: u8 = BUCKETS as u8 + 1;
+
+/// For each query row `q_from + r` and key `j` of one sequence, `kinds[r * T + j]`: the bias
+/// bucket, [`MASKED`] or [`FUTURE`] (shared by the heads, kept for backward).
+fn pair_kinds(window: Option<u32>, ps: &[u32], q_from: usize, kinds: &mut [u8]) {
+    let t = ps.len();
+    for (r, row) in kinds.chunks_exact_mut(t).enumerate() {
+        let i = q_from + r;
+        for (j, k) in row.iter_mut().enumerate() {
+            *k = if j > i {
+                FUTURE
+            } else if !sees(window, ps[i], ps[j]) {
+                MASKED
+            } else {
+                bucket(ps[i], ps[j]) as u8
+            };
+        }
+    }
+}
+
 /// A logit no softmax weight survives (for keys outside the window).
 fn masked<R: Real>() -> R {
     R::from_f64(-1e30)
@@ -108,6 +130,13 @@ pub struct MhaCache<R> {
     y: Vec<R>,
     /// `[N*Tq]` `ln` of the keys each query row sees (shared by the heads).
     ln_k: Vec<R>,
+    /// `[N, Tq, T]` each pair's bucket or mask ([`pair_kinds`]).
+    bk: Vec<u8>,
+    /// `[Tq, T]` one head's score gradients (backward scratch).
+    dp: Vec<R>,
+    /// `[classes, 3D]` per-class projections, then their summed gradients
+    /// ([`RelSelfAttention::project_classes`]).
+    class_qkv: Vec<R>,
     dy: Vec<R>,
     dqkv: Vec<R>,
     /// Decoding scratch: one row's scores.
@@ -226,8 +255,428 @@ impl RelSelfAttention {
 
     /// `out [N*Tq, D]` (overwritten) from the normed input `h [N*T, D]` and coupled positions
     /// `pos [N*T]`.
+    ///
+    /// Per sequence and head, the scores, the weighted values and (in backward) their gradients
+    /// are matrix products over strided views of the `[T, 3D]` projection: `S = Q K^T`,
+    /// `Y = P V`. Entries above the diagonal and outside the window are computed and then
+    /// dropped: at training lengths that costs less than one dot product per pair.
     #[allow(clippy::too_many_arguments)]
     pub fn forward<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        pos: &[u32],
+        n: usize,
+        t: usize,
+        q_from: usize,
+        c: &mut MhaCache<R>,
+        out: &mut [R],
+    ) {
+        self.project(p, h, n * t, c);
+        self.attend(p, pos, n, t, q_from, c, out);
+    }
+
+    /// `[q | k | v]` of `rows` normed input rows `h [rows, D]` into the cache.
+    pub fn project<R: Real>(&self, p: &[R], h: &[R], rows: usize, c: &mut MhaCache<R>) {
+        let d = self.dim;
+        grow(&mut c.qkv, rows * 3 * d);
+        gemm(
+            rows,
+            d,
+            3 * d,
+            R::ONE,
+            h,
+            Op::N,
+            self.qkv.of(p),
+            Op::T,
+            R::ZERO,
+            &mut c.qkv,
+        );
+    }
+
+    /// [`Self::project`] for rows that take one of a few distinct values: `h [classes, D]`
+    /// holds the distinct normed inputs and row `r` is `h[class[r]]`. The projection is
+    /// computed once per class and copied to the rows (a transformer's first block, whose
+    /// input depends only on the token and its segment).
+    pub fn project_classes<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        classes: usize,
+        class: &[u16],
+        c: &mut MhaCache<R>,
+    ) {
+        let w3 = 3 * self.dim;
+        grow(&mut c.class_qkv, classes * w3);
+        gemm(
+            classes,
+            self.dim,
+            w3,
+            R::ONE,
+            h,
+            Op::N,
+            self.qkv.of(p),
+            Op::T,
+            R::ZERO,
+            &mut c.class_qkv,
+        );
+        grow(&mut c.qkv, class.len() * w3);
+        for (row, &k) in c.qkv.chunks_exact_mut(w3).zip(class) {
+            let k = k as usize;
+            row.copy_from_slice(&c.class_qkv[k * w3..(k + 1) * w3]);
+        }
+    }
+
+    /// The attention proper, after [`Self::project`] or [`Self::project_classes`]: `out
+    /// [N*Tq, D]` (overwritten).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend<R: Real>(
+        &self,
+        p: &[R],
+        pos: &[u32],
+        n: usize,
+        t: usize,
+        q_from: usize,
+        c: &mut MhaCache<R>,
+        out: &mut [R],
+    ) {
+        let (d, nh, dh) = (self.dim, self.heads, self.head_dim());
+        let tq = t - q_from;
+        assert!(c.qkv.len() >= n * t * 3 * d, "attend before project");
+        grow(&mut c.pre, n * nh * tq * t);
+        grow(&mut c.probs, n * nh * tq * t);
+        grow(&mut c.y, n * tq * d);
+        grow(&mut c.ln_k, n * tq);
+        if c.bk.len() < n * tq * t {
+            c.bk.resize(n * tq * t, 0);
+        }
+        let inv = R::from_f64(1.0 / (dh as f64).sqrt());
+        let (bias, cs) = (self.bias.of(p), self.c.of(p));
+        let w3 = 3 * d;
+        for b in 0..n {
+            let qkv = &c.qkv[b * t * w3..(b + 1) * t * w3];
+            let ps = &pos[b * t..(b + 1) * t];
+            let bk = &mut c.bk[b * tq * t..(b + 1) * tq * t];
+            pair_kinds(self.window, ps, q_from, bk);
+            for (r, x) in c.ln_k[b * tq..(b + 1) * tq].iter_mut().enumerate() {
+                *x = ln_keys(self.window, ps, q_from + r);
+            }
+            for hd in 0..nh {
+                let blk = (b * nh + hd) * tq * t;
+                let pre = &mut c.pre[blk..blk + tq * t];
+                let probs = &mut c.probs[blk..blk + tq * t];
+                gemm_strided(
+                    tq,
+                    dh,
+                    t,
+                    inv,
+                    Mat::rows(&qkv[q_from * w3 + hd * dh..], w3),
+                    Mat::cols(&qkv[d + hd * dh..], w3),
+                    R::ZERO,
+                    pre,
+                    t,
+                );
+                let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
+                for r in 0..tq {
+                    let lam = cs[hd] * c.ln_k[b * tq + r];
+                    let kinds = &bk[r * t..(r + 1) * t];
+                    let pre = &mut pre[r * t..(r + 1) * t];
+                    let pr = &mut probs[r * t..(r + 1) * t];
+                    for ((x, y), &kind) in pre.iter_mut().zip(pr.iter_mut()).zip(kinds) {
+                        (*x, *y) = match kind {
+                            FUTURE => (R::ZERO, R::ZERO),
+                            MASKED => (R::ZERO, masked()),
+                            k => {
+                                let v = *x + hb[k as usize];
+                                (v, v * lam)
+                            }
+                        };
+                    }
+                    softmax_in_place(&mut pr[..=q_from + r]);
+                }
+                gemm_strided(
+                    tq,
+                    t,
+                    dh,
+                    R::ONE,
+                    Mat::rows(probs, t),
+                    Mat::rows(&qkv[2 * d + hd * dh..], w3),
+                    R::ZERO,
+                    &mut c.y[b * tq * d + hd * dh..],
+                    d,
+                );
+            }
+        }
+        gemm(
+            n * tq,
+            d,
+            d,
+            R::ONE,
+            &c.y,
+            Op::N,
+            self.o.of(p),
+            Op::T,
+            R::ZERO,
+            out,
+        );
+    }
+
+    /// Adds parameter gradients into `grad` and `dh [N*T, D]` into `dh` (accumulates), given
+    /// `dout [N*Tq, D]` and the cache of the matching `forward`.
+    ///
+    /// Per sequence and head: `dP = dY V^T`, the softmax and scale backward row by row, then
+    /// `dQ = dPre K`, `dK = dPre^T Q` and `dV = P^T dY` as strided products.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        n: usize,
+        t: usize,
+        q_from: usize,
+        c: &mut MhaCache<R>,
+        dout: &[R],
+        grad: &mut [R],
+        dh: &mut [R],
+    ) {
+        self.backward_attend(p, n, t, q_from, c, dout, grad);
+        self.backward_project(p, h, n * t, c, grad, dh);
+    }
+
+    /// The gradient of [`Self::project`]: `qkv.weight`'s into `grad`, the input's added into
+    /// `dh [rows, D]`, from the projection gradient [`Self::backward_attend`] left.
+    pub fn backward_project<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        rows: usize,
+        c: &MhaCache<R>,
+        grad: &mut [R],
+        dh: &mut [R],
+    ) {
+        let (d, w3) = (self.dim, 3 * self.dim);
+        gemm(
+            w3,
+            rows,
+            d,
+            R::ONE,
+            &c.dqkv,
+            Op::T,
+            h,
+            Op::N,
+            R::ONE,
+            self.qkv.of_mut(grad),
+        );
+        gemm(
+            rows,
+            w3,
+            d,
+            R::ONE,
+            &c.dqkv,
+            Op::N,
+            self.qkv.of(p),
+            Op::N,
+            R::ONE,
+            dh,
+        );
+    }
+
+    /// The gradient of [`Self::project_classes`]: the rows' projection gradients are summed
+    /// per class, then multiplied once per class; `dh [classes, D]` is overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_project_classes<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        classes: usize,
+        class: &[u16],
+        c: &mut MhaCache<R>,
+        grad: &mut [R],
+        dh: &mut [R],
+    ) {
+        let (d, w3) = (self.dim, 3 * self.dim);
+        grow(&mut c.class_qkv, classes * w3);
+        let sums = &mut c.class_qkv[..classes * w3];
+        sums.fill(R::ZERO);
+        for (row, &k) in c.dqkv.chunks_exact(w3).zip(class) {
+            let k = k as usize;
+            for (s, v) in sums[k * w3..(k + 1) * w3].iter_mut().zip(row) {
+                *s += *v;
+            }
+        }
+        gemm(
+            w3,
+            classes,
+            d,
+            R::ONE,
+            sums,
+            Op::T,
+            h,
+            Op::N,
+            R::ONE,
+            self.qkv.of_mut(grad),
+        );
+        gemm(
+            classes,
+            w3,
+            d,
+            R::ONE,
+            sums,
+            Op::N,
+            self.qkv.of(p),
+            Op::N,
+            R::ZERO,
+            dh,
+        );
+    }
+
+    /// Backward through [`Self::attend`]: the output projection's and the attention's own
+    /// parameter gradients into `grad`, and the gradient of `[q | k | v]` into the cache.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_attend<R: Real>(
+        &self,
+        p: &[R],
+        n: usize,
+        t: usize,
+        q_from: usize,
+        c: &mut MhaCache<R>,
+        dout: &[R],
+        grad: &mut [R],
+    ) {
+        let (d, nh, dhd) = (self.dim, self.heads, self.head_dim());
+        let tq = t - q_from;
+        grow(&mut c.dy, n * tq * d);
+        grow(&mut c.dqkv, n * t * 3 * d);
+        grow(&mut c.dp, tq * t);
+        gemm(
+            d,
+            n * tq,
+            d,
+            R::ONE,
+            dout,
+            Op::T,
+            &c.y,
+            Op::N,
+            R::ONE,
+            self.o.of_mut(grad),
+        );
+        gemm(
+            n * tq,
+            d,
+            d,
+            R::ONE,
+            dout,
+            Op::N,
+            self.o.of(p),
+            Op::N,
+            R::ZERO,
+            &mut c.dy,
+        );
+        let inv = R::from_f64(1.0 / (dhd as f64).sqrt());
+        let cs = self.c.of(p);
+        let mut dbias = [R::ZERO; BUCKETS];
+        let w3 = 3 * d;
+        for b in 0..n {
+            let qkv = &c.qkv[b * t * w3..(b + 1) * t * w3];
+            let dqkv = &mut c.dqkv[b * t * w3..(b + 1) * t * w3];
+            // Rows before q_from asked nothing: their queries get no gradient. Every other
+            // entry is written (not added to) by the products below.
+            for row in dqkv.chunks_exact_mut(w3).take(q_from) {
+                row[..d].fill(R::ZERO);
+            }
+            let bk = &c.bk[b * tq * t..(b + 1) * tq * t];
+            let dy = &c.dy[b * tq * d..(b + 1) * tq * d];
+            for (hd, &c_h) in cs.iter().enumerate().take(nh) {
+                let blk = (b * nh + hd) * tq * t;
+                let (pre, probs) = (&c.pre[blk..blk + tq * t], &c.probs[blk..blk + tq * t]);
+                let (qo, ko, vo) = (hd * dhd, d + hd * dhd, 2 * d + hd * dhd);
+                let dp = &mut c.dp[..tq * t];
+                gemm_strided(
+                    tq,
+                    dhd,
+                    t,
+                    R::ONE,
+                    Mat::rows(&dy[qo..], d),
+                    Mat::cols(&qkv[vo..], w3),
+                    R::ZERO,
+                    dp,
+                    t,
+                );
+                dbias.fill(R::ZERO);
+                let mut dc = R::ZERO;
+                for r in 0..tq {
+                    let i = q_from + r;
+                    let ln_i = c.ln_k[b * tq + r];
+                    let lam = c_h * ln_i;
+                    let (pr, pre) = (&probs[r * t..(r + 1) * t], &pre[r * t..(r + 1) * t]);
+                    let kinds = &bk[r * t..(r + 1) * t];
+                    let da = &mut dp[r * t..(r + 1) * t];
+                    let mut sum = R::ZERO;
+                    for (&a, &g) in pr[..=i].iter().zip(&da[..=i]) {
+                        sum += a * g;
+                    }
+                    let mut dlam = R::ZERO;
+                    for (((g, &a), &x), &kind) in da.iter_mut().zip(pr).zip(pre).zip(kinds) {
+                        if kind >= MASKED {
+                            *g = R::ZERO;
+                            continue;
+                        }
+                        let ds = a * (*g - sum);
+                        dlam += ds * x;
+                        *g = ds * lam;
+                        dbias[kind as usize] += *g;
+                    }
+                    dc += dlam * ln_i;
+                }
+                for (g, v) in self.bias.of_mut(grad)[hd * BUCKETS..(hd + 1) * BUCKETS]
+                    .iter_mut()
+                    .zip(&dbias)
+                {
+                    *g += *v;
+                }
+                self.c.of_mut(grad)[hd] += dc;
+                let dp = &c.dp[..tq * t];
+                gemm_strided(
+                    tq,
+                    t,
+                    dhd,
+                    inv,
+                    Mat::rows(dp, t),
+                    Mat::rows(&qkv[ko..], w3),
+                    R::ZERO,
+                    &mut dqkv[q_from * w3 + qo..],
+                    w3,
+                );
+                gemm_strided(
+                    t,
+                    tq,
+                    dhd,
+                    inv,
+                    Mat::cols(dp, t),
+                    Mat::rows(&qkv[q_from * w3 + qo..], w3),
+                    R::ZERO,
+                    &mut dqkv[ko..],
+                    w3,
+                );
+                gemm_strided(
+                    t,
+                    tq,
+                    dhd,
+                    R::ONE,
+                    Mat::cols(probs, t),
+                    Mat::rows(&dy[qo..], d),
+                    R::ZERO,
+                    &mut dqkv[vo..],
+                    w3,
+                );
+            }
+        }
+    }
+
+    /// The reference twin of [`RelSelfAttention::forward`]: one dot product per (query, key)
+    /// pair, as the formulas read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_ref<R: Real>(
         &self,
         p: &[R],
         h: &[R],
@@ -314,10 +763,9 @@ impl RelSelfAttention {
         );
     }
 
-    /// Adds parameter gradients into `grad` and `dh [N*T, D]` into `dh` (accumulates), given
-    /// `dout [N*Tq, D]` and the cache of the matching `forward`.
+    /// The reference twin of [`RelSelfAttention::backward`] (after [`Self::forward_ref`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn backward<R: Real>(
+    pub fn backward_ref<R: Real>(
         &self,
         p: &[R],
         h: &[R],
@@ -618,7 +1066,7 @@ mod tests {
             a.forward(&p, &h, &pos, n, t, q_from, &mut c, &mut out);
             let mut grad = vec![0.0; p.len()];
             let mut dh = vec![0.0; h.len()];
-            a.backward(&p, &h, &pos, n, t, q_from, &mut c, &w, &mut grad, &mut dh);
+            a.backward(&p, &h, n, t, q_from, &mut c, &w, &mut grad, &mut dh);
             let all = |len| gradcheck::sample_indices(len, 1);
             gradcheck::check(
                 &p,
@@ -643,6 +1091,88 @@ mod tests {
                         !sees(window, pos[i], pos[j]),
                         "{window:?} {i} {j}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_attention_matches_its_reference_twin() {
+        let (a, p, mut rng) = setup(23);
+        let (n, t, d) = (3, 11, 6);
+        for (q_from, window) in [(0, None), (4, None), (4, Some(1)), (7, Some(2))] {
+            let a = RelSelfAttention {
+                window,
+                ..a.clone()
+            };
+            let tq = t - q_from;
+            let h: Vec<f64> = (0..n * t * d)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let pos: Vec<u32> = (0..n * t)
+                .map(|k| match k % t {
+                    0 => NO_POSITION,
+                    j => (j * 5 % 7) as u32,
+                })
+                .collect();
+            let dout: Vec<f64> = (0..n * tq * d)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let run = |fast: bool| {
+                let mut c = MhaCache::default();
+                let mut out = vec![0.0; n * tq * d];
+                let mut grad = vec![0.0; p.len()];
+                // dh accumulates: start from ones.
+                let mut dh = vec![1.0; h.len()];
+                if fast {
+                    a.forward(&p, &h, &pos, n, t, q_from, &mut c, &mut out);
+                    a.backward(&p, &h, n, t, q_from, &mut c, &dout, &mut grad, &mut dh);
+                } else {
+                    a.forward_ref(&p, &h, &pos, n, t, q_from, &mut c, &mut out);
+                    a.backward_ref(
+                        &p, &h, &pos, n, t, q_from, &mut c, &dout, &mut grad, &mut dh,
+                    );
+                }
+                (out, grad, dh, c.probs[..n * a.heads * tq * t].to_vec())
+            };
+            // The f32 fast path (seqcalc's sgemm on strided views) against the f64 reference.
+            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            let single = {
+                let mut c = MhaCache::default();
+                let mut out = vec![0.0f32; n * tq * d];
+                let (p, h) = (f32s(&p), f32s(&h));
+                let mut grad = vec![0.0f32; p.len()];
+                let mut dh = vec![1.0f32; h.len()];
+                a.forward(&p, &h, &pos, n, t, q_from, &mut c, &mut out);
+                a.backward(
+                    &p,
+                    &h,
+                    n,
+                    t,
+                    q_from,
+                    &mut c,
+                    &f32s(&dout),
+                    &mut grad,
+                    &mut dh,
+                );
+                let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+                let probs = f64s(&c.probs[..n * a.heads * tq * t]);
+                (f64s(&out), f64s(&grad), f64s(&dh), probs)
+            };
+            let (fast, slow) = (run(true), run(false));
+            for (tol, got) in [(1e-12, &fast), (1e-4, &single)] {
+                for (name, x, y) in [
+                    ("out", &got.0, &slow.0),
+                    ("grad", &got.1, &slow.1),
+                    ("dh", &got.2, &slow.2),
+                    ("probs", &got.3, &slow.3),
+                ] {
+                    for (k, (u, v)) in x.iter().zip(y.iter()).enumerate() {
+                        assert!(
+                            (u - v).abs() <= tol * (1.0 + v.abs()),
+                            "{name}[{k}] q_from {q_from} {window:?} tol {tol}: {u} vs {v}"
+                        );
+                    }
                 }
             }
         }

@@ -2,10 +2,13 @@
 //!
 //! `matrixmultiply` packs both operands into 16 x 16 tiles on every call. The products seqcalc
 //! runs are tall and thin (thousands of rows, 128-1024 columns, inner sizes 32-1024), so this
-//! kernel packs only B, one block of `KC` rows at a time, into a row-major buffer, and reads A
-//! in place, broadcasting its elements. Each register tile is 14 rows x 32 columns of C (28 of
-//! the 32 vector registers), so one step of the inner loop does 28 fused multiply-adds for two
-//! vector loads of B and 14 broadcasts of A. Column tails use masked loads and stores.
+//! kernel packs only B, one block of `KC` rows at a time, into strips of 32 columns (each strip
+//! one contiguous `KC x 32` block a tile streams through), and reads A in place, broadcasting
+//! its elements: stored transposed (a panel's 14 values of one k adjacent) or row-major (each
+//! row walked along k); only other strides are packed. Each register tile is 14 rows x 32
+//! columns of C (28 of the 32 vector registers), so one step of the inner loop does 28 fused
+//! multiply-adds for two vector loads of B and 14 broadcasts of A. Column tails use masked
+//! loads and stores.
 //!
 //! Every element of C is summed over k in increasing order, the same order for any shape or
 //! thread count, so results are deterministic. Other CPUs, C that is not row-major, and large
@@ -79,8 +82,8 @@ pub unsafe fn sgemm(
     matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
 }
 
-/// Blocks over k; packs each `KC`-row block of B row-major (columns padded to a multiple of
-/// `NR` with zeros), then runs the register tiles over C.
+/// Blocks over k; packs each `KC`-row block of B into `NR`-column strips (the last padded with
+/// zeros), then runs the register tiles over C.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
@@ -102,9 +105,11 @@ unsafe fn sgemm_avx512(
     pack_a: &mut Vec<f32>,
 ) {
     let np = n.div_ceil(NR) * NR;
-    // A is read in place when a panel's rows are adjacent in memory (A stored transposed);
-    // otherwise each panel is packed k-major, `MR` values per k.
-    let a_in_place = rsa == 1;
+    // A is read in place when it is stored transposed (a panel's values of one k adjacent) or
+    // row-major (each row's values adjacent over k); only other strides are packed, k-major,
+    // `MR` values per k.
+    let a_rows = csa == 1 && rsa != 1;
+    let a_in_place = rsa == 1 || a_rows;
     if !a_in_place {
         pack_a.resize(KC.min(k) * MR, 0.0);
     }
@@ -112,18 +117,34 @@ unsafe fn sgemm_avx512(
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
-        // Pack B[k0..k0+kc, 0..n] row-major with row stride np.
-        for kk in 0..kc {
-            let row = &mut pack[kk * np..(kk + 1) * np];
-            let src = b.offset((k0 + kk) as isize * rsb);
+        // Pack B[k0..k0+kc, 0..n] as column strips of NR: strip s holds its kc rows of NR
+        // values one after the other, so a tile streams one contiguous block.
+        for (s, strip) in pack[..kc * np].chunks_exact_mut(kc * NR).enumerate() {
+            let (j0, w) = (s * NR, NR.min(n - s * NR));
+            let src = b.offset(k0 as isize * rsb + j0 as isize * csb);
             if csb == 1 {
-                std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), n);
+                for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
+                    std::ptr::copy_nonoverlapping(
+                        src.offset(kk as isize * rsb),
+                        row.as_mut_ptr(),
+                        w,
+                    );
+                    row[w..].fill(0.0);
+                }
             } else {
-                for (j, x) in row.iter_mut().enumerate().take(n) {
-                    *x = *src.offset(j as isize * csb);
+                for jj in 0..NR {
+                    if jj >= w {
+                        for row in strip.chunks_exact_mut(NR) {
+                            row[jj] = 0.0;
+                        }
+                        continue;
+                    }
+                    let col = src.offset(jj as isize * csb);
+                    for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
+                        row[jj] = *col.offset(kk as isize * rsb);
+                    }
                 }
             }
-            row[n..].fill(0.0);
         }
         // The first block applies beta; later ones add to C.
         let first = k0 == 0;
@@ -145,15 +166,20 @@ unsafe fn sgemm_avx512(
             while j < n {
                 let cols = NR.min(n - j);
                 let c_tile = c.offset(i as isize * rsc + j as isize);
-                let b_strip = pack.as_ptr().add(j);
-                if rows == MR {
-                    tile::<MR>(
-                        kc, alpha, a_panel, ka, b_strip, np, first, beta, c_tile, rsc, cols,
-                    );
-                } else {
-                    tail_tile(
-                        rows, kc, alpha, a_panel, ka, b_strip, np, first, beta, c_tile, rsc, cols,
-                    );
+                let b_strip = pack.as_ptr().add(j * kc);
+                match (rows == MR, a_rows) {
+                    (true, false) => tile::<MR, false>(
+                        kc, alpha, a_panel, ka, b_strip, NR, first, beta, c_tile, rsc, cols,
+                    ),
+                    (true, true) => tile::<MR, true>(
+                        kc, alpha, a_panel, rsa, b_strip, NR, first, beta, c_tile, rsc, cols,
+                    ),
+                    (false, false) => tail_tile::<false>(
+                        rows, kc, alpha, a_panel, ka, b_strip, NR, first, beta, c_tile, rsc, cols,
+                    ),
+                    (false, true) => tail_tile::<true>(
+                        rows, kc, alpha, a_panel, rsa, b_strip, NR, first, beta, c_tile, rsc, cols,
+                    ),
                 }
                 j += NR;
             }
@@ -182,13 +208,14 @@ fn masks(cols: usize) -> (__mmask16, __mmask16) {
     (lo, hi)
 }
 
-/// One `R x 32` tile of C over `kc` steps of k. A's `R` values of one k are adjacent; the
-/// next k's are `ka` further on.
+/// One `R x 32` tile of C over `kc` steps of k. Without `ROWS`, A's `R` values of one k are
+/// adjacent and the next k's are `ka` further on (A stored transposed, or packed); with `ROWS`,
+/// each row's values are adjacent over k and the next row is `ka` further on (A row-major).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const R: usize>(
+unsafe fn tile<const R: usize, const ROWS: bool>(
     kc: usize,
     alpha: f32,
     a: *const f32,
@@ -203,17 +230,34 @@ unsafe fn tile<const R: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let mut bp = b;
-    let mut ap = a;
-    for _ in 0..kc {
-        let b0 = _mm512_loadu_ps(bp);
-        let b1 = _mm512_loadu_ps(bp.add(16));
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*ap.add(r));
-            acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
-            acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+    if ROWS {
+        let mut rows = [a; R];
+        for (r, p) in rows.iter_mut().enumerate() {
+            *p = a.offset(r as isize * ka);
         }
-        bp = bp.add(ldb);
-        ap = ap.offset(ka);
+        for kk in 0..kc {
+            let b0 = _mm512_loadu_ps(bp);
+            let b1 = _mm512_loadu_ps(bp.add(16));
+            for (acc_r, p) in acc.iter_mut().zip(&rows) {
+                let av = _mm512_set1_ps(*p.add(kk));
+                acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+            }
+            bp = bp.add(ldb);
+        }
+    } else {
+        let mut ap = a;
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(bp);
+            let b1 = _mm512_loadu_ps(bp.add(16));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(r));
+                acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+            }
+            bp = bp.add(ldb);
+            ap = ap.offset(ka);
+        }
     }
     store::<R>(&acc, alpha, first, beta, c, rsc, cols);
 }
@@ -258,7 +302,7 @@ unsafe fn store<const R: usize>(
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn tail_tile(
+unsafe fn tail_tile<const ROWS: bool>(
     rows: usize,
     kc: usize,
     alpha: f32,
@@ -275,7 +319,7 @@ unsafe fn tail_tile(
     macro_rules! go {
         ($($r:literal)*) => {
             match rows {
-                $($r => tile::<$r>(kc, alpha, a, ka, b, ldb, first, beta, c, rsc, cols),)*
+                $($r => tile::<$r, ROWS>(kc, alpha, a, ka, b, ldb, first, beta, c, rsc, cols),)*
                 _ => unreachable!("a tail has 1..{MR} rows"),
             }
         };

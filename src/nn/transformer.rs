@@ -95,6 +95,13 @@ pub struct Transformer {
     pub blocks: Vec<Block>,
     pub nf: RmsNorm,
     pub head: ParamRef,
+    /// Run the first block's norm and `[q | k | v]` projection once per distinct (token,
+    /// segment) pair instead of once per row, when there are fewer pairs than half the rows.
+    /// Its input is `tok[token] + seg[segment]` and nothing else (positions enter only through
+    /// the attention bias), so every row of a pair has the same projection; the backward pass
+    /// sums the rows' gradients per pair first. Same numbers up to summation order; `false`
+    /// computes every row (the reference path the tests compare against).
+    pub class_inputs: bool,
 }
 
 /// One block's activations.
@@ -129,6 +136,13 @@ pub struct Workspace<R> {
     dh: Vec<R>,
     /// `[N*Tq]` argmax of each scored row.
     pub argmax: Vec<u8>,
+    /// With [`Transformer::class_inputs`]: each row's (token, segment) class `[N*T]`, each
+    /// class's input `[classes, D]`, and its gradient.
+    class: Vec<u16>,
+    class_x: Vec<R>,
+    class_dx: Vec<R>,
+    /// Whether the last forward ran the first block per class.
+    classes: usize,
     // The shape of the last forward.
     n: usize,
     t: usize,
@@ -188,6 +202,7 @@ impl Transformer {
             blocks,
             nf,
             head,
+            class_inputs: true,
         })
     }
 
@@ -250,7 +265,39 @@ impl Transformer {
         let nl = self.blocks.len();
         (ws.n, ws.t, ws.q_from) = (n, t, q_from);
         ws.layers.resize_with(nl, LayerCache::default);
-        {
+        let nc = self.vocab * self.segments;
+        ws.classes = if self.class_inputs && 2 * nc <= n * t && nc <= u16::MAX as usize {
+            nc
+        } else {
+            0
+        };
+        if ws.classes > 0 {
+            let s = self.segments;
+            ws.class.clear();
+            ws.class.extend(
+                tokens[..n * t]
+                    .iter()
+                    .zip(&segs[..n * t])
+                    .map(|(&tk, &sg)| {
+                        assert!(
+                            (tk as usize) < self.vocab && (sg as usize) < s,
+                            "token {tk} or segment {sg} outside the embeddings"
+                        );
+                        (tk as usize * s + sg as usize) as u16
+                    }),
+            );
+            grow(&mut ws.class_x, nc * d);
+            let (tw, sw) = (self.tok.weight.of(p), self.seg.weight.of(p));
+            for (k, row) in ws.class_x[..nc * d].chunks_exact_mut(d).enumerate() {
+                let (tr, sr) = (
+                    &tw[k / s * d..(k / s + 1) * d],
+                    &sw[k % s * d..(k % s + 1) * d],
+                );
+                for ((x, a), b) in row.iter_mut().zip(tr).zip(sr) {
+                    *x = *a + *b;
+                }
+            }
+        } else {
             let x = &mut ws.layers[0].x_in;
             grow(x, n * t * d);
             self.tok.forward(p, &tokens[..n * t], x);
@@ -265,17 +312,35 @@ impl Transformer {
             let tq = t - qf;
             let (head, tail) = ws.layers.split_at_mut(l + 1);
             let lc = &mut head[l];
-            grow(&mut lc.h1, n * t * d);
-            grow(&mut lc.r1, n * t);
-            blk.n1.forward(p, &lc.x_in, n * t, &mut lc.h1, &mut lc.r1);
+            let nc = if l == 0 { ws.classes } else { 0 };
+            if nc > 0 {
+                grow(&mut lc.h1, nc * d);
+                grow(&mut lc.r1, nc);
+                blk.n1.forward(p, &ws.class_x, nc, &mut lc.h1, &mut lc.r1);
+                blk.attn
+                    .project_classes(p, &lc.h1, nc, &ws.class, &mut lc.attn);
+            } else {
+                grow(&mut lc.h1, n * t * d);
+                grow(&mut lc.r1, n * t);
+                blk.n1.forward(p, &lc.x_in, n * t, &mut lc.h1, &mut lc.r1);
+                blk.attn.project(p, &lc.h1, n * t, &mut lc.attn);
+            }
             grow(&mut lc.x_mid, n * tq * d);
             blk.attn
-                .forward(p, &lc.h1, pos, n, t, qf, &mut lc.attn, &mut lc.x_mid);
+                .attend(p, pos, n, t, qf, &mut lc.attn, &mut lc.x_mid);
             for b in 0..n {
-                let src = &lc.x_in[(b * t + qf) * d..(b + 1) * t * d];
-                let dst = &mut lc.x_mid[b * tq * d..(b + 1) * tq * d];
-                for (a, s) in dst.iter_mut().zip(src) {
-                    *a += *s;
+                for r in 0..tq {
+                    let row = b * t + qf + r;
+                    let src = if nc > 0 {
+                        let k = ws.class[row] as usize;
+                        &ws.class_x[k * d..(k + 1) * d]
+                    } else {
+                        &lc.x_in[row * d..(row + 1) * d]
+                    };
+                    let dst = &mut lc.x_mid[(b * tq + r) * d..(b * tq + r + 1) * d];
+                    for (a, s) in dst.iter_mut().zip(src) {
+                        *a += *s;
+                    }
                 }
             }
             grow(&mut lc.h2, n * tq * d);
@@ -321,7 +386,6 @@ impl Transformer {
         ws: &mut Workspace<R>,
         tokens: &[u8],
         segs: &[u8],
-        pos: &[u32],
         targets: &[u8],
         scale: R,
         grad: &mut [R],
@@ -382,6 +446,53 @@ impl Transformer {
             blk.n2
                 .backward(p, &lc.x_mid, &lc.r2, &ws.dh, n * tq, grad, &mut ws.dx);
             // x_mid = x_in[scored rows] + attn(n1(x_in)).
+            let nc = if l == 0 { ws.classes } else { 0 };
+            if nc > 0 {
+                // The first block per class: x_in = tok[token] + seg[segment].
+                blk.attn
+                    .backward_attend(p, n, t, qf, &mut lc.attn, &ws.dx, grad);
+                grow(&mut ws.dh, nc * d);
+                blk.attn.backward_project_classes(
+                    p,
+                    &lc.h1,
+                    nc,
+                    &ws.class,
+                    &mut lc.attn,
+                    grad,
+                    &mut ws.dh,
+                );
+                grow(&mut ws.class_dx, nc * d);
+                let cdx = &mut ws.class_dx[..nc * d];
+                cdx.fill(R::ZERO);
+                for b in 0..n {
+                    for r in 0..tq {
+                        let k = ws.class[b * t + qf + r] as usize;
+                        let src = &ws.dx[(b * tq + r) * d..(b * tq + r + 1) * d];
+                        for (a, v) in cdx[k * d..(k + 1) * d].iter_mut().zip(src) {
+                            *a += *v;
+                        }
+                    }
+                }
+                blk.n1
+                    .backward(p, &ws.class_x, &lc.r1, &ws.dh, nc, grad, cdx);
+                let s = self.segments;
+                for (k, row) in cdx.chunks_exact(d).enumerate() {
+                    let (v, sg) = (k / s, k % s);
+                    for (g, x) in self.tok.weight.of_mut(grad)[v * d..(v + 1) * d]
+                        .iter_mut()
+                        .zip(row)
+                    {
+                        *g += *x;
+                    }
+                    for (g, x) in self.seg.weight.of_mut(grad)[sg * d..(sg + 1) * d]
+                        .iter_mut()
+                        .zip(row)
+                    {
+                        *g += *x;
+                    }
+                }
+                return sums;
+            }
             grow(&mut ws.dx_in, n * t * d);
             ws.dx_in[..n * t * d].fill(R::ZERO);
             for b in 0..n {
@@ -389,18 +500,8 @@ impl Transformer {
                 ws.dx_in[(b * t + qf) * d..(b + 1) * t * d].copy_from_slice(src);
             }
             ws.dh[..n * t * d].fill(R::ZERO);
-            blk.attn.backward(
-                p,
-                &lc.h1,
-                pos,
-                n,
-                t,
-                qf,
-                &mut lc.attn,
-                &ws.dx,
-                grad,
-                &mut ws.dh,
-            );
+            blk.attn
+                .backward(p, &lc.h1, n, t, qf, &mut lc.attn, &ws.dx, grad, &mut ws.dh);
             blk.n1
                 .backward(p, &lc.x_in, &lc.r1, &ws.dh, n * t, grad, &mut ws.dx_in);
             std::mem::swap(&mut ws.dx, &mut ws.dx_in);
@@ -520,36 +621,79 @@ mod tests {
             for v in p.iter_mut() {
                 *v += rng.random_range(-0.4..0.4);
             }
-            let (n, t, q_from) = (2, 6, 2);
+            // 12 rows: every row computed; 48 rows: the first block per (token, segment) class.
+            for (n, t, q_from) in [(2, 6, 2), (4, 12, 5)] {
+                let (tokens, segs, pos) = batch(&mut rng, n, t);
+                let targets: Vec<u8> = (0..n * (t - q_from))
+                    .map(|_| rng.random_range(0..7))
+                    .collect();
+                let loss = |pp: &[f64]| {
+                    let mut ws = Workspace::default();
+                    m.forward(pp, &mut ws, &tokens, &segs, &pos, n, t, q_from);
+                    let mut g = vec![0.0; pp.len()];
+                    m.loss_backward(pp, &mut ws, &tokens, &segs, &targets, 1.0, &mut g)
+                        .loss
+                };
+                let mut ws = Workspace::default();
+                m.forward(&p, &mut ws, &tokens, &segs, &pos, n, t, q_from);
+                assert_eq!(ws.classes > 0, n * t >= 42, "{n}x{t}");
+                let mut grad = vec![0.0; p.len()];
+                m.loss_backward(&p, &mut ws, &tokens, &segs, &targets, 1.0, &mut grad);
+                gradcheck::check(
+                    &p,
+                    &grad,
+                    &gradcheck::sample_indices(p.len(), 3),
+                    1e-5,
+                    loss,
+                    &format!("transformer, {layers} layers"),
+                );
+                // Every tensor receives a gradient (embedding rows of unused symbols aside).
+                for s in &m.layout.specs {
+                    assert!(
+                        grad[s.range()].iter().any(|&g| g != 0.0),
+                        "{} has no gradient",
+                        s.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_block_per_class_matches_every_row() {
+        for layers in [1, 2] {
+            let mut m = tiny(layers);
+            let mut p: Vec<f64> = m.init_params(7);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+            for v in p.iter_mut() {
+                *v += rng.random_range(-0.4..0.4);
+            }
+            let (n, t, q_from) = (5, 11, 4);
             let (tokens, segs, pos) = batch(&mut rng, n, t);
             let targets: Vec<u8> = (0..n * (t - q_from))
                 .map(|_| rng.random_range(0..7))
                 .collect();
-            let loss = |pp: &[f64]| {
+            let mut run = |classes: bool| {
+                m.class_inputs = classes;
                 let mut ws = Workspace::default();
-                m.forward(pp, &mut ws, &tokens, &segs, &pos, n, t, q_from);
-                let mut g = vec![0.0; pp.len()];
-                m.loss_backward(pp, &mut ws, &tokens, &segs, &pos, &targets, 1.0, &mut g)
-                    .loss
+                m.forward(&p, &mut ws, &tokens, &segs, &pos, n, t, q_from);
+                assert_eq!(ws.classes > 0, classes);
+                let logits = ws.logits[..n * (t - q_from) * 7].to_vec();
+                let mut grad = vec![0.0; p.len()];
+                let sums = m.loss_backward(&p, &mut ws, &tokens, &segs, &targets, 1.0, &mut grad);
+                (sums.loss, logits, grad)
             };
-            let mut ws = Workspace::default();
-            m.forward(&p, &mut ws, &tokens, &segs, &pos, n, t, q_from);
-            let mut grad = vec![0.0; p.len()];
-            m.loss_backward(&p, &mut ws, &tokens, &segs, &pos, &targets, 1.0, &mut grad);
-            gradcheck::check(
-                &p,
-                &grad,
-                &gradcheck::sample_indices(p.len(), 3),
-                1e-5,
-                loss,
-                &format!("transformer, {layers} layers"),
-            );
-            // Every tensor receives a gradient (embedding rows of unused symbols aside).
-            for s in &m.layout.specs {
+            let (by_class, by_row) = (run(true), run(false));
+            assert!((by_class.0 - by_row.0).abs() < 1e-12);
+            for (x, y) in by_class
+                .1
+                .iter()
+                .zip(&by_row.1)
+                .chain(by_class.2.iter().zip(&by_row.2))
+            {
                 assert!(
-                    grad[s.range()].iter().any(|&g| g != 0.0),
-                    "{} has no gradient",
-                    s.name
+                    (x - y).abs() < 1e-12 * (1.0 + y.abs()),
+                    "{layers} layers: {x} vs {y}"
                 );
             }
         }
