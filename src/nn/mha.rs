@@ -199,7 +199,8 @@ fn axpy<R: Real>(alpha: R, x: &[R], y: &mut [R]) {
     }
 }
 
-/// Softmax of `s` in place (max-subtracted).
+/// Softmax of `s` in place (max-subtracted), with the fast exp; the exponentials are one
+/// vectorisable pass, their sum eight running sums.
 #[inline(always)]
 fn softmax_in_place<R: Real>(s: &mut [R]) {
     let mut m = s[0];
@@ -208,11 +209,18 @@ fn softmax_in_place<R: Real>(s: &mut [R]) {
             m = v;
         }
     }
-    let mut sum = R::ZERO;
     for v in s.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v;
+        *v = (*v - m).exp_fast();
     }
+    let mut acc = [R::ZERO; 8];
+    let chunks = s.chunks_exact(8);
+    let mut sum = chunks.remainder().iter().fold(R::ZERO, |a, &v| a + v);
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    sum += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     let inv = R::ONE / sum;
     for v in s.iter_mut() {
         *v *= inv;

@@ -79,6 +79,9 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// tanh, allowed to be a fast approximation (f32: a rational approximation, |err| < 1e-6).
     fn tanh_fast(self) -> Self;
+    /// exp, allowed to be a fast approximation (f32: a polynomial, relative error < 3e-7, and
+    /// 0 below -87.3).
+    fn exp_fast(self) -> Self;
     /// C = alpha * A @ B + beta * C with arbitrary strides (as `matrixmultiply::sgemm`).
     ///
     /// # Safety
@@ -136,6 +139,10 @@ impl Real for f32 {
     fn tanh_fast(self) -> f32 {
         act::tanh_rational(self)
     }
+    #[inline(always)]
+    fn exp_fast(self) -> f32 {
+        act::exp_poly(self)
+    }
     unsafe fn gemm_raw(
         m: usize,
         k: usize,
@@ -182,6 +189,10 @@ impl Real for f64 {
     #[inline(always)]
     fn tanh_fast(self) -> f64 {
         f64::tanh(self)
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> f64 {
+        self.exp()
     }
     unsafe fn gemm_raw(
         m: usize,

@@ -68,9 +68,10 @@ pub unsafe fn sgemm(
     csc: isize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // Large square-ish products (B over 1 MiB per k block of 512 rows) are matrixmultiply's:
-    // it blocks over n as well, this kernel does not, and measured faster there (1024^3).
-    if available() && csc == 1 && m > 0 && n > 0 && k > 0 && (n < 512 || k < 512) {
+    // Large cube-like products are matrixmultiply's: it blocks over m and n as well, this
+    // kernel does not, and measured faster there (1024^3). With fewer than 512 rows (a weight
+    // gradient, say 128 x 5632 x 512) this kernel is as fast and skips packing A.
+    if available() && csc == 1 && m > 0 && n > 0 && k > 0 && (m < 512 || n < 512 || k < 512) {
         PACK.with(|p| {
             let (pack_b, pack_a) = &mut *p.borrow_mut();
             sgemm_avx512(
