@@ -35,7 +35,8 @@ pub fn tanh_rational(x: f32) -> f32 {
 /// Fast f32 exp (Cephes' `expf`: a Cody-Waite reduction to `[-ln 2 / 2, ln 2 / 2]`, a degree-6
 /// polynomial, the power of two put into the exponent bits), branch-free so loops over it
 /// vectorise: relative error below 3e-7 against `f32::exp` (tested), and exactly 0 below
-/// -87.3 (where `f32::exp` turns subnormal), so masked logits still get weight 0.
+/// -87.3 (`f32::exp` turns subnormal near -87.34), so masked logits still get weight 0. Above
+/// 88.3 it returns about 2.2e38 rather than infinity (a softmax never gets there).
 #[inline(always)]
 pub fn exp_poly(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;

@@ -95,9 +95,24 @@ impl<'a, R> Mat<'a, R> {
             cs: rs,
         }
     }
+    /// Whether every element of a `rows x cols` view is inside `data` (overflow counts as no).
     fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+        rows == 0
+            || cols == 0
+            || last_index(rows, cols, self.rs, self.cs).is_some_and(|i| i < self.data.len())
     }
+}
+
+/// `(rows - 1) * rs + (cols - 1) * cs` for non-empty views, `None` on overflow or on a stride
+/// the raw GEMM (which takes `isize`) cannot hold.
+fn last_index(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rs > isize::MAX as usize || cs > isize::MAX as usize {
+        return None;
+    }
+    (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)
+        .filter(|&i| i <= isize::MAX as usize)
 }
 
 /// `C[m, n] = alpha * A[m, k] @ B[k, n] + beta * C[m, n]` on strided views: C is row-major with
@@ -118,7 +133,7 @@ pub fn gemm_strided<R: Real>(
     assert!(a.fits(m, k), "gemm_strided: A too small");
     assert!(b.fits(k, n), "gemm_strided: B too small");
     assert!(
-        m == 0 || n == 0 || (rsc >= n && (m - 1) * rsc + n <= c.len()),
+        m == 0 || n == 0 || (rsc >= n && last_index(m, n, rsc, 1).is_some_and(|i| i < c.len())),
         "gemm_strided: C too small"
     );
     if m == 0 || n == 0 {
@@ -232,6 +247,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_gemm_overwrites_with_beta_zero_over_long_inner_sizes() {
+        // k = 200 spans two of sgemm's k blocks; A is row-major with a padded row stride (the
+        // attention's layout), then stored transposed; C holds NaN where it is written and
+        // outside, and with beta 0 must not read it.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let (m, k, n) = (31, 200, 40);
+        let abuf = rand_vec(&mut rng, m * 211);
+        let at: Vec<f32> = (0..k * m).map(|i| abuf[(i % m) * 211 + i / m]).collect();
+        let b = rand_vec(&mut rng, k * n);
+        for a in [Mat::rows(&abuf[..], 211), Mat::cols(&at[..], m)] {
+            let mut c = vec![f32::NAN; m * 47];
+            gemm_strided(m, k, n, 1.0, a, Mat::rows(&b, n), 0.0, &mut c, 47);
+            for i in 0..m {
+                for j in 0..47 {
+                    let got = c[i * 47 + j];
+                    if j >= n {
+                        assert!(got.is_nan(), "{i},{j} outside C was written");
+                        continue;
+                    }
+                    let want: f64 = (0..k)
+                        .map(|p| abuf[i * 211 + p] as f64 * b[p * n + j] as f64)
+                        .sum();
+                    assert!(
+                        (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{i},{j}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_views_that_overflow_do_not_fit() {
+        let data = [0.0f32; 4];
+        assert!(!Mat {
+            data: &data,
+            rs: usize::MAX / 2,
+            cs: 1
+        }
+        .fits(3, 1));
+        assert!(!Mat {
+            data: &data,
+            rs: 1,
+            cs: usize::MAX
+        }
+        .fits(1, 2));
+        assert!(Mat::rows(&data, 2).fits(2, 2) && !Mat::rows(&data, 2).fits(3, 2));
     }
 
     #[test]

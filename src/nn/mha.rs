@@ -134,9 +134,12 @@ pub struct MhaCache<R> {
     bk: Vec<u8>,
     /// `[Tq, T]` one head's score gradients (backward scratch).
     dp: Vec<R>,
-    /// `[classes, 3D]` per-class projections, then their summed gradients
-    /// ([`RelSelfAttention::project_classes`]).
+    /// `[classes, 3D]` per-class projections ([`RelSelfAttention::project_classes`]) and
+    /// their summed gradients.
     class_qkv: Vec<R>,
+    dclass_qkv: Vec<R>,
+    /// Rows of the last projection (`attend` checks it matches).
+    rows: usize,
     dy: Vec<R>,
     dqkv: Vec<R>,
     /// Decoding scratch: one row's scores.
@@ -267,7 +270,9 @@ impl RelSelfAttention {
     /// Per sequence and head, the scores, the weighted values and (in backward) their gradients
     /// are matrix products over strided views of the `[T, 3D]` projection: `S = Q K^T`,
     /// `Y = P V`. Entries above the diagonal and outside the window are computed and then
-    /// dropped: at training lengths that costs less than one dot product per pair.
+    /// dropped: at training lengths that costs less than one dot product per pair. (With a
+    /// window, the reference twin computes only the visible pairs; at long lengths that is
+    /// less work, and decoding, [`Self::step`], works that way.)
     #[allow(clippy::too_many_arguments)]
     pub fn forward<R: Real>(
         &self,
@@ -288,6 +293,7 @@ impl RelSelfAttention {
     pub fn project<R: Real>(&self, p: &[R], h: &[R], rows: usize, c: &mut MhaCache<R>) {
         let d = self.dim;
         grow(&mut c.qkv, rows * 3 * d);
+        c.rows = rows;
         gemm(
             rows,
             d,
@@ -329,6 +335,7 @@ impl RelSelfAttention {
             &mut c.class_qkv,
         );
         grow(&mut c.qkv, class.len() * w3);
+        c.rows = class.len();
         for (row, &k) in c.qkv.chunks_exact_mut(w3).zip(class) {
             let k = k as usize;
             row.copy_from_slice(&c.class_qkv[k * w3..(k + 1) * w3]);
@@ -350,7 +357,7 @@ impl RelSelfAttention {
     ) {
         let (d, nh, dh) = (self.dim, self.heads, self.head_dim());
         let tq = t - q_from;
-        assert!(c.qkv.len() >= n * t * 3 * d, "attend before project");
+        assert_eq!(c.rows, n * t, "attend after a projection of other rows");
         grow(&mut c.pre, n * nh * tq * t);
         grow(&mut c.probs, n * nh * tq * t);
         grow(&mut c.y, n * tq * d);
@@ -503,8 +510,8 @@ impl RelSelfAttention {
         dh: &mut [R],
     ) {
         let (d, w3) = (self.dim, 3 * self.dim);
-        grow(&mut c.class_qkv, classes * w3);
-        let sums = &mut c.class_qkv[..classes * w3];
+        grow(&mut c.dclass_qkv, classes * w3);
+        let sums = &mut c.dclass_qkv[..classes * w3];
         sums.fill(R::ZERO);
         for (row, &k) in c.dqkv.chunks_exact(w3).zip(class) {
             let k = k as usize;

@@ -79,8 +79,8 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// tanh, allowed to be a fast approximation (f32: a rational approximation, |err| < 1e-6).
     fn tanh_fast(self) -> Self;
-    /// exp, allowed to be a fast approximation (f32: a polynomial, relative error < 3e-7, and
-    /// 0 below -87.3).
+    /// exp, allowed to be a fast approximation (f32: a polynomial, relative error < 3e-7, 0
+    /// below -87.3 and about 2.2e38 above 88.3, where `f32::exp` is infinite).
     fn exp_fast(self) -> Self;
     /// C = alpha * A @ B + beta * C with arbitrary strides (as `matrixmultiply::sgemm`).
     ///

@@ -12,7 +12,8 @@
 //!
 //! Every element of C is summed over k in increasing order, the same order for any shape or
 //! thread count, so results are deterministic. Other CPUs, C that is not row-major, and large
-//! square-ish products (n and k both 512 or more) go to `matrixmultiply`.
+//! cube-like products (m, n and k all 512 or more) go to `matrixmultiply`; so a product with
+//! n and k both 512 or more changes kernel, and its last bits, with its number of rows.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -23,7 +24,7 @@ use std::sync::OnceLock;
 const MR: usize = 14;
 /// Columns of C per register tile (two 16-lane vectors).
 const NR: usize = 32;
-/// Rows of B packed at a time (a `KC x NR` strip is 32 KiB, which stays in L1).
+/// Rows of B packed at a time (a `KC x NR` strip is 16 KiB, which stays in L1).
 const KC: usize = 128;
 
 thread_local! {

@@ -96,7 +96,7 @@ pub struct Transformer {
     pub nf: RmsNorm,
     pub head: ParamRef,
     /// Run the first block's norm and `[q | k | v]` projection once per distinct (token,
-    /// segment) pair instead of once per row, when there are fewer pairs than half the rows.
+    /// segment) pair instead of once per row, when there are at most half as many pairs as rows.
     /// Its input is `tok[token] + seg[segment]` and nothing else (positions enter only through
     /// the attention bias), so every row of a pair has the same projection; the backward pass
     /// sums the rows' gradients per pair first. Same numbers up to summation order; `false`
@@ -107,9 +107,10 @@ pub struct Transformer {
 /// One block's activations.
 #[derive(Clone, Debug, Default)]
 struct LayerCache<R> {
-    /// `[N*T, D]` block input.
+    /// `[N*T, D]` block input (not written for the first block run per class).
     x_in: Vec<R>,
-    /// `[N*T, D]` rmsnorm1(x_in), `[N*T]` its rstd.
+    /// `[N*T, D]` rmsnorm1(x_in), `[N*T]` its rstd; `[classes, D]` and `[classes]` for the
+    /// first block run per class.
     h1: Vec<R>,
     r1: Vec<R>,
     attn: MhaCache<R>,
@@ -141,7 +142,7 @@ pub struct Workspace<R> {
     class: Vec<u16>,
     class_x: Vec<R>,
     class_dx: Vec<R>,
-    /// Whether the last forward ran the first block per class.
+    /// Classes the last forward ran the first block over (0: it ran every row).
     classes: usize,
     // The shape of the last forward.
     n: usize,
@@ -656,6 +657,36 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_reused_workspace_gives_the_bits_of_a_fresh_one() {
+        // Buffers only grow: a larger batch run per class, then a smaller one per row, then per
+        // class again must leave nothing stale behind (f32, window 2).
+        let cfg = TransformerConfig {
+            local_window: 2,
+            ..tiny(1).cfg
+        };
+        let mut m = Transformer::new(&cfg, 7, 3).unwrap();
+        let p: Vec<f32> = m.init_params(9);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+        let mut reused = Workspace::default();
+        for (n, t, q_from, classes) in [(6, 14, 5, true), (3, 9, 2, false), (4, 12, 5, true)] {
+            m.class_inputs = classes;
+            let (tokens, segs, pos) = batch(&mut rng, n, t);
+            let targets: Vec<u8> = (0..n * (t - q_from))
+                .map(|_| rng.random_range(0..7))
+                .collect();
+            let mut run = |ws: &mut Workspace<f32>| {
+                m.forward(&p, ws, &tokens, &segs, &pos, n, t, q_from);
+                assert_eq!(ws.classes > 0, classes);
+                let mut grad = vec![0.0f32; p.len()];
+                m.loss_backward(&p, ws, &tokens, &segs, &targets, 1.0, &mut grad);
+                grad
+            };
+            let fresh = run(&mut Workspace::default());
+            assert_eq!(run(&mut reused), fresh, "{n}x{t} classes {classes}");
         }
     }
 
