@@ -678,7 +678,7 @@ mod tests {
             let targets: Vec<u8> = (0..n * (t - q_from))
                 .map(|_| rng.random_range(0..7))
                 .collect();
-            let mut run = |ws: &mut Workspace<f32>| {
+            let run = |ws: &mut Workspace<f32>| {
                 m.forward(&p, ws, &tokens, &segs, &pos, n, t, q_from);
                 assert_eq!(ws.classes > 0, classes);
                 let mut grad = vec![0.0f32; p.len()];
