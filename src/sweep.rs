@@ -412,14 +412,11 @@ fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResul
     }
     let h = &outcome.state.history.records;
     result.epochs = h.len();
-    // Seconds to the microsecond: a result redone from a resumed run reads its history back
-    // from disk, where the last bits of the in-memory sum are not kept.
-    let micros = |s: f64| (s * 1e6).round() / 1e6;
-    result.seconds = micros(h.last().map_or(0.0, |r| r.elapsed_secs));
+    result.seconds = h.last().map_or(0.0, |r| r.elapsed_secs);
     result.best_val_exact = h.iter().map(|r| r.val_exact).fold(0.0, f64::max);
     if let Some(r) = h.iter().find(|r| r.val_exact >= opts.target) {
         result.epochs_to_target = Some(r.epoch);
-        result.seconds_to_target = Some(micros(r.elapsed_secs));
+        result.seconds_to_target = Some(r.elapsed_secs);
     }
     let loaded = rundir::load_run(&dir).map_err(|e| SweepError::Io(e.to_string()))?;
     result.params = loaded.model.param_count();

@@ -188,11 +188,17 @@ fn dot<R: Real>(a: &[R], b: &[R]) -> R {
             acc[k] += x[k] * y[k];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut s = lanes_sum(&acc);
     for (x, y) in ar.iter().zip(br) {
         s += *x * *y;
     }
     s
+}
+
+/// The eight running sums of [`dot`] and [`softmax_in_place`] added pairwise.
+#[inline(always)]
+fn lanes_sum<R: Real>(acc: &[R; 8]) -> R {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 #[inline(always)]
@@ -223,7 +229,7 @@ fn softmax_in_place<R: Real>(s: &mut [R]) {
             acc[k] += c[k];
         }
     }
-    sum += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    sum += lanes_sum(&acc);
     let inv = R::ONE / sum;
     for v in s.iter_mut() {
         *v *= inv;
@@ -264,6 +270,118 @@ impl RelSelfAttention {
         self.dim / self.heads
     }
 
+    /// `out [rows, 3D] = h [rows, D] @ qkv^T`.
+    fn qkv_rows<R: Real>(&self, p: &[R], h: &[R], rows: usize, out: &mut [R]) {
+        let d = self.dim;
+        gemm(
+            rows,
+            d,
+            3 * d,
+            R::ONE,
+            h,
+            Op::N,
+            self.qkv.of(p),
+            Op::T,
+            R::ZERO,
+            out,
+        );
+    }
+
+    /// `out [rows, D] = y [rows, D] @ o^T`: the heads' outputs projected.
+    fn out_rows<R: Real>(&self, p: &[R], y: &[R], rows: usize, out: &mut [R]) {
+        let d = self.dim;
+        gemm(
+            rows,
+            d,
+            d,
+            R::ONE,
+            y,
+            Op::N,
+            self.o.of(p),
+            Op::T,
+            R::ZERO,
+            out,
+        );
+    }
+
+    /// Backward through [`Self::out_rows`]: `o.weight`'s gradient into `grad`, the heads'
+    /// output gradient into the cache's `dy`.
+    fn out_backward<R: Real>(
+        &self,
+        p: &[R],
+        dout: &[R],
+        rows: usize,
+        c: &mut MhaCache<R>,
+        grad: &mut [R],
+    ) {
+        let d = self.dim;
+        grow(&mut c.dy, rows * d);
+        gemm(
+            d,
+            rows,
+            d,
+            R::ONE,
+            dout,
+            Op::T,
+            &c.y,
+            Op::N,
+            R::ONE,
+            self.o.of_mut(grad),
+        );
+        gemm(
+            rows,
+            d,
+            d,
+            R::ONE,
+            dout,
+            Op::N,
+            self.o.of(p),
+            Op::N,
+            R::ZERO,
+            &mut c.dy,
+        );
+    }
+
+    /// Backward through [`Self::qkv_rows`] from `dqkv [rows, 3D]`: `qkv.weight`'s gradient into
+    /// `grad`, and `dh = dqkv @ qkv + beta dh`.
+    #[allow(clippy::too_many_arguments)]
+    fn qkv_backward<R: Real>(
+        &self,
+        p: &[R],
+        h: &[R],
+        dqkv: &[R],
+        rows: usize,
+        beta: R,
+        grad: &mut [R],
+        dh: &mut [R],
+    ) {
+        let (d, w3) = (self.dim, 3 * self.dim);
+        gemm(
+            w3,
+            rows,
+            d,
+            R::ONE,
+            dqkv,
+            Op::T,
+            h,
+            Op::N,
+            R::ONE,
+            self.qkv.of_mut(grad),
+        );
+        gemm(
+            rows,
+            w3,
+            d,
+            R::ONE,
+            dqkv,
+            Op::N,
+            self.qkv.of(p),
+            Op::N,
+            beta,
+            dh,
+        );
+    }
+
     /// `out [N*Tq, D]` (overwritten) from the normed input `h [N*T, D]` and coupled positions
     /// `pos [N*T]`.
     ///
@@ -291,21 +409,9 @@ impl RelSelfAttention {
 
     /// `[q | k | v]` of `rows` normed input rows `h [rows, D]` into the cache.
     pub fn project<R: Real>(&self, p: &[R], h: &[R], rows: usize, c: &mut MhaCache<R>) {
-        let d = self.dim;
-        grow(&mut c.qkv, rows * 3 * d);
+        grow(&mut c.qkv, rows * 3 * self.dim);
         c.rows = rows;
-        gemm(
-            rows,
-            d,
-            3 * d,
-            R::ONE,
-            h,
-            Op::N,
-            self.qkv.of(p),
-            Op::T,
-            R::ZERO,
-            &mut c.qkv,
-        );
+        self.qkv_rows(p, h, rows, &mut c.qkv);
     }
 
     /// [`Self::project`] for rows that take one of a few distinct values: `h [classes, D]`
@@ -322,18 +428,7 @@ impl RelSelfAttention {
     ) {
         let w3 = 3 * self.dim;
         grow(&mut c.class_qkv, classes * w3);
-        gemm(
-            classes,
-            self.dim,
-            w3,
-            R::ONE,
-            h,
-            Op::N,
-            self.qkv.of(p),
-            Op::T,
-            R::ZERO,
-            &mut c.class_qkv,
-        );
+        self.qkv_rows(p, h, classes, &mut c.class_qkv);
         grow(&mut c.qkv, class.len() * w3);
         c.rows = class.len();
         for (row, &k) in c.qkv.chunks_exact_mut(w3).zip(class) {
@@ -373,8 +468,13 @@ impl RelSelfAttention {
             let ps = &pos[b * t..(b + 1) * t];
             let bk = &mut c.bk[b * tq * t..(b + 1) * tq * t];
             pair_kinds(self.window, ps, q_from, bk);
-            for (r, x) in c.ln_k[b * tq..(b + 1) * tq].iter_mut().enumerate() {
-                *x = ln_keys(self.window, ps, q_from + r);
+            // The keys a row sees are its entries that are neither masked nor in the future.
+            for (x, kinds) in c.ln_k[b * tq..(b + 1) * tq]
+                .iter_mut()
+                .zip(bk.chunks_exact(t))
+            {
+                let keys = kinds.iter().filter(|&&k| k < MASKED).count();
+                *x = R::from_f64((keys as f64).ln());
             }
             for hd in 0..nh {
                 let blk = (b * nh + hd) * tq * t;
@@ -422,18 +522,7 @@ impl RelSelfAttention {
                 );
             }
         }
-        gemm(
-            n * tq,
-            d,
-            d,
-            R::ONE,
-            &c.y,
-            Op::N,
-            self.o.of(p),
-            Op::T,
-            R::ZERO,
-            out,
-        );
+        self.out_rows(p, &c.y, n * tq, out);
     }
 
     /// Adds parameter gradients into `grad` and `dh [N*T, D]` into `dh` (accumulates), given
@@ -469,31 +558,7 @@ impl RelSelfAttention {
         grad: &mut [R],
         dh: &mut [R],
     ) {
-        let (d, w3) = (self.dim, 3 * self.dim);
-        gemm(
-            w3,
-            rows,
-            d,
-            R::ONE,
-            &c.dqkv,
-            Op::T,
-            h,
-            Op::N,
-            R::ONE,
-            self.qkv.of_mut(grad),
-        );
-        gemm(
-            rows,
-            w3,
-            d,
-            R::ONE,
-            &c.dqkv,
-            Op::N,
-            self.qkv.of(p),
-            Op::N,
-            R::ONE,
-            dh,
-        );
+        self.qkv_backward(p, h, &c.dqkv, rows, R::ONE, grad, dh);
     }
 
     /// The gradient of [`Self::project_classes`]: the rows' projection gradients are summed
@@ -509,7 +574,7 @@ impl RelSelfAttention {
         grad: &mut [R],
         dh: &mut [R],
     ) {
-        let (d, w3) = (self.dim, 3 * self.dim);
+        let w3 = 3 * self.dim;
         grow(&mut c.dclass_qkv, classes * w3);
         let sums = &mut c.dclass_qkv[..classes * w3];
         sums.fill(R::ZERO);
@@ -519,30 +584,7 @@ impl RelSelfAttention {
                 *s += *v;
             }
         }
-        gemm(
-            w3,
-            classes,
-            d,
-            R::ONE,
-            sums,
-            Op::T,
-            h,
-            Op::N,
-            R::ONE,
-            self.qkv.of_mut(grad),
-        );
-        gemm(
-            classes,
-            w3,
-            d,
-            R::ONE,
-            sums,
-            Op::N,
-            self.qkv.of(p),
-            Op::N,
-            R::ZERO,
-            dh,
-        );
+        self.qkv_backward(p, h, sums, classes, R::ZERO, grad, dh);
     }
 
     /// Backward through [`Self::attend`]: the output projection's and the attention's own
@@ -560,33 +602,9 @@ impl RelSelfAttention {
     ) {
         let (d, nh, dhd) = (self.dim, self.heads, self.head_dim());
         let tq = t - q_from;
-        grow(&mut c.dy, n * tq * d);
         grow(&mut c.dqkv, n * t * 3 * d);
         grow(&mut c.dp, tq * t);
-        gemm(
-            d,
-            n * tq,
-            d,
-            R::ONE,
-            dout,
-            Op::T,
-            &c.y,
-            Op::N,
-            R::ONE,
-            self.o.of_mut(grad),
-        );
-        gemm(
-            n * tq,
-            d,
-            d,
-            R::ONE,
-            dout,
-            Op::N,
-            self.o.of(p),
-            Op::N,
-            R::ZERO,
-            &mut c.dy,
-        );
+        self.out_backward(p, dout, n * tq, c, grad);
         let inv = R::from_f64(1.0 / (dhd as f64).sqrt());
         let cs = self.c.of(p);
         let mut dbias = [R::ZERO; BUCKETS];
@@ -704,23 +722,11 @@ impl RelSelfAttention {
     ) {
         let (d, nh, dh) = (self.dim, self.heads, self.head_dim());
         let tq = t - q_from;
-        grow(&mut c.qkv, n * t * 3 * d);
+        self.project(p, h, n * t, c);
         grow(&mut c.pre, n * nh * tq * t);
         grow(&mut c.probs, n * nh * tq * t);
         grow(&mut c.y, n * tq * d);
         grow(&mut c.ln_k, n * tq);
-        gemm(
-            n * t,
-            d,
-            3 * d,
-            R::ONE,
-            h,
-            Op::N,
-            self.qkv.of(p),
-            Op::T,
-            R::ZERO,
-            &mut c.qkv,
-        );
         let inv = R::from_f64(1.0 / (dh as f64).sqrt());
         let (bias, cs) = (self.bias.of(p), self.c.of(p));
         let w3 = 3 * d;
@@ -764,18 +770,7 @@ impl RelSelfAttention {
                 }
             }
         }
-        gemm(
-            n * tq,
-            d,
-            d,
-            R::ONE,
-            &c.y,
-            Op::N,
-            self.o.of(p),
-            Op::T,
-            R::ZERO,
-            out,
-        );
+        self.out_rows(p, &c.y, n * tq, out);
     }
 
     /// The reference twin of [`RelSelfAttention::backward`] (after [`Self::forward_ref`]).
@@ -795,32 +790,8 @@ impl RelSelfAttention {
     ) {
         let (d, nh, dhd) = (self.dim, self.heads, self.head_dim());
         let tq = t - q_from;
-        grow(&mut c.dy, n * tq * d);
         grow(&mut c.dqkv, n * t * 3 * d);
-        gemm(
-            d,
-            n * tq,
-            d,
-            R::ONE,
-            dout,
-            Op::T,
-            &c.y,
-            Op::N,
-            R::ONE,
-            self.o.of_mut(grad),
-        );
-        gemm(
-            n * tq,
-            d,
-            d,
-            R::ONE,
-            dout,
-            Op::N,
-            self.o.of(p),
-            Op::N,
-            R::ZERO,
-            &mut c.dy,
-        );
+        self.out_backward(p, dout, n * tq, c, grad);
         c.dqkv[..n * t * 3 * d].fill(R::ZERO);
         let inv = R::from_f64(1.0 / (dhd as f64).sqrt());
         let cs = self.c.of(p);
@@ -883,30 +854,7 @@ impl RelSelfAttention {
         for (g, v) in self.c.of_mut(grad).iter_mut().zip(&dc) {
             *g += *v;
         }
-        gemm(
-            w3,
-            n * t,
-            d,
-            R::ONE,
-            &c.dqkv,
-            Op::T,
-            h,
-            Op::N,
-            R::ONE,
-            self.qkv.of_mut(grad),
-        );
-        gemm(
-            n * t,
-            w3,
-            d,
-            R::ONE,
-            &c.dqkv,
-            Op::N,
-            self.qkv.of(p),
-            Op::N,
-            R::ONE,
-            dh,
-        );
+        self.backward_project(p, h, n * t, c, grad, dh);
     }
 
     /// One decoding step: the new rows `h [N, D]` (normed input) at coupled positions
@@ -927,18 +875,7 @@ impl RelSelfAttention {
         grow(&mut c.qkv, n * 3 * d);
         grow(&mut c.y, n * d);
         grow(&mut c.scores, i + 1);
-        gemm(
-            n,
-            d,
-            3 * d,
-            R::ONE,
-            h,
-            Op::N,
-            self.qkv.of(p),
-            Op::T,
-            R::ZERO,
-            &mut c.qkv,
-        );
+        self.qkv_rows(p, h, n, &mut c.qkv);
         let cap = kv.cap;
         for (b, &pb) in pos[..n].iter().enumerate() {
             let row = &c.qkv[b * 3 * d..(b + 1) * 3 * d];
@@ -980,18 +917,7 @@ impl RelSelfAttention {
                 }
             }
         }
-        gemm(
-            n,
-            d,
-            d,
-            R::ONE,
-            &c.y,
-            Op::N,
-            self.o.of(p),
-            Op::T,
-            R::ZERO,
-            out,
-        );
+        self.out_rows(p, &c.y, n, out);
     }
 }
 

@@ -131,20 +131,18 @@ unsafe fn sgemm_avx512(
                         row.as_mut_ptr(),
                         w,
                     );
-                    row[w..].fill(0.0);
                 }
             } else {
-                for jj in 0..NR {
-                    if jj >= w {
-                        for row in strip.chunks_exact_mut(NR) {
-                            row[jj] = 0.0;
-                        }
-                        continue;
-                    }
+                for jj in 0..w {
                     let col = src.offset(jj as isize * csb);
                     for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
                         row[jj] = *col.offset(kk as isize * rsb);
                     }
+                }
+            }
+            if w < NR {
+                for row in strip.chunks_exact_mut(NR) {
+                    row[w..].fill(0.0);
                 }
             }
         }
@@ -154,7 +152,8 @@ unsafe fn sgemm_avx512(
         while i < m {
             let rows = MR.min(m - i);
             let mut a_panel = a.offset(i as isize * rsa + k0 as isize * csa);
-            let mut ka = csa;
+            // The tile's step through A: along k (A transposed), or between rows (row-major).
+            let mut ka = if a_rows { rsa } else { csa };
             if !a_in_place {
                 for r in 0..rows {
                     let src = a_panel.offset(r as isize * rsa);
@@ -169,19 +168,14 @@ unsafe fn sgemm_avx512(
                 let cols = NR.min(n - j);
                 let c_tile = c.offset(i as isize * rsc + j as isize);
                 let b_strip = pack.as_ptr().add(j * kc);
-                match (rows == MR, a_rows) {
-                    (true, false) => tile::<MR, false>(
-                        kc, alpha, a_panel, ka, b_strip, NR, first, beta, c_tile, rsc, cols,
-                    ),
-                    (true, true) => tile::<MR, true>(
-                        kc, alpha, a_panel, rsa, b_strip, NR, first, beta, c_tile, rsc, cols,
-                    ),
-                    (false, false) => tail_tile::<false>(
-                        rows, kc, alpha, a_panel, ka, b_strip, NR, first, beta, c_tile, rsc, cols,
-                    ),
-                    (false, true) => tail_tile::<true>(
-                        rows, kc, alpha, a_panel, rsa, b_strip, NR, first, beta, c_tile, rsc, cols,
-                    ),
+                if a_rows {
+                    any_tile::<true>(
+                        rows, kc, alpha, a_panel, ka, b_strip, first, beta, c_tile, rsc, cols,
+                    );
+                } else {
+                    any_tile::<false>(
+                        rows, kc, alpha, a_panel, ka, b_strip, first, beta, c_tile, rsc, cols,
+                    );
                 }
                 j += NR;
             }
@@ -210,7 +204,7 @@ fn masks(cols: usize) -> (__mmask16, __mmask16) {
     (lo, hi)
 }
 
-/// One `R x 32` tile of C over `kc` steps of k. Without `ROWS`, A's `R` values of one k are
+/// One `R x 32` tile of C over `kc` steps of k, B a packed strip (`NR` values per k). Without `ROWS`, A's `R` values of one k are
 /// adjacent and the next k's are `ka` further on (A stored transposed, or packed); with `ROWS`,
 /// each row's values are adjacent over k and the next row is `ka` further on (A row-major).
 #[cfg(target_arch = "x86_64")]
@@ -223,7 +217,6 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
     a: *const f32,
     ka: isize,
     b: *const f32,
-    ldb: usize,
     first: bool,
     beta: f32,
     c: *mut f32,
@@ -245,7 +238,7 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
                 acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
                 acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
             }
-            bp = bp.add(ldb);
+            bp = bp.add(NR);
         }
     } else {
         let mut ap = a;
@@ -257,7 +250,7 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
                 acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
                 acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
             }
-            bp = bp.add(ldb);
+            bp = bp.add(NR);
             ap = ap.offset(ka);
         }
     }
@@ -300,18 +293,18 @@ unsafe fn store<const R: usize>(
     }
 }
 
-/// The last rows of C (fewer than `MR`): the same tile, one row count at a time.
+/// A tile of `rows` (1..=`MR`) rows of C: [`tile`] for that row count (the last panel of C may
+/// have fewer than `MR`). B is a packed strip, `NR` values per k.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn tail_tile<const ROWS: bool>(
+unsafe fn any_tile<const ROWS: bool>(
     rows: usize,
     kc: usize,
     alpha: f32,
     a: *const f32,
     ka: isize,
     b: *const f32,
-    ldb: usize,
     first: bool,
     beta: f32,
     c: *mut f32,
@@ -321,12 +314,13 @@ unsafe fn tail_tile<const ROWS: bool>(
     macro_rules! go {
         ($($r:literal)*) => {
             match rows {
-                $($r => tile::<$r, ROWS>(kc, alpha, a, ka, b, ldb, first, beta, c, rsc, cols),)*
-                _ => unreachable!("a tail has 1..{MR} rows"),
+                $($r => tile::<$r, ROWS>(kc, alpha, a, ka, b, first, beta, c, rsc, cols),)*
+                _ => unreachable!("a tile has 1..={MR} rows"),
             }
         };
     }
-    go!(1 2 3 4 5 6 7 8 9 10 11 12 13);
+    const _: () = assert!(MR == 14, "any_tile lists the row counts 1..=MR");
+    go!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
 }
 
 #[cfg(test)]

@@ -140,6 +140,9 @@ pub struct Workspace<R> {
     /// With [`Transformer::class_inputs`]: each row's (token, segment) class `[N*T]`, each
     /// class's input `[classes, D]`, and its gradient.
     class: Vec<u16>,
+    /// `[classes]` each class's token and segment.
+    class_tok: Vec<u8>,
+    class_seg: Vec<u8>,
     class_x: Vec<R>,
     class_dx: Vec<R>,
     /// Classes the last forward ran the first block over (0: it ran every row).
@@ -247,6 +250,25 @@ impl Transformer {
             .collect()
     }
 
+    /// `x = tok[tokens] + seg[segs]`, one row per symbol pair (`tmp` is scratch).
+    fn embed<R: Real>(
+        &self,
+        p: &[R],
+        tokens: &[u8],
+        segs: &[u8],
+        x: &mut Vec<R>,
+        tmp: &mut Vec<R>,
+    ) {
+        let len = tokens.len() * self.cfg.dim;
+        grow(x, len);
+        self.tok.forward(p, tokens, x);
+        grow(tmp, len);
+        self.seg.forward(p, segs, tmp);
+        for (a, b) in x[..len].iter_mut().zip(&tmp[..len]) {
+            *a += *b;
+        }
+    }
+
     /// Forward over `n` sequences of `t` tokens (`tokens`, `segs`, `pos` each `[N*T]`), scoring
     /// rows `q_from..T`: logits `[N*Tq, V]` are left in `ws.logits`.
     #[allow(clippy::too_many_arguments)]
@@ -267,7 +289,12 @@ impl Transformer {
         (ws.n, ws.t, ws.q_from) = (n, t, q_from);
         ws.layers.resize_with(nl, LayerCache::default);
         let nc = self.vocab * self.segments;
-        ws.classes = if self.class_inputs && 2 * nc <= n * t && nc <= u16::MAX as usize {
+        ws.classes = if self.class_inputs
+            && 2 * nc <= n * t
+            && nc <= u16::MAX as usize
+            && self.vocab <= 256
+            && self.segments <= 256
+        {
             nc
         } else {
             0
@@ -287,26 +314,26 @@ impl Transformer {
                         (tk as usize * s + sg as usize) as u16
                     }),
             );
-            grow(&mut ws.class_x, nc * d);
-            let (tw, sw) = (self.tok.weight.of(p), self.seg.weight.of(p));
-            for (k, row) in ws.class_x[..nc * d].chunks_exact_mut(d).enumerate() {
-                let (tr, sr) = (
-                    &tw[k / s * d..(k / s + 1) * d],
-                    &sw[k % s * d..(k % s + 1) * d],
-                );
-                for ((x, a), b) in row.iter_mut().zip(tr).zip(sr) {
-                    *x = *a + *b;
-                }
-            }
+            // Class k is token k / S in segment k % S.
+            ws.class_tok.clear();
+            ws.class_tok.extend((0..nc).map(|k| (k / s) as u8));
+            ws.class_seg.clear();
+            ws.class_seg.extend((0..nc).map(|k| (k % s) as u8));
+            self.embed(
+                p,
+                &ws.class_tok,
+                &ws.class_seg,
+                &mut ws.class_x,
+                &mut ws.tmp,
+            );
         } else {
-            let x = &mut ws.layers[0].x_in;
-            grow(x, n * t * d);
-            self.tok.forward(p, &tokens[..n * t], x);
-            grow(&mut ws.tmp, n * t * d);
-            self.seg.forward(p, &segs[..n * t], &mut ws.tmp);
-            for (a, b) in x[..n * t * d].iter_mut().zip(&ws.tmp) {
-                *a += *b;
-            }
+            self.embed(
+                p,
+                &tokens[..n * t],
+                &segs[..n * t],
+                &mut ws.layers[0].x_in,
+                &mut ws.tmp,
+            );
         }
         for (l, blk) in self.blocks.iter().enumerate() {
             let qf = if l + 1 == nl { q_from } else { 0 };
@@ -476,22 +503,8 @@ impl Transformer {
                 }
                 blk.n1
                     .backward(p, &ws.class_x, &lc.r1, &ws.dh, nc, grad, cdx);
-                let s = self.segments;
-                for (k, row) in cdx.chunks_exact(d).enumerate() {
-                    let (v, sg) = (k / s, k % s);
-                    for (g, x) in self.tok.weight.of_mut(grad)[v * d..(v + 1) * d]
-                        .iter_mut()
-                        .zip(row)
-                    {
-                        *g += *x;
-                    }
-                    for (g, x) in self.seg.weight.of_mut(grad)[sg * d..(sg + 1) * d]
-                        .iter_mut()
-                        .zip(row)
-                    {
-                        *g += *x;
-                    }
-                }
+                self.tok.backward(&ws.class_tok, cdx, grad);
+                self.seg.backward(&ws.class_seg, cdx, grad);
                 return sums;
             }
             grow(&mut ws.dx_in, n * t * d);
