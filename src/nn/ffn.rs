@@ -57,6 +57,38 @@ pub fn gelu_and_grad<R: Real>(z: R) -> (R, R) {
     (val, grad)
 }
 
+simd_dispatch!(geglu_forward, geglu_forward_avx2, geglu_forward_generic, (ug: &[R], act: &mut [R], f: usize));
+simd_dispatch!(geglu_backward, geglu_backward_avx2, geglu_backward_generic, (ug: &[R], dact: &[R], dug: &mut [R], f: usize));
+
+/// `act = gelu(g) * u` row by row, `ug` holding each row's `[g | u]`.
+#[inline(always)]
+fn geglu_forward_generic<R: Real>(ug: &[R], act: &mut [R], f: usize) {
+    for (ug, a) in ug.chunks_exact(2 * f).zip(act.chunks_exact_mut(f)) {
+        let (g, u) = ug.split_at(f);
+        for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
+            *a = gelu_and_grad(g).0 * u;
+        }
+    }
+}
+
+/// `dg = dact u gelu'(g)`, `du = dact gelu(g)`, row by row into `dug`'s `[dg | du]`.
+#[inline(always)]
+fn geglu_backward_generic<R: Real>(ug: &[R], dact: &[R], dug: &mut [R], f: usize) {
+    for ((ug, da), dug) in ug
+        .chunks_exact(2 * f)
+        .zip(dact.chunks_exact(f))
+        .zip(dug.chunks_exact_mut(2 * f))
+    {
+        let (g, u) = ug.split_at(f);
+        let (dg, du) = dug.split_at_mut(f);
+        for ((((dg, du), &g), &u), &da) in dg.iter_mut().zip(du).zip(g).zip(u).zip(da) {
+            let (gv, gd) = gelu_and_grad(g);
+            *dg = da * u * gd;
+            *du = da * gv;
+        }
+    }
+}
+
 impl GatedFfn {
     /// Registers `{prefix}.w_in.weight` `[2F, D]` and `{prefix}.w_out.weight` `[D, F]`.
     pub fn new(layout: &mut ParamLayout, prefix: &str, dim: usize, hidden: usize) -> GatedFfn {
@@ -88,15 +120,7 @@ impl GatedFfn {
             R::ZERO,
             &mut c.ug,
         );
-        for (ug, a) in c.ug[..n * 2 * f]
-            .chunks_exact(2 * f)
-            .zip(c.act[..n * f].chunks_exact_mut(f))
-        {
-            let (g, u) = ug.split_at(f);
-            for k in 0..f {
-                a[k] = gelu_and_grad(g[k]).0 * u[k];
-            }
-        }
+        geglu_forward(&c.ug[..n * 2 * f], &mut c.act[..n * f], f);
         let w_out = self.w_out.of(p);
         gemm(n, f, d, R::ONE, &c.act, Op::N, w_out, Op::T, R::ZERO, y);
     }
@@ -140,19 +164,12 @@ impl GatedFfn {
             R::ZERO,
             &mut c.dact,
         );
-        for ((ug, da), dug) in c.ug[..n * 2 * f]
-            .chunks_exact(2 * f)
-            .zip(c.dact[..n * f].chunks_exact(f))
-            .zip(c.dug[..n * 2 * f].chunks_exact_mut(2 * f))
-        {
-            let (g, u) = ug.split_at(f);
-            let (dg, du) = dug.split_at_mut(f);
-            for k in 0..f {
-                let (gv, gd) = gelu_and_grad(g[k]);
-                dg[k] = da[k] * u[k] * gd;
-                du[k] = da[k] * gv;
-            }
-        }
+        geglu_backward(
+            &c.ug[..n * 2 * f],
+            &c.dact[..n * f],
+            &mut c.dug[..n * 2 * f],
+            f,
+        );
         gemm(
             2 * f,
             n,

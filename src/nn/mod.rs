@@ -10,6 +10,33 @@
 //! Every kernel is generic over [`Real`] so the same code runs in f32 for speed and in f64 for
 //! finite-difference gradient checks.
 
+// Before the modules, which use it.
+/// Generates `$name` (run-time dispatch) from the generic kernel `$generic`: compiled twice,
+/// for the baseline target and with AVX2 (chosen at run time), without FMA contraction, so both
+/// give the same bits. The generic kernel should be `#[inline(always)]` and take each output
+/// as its own slice (distinct `&mut` arguments are what let its loops vectorise).
+macro_rules! simd_dispatch {
+    ($name:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2<R: Real>($($arg: $ty),*) {
+            $generic($($arg),*)
+        }
+
+        #[inline]
+        fn $name<R: Real>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { $avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
 pub mod act;
 pub mod attention;
 pub mod dense;

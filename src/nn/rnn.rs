@@ -715,29 +715,6 @@ pub(crate) fn col_sum_add<R: Real>(m: &[R], cols: usize, out: &mut [R]) {
 // rows through the row kernel and is compiled twice, for the baseline target and with AVX2
 // (chosen at run time), without FMA contraction, so both give the same bits.
 
-/// Generates `$name` (run-time dispatch) from the generic `$generic` step kernel.
-macro_rules! simd_dispatch {
-    ($name:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn $avx2<R: Real>($($arg: $ty),*) {
-            $generic($($arg),*)
-        }
-
-        #[inline]
-        fn $name<R: Real>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    return unsafe { $avx2($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
 simd_dispatch!(lstm_step_forward, lstm_step_forward_avx2, lstm_step_forward_generic, (a: &mut [R], c_prev: &[R], c_next: &mut [R], h_next: &mut [R], h: usize));
 simd_dispatch!(lstm_step_backward, lstm_step_backward_avx2, lstm_step_backward_generic, (a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R], h: usize));
 simd_dispatch!(gru_step_forward, gru_step_forward_avx2, gru_step_forward_generic, (a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R], h: usize));
