@@ -236,6 +236,91 @@ fn softmax_in_place<R: Real>(s: &mut [R]) {
     }
 }
 
+simd_dispatch!(scores_to_probs, scores_to_probs_avx2, scores_to_probs_generic, (pre: &mut [R], probs: &mut [R], kinds: &[u8], hb: &[R], ln_k: &[R], c_h: R, t: usize, q_from: usize));
+simd_dispatch!(probs_backward, probs_backward_avx2, probs_backward_generic, (dp: &mut [R], probs: &[R], pre: &[R], kinds: &[u8], ln_k: &[R], c_h: R, t: usize, q_from: usize, dbias: &mut [R; BUCKETS], dc: &mut R));
+
+/// One head of one sequence, forward: `pre [Tq, T]` holds `Q K^T / sqrt(dh)` and becomes the
+/// biased scores (0 where masked or in the future); `probs` gets the softmax of the scores
+/// times `c_h ln(keys)` per row, over the row's keys up to its own position.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scores_to_probs_generic<R: Real>(
+    pre: &mut [R],
+    probs: &mut [R],
+    kinds: &[u8],
+    hb: &[R],
+    ln_k: &[R],
+    c_h: R,
+    t: usize,
+    q_from: usize,
+) {
+    for (r, (((pre, pr), kinds), &ln)) in pre
+        .chunks_exact_mut(t)
+        .zip(probs.chunks_exact_mut(t))
+        .zip(kinds.chunks_exact(t))
+        .zip(ln_k)
+        .enumerate()
+    {
+        let lam = c_h * ln;
+        for ((x, y), &kind) in pre.iter_mut().zip(pr.iter_mut()).zip(kinds) {
+            (*x, *y) = match kind {
+                FUTURE => (R::ZERO, R::ZERO),
+                MASKED => (R::ZERO, masked()),
+                k => {
+                    let v = *x + hb[k as usize];
+                    (v, v * lam)
+                }
+            };
+        }
+        softmax_in_place(&mut pr[..=q_from + r]);
+    }
+}
+
+/// One head of one sequence, backward through [`scores_to_probs_generic`]: `dp [Tq, T]` holds
+/// the gradient of the probabilities and becomes that of `Q K^T / sqrt(dh)`; the bias and
+/// `c_h` gradients are added into `dbias` and `dc`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn probs_backward_generic<R: Real>(
+    dp: &mut [R],
+    probs: &[R],
+    pre: &[R],
+    kinds: &[u8],
+    ln_k: &[R],
+    c_h: R,
+    t: usize,
+    q_from: usize,
+    dbias: &mut [R; BUCKETS],
+    dc: &mut R,
+) {
+    for (r, (((da, pr), pre), (kinds, &ln_i))) in dp
+        .chunks_exact_mut(t)
+        .zip(probs.chunks_exact(t))
+        .zip(pre.chunks_exact(t))
+        .zip(kinds.chunks_exact(t).zip(ln_k))
+        .enumerate()
+    {
+        let i = q_from + r;
+        let lam = c_h * ln_i;
+        let mut sum = R::ZERO;
+        for (&a, &g) in pr[..=i].iter().zip(&da[..=i]) {
+            sum += a * g;
+        }
+        let mut dlam = R::ZERO;
+        for (((g, &a), &x), &kind) in da.iter_mut().zip(pr).zip(pre).zip(kinds) {
+            if kind >= MASKED {
+                *g = R::ZERO;
+                continue;
+            }
+            let ds = a * (*g - sum);
+            dlam += ds * x;
+            *g = ds * lam;
+            dbias[kind as usize] += *g;
+        }
+        *dc += dlam * ln_i;
+    }
+}
+
 impl RelSelfAttention {
     /// Registers `{prefix}.qkv.weight` `[3D, D]`, `{prefix}.o.weight` `[D, D]`,
     /// `{prefix}.bias` `[H, 6]` and `{prefix}.c` `[H]` (the names of the PyTorch reference).
@@ -492,23 +577,8 @@ impl RelSelfAttention {
                     t,
                 );
                 let hb = &bias[hd * BUCKETS..(hd + 1) * BUCKETS];
-                for r in 0..tq {
-                    let lam = cs[hd] * c.ln_k[b * tq + r];
-                    let kinds = &bk[r * t..(r + 1) * t];
-                    let pre = &mut pre[r * t..(r + 1) * t];
-                    let pr = &mut probs[r * t..(r + 1) * t];
-                    for ((x, y), &kind) in pre.iter_mut().zip(pr.iter_mut()).zip(kinds) {
-                        (*x, *y) = match kind {
-                            FUTURE => (R::ZERO, R::ZERO),
-                            MASKED => (R::ZERO, masked()),
-                            k => {
-                                let v = *x + hb[k as usize];
-                                (v, v * lam)
-                            }
-                        };
-                    }
-                    softmax_in_place(&mut pr[..=q_from + r]);
-                }
+                let ln_k = &c.ln_k[b * tq..(b + 1) * tq];
+                scores_to_probs(pre, probs, bk, hb, ln_k, cs[hd], t, q_from);
                 gemm_strided(
                     tq,
                     t,
@@ -637,30 +707,10 @@ impl RelSelfAttention {
                 );
                 dbias.fill(R::ZERO);
                 let mut dc = R::ZERO;
-                for r in 0..tq {
-                    let i = q_from + r;
-                    let ln_i = c.ln_k[b * tq + r];
-                    let lam = c_h * ln_i;
-                    let (pr, pre) = (&probs[r * t..(r + 1) * t], &pre[r * t..(r + 1) * t]);
-                    let kinds = &bk[r * t..(r + 1) * t];
-                    let da = &mut dp[r * t..(r + 1) * t];
-                    let mut sum = R::ZERO;
-                    for (&a, &g) in pr[..=i].iter().zip(&da[..=i]) {
-                        sum += a * g;
-                    }
-                    let mut dlam = R::ZERO;
-                    for (((g, &a), &x), &kind) in da.iter_mut().zip(pr).zip(pre).zip(kinds) {
-                        if kind >= MASKED {
-                            *g = R::ZERO;
-                            continue;
-                        }
-                        let ds = a * (*g - sum);
-                        dlam += ds * x;
-                        *g = ds * lam;
-                        dbias[kind as usize] += *g;
-                    }
-                    dc += dlam * ln_i;
-                }
+                let ln_k = &c.ln_k[b * tq..(b + 1) * tq];
+                probs_backward(
+                    dp, probs, pre, bk, ln_k, c_h, t, q_from, &mut dbias, &mut dc,
+                );
                 for (g, v) in self.bias.of_mut(grad)[hd * BUCKETS..(hd + 1) * BUCKETS]
                     .iter_mut()
                     .zip(&dbias)

@@ -19,11 +19,13 @@ macro_rules! simd_dispatch {
     ($name:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
         unsafe fn $avx2<R: Real>($($arg: $ty),*) {
             $generic($($arg),*)
         }
 
         #[inline]
+        #[allow(clippy::too_many_arguments)]
         fn $name<R: Real>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
