@@ -25,8 +25,10 @@ pub struct GatedFfn {
 /// Activations kept for backward, and backward scratch; grows on demand.
 #[derive(Clone, Debug, Default)]
 pub struct FfnCache<R> {
-    /// `[N, 2F]`: gate then up projections.
+    /// `[N, 2F]`: gelu(gate) then up projections (the gate itself is overwritten).
     ug: Vec<R>,
+    /// `[N, F]`: gelu'(gate), kept so backward evaluates no tanh.
+    gd: Vec<R>,
     /// `[N, F]`: gelu(g) * u.
     act: Vec<R>,
     /// `[N, F]` then `[N, 2F]` backward scratch.
@@ -57,32 +59,42 @@ pub fn gelu_and_grad<R: Real>(z: R) -> (R, R) {
     (val, grad)
 }
 
-simd_dispatch!(geglu_forward, geglu_forward_avx2, geglu_forward_generic, (ug: &[R], act: &mut [R], f: usize));
-simd_dispatch!(geglu_backward, geglu_backward_avx2, geglu_backward_generic, (ug: &[R], dact: &[R], dug: &mut [R], f: usize));
+simd_dispatch!(geglu_forward, geglu_forward_avx2, geglu_forward_generic, (ug: &mut [R], gd: &mut [R], act: &mut [R], f: usize));
+simd_dispatch!(geglu_backward, geglu_backward_avx2, geglu_backward_generic, (ug: &[R], gd: &[R], dact: &[R], dug: &mut [R], f: usize));
 
-/// `act = gelu(g) * u` row by row, `ug` holding each row's `[g | u]`.
+/// Row by row, `ug` holding each row's `[g | u]`: `act = gelu(g) * u`, `gd = gelu'(g)`, and
+/// `g` replaced by `gelu(g)`.
 #[inline(always)]
-fn geglu_forward_generic<R: Real>(ug: &[R], act: &mut [R], f: usize) {
-    for (ug, a) in ug.chunks_exact(2 * f).zip(act.chunks_exact_mut(f)) {
-        let (g, u) = ug.split_at(f);
-        for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
-            *a = gelu_and_grad(g).0 * u;
+fn geglu_forward_generic<R: Real>(ug: &mut [R], gd: &mut [R], act: &mut [R], f: usize) {
+    for ((ug, gd), a) in ug
+        .chunks_exact_mut(2 * f)
+        .zip(gd.chunks_exact_mut(f))
+        .zip(act.chunks_exact_mut(f))
+    {
+        let (g, u) = ug.split_at_mut(f);
+        for (((a, g), gd), &u) in a.iter_mut().zip(g).zip(gd).zip(&*u) {
+            let (gv, gdv) = gelu_and_grad(*g);
+            (*g, *gd) = (gv, gdv);
+            *a = gv * u;
         }
     }
 }
 
-/// `dg = dact u gelu'(g)`, `du = dact gelu(g)`, row by row into `dug`'s `[dg | du]`.
+/// `dg = dact u gelu'(g)`, `du = dact gelu(g)`, row by row into `dug`'s `[dg | du]`, from the
+/// forward's `[gelu(g) | u]` and `gelu'(g)`.
 #[inline(always)]
-fn geglu_backward_generic<R: Real>(ug: &[R], dact: &[R], dug: &mut [R], f: usize) {
-    for ((ug, da), dug) in ug
+fn geglu_backward_generic<R: Real>(ug: &[R], gd: &[R], dact: &[R], dug: &mut [R], f: usize) {
+    for (((ug, gd), da), dug) in ug
         .chunks_exact(2 * f)
+        .zip(gd.chunks_exact(f))
         .zip(dact.chunks_exact(f))
         .zip(dug.chunks_exact_mut(2 * f))
     {
-        let (g, u) = ug.split_at(f);
+        let (gv, u) = ug.split_at(f);
         let (dg, du) = dug.split_at_mut(f);
-        for ((((dg, du), &g), &u), &da) in dg.iter_mut().zip(du).zip(g).zip(u).zip(da) {
-            let (gv, gd) = gelu_and_grad(g);
+        for (((((dg, du), &gv), &gd), &u), &da) in
+            dg.iter_mut().zip(du).zip(gv).zip(gd).zip(u).zip(da)
+        {
             *dg = da * u * gd;
             *du = da * gv;
         }
@@ -106,6 +118,7 @@ impl GatedFfn {
     pub fn forward<R: Real>(&self, p: &[R], x: &[R], n: usize, c: &mut FfnCache<R>, y: &mut [R]) {
         let (d, f) = (self.dim, self.hidden);
         grow(&mut c.ug, n * 2 * f);
+        grow(&mut c.gd, n * f);
         grow(&mut c.act, n * f);
         let w_in = self.w_in.of(p);
         gemm(
@@ -120,7 +133,12 @@ impl GatedFfn {
             R::ZERO,
             &mut c.ug,
         );
-        geglu_forward(&c.ug[..n * 2 * f], &mut c.act[..n * f], f);
+        geglu_forward(
+            &mut c.ug[..n * 2 * f],
+            &mut c.gd[..n * f],
+            &mut c.act[..n * f],
+            f,
+        );
         let w_out = self.w_out.of(p);
         gemm(n, f, d, R::ONE, &c.act, Op::N, w_out, Op::T, R::ZERO, y);
     }
@@ -166,6 +184,7 @@ impl GatedFfn {
         );
         geglu_backward(
             &c.ug[..n * 2 * f],
+            &c.gd[..n * f],
             &c.dact[..n * f],
             &mut c.dug[..n * 2 * f],
             f,

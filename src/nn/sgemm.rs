@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 /// Rows of C per register tile.
 const MR: usize = 14;
 /// Columns of C per register tile (two 16-lane vectors).
-const NR: usize = 32;
+pub const NR: usize = 32;
 /// Rows of B packed at a time. A `KC x NR` strip is 32 KiB: it streams from L2 with the
 /// prefetches below, while the tile's panel of A (14 KiB) stays in L1. 256 measured 1.1-1.2x
 /// 128 where k is 512 or more (fewer passes over C), the same elsewhere.
@@ -89,6 +89,66 @@ pub unsafe fn sgemm(
         return;
     }
     matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+}
+
+/// `C (+)= A @ B` (accumulate when `accumulate`, else overwrite) for a B packed once and reused
+/// (a recurrent layer's weights, `packed::PackedB`): `NR`-column strips of all `k` rows, strip
+/// `s` at `packed + s k NR`, the last zero-padded. A is row-major `[m, k]` (row stride `lda`),
+/// C row-major `[m, n]` (row stride `ldc`). The same tiles and prefetches as [`sgemm`], with `k`
+/// in one block; each element of C is summed over k in increasing order.
+///
+/// # Safety
+/// The CPU must have AVX-512 ([`available`]); the pointers must describe valid matrices of
+/// those shapes (`packed` holds `n.div_ceil(NR) * k * NR` values); C must not overlap A or B.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn sgemm_prepacked(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    lda: usize,
+    packed: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                std::ptr::write_bytes(c.add(i * ldc), 0, n);
+            }
+        }
+        return;
+    }
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let mut i = 0;
+    while i < m {
+        let rows = MR.min(m - i);
+        let a_panel = a.add(i * lda);
+        let mut j = 0;
+        while j < n {
+            let cols = NR.min(n - j);
+            let strip = packed.add(j * k);
+            let c_tile = c.add(i * ldc + j);
+            any_tile::<true>(
+                rows,
+                k,
+                1.0,
+                a_panel,
+                lda as isize,
+                strip,
+                true,
+                beta,
+                c_tile,
+                ldc as isize,
+                cols,
+            );
+            j += NR;
+        }
+        i += MR;
+    }
 }
 
 /// Blocks over k; packs each `KC`-row block of B into `NR`-column strips (the last padded with
