@@ -80,17 +80,25 @@ impl<R: Real> PackedB<R> {
         self.nr = nr;
         self.data.clear();
         self.data.resize(panels * k * nr, R::ZERO);
-        for p in 0..panels {
-            let base = p * k * nr;
-            for kk in 0..k {
-                let row = &mut self.data[base + kk * nr..base + (kk + 1) * nr];
-                for (jj, slot) in row.iter_mut().enumerate() {
-                    let j = p * nr + jj;
-                    if j < n {
-                        *slot = match op {
-                            Op::N => b[kk * n + j],
-                            Op::T => b[j * k + kk],
-                        };
+        if k == 0 {
+            return;
+        }
+        // Loops ordered so the reads are contiguous (this ran once per training step per
+        // layer, and as an element-by-element loop took 4% of an LSTM training step).
+        for (p, panel) in self.data.chunks_exact_mut(k * nr).enumerate() {
+            let (j0, w) = (p * nr, nr.min(n - p * nr));
+            match op {
+                Op::N => {
+                    for (kk, row) in panel.chunks_exact_mut(nr).enumerate() {
+                        row[..w].copy_from_slice(&b[kk * n + j0..kk * n + j0 + w]);
+                    }
+                }
+                Op::T => {
+                    for jj in 0..w {
+                        let col = &b[(j0 + jj) * k..(j0 + jj + 1) * k];
+                        for (row, &v) in panel.chunks_exact_mut(nr).zip(col) {
+                            row[jj] = v;
+                        }
                     }
                 }
             }
