@@ -3,8 +3,10 @@
 //! A recurrent layer multiplies by the same `weight_hh` at every time step. A general GEMM
 //! (`matrixmultiply`) repacks that matrix on every call, which cost about a fifth of a training
 //! step; here it is packed once per training step into column panels of `NR` (32 with AVX-512,
-//! 16 otherwise, zero-padded), and a register-tiled micro-kernel (6 rows x `NR` columns, FMA)
-//! streams the panels. `gemm_packed_ref` is the plain reference twin.
+//! 16 otherwise, zero-padded). With AVX-512 the panels are the strips `sgemm`'s tiles stream
+//! (14 rows x 32 columns, prefetching), run by [`super::sgemm::sgemm_prepacked`]; with AVX2 a
+//! register-tiled micro-kernel here (6 rows x 16 columns, FMA) streams them.
+//! `gemm_packed_ref` is the plain reference twin.
 //!
 //! Shapes: `a` `[M, K]` row-major, the packed matrix is `[K, N]`, `c` `[M, N]` row-major.
 
@@ -37,7 +39,15 @@ enum Isa {
 fn isa() -> Isa {
     static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *CHOSEN.get_or_init(|| {
-        let best = detect();
+        let mut best = detect();
+        // The AVX-512 path runs sgemm's tiles: `SEQCALC_NO_AVX512` turns it off here too.
+        if best == Isa::Avx512 && !super::sgemm::available() {
+            best = if has_avx2_fma() {
+                Isa::Avx2
+            } else {
+                Isa::Generic
+            };
+        }
         match std::env::var("SEQCALC_KERNEL").as_deref() {
             Ok("generic") => Isa::Generic,
             Ok("avx2") if best != Isa::Generic => Isa::Avx2,
@@ -52,12 +62,22 @@ fn detect() -> Isa {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return Isa::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if has_avx2_fma() {
             return Isa::Avx2;
         }
     }
     Isa::Generic
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl<R: Real> PackedB<R> {

@@ -27,14 +27,16 @@ const MR: usize = 14;
 /// Columns of C per register tile (two 16-lane vectors).
 pub const NR: usize = 32;
 /// Rows of B packed at a time. A `KC x NR` strip is 32 KiB: it streams from L2 with the
-/// prefetches below, while the tile's panel of A (14 KiB) stays in L1. 256 measured 1.1-1.2x
+/// prefetches below, while the tile's panel of A (14 KiB) stays in L1 ([`sgemm_prepacked`]
+/// does not block k: with a recurrent layer's k of 128-512 its panels are 7-28 KiB). 256 measured 1.1-1.2x
 /// 128 where k is 512 or more (fewer passes over C), the same elsewhere.
 const KC: usize = 256;
 /// How far ahead in a B strip (in floats: eight steps of k) the tile prefetches into L1.
 /// Prefetching measured 1.1-1.2x on the transformer's and LSTM's shapes.
 const PF: usize = NR * 8;
-/// A stored transposed with a column stride above this is copied panel by panel: its `KC`
-/// steps of k would otherwise touch `KC` lines on as many pages, for every strip of B.
+/// A stored transposed with a column stride above this is copied panel by panel: each of its
+/// `KC` steps of k would otherwise touch a new cache line (and, from a stride of 1024, a new
+/// page), for every strip of B.
 const FAR: isize = 64;
 
 thread_local! {
@@ -174,9 +176,10 @@ unsafe fn sgemm_avx512(
     pack_a: &mut Vec<f32>,
 ) {
     let np = n.div_ceil(NR) * NR;
-    // A is read in place when it is stored transposed (a panel's values of one k adjacent) or
-    // row-major (each row's values adjacent over k); only other strides are packed, k-major,
-    // `MR` values per k.
+    // A is read in place when it is row-major (each row's values adjacent over k) or stored
+    // transposed with a short stride (a panel's values of one k adjacent); transposed with a
+    // stride above `FAR`, and other strides, it is copied panel by panel, k-major, `MR` values
+    // per k.
     let a_rows = csa == 1 && rsa != 1;
     let a_in_place = rsa == 1 || a_rows;
     if !a_in_place || (rsa == 1 && csa > FAR) {
@@ -199,7 +202,12 @@ unsafe fn sgemm_avx512(
                     let from = src.offset(kk as isize * rsb);
                     let to = row.as_mut_ptr();
                     _mm512_storeu_ps(to, _mm512_maskz_loadu_ps(m0, from));
-                    _mm512_storeu_ps(to.add(16), _mm512_maskz_loadu_ps(m1, from.add(16)));
+                    let hi = if m1 == 0 {
+                        _mm512_setzero_ps()
+                    } else {
+                        _mm512_maskz_loadu_ps(m1, from.add(16))
+                    };
+                    _mm512_storeu_ps(to.add(16), hi);
                 }
             } else if rsb == 1 {
                 pack_transposed(src, csb, w, kc, strip);
@@ -371,8 +379,8 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
             *p = a.offset(r as isize * ka);
         }
         for kk in 0..kc {
-            _mm_prefetch::<_MM_HINT_T0>(bp.add(PF) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(bp.add(PF + 16) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             for (acc_r, p) in acc.iter_mut().zip(&rows) {
@@ -385,8 +393,8 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
     } else {
         let mut ap = a;
         for _ in 0..kc {
-            _mm_prefetch::<_MM_HINT_T0>(bp.add(PF) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(bp.add(PF + 16) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             for (r, acc_r) in acc.iter_mut().enumerate() {
