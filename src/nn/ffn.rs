@@ -60,6 +60,7 @@ pub fn gelu_and_grad<R: Real>(z: R) -> (R, R) {
 }
 
 simd_dispatch!(geglu_forward, geglu_forward_avx2, geglu_forward_generic, (ug: &mut [R], gd: &mut [R], act: &mut [R], f: usize));
+simd_dispatch!(geglu_act, geglu_act_avx2, geglu_act_generic, (ug: &[R], act: &mut [R], f: usize));
 simd_dispatch!(geglu_backward, geglu_backward_avx2, geglu_backward_generic, (ug: &[R], gd: &[R], dact: &[R], dug: &mut [R], f: usize));
 
 /// Row by row, `ug` holding each row's `[g | u]`: `act = gelu(g) * u`, `gd = gelu'(g)`, and
@@ -76,6 +77,17 @@ fn geglu_forward_generic<R: Real>(ug: &mut [R], gd: &mut [R], act: &mut [R], f: 
             let (gv, gdv) = gelu_and_grad(*g);
             (*g, *gd) = (gv, gdv);
             *a = gv * u;
+        }
+    }
+}
+
+/// `act = gelu(g) * u` row by row, `ug` holding each row's `[g | u]` (left as it is).
+#[inline(always)]
+fn geglu_act_generic<R: Real>(ug: &[R], act: &mut [R], f: usize) {
+    for (ug, a) in ug.chunks_exact(2 * f).zip(act.chunks_exact_mut(f)) {
+        let (g, u) = ug.split_at(f);
+        for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
+            *a = gelu_and_grad(g).0 * u;
         }
     }
 }
@@ -114,11 +126,28 @@ impl GatedFfn {
         }
     }
 
-    /// `y [N, D]` (overwritten) from `x [N, D]`.
+    /// `y [N, D]` (overwritten) from `x [N, D]`, keeping in `c` what [`Self::backward`] needs.
     pub fn forward<R: Real>(&self, p: &[R], x: &[R], n: usize, c: &mut FfnCache<R>, y: &mut [R]) {
+        self.run(p, x, n, c, y, true);
+    }
+
+    /// `y [N, D]` (overwritten) from `x [N, D]` with no backward to follow (decoding): the
+    /// same values as [`Self::forward`], without `gelu'`.
+    pub fn infer<R: Real>(&self, p: &[R], x: &[R], n: usize, c: &mut FfnCache<R>, y: &mut [R]) {
+        self.run(p, x, n, c, y, false);
+    }
+
+    fn run<R: Real>(
+        &self,
+        p: &[R],
+        x: &[R],
+        n: usize,
+        c: &mut FfnCache<R>,
+        y: &mut [R],
+        for_backward: bool,
+    ) {
         let (d, f) = (self.dim, self.hidden);
         grow(&mut c.ug, n * 2 * f);
-        grow(&mut c.gd, n * f);
         grow(&mut c.act, n * f);
         let w_in = self.w_in.of(p);
         gemm(
@@ -133,12 +162,17 @@ impl GatedFfn {
             R::ZERO,
             &mut c.ug,
         );
-        geglu_forward(
-            &mut c.ug[..n * 2 * f],
-            &mut c.gd[..n * f],
-            &mut c.act[..n * f],
-            f,
-        );
+        if for_backward {
+            grow(&mut c.gd, n * f);
+            geglu_forward(
+                &mut c.ug[..n * 2 * f],
+                &mut c.gd[..n * f],
+                &mut c.act[..n * f],
+                f,
+            );
+        } else {
+            geglu_act(&c.ug[..n * 2 * f], &mut c.act[..n * f], f);
+        }
         let w_out = self.w_out.of(p);
         gemm(n, f, d, R::ONE, &c.act, Op::N, w_out, Op::T, R::ZERO, y);
     }
@@ -271,5 +305,22 @@ mod tests {
             "ffn weights",
         );
         gradcheck::check(&x, &dx, &all(x.len()), 1e-6, |xx| loss(&p, xx), "ffn input");
+    }
+
+    #[test]
+    fn infer_gives_forwards_output_bit_for_bit() {
+        let mut layout = ParamLayout::default();
+        let ffn = GatedFfn::new(&mut layout, "blocks.0", 16, 40);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let p: Vec<f32> = (0..layout.total)
+            .map(|_| rng.random_range(-0.7..0.7))
+            .collect();
+        let n = 5;
+        let x: Vec<f32> = (0..n * 16).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let (mut y1, mut y2) = (vec![0.0f32; n * 16], vec![0.0f32; n * 16]);
+        ffn.forward(&p, &x, n, &mut FfnCache::default(), &mut y1);
+        ffn.infer(&p, &x, n, &mut FfnCache::default(), &mut y2);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y1), bits(&y2));
     }
 }

@@ -207,101 +207,82 @@ mod x86 {
         }
     }
 
-    /// A `ROWS x NR` register tile (`NR` = 2 vectors of `$lanes`): `c (+)= a @ panel`.
-    macro_rules! tile {
-        ($name:ident, $feat:literal, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $store:ident) => {
-            #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = $feat)]
-            unsafe fn $name<const ROWS: usize>(
-                k: usize,
-                a: *const f32,
-                lda: usize,
-                panel: *const f32,
-                c: *mut f32,
-                ldc: usize,
-                ncols: usize,
-                accumulate: bool,
-            ) {
-                const NR: usize = 2 * $lanes;
-                let mut acc = [[$zero(); 2]; ROWS];
-                for kk in 0..k {
-                    let w0 = $load(panel.add(kk * NR));
-                    let w1 = $load(panel.add(kk * NR + $lanes));
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = $set1(*a.add(r * lda + kk));
-                        row[0] = $fmadd(av, w0, row[0]);
-                        row[1] = $fmadd(av, w1, row[1]);
-                    }
-                }
-                for (r, row) in acc.iter().enumerate() {
-                    let cr = c.add(r * ldc);
-                    if ncols == NR {
-                        let (mut v0, mut v1) = (row[0], row[1]);
-                        if accumulate {
-                            v0 = $add(v0, $load(cr));
-                            v1 = $add(v1, $load(cr.add($lanes)));
-                        }
-                        $store(cr, v0);
-                        $store(cr.add($lanes), v1);
-                    } else {
-                        let mut tmp = [0.0f32; NR];
-                        $store(tmp.as_mut_ptr(), row[0]);
-                        $store(tmp.as_mut_ptr().add($lanes), row[1]);
-                        store_row(cr, &tmp, ncols, accumulate);
-                    }
-                }
+    /// Columns per panel: two vectors of 8.
+    const NR: usize = 16;
+
+    /// A `ROWS x NR` register tile: `c (+)= a @ panel`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const ROWS: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        panel: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+        for kk in 0..k {
+            let w0 = _mm256_loadu_ps(panel.add(kk * NR));
+            let w1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*a.add(r * lda + kk));
+                row[0] = _mm256_fmadd_ps(av, w0, row[0]);
+                row[1] = _mm256_fmadd_ps(av, w1, row[1]);
             }
-        };
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let cr = c.add(r * ldc);
+            if ncols == NR {
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr.add(8)));
+                }
+                _mm256_storeu_ps(cr, v0);
+                _mm256_storeu_ps(cr.add(8), v1);
+            } else {
+                let mut tmp = [0.0f32; NR];
+                _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+                store_row(cr, &tmp, ncols, accumulate);
+            }
+        }
     }
 
-    tile!(
-        tile_avx2,
-        "avx2,fma",
-        8,
-        _mm256_setzero_ps,
-        _mm256_loadu_ps,
-        _mm256_set1_ps,
-        _mm256_fmadd_ps,
-        _mm256_add_ps,
-        _mm256_storeu_ps
-    );
-
-    macro_rules! driver {
-        ($name:ident, $tile:ident, $nr:expr, $feat:literal) => {
-            #[target_feature(enable = $feat)]
-            pub unsafe fn $name(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: &[f32],
-                data: &[f32],
-                c: &mut [f32],
-                accumulate: bool,
-            ) {
-                let (ap, cp, dp) = (a.as_ptr(), c.as_mut_ptr(), data.as_ptr());
-                for p in 0..n.div_ceil($nr) {
-                    let panel = dp.add(p * k * $nr);
-                    let ncols = ($nr).min(n - p * $nr);
-                    let mut i = 0;
-                    while i < m {
-                        let rows = MR.min(m - i);
-                        let (ai, ci) = (ap.add(i * k), cp.add(i * n + p * $nr));
-                        match rows {
-                            6 => $tile::<6>(k, ai, k, panel, ci, n, ncols, accumulate),
-                            5 => $tile::<5>(k, ai, k, panel, ci, n, ncols, accumulate),
-                            4 => $tile::<4>(k, ai, k, panel, ci, n, ncols, accumulate),
-                            3 => $tile::<3>(k, ai, k, panel, ci, n, ncols, accumulate),
-                            2 => $tile::<2>(k, ai, k, panel, ci, n, ncols, accumulate),
-                            _ => $tile::<1>(k, ai, k, panel, ci, n, ncols, accumulate),
-                        }
-                        i += rows;
-                    }
+    /// `c [m, n] (+)= a [m, k] @ B`, B packed in `NR`-column panels (`data`).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm_avx2(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        data: &[f32],
+        c: &mut [f32],
+        accumulate: bool,
+    ) {
+        let (ap, cp, dp) = (a.as_ptr(), c.as_mut_ptr(), data.as_ptr());
+        for p in 0..n.div_ceil(NR) {
+            let panel = dp.add(p * k * NR);
+            let ncols = NR.min(n - p * NR);
+            let mut i = 0;
+            while i < m {
+                let rows = MR.min(m - i);
+                let (ai, ci) = (ap.add(i * k), cp.add(i * n + p * NR));
+                match rows {
+                    6 => tile::<6>(k, ai, k, panel, ci, n, ncols, accumulate),
+                    5 => tile::<5>(k, ai, k, panel, ci, n, ncols, accumulate),
+                    4 => tile::<4>(k, ai, k, panel, ci, n, ncols, accumulate),
+                    3 => tile::<3>(k, ai, k, panel, ci, n, ncols, accumulate),
+                    2 => tile::<2>(k, ai, k, panel, ci, n, ncols, accumulate),
+                    _ => tile::<1>(k, ai, k, panel, ci, n, ncols, accumulate),
                 }
+                i += rows;
             }
-        };
+        }
     }
-
-    driver!(gemm_avx2, tile_avx2, 16, "avx2,fma");
 }
 
 #[cfg(test)]

@@ -128,28 +128,60 @@ pub unsafe fn sgemm_prepacked(
     let mut i = 0;
     while i < m {
         let rows = MR.min(m - i);
-        let a_panel = a.add(i * lda);
-        let mut j = 0;
-        while j < n {
-            let cols = NR.min(n - j);
-            let strip = packed.add(j * k);
-            let c_tile = c.add(i * ldc + j);
-            any_tile::<true>(
-                rows,
-                k,
-                1.0,
-                a_panel,
-                lda as isize,
-                strip,
-                true,
-                beta,
-                c_tile,
-                ldc as isize,
-                cols,
-            );
-            j += NR;
-        }
+        panel_times_strips::<true>(
+            rows,
+            k,
+            1.0,
+            a.add(i * lda),
+            lda as isize,
+            packed,
+            n,
+            true,
+            beta,
+            c.add(i * ldc),
+            ldc as isize,
+        );
         i += MR;
+    }
+}
+
+/// The tiles of one panel of C (`rows` rows): that panel of A (see [`tile`] for `ka` and
+/// `ROWS`) times every strip of a block of B packed in strips of `kc` rows of k (strip `s` at
+/// `strips + s kc NR`), `n` columns in all.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn panel_times_strips<const ROWS: bool>(
+    rows: usize,
+    kc: usize,
+    alpha: f32,
+    a_panel: *const f32,
+    ka: isize,
+    strips: *const f32,
+    n: usize,
+    first: bool,
+    beta: f32,
+    c_panel: *mut f32,
+    rsc: isize,
+) {
+    let mut j = 0;
+    while j < n {
+        let cols = NR.min(n - j);
+        any_tile::<ROWS>(
+            rows,
+            kc,
+            alpha,
+            a_panel,
+            ka,
+            strips.add(j * kc),
+            first,
+            beta,
+            c_panel.add(j),
+            rsc,
+            cols,
+        );
+        j += NR;
     }
 }
 
@@ -181,8 +213,8 @@ unsafe fn sgemm_avx512(
     // stride above `FAR`, and other strides, it is copied panel by panel, k-major, `MR` values
     // per k.
     let a_rows = csa == 1 && rsa != 1;
-    let a_in_place = rsa == 1 || a_rows;
-    if !a_in_place || (rsa == 1 && csa > FAR) {
+    let a_copied = !(a_rows || (rsa == 1 && csa <= FAR));
+    if a_copied {
         pack_a.resize(KC.min(k) * MR, 0.0);
     }
     pack.resize(KC.min(k) * np, 0.0);
@@ -233,38 +265,53 @@ unsafe fn sgemm_avx512(
             let mut a_panel = a.offset(i as isize * rsa + k0 as isize * csa);
             // The tile's step through A: along k (A transposed), or between rows (row-major).
             let mut ka = if a_rows { rsa } else { csa };
-            if rsa == 1 && csa > FAR {
-                // Each k's `rows` values are adjacent: one masked copy per k.
-                let mask = masks(rows).0;
-                for kk in 0..kc {
-                    let v = _mm512_maskz_loadu_ps(mask, a_panel.offset(kk as isize * csa));
-                    _mm512_mask_storeu_ps(pack_a.as_mut_ptr().add(kk * MR), mask, v);
-                }
-                (a_panel, ka) = (pack_a.as_ptr(), MR as isize);
-            } else if !a_in_place {
-                for r in 0..rows {
-                    let src = a_panel.offset(r as isize * rsa);
+            if a_copied {
+                if rsa == 1 {
+                    // Each k's `rows` values are adjacent: one masked copy per k.
+                    let mask = masks(rows).0;
                     for kk in 0..kc {
-                        pack_a[kk * MR + r] = *src.offset(kk as isize * csa);
+                        let v = _mm512_maskz_loadu_ps(mask, a_panel.offset(kk as isize * csa));
+                        _mm512_mask_storeu_ps(pack_a.as_mut_ptr().add(kk * MR), mask, v);
+                    }
+                } else {
+                    for r in 0..rows {
+                        let src = a_panel.offset(r as isize * rsa);
+                        for kk in 0..kc {
+                            pack_a[kk * MR + r] = *src.offset(kk as isize * csa);
+                        }
                     }
                 }
                 (a_panel, ka) = (pack_a.as_ptr(), MR as isize);
             }
-            let mut j = 0;
-            while j < n {
-                let cols = NR.min(n - j);
-                let c_tile = c.offset(i as isize * rsc + j as isize);
-                let b_strip = pack.as_ptr().add(j * kc);
-                if a_rows {
-                    any_tile::<true>(
-                        rows, kc, alpha, a_panel, ka, b_strip, first, beta, c_tile, rsc, cols,
-                    );
-                } else {
-                    any_tile::<false>(
-                        rows, kc, alpha, a_panel, ka, b_strip, first, beta, c_tile, rsc, cols,
-                    );
-                }
-                j += NR;
+            let c_panel = c.offset(i as isize * rsc);
+            if a_rows {
+                panel_times_strips::<true>(
+                    rows,
+                    kc,
+                    alpha,
+                    a_panel,
+                    ka,
+                    pack.as_ptr(),
+                    n,
+                    first,
+                    beta,
+                    c_panel,
+                    rsc,
+                );
+            } else {
+                panel_times_strips::<false>(
+                    rows,
+                    kc,
+                    alpha,
+                    a_panel,
+                    ka,
+                    pack.as_ptr(),
+                    n,
+                    first,
+                    beta,
+                    c_panel,
+                    rsc,
+                );
             }
             i += MR;
         }

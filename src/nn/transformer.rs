@@ -571,7 +571,7 @@ impl Transformer {
                 *a += *b;
             }
             blk.n2.forward(p, &st.x, n, &mut st.h, &mut st.r);
-            blk.ffn.forward(p, &st.h, n, &mut st.ffn, &mut st.tmp);
+            blk.ffn.infer(p, &st.h, n, &mut st.ffn, &mut st.tmp);
             for (a, b) in st.x[..n * d].iter_mut().zip(&st.tmp) {
                 *a += *b;
             }
