@@ -59,9 +59,9 @@ pub fn gelu_and_grad<R: Real>(z: R) -> (R, R) {
     (val, grad)
 }
 
-simd_dispatch!(geglu_forward, geglu_forward_avx2, geglu_forward_generic, (ug: &mut [R], gd: &mut [R], act: &mut [R], f: usize));
-simd_dispatch!(geglu_act, geglu_act_avx2, geglu_act_generic, (ug: &[R], act: &mut [R], f: usize));
-simd_dispatch!(geglu_backward, geglu_backward_avx2, geglu_backward_generic, (ug: &[R], gd: &[R], dact: &[R], dug: &mut [R], f: usize));
+simd_dispatch!(geglu_forward, geglu_forward_avx512, geglu_forward_avx2, geglu_forward_generic, (ug: &mut [R], gd: &mut [R], act: &mut [R], f: usize));
+simd_dispatch!(geglu_act, geglu_act_avx512, geglu_act_avx2, geglu_act_generic, (ug: &[R], act: &mut [R], f: usize));
+simd_dispatch!(geglu_backward, geglu_backward_avx512, geglu_backward_avx2, geglu_backward_generic, (ug: &[R], gd: &[R], dact: &[R], dug: &mut [R], f: usize));
 
 /// Row by row, `ug` holding each row's `[g | u]`: `act = gelu(g) * u`, `gd = gelu'(g)`, and
 /// `g` replaced by `gelu(g)`.

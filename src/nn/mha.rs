@@ -236,8 +236,8 @@ fn softmax_in_place<R: Real>(s: &mut [R]) {
     }
 }
 
-simd_dispatch!(scores_to_probs, scores_to_probs_avx2, scores_to_probs_generic, (pre: &mut [R], probs: &mut [R], kinds: &[u8], hb: &[R], ln_k: &[R], c_h: R, t: usize, q_from: usize));
-simd_dispatch!(probs_backward, probs_backward_avx2, probs_backward_generic, (dp: &mut [R], probs: &[R], pre: &[R], kinds: &[u8], ln_k: &[R], c_h: R, t: usize, q_from: usize, dbias: &mut [R; BUCKETS], dc: &mut R));
+simd_dispatch!(scores_to_probs, scores_to_probs_avx512, scores_to_probs_avx2, scores_to_probs_generic, (pre: &mut [R], probs: &mut [R], kinds: &[u8], hb: &[R], ln_k: &[R], c_h: R, t: usize, q_from: usize));
+simd_dispatch!(probs_backward, probs_backward_avx512, probs_backward_avx2, probs_backward_generic, (dp: &mut [R], probs: &[R], pre: &[R], kinds: &[u8], ln_k: &[R], c_h: R, t: usize, q_from: usize, dbias: &mut [R; BUCKETS], dc: &mut R));
 
 /// One head of one sequence, forward: `pre [Tq, T]` holds `Q K^T / sqrt(dh)` and becomes the
 /// biased scores (0 where masked or in the future); `probs` gets the softmax of the scores

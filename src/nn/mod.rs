@@ -11,16 +11,25 @@
 //! finite-difference gradient checks.
 
 // Before the modules, which use it.
-/// Generates `$name` (run-time dispatch) from the generic kernel `$generic`: compiled twice,
-/// for the baseline target and with AVX2 (chosen at run time), without FMA contraction, so both
-/// give the same bits. The generic kernel should be `#[inline(always)]` and take each output
-/// as its own slice (distinct `&mut` arguments are what let its loops vectorise).
+/// Generates `$name` (run-time dispatch) from the generic kernel `$generic`: compiled three
+/// times, for the baseline target, with AVX2 and with AVX-512 (chosen at run time by
+/// [`simd_level`]), without FMA contraction, so all give the same bits (the kernels are
+/// elementwise or reduce in a fixed order, which the compiler does not reassociate). The generic
+/// kernel should be `#[inline(always)]` and take each output as its own slice (distinct `&mut`
+/// arguments are what let its loops vectorise).
 macro_rules! simd_dispatch {
-    ($name:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+    ($name:ident, $avx512:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $avx2<R: Real>($($arg: $ty),*) {
+            $generic($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx512<R: Real>($($arg: $ty),*) {
             $generic($($arg),*)
         }
 
@@ -29,14 +38,49 @@ macro_rules! simd_dispatch {
         fn $name<R: Real>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    return unsafe { $avx2($($arg),*) };
+                match $crate::nn::simd_level() {
+                    // SAFETY: `simd_level` reports only instruction sets this CPU has.
+                    $crate::nn::SimdLevel::Avx512 => return unsafe { $avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::nn::SimdLevel::Avx2 => return unsafe { $avx2($($arg),*) },
+                    $crate::nn::SimdLevel::Baseline => {}
                 }
             }
             $generic($($arg),*)
         }
     };
+}
+
+/// The instruction set the elementwise kernels (`simd_dispatch!`) run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// The widest instruction set this CPU has, checked once, lowered by the same switches as the
+/// GEMMs (for benchmarks): `SEQCALC_NO_AVX512` (no AVX-512), `SEQCALC_KERNEL=avx2` or
+/// `SEQCALC_KERNEL=generic`. Every level gives the same bits.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let kernel = std::env::var("SEQCALC_KERNEL");
+            if kernel.as_deref() == Ok("generic") || !is_x86_feature_detected!("avx2") {
+                return SimdLevel::Baseline;
+            }
+            if kernel.as_deref() != Ok("avx2") && sgemm::available() {
+                return SimdLevel::Avx512;
+            }
+            SimdLevel::Avx2
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            SimdLevel::Baseline
+        }
+    })
 }
 
 pub mod act;

@@ -715,12 +715,12 @@ pub(crate) fn col_sum_add<R: Real>(m: &[R], cols: usize, out: &mut [R]) {
 // rows through the row kernel and is compiled twice, for the baseline target and with AVX2
 // (chosen at run time), without FMA contraction, so both give the same bits.
 
-simd_dispatch!(lstm_step_forward, lstm_step_forward_avx2, lstm_step_forward_generic, (a: &mut [R], c_prev: &[R], c_next: &mut [R], h_next: &mut [R], h: usize));
-simd_dispatch!(lstm_step_backward, lstm_step_backward_avx2, lstm_step_backward_generic, (a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R], h: usize));
-simd_dispatch!(gru_step_forward, gru_step_forward_avx2, gru_step_forward_generic, (a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R], h: usize));
-simd_dispatch!(gru_step_backward, gru_step_backward_avx2, gru_step_backward_generic, (a: &[R], hpn: &[R], h_prev: &[R], dh: &mut [R], dz: &mut [R], dzh: &mut [R], h: usize));
-simd_dispatch!(tanh_step_forward, tanh_step_forward_avx2, tanh_step_forward_generic, (a: &mut [R], h_next: &mut [R]));
-simd_dispatch!(tanh_step_backward, tanh_step_backward_avx2, tanh_step_backward_generic, (a: &[R], dh: &[R], dz: &mut [R]));
+simd_dispatch!(lstm_step_forward, lstm_step_forward_avx512, lstm_step_forward_avx2, lstm_step_forward_generic, (a: &mut [R], c_prev: &[R], c_next: &mut [R], h_next: &mut [R], h: usize));
+simd_dispatch!(lstm_step_backward, lstm_step_backward_avx512, lstm_step_backward_avx2, lstm_step_backward_generic, (a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R], h: usize));
+simd_dispatch!(gru_step_forward, gru_step_forward_avx512, gru_step_forward_avx2, gru_step_forward_generic, (a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R], h: usize));
+simd_dispatch!(gru_step_backward, gru_step_backward_avx512, gru_step_backward_avx2, gru_step_backward_generic, (a: &[R], hpn: &[R], h_prev: &[R], dh: &mut [R], dz: &mut [R], dzh: &mut [R], h: usize));
+simd_dispatch!(tanh_step_forward, tanh_step_forward_avx512, tanh_step_forward_avx2, tanh_step_forward_generic, (a: &mut [R], h_next: &mut [R]));
+simd_dispatch!(tanh_step_backward, tanh_step_backward_avx512, tanh_step_backward_avx2, tanh_step_backward_generic, (a: &[R], dh: &[R], dz: &mut [R]));
 
 /// SimpleRNN step: `a` (`[B, H]`) pre-activations -> tanh, copied to `h_next`.
 #[inline(always)]
@@ -1469,5 +1469,126 @@ mod tests {
                 assert!((d - if a == c { 1.0 } else { 0.0 }).abs() < 1e-9);
             }
         }
+    }
+
+    /// The step kernels compiled for the baseline, AVX2 and AVX-512 give the same bits (the
+    /// promise `simd_dispatch!` makes: a run's numbers do not depend on the CPU's vector width).
+    #[test]
+    fn step_kernels_give_the_same_bits_at_every_simd_level() {
+        use rand::Rng;
+        // Runs one compilation of a kernel: 0 = baseline, 1 = AVX2, 2 = AVX-512.
+        macro_rules! at {
+            ($level:expr, $base:ident, $avx2:ident, $avx512:ident, ($($arg:expr),*)) => {
+                match $level {
+                    0 => $base($($arg),*),
+                    // SAFETY: `available_levels` lists only what this CPU runs.
+                    1 => unsafe { $avx2($($arg),*) },
+                    // SAFETY: as above.
+                    _ => unsafe { $avx512($($arg),*) },
+                }
+            };
+        }
+        let (b, h) = (5, 37); // odd sizes: vector bodies and scalar tails both run
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut rand = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+        };
+        let (a4, a3, cp, dh, hp) = (
+            rand(b * 4 * h, 12.0),
+            rand(b * 3 * h, 12.0),
+            rand(b * h, 3.0),
+            rand(b * h, 1.0),
+            rand(b * 3 * h, 4.0),
+        );
+        let (bhh, dc0, dh4) = (rand(3 * h, 1.0), rand(b * h, 1.0), rand(b * 4 * h, 1.0));
+        let bits = |parts: &[&Vec<f32>]| -> Vec<u32> {
+            parts
+                .iter()
+                .flat_map(|p| p.iter().map(|v| v.to_bits()))
+                .collect()
+        };
+        // Each kernel family's outputs, forward then backward, as bits.
+        let lstm = |level: u8| {
+            let (mut a, mut cn, mut hn) = (a4.clone(), vec![0.0; b * h], vec![0.0; b * h]);
+            let (mut dc, mut dz) = (dc0.clone(), vec![0.0; b * 4 * h]);
+            at!(
+                level,
+                lstm_step_forward_generic,
+                lstm_step_forward_avx2,
+                lstm_step_forward_avx512,
+                (&mut a, &cp, &mut cn, &mut hn, h)
+            );
+            at!(
+                level,
+                lstm_step_backward_generic,
+                lstm_step_backward_avx2,
+                lstm_step_backward_avx512,
+                (&a, &cp, &cn, &dh, &mut dc, &mut dz, h)
+            );
+            bits(&[&a, &cn, &hn, &dc, &dz])
+        };
+        let gru = |level: u8| {
+            let (mut a, mut p) = (a3.clone(), hp.clone());
+            let (mut hpn, mut hn) = (vec![0.0; b * h], vec![0.0; b * h]);
+            at!(
+                level,
+                gru_step_forward_generic,
+                gru_step_forward_avx2,
+                gru_step_forward_avx512,
+                (&mut a, &mut p, &bhh, &cp, &mut hpn, &mut hn, h)
+            );
+            let (mut d, mut dz, mut dzh) = (dh.clone(), vec![0.0; b * 3 * h], vec![0.0; b * 3 * h]);
+            at!(
+                level,
+                gru_step_backward_generic,
+                gru_step_backward_avx2,
+                gru_step_backward_avx512,
+                (&a, &hpn, &cp, &mut d, &mut dz, &mut dzh, h)
+            );
+            bits(&[&a, &p, &hpn, &hn, &d, &dz, &dzh])
+        };
+        let simple = |level: u8| {
+            let (mut a, mut hn, mut dz) = (a4.clone(), vec![0.0; b * 4 * h], vec![0.0; b * 4 * h]);
+            at!(
+                level,
+                tanh_step_forward_generic,
+                tanh_step_forward_avx2,
+                tanh_step_forward_avx512,
+                (&mut a, &mut hn)
+            );
+            at!(
+                level,
+                tanh_step_backward_generic,
+                tanh_step_backward_avx2,
+                tanh_step_backward_avx512,
+                (&a, &dh4, &mut dz)
+            );
+            bits(&[&a, &hn, &dz])
+        };
+        for kernel in [&lstm as &dyn Fn(u8) -> Vec<u32>, &gru, &simple] {
+            let base = kernel(0);
+            assert!(base.iter().any(|&v| v != 0));
+            for level in available_levels() {
+                assert!(
+                    kernel(level) == base,
+                    "level {level} differs from the baseline"
+                );
+            }
+        }
+    }
+
+    /// The SIMD levels this CPU runs besides the baseline: 1 = AVX2, 2 = AVX-512.
+    fn available_levels() -> Vec<u8> {
+        let mut levels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                levels.push(1);
+                if is_x86_feature_detected!("avx512f") {
+                    levels.push(2);
+                }
+            }
+        }
+        levels
     }
 }
