@@ -21,6 +21,18 @@ use super::rnn::col_sum_add;
 use super::Real;
 use rand::Rng;
 
+simd_dispatch!(add_bias_tanh, add_bias_tanh_avx512, add_bias_tanh_avx2, add_bias_tanh_generic, (out: &mut [R], bias: &[R]));
+
+/// `out[r] = tanh(out[r] + bias)` for every row `r` of `out` (`[n, bias.len()]`).
+#[inline(always)]
+fn add_bias_tanh_generic<R: Real>(out: &mut [R], bias: &[R]) {
+    for row in out.chunks_exact_mut(bias.len()) {
+        for (v, &bb) in row.iter_mut().zip(bias) {
+            *v = (*v + bb).tanh_fast();
+        }
+    }
+}
+
 /// The attention layer's handles and sizes.
 #[derive(Clone, Debug)]
 pub struct Attention {
@@ -174,12 +186,7 @@ impl Attention {
             R::ZERO,
             out,
         );
-        let bias = self.b_c.of(p);
-        for row in out.chunks_exact_mut(h) {
-            for (v, &bb) in row.iter_mut().zip(bias) {
-                *v = (*v + bb).tanh_fast();
-            }
-        }
+        add_bias_tanh(out, self.b_c.of(p));
     }
 
     /// Backward from `d_out` (`[T_out, B, H]`): adds parameter gradients into `grad`, the

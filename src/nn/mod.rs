@@ -13,21 +13,23 @@
 // Before the modules, which use it.
 /// Generates `$name` (run-time dispatch) from the generic kernel `$generic`: compiled three
 /// times, for the baseline target, with AVX2 and with AVX-512 (chosen at run time by
-/// [`simd_level`]), without FMA contraction, so all give the same bits (the kernels are
-/// elementwise or reduce in a fixed order, which the compiler does not reassociate). The generic
+/// [`simd_level`]), so all give the same bits: the kernels are elementwise or reduce in a fixed
+/// order, which the compiler does not reassociate; it never fuses a multiply and an add on its
+/// own, and the fused multiply-adds the code asks for (`mul_add`) round once everywhere (an FMA
+/// instruction at the AVX2 and AVX-512 levels, the C library's exact `fmaf` at the baseline). The generic
 /// kernel should be `#[inline(always)]` and take each output as its own slice (distinct `&mut`
 /// arguments are what let its loops vectorise).
 macro_rules! simd_dispatch {
     ($name:ident, $avx512:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $avx2<R: Real>($($arg: $ty),*) {
             $generic($($arg),*)
         }
 
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx2")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $avx512<R: Real>($($arg: $ty),*) {
             $generic($($arg),*)
@@ -68,7 +70,8 @@ pub fn simd_level() -> SimdLevel {
         #[cfg(target_arch = "x86_64")]
         {
             let kernel = std::env::var("SEQCALC_KERNEL");
-            if kernel.as_deref() == Ok("generic") || !is_x86_feature_detected!("avx2") {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if kernel.as_deref() == Ok("generic") || !avx2 {
                 return SimdLevel::Baseline;
             }
             if kernel.as_deref() != Ok("avx2") && sgemm::available() {
