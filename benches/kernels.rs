@@ -20,20 +20,23 @@ fn recurrent_gemm(c: &mut Criterion) {
     use seqcalc::nn::packed::{gemm_packed, PackedB};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     // Forward: gates [64, 512] += h [64, 128] @ W_hh^T; backward: dh [64, 128] = dz [64, 512] @ W_hh.
-    for (name, k, n, op) in [
-        ("forward h @ W_hh^T (64x128x512)", H, 4 * H, Op::T),
-        ("backward dz @ W_hh (64x512x128)", 4 * H, H, Op::N),
+    // Forward and backward of a training step's half batch (64 rows); inference's half of a
+    // 1,024-row batch (512 rows).
+    for (name, m, k, n, op) in [
+        ("forward h @ W_hh^T (64x128x512)", B, H, 4 * H, Op::T),
+        ("backward dz @ W_hh (64x512x128)", B, 4 * H, H, Op::N),
+        ("inference h @ W_hh^T (512x128x512)", 512, H, 4 * H, Op::T),
     ] {
-        let a: Vec<f32> = (0..B * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
         let w: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let mut out = vec![0.0f32; B * n];
+        let mut out = vec![0.0f32; m * n];
         c.bench_function(&format!("matrixmultiply {name}"), |bch| {
-            bch.iter(|| gemm(B, k, n, 1.0, &a, Op::N, &w, op, 0.0, &mut out))
+            bch.iter(|| gemm(m, k, n, 1.0, &a, Op::N, &w, op, 0.0, &mut out))
         });
         let mut pb = PackedB::default();
         pb.pack_from(&w, k, n, op);
         c.bench_function(&format!("prepacked kernel {name}"), |bch| {
-            bch.iter(|| gemm_packed(B, &a, &pb, &mut out, false))
+            bch.iter(|| gemm_packed(m, &a, &pb, &mut out, false))
         });
     }
 }
@@ -250,6 +253,45 @@ fn sgemm_shapes(c: &mut Criterion) {
                 })
             });
         }
+    }
+    // One head's attention scores, as the transformer runs them: Q (34 x 32) and K (34 x 32)
+    // read in place from the fused [34, 384] QKV rows, K transposed (`Q K^T`, 34 x 32 x 34).
+    let (t, dh, w3) = (34usize, 32usize, 384usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    let qkv: Vec<f32> = (0..t * w3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut scores = vec![0.0f32; t * t];
+    g.throughput(criterion::Throughput::Elements((2 * t * dh * t) as u64));
+    for ours in [true, false] {
+        let label = format!(
+            "Q K^T one head {t}x{dh}x{t} (row stride {w3}), {}",
+            if ours { "seqcalc" } else { "matrixmultiply" }
+        );
+        g.bench_function(&label, |bch| {
+            bch.iter(|| unsafe {
+                let f = if ours {
+                    seqcalc::nn::sgemm::sgemm
+                } else {
+                    matrixmultiply::sgemm
+                };
+                let (q, k) = (qkv.as_ptr(), qkv.as_ptr().add(128));
+                f(
+                    t,
+                    dh,
+                    t,
+                    1.0,
+                    q,
+                    w3 as isize,
+                    1,
+                    k,
+                    1,
+                    w3 as isize,
+                    0.0,
+                    scores.as_mut_ptr(),
+                    t as isize,
+                    1,
+                )
+            })
+        });
     }
     g.finish();
 }

@@ -350,6 +350,11 @@ impl Seq2Seq {
         let tf = self.cfg.decoder == DecoderKind::TeacherForced;
         let lstm = self.cfg.cell == CellKind::Lstm;
         ws.ensure(self, b);
+        // Without a backward pass the recurrent layers keep only what the forward needs.
+        ws.enc.set_no_backward(!ws.backward);
+        for d in &mut ws.dec {
+            d.set_no_backward(!ws.backward);
+        }
         // Time-major copies of the symbols.
         for r in 0..b {
             for s in 0..t_in {

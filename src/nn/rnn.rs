@@ -205,6 +205,10 @@ impl RnnLayer {
         } else {
             t * b * gh
         };
+        // Without a backward pass to come, such an LSTM needs one step's gates at a time: every
+        // step reuses the first step's `[B, 4H]`, which stays in cache (inference).
+        let one_slot = fuse && cache.no_backward;
+        cache.gates_kept = !one_slot;
         let x_rows = &mut cache.x_rows;
         x_rows.clear();
         // 1. Input projections (+ bias) of all steps, written into `act` as pre-activations.
@@ -290,7 +294,8 @@ impl RnnLayer {
         }
         for s in 0..t {
             let (hs_prev, hs_next) = cache.hs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
-            let a = &mut cache.act[s * b * gh..(s + 1) * b * gh];
+            let slot = if one_slot { 0 } else { s };
+            let a = &mut cache.act[slot * b * gh..(slot + 1) * b * gh];
             match self.cell {
                 CellKind::Lstm | CellKind::SimpleRnn => {
                     let product = s > 0 || init;
@@ -375,6 +380,10 @@ impl RnnLayer {
         d_input: RnnInputGrad<R>,
     ) {
         let (h, gh) = (self.hidden, self.gh());
+        assert!(
+            cache.gates_kept,
+            "backward after a forward that promised none (set_no_backward)"
+        );
         cache.ensure_backward(self, b, t);
         let RnnCache {
             act,
@@ -618,6 +627,9 @@ pub struct RnnCache<R> {
     keep: Vec<R>,
     /// `[T, B]`: which row of `table` or `xp` each LSTM row adds in its step kernel.
     x_rows: Vec<u32>,
+    /// Set by `set_no_backward`; `gates_kept`: whether the last forward kept every step's gates.
+    no_backward: bool,
+    gates_kept: bool,
 }
 
 impl<R: Real> RnnCache<R> {
@@ -648,6 +660,12 @@ impl<R: Real> RnnCache<R> {
     /// Back to a zero initial state.
     pub fn clear_initial_state(&mut self) {
         self.has_init = false;
+    }
+
+    /// Promises that no `backward` follows the next forward passes (inference), so that they
+    /// may keep fewer activations; `backward` after such a pass panics.
+    pub fn set_no_backward(&mut self, yes: bool) {
+        self.no_backward = yes;
     }
 
     /// An extra loss gradient for the LSTM's last cell state, used by the next `backward`
@@ -1181,6 +1199,14 @@ mod tests {
                 for (g, w) in layer.outputs(&c32, b, t).iter().zip(&want) {
                     assert!((*g as f64 - w).abs() < 2e-5, "{cell:?} f32: {g} vs {w}");
                 }
+                // Inference (no backward to come) keeps fewer activations, same bits.
+                let mut c_inf = RnnCache::default();
+                c_inf.set_no_backward(true);
+                for _ in 0..2 {
+                    layer.forward(&p32, &packed(&layer, &p32), in32, b, t, &mut c_inf);
+                    assert!(layer.outputs(&c_inf, b, t) == layer.outputs(&c32, b, t));
+                    assert!(layer.last_output(&c_inf, b, t) == layer.last_output(&c32, b, t));
+                }
             }
         }
     }
@@ -1359,6 +1385,38 @@ mod tests {
             }
         }
         m
+    }
+
+    #[test]
+    #[should_panic(expected = "promised none")]
+    fn backward_after_an_inference_forward_is_refused() {
+        let (layer, p) = setup(CellKind::Lstm, 5, 7, 3);
+        let (b, t) = (2, 3);
+        let sym: Vec<u8> = (0..b * t).map(|i| (i % 5) as u8).collect();
+        let mut cache = RnnCache::default();
+        cache.set_no_backward(true);
+        layer.forward(
+            &p,
+            &packed(&layer, &p),
+            RnnInput::Symbols(&sym),
+            b,
+            t,
+            &mut cache,
+        );
+        let mut grad = vec![0.0; p.len()];
+        let d_seq = vec![1.0; t * b * 7];
+        layer.backward(
+            &p,
+            &packed(&layer, &p),
+            RnnInput::Symbols(&sym),
+            b,
+            t,
+            &mut cache,
+            Some(&d_seq),
+            None,
+            &mut grad,
+            RnnInputGrad::None,
+        );
     }
 
     #[test]
