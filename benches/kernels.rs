@@ -30,7 +30,7 @@ fn recurrent_gemm(c: &mut Criterion) {
         let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
         let w: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
         let mut out = vec![0.0f32; m * n];
-        c.bench_function(&format!("matrixmultiply {name}"), |bch| {
+        c.bench_function(&format!("unpacked gemm {name}"), |bch| {
             bch.iter(|| gemm(m, k, n, 1.0, &a, Op::N, &w, op, 0.0, &mut out))
         });
         let mut pb = PackedB::default();

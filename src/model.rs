@@ -350,7 +350,7 @@ impl Seq2Seq {
         let tf = self.cfg.decoder == DecoderKind::TeacherForced;
         let lstm = self.cfg.cell == CellKind::Lstm;
         ws.ensure(self, b);
-        // Without a backward pass the recurrent layers keep only what the forward needs.
+        // Without a backward pass an LSTM need not keep every step's gates (see RnnCache).
         ws.enc.set_no_backward(!ws.backward);
         for d in &mut ws.dec {
             d.set_no_backward(!ws.backward);

@@ -1,6 +1,7 @@
 //! Activations. `tanh_rational` is Eigen's rational approximation of tanh for f32 (a 13/6
 //! odd/even polynomial ratio on [-7.9, 7.9], clamped outside, evaluated with fused
-//! multiply-adds), branch-free so loops over it vectorise; its reference twin is `f32::tanh` and a test bounds the difference.
+//! multiply-adds), branch-free so loops over it vectorise; its reference twin is `f32::tanh`
+//! and a test bounds the difference.
 
 /// Fast f32 tanh: |tanh_rational(x) - tanh(x)| < 2e-6 for all finite x (tested).
 #[inline(always)]
@@ -20,9 +21,11 @@ pub fn tanh_rational(x: f32) -> f32 {
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
     // Horner with fused multiply-adds: half the instructions and half the dependency chain of
-    // separate multiplies and adds (1.7x faster over an array; `f32::mul_add` is one rounding
-    // on every target, an FMA instruction where the kernels run, so the bits never depend on
-    // the CPU).
+    // separate multiplies and adds (1.7x faster over an array with AVX-512). `f32::mul_add`
+    // rounds once on every target: an FMA instruction in the AVX2 and AVX-512 kernels, Rust's
+    // correctly rounded software `fmaf` (compiler-builtins) in baseline code, which is slow,
+    // so hot loops call this only from `simd_dispatch!` kernels. The bits never depend on the
+    // CPU.
     let mut p = x2.mul_add(A13, A11);
     p = p.mul_add(x2, A9);
     p = p.mul_add(x2, A7);

@@ -16,7 +16,9 @@
 /// [`simd_level`]), so all give the same bits: the kernels are elementwise or reduce in a fixed
 /// order, which the compiler does not reassociate; it never fuses a multiply and an add on its
 /// own, and the fused multiply-adds the code asks for (`mul_add`) round once everywhere (an FMA
-/// instruction at the AVX2 and AVX-512 levels, the C library's exact `fmaf` at the baseline). The generic
+/// instruction at the AVX2 and AVX-512 levels, compiler-builtins' correctly rounded software
+/// `fmaf` at the baseline, much slower: the baseline level is for CPUs without AVX2 and FMA and
+/// for `SEQCALC_KERNEL=generic`). The generic
 /// kernel should be `#[inline(always)]` and take each output as its own slice (distinct `&mut`
 /// arguments are what let its loops vectorise).
 macro_rules! simd_dispatch {
