@@ -977,6 +977,68 @@ mod tests {
     use crate::nn::gradcheck;
     use rand::SeedableRng;
 
+    /// The attention's score/softmax kernels, forward and backward, compiled for the baseline,
+    /// AVX2 and AVX-512, give the same bits.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn score_kernels_give_the_same_bits_at_every_simd_level() {
+        use rand::Rng;
+        let t = 19; // odd: vector bodies and scalar tails both run
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let mut rand =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-3.0..3.0)).collect() };
+        let (pre0, dp0, hb, ln_k) = (rand(t * t), rand(t * t), rand(BUCKETS), rand(t));
+        let kinds: Vec<u8> = (0..t * t)
+            .map(|i| {
+                let (r, j) = (i / t, i % t);
+                if j > r {
+                    FUTURE
+                } else if j != r && (r + j) % 7 == 3 {
+                    MASKED
+                } else {
+                    ((r * 3 + j) % BUCKETS) as u8
+                }
+            })
+            .collect();
+        let c_h = 0.7f32;
+        let run = |level: u8| -> Vec<u32> {
+            let (mut pre, mut probs, mut dp) = (pre0.clone(), vec![0.0; t * t], dp0.clone());
+            let (mut dbias, mut dc) = ([0.0f32; BUCKETS], 0.0f32);
+            // SAFETY (levels 1 and 2): run only when the CPU has the features (checked below).
+            match level {
+                0 => {
+                    scores_to_probs_generic(&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0);
+                    probs_backward_generic(
+                        &mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc,
+                    );
+                }
+                1 => unsafe {
+                    scores_to_probs_avx2(&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0);
+                    probs_backward_avx2(
+                        &mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc,
+                    );
+                },
+                _ => unsafe {
+                    scores_to_probs_avx512(&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0);
+                    probs_backward_avx512(
+                        &mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc,
+                    );
+                },
+            }
+            let mut all = [pre, probs, dp, dbias.to_vec()].concat();
+            all.push(dc);
+            all.iter().map(|v| v.to_bits()).collect()
+        };
+        let base = run(0);
+        assert!(base.iter().any(|&v| v != 0));
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            assert!(run(1) == base, "AVX2 differs from the baseline");
+            if is_x86_feature_detected!("avx512f") {
+                assert!(run(2) == base, "AVX-512 differs from the baseline");
+            }
+        }
+    }
+
     fn setup(seed: u64) -> (RelSelfAttention, Vec<f64>, rand_chacha::ChaCha8Rng) {
         let mut layout = ParamLayout::default();
         let a = RelSelfAttention::new(&mut layout, "blocks.0", 6, 2);
