@@ -221,79 +221,64 @@ fn sgemm_shapes(c: &mut Criterion) {
         let mut out = vec![0.0f32; m * n];
         let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
         let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-        g.throughput(criterion::Throughput::Elements((2 * m * k * n) as u64));
-        for ours in [true, false] {
-            let label = format!(
-                "{name} {m}x{k}x{n}, {}",
-                if ours { "seqcalc" } else { "matrixmultiply" }
-            );
-            g.bench_function(&label, |bch| {
-                bch.iter(|| unsafe {
-                    let f = if ours {
-                        seqcalc::nn::sgemm::sgemm
-                    } else {
-                        matrixmultiply::sgemm
-                    };
-                    f(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        0.0,
-                        out.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                })
-            });
-        }
+        let label = format!("{name} {m}x{k}x{n}");
+        both_sgemms(
+            &mut g,
+            &label,
+            (m, k, n),
+            (&a, rsa, csa),
+            (&b, rsb, csb),
+            &mut out,
+        );
     }
     // One head's attention scores, as the transformer runs them: Q (34 x 32) and K (34 x 32)
     // read in place from the fused [34, 384] QKV rows, K transposed (`Q K^T`, 34 x 32 x 34).
-    let (t, dh, w3) = (34usize, 32usize, 384usize);
+    let (t, dh, w3) = (34usize, 32usize, 384isize);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-    let qkv: Vec<f32> = (0..t * w3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let qkv: Vec<f32> = (0..t * w3 as usize)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let mut scores = vec![0.0f32; t * t];
-    g.throughput(criterion::Throughput::Elements((2 * t * dh * t) as u64));
+    let label = format!("Q K^T one head {t}x{dh}x{t} (row stride {w3})");
+    let (q, keys) = (&qkv[..], &qkv[128..]);
+    both_sgemms(
+        &mut g,
+        &label,
+        (t, dh, t),
+        (q, w3, 1),
+        (keys, 1, w3),
+        &mut scores,
+    );
+    g.finish();
+}
+
+/// Times `C = A @ B` (C row-major `[m, n]`, A and B given with their row and column strides)
+/// with seqcalc's sgemm and with `matrixmultiply`'s.
+fn both_sgemms(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (&[f32], isize, isize),
+    (b, rsb, csb): (&[f32], isize, isize),
+    out: &mut [f32],
+) {
+    g.throughput(criterion::Throughput::Elements((2 * m * k * n) as u64));
     for ours in [true, false] {
-        let label = format!(
-            "Q K^T one head {t}x{dh}x{t} (row stride {w3}), {}",
-            if ours { "seqcalc" } else { "matrixmultiply" }
-        );
-        g.bench_function(&label, |bch| {
+        let which = if ours { "seqcalc" } else { "matrixmultiply" };
+        g.bench_function(format!("{label}, {which}"), |bch| {
             bch.iter(|| unsafe {
                 let f = if ours {
                     seqcalc::nn::sgemm::sgemm
                 } else {
                     matrixmultiply::sgemm
                 };
-                let (q, k) = (qkv.as_ptr(), qkv.as_ptr().add(128));
+                let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
                 f(
-                    t,
-                    dh,
-                    t,
-                    1.0,
-                    q,
-                    w3 as isize,
-                    1,
-                    k,
-                    1,
-                    w3 as isize,
-                    0.0,
-                    scores.as_mut_ptr(),
-                    t as isize,
-                    1,
+                    m, k, n, 1.0, ap, rsa, csa, bp, rsb, csb, 0.0, cp, n as isize, 1,
                 )
             })
         });
     }
-    g.finish();
 }
 
 criterion_group!(

@@ -260,32 +260,36 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn geglu_kernels_give_the_same_bits_at_every_simd_level() {
+        use crate::nn::{wider_levels, SimdLevel};
         let (rows, f) = (3, 37); // odd width: vector bodies and scalar tails both run
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
         let mut rand =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-6.0..6.0)).collect() };
         let (ug0, dact) = (rand(rows * 2 * f), rand(rows * f));
-        let run = |level: u8| -> Vec<u32> {
+        let run = |level: SimdLevel| -> Vec<u32> {
             let (mut ug, mut gd, mut act) = (ug0.clone(), vec![0.0; rows * f], vec![0.0; rows * f]);
             let (mut act2, mut dug) = (vec![0.0; rows * f], vec![0.0; rows * 2 * f]);
-            // SAFETY (levels 1 and 2): run only when the CPU has the features (checked below).
-            match level {
-                0 => {
-                    geglu_act_generic(&ug, &mut act2, f);
-                    geglu_forward_generic(&mut ug, &mut gd, &mut act, f);
-                    geglu_backward_generic(&ug, &gd, &dact, &mut dug, f);
-                }
-                1 => unsafe {
-                    geglu_act_avx2(&ug, &mut act2, f);
-                    geglu_forward_avx2(&mut ug, &mut gd, &mut act, f);
-                    geglu_backward_avx2(&ug, &gd, &dact, &mut dug, f);
-                },
-                _ => unsafe {
-                    geglu_act_avx512(&ug, &mut act2, f);
-                    geglu_forward_avx512(&mut ug, &mut gd, &mut act, f);
-                    geglu_backward_avx512(&ug, &gd, &dact, &mut dug, f);
-                },
-            }
+            at_level!(
+                level,
+                geglu_act_generic,
+                geglu_act_avx2,
+                geglu_act_avx512,
+                (&ug, &mut act2, f)
+            );
+            at_level!(
+                level,
+                geglu_forward_generic,
+                geglu_forward_avx2,
+                geglu_forward_avx512,
+                (&mut ug, &mut gd, &mut act, f)
+            );
+            at_level!(
+                level,
+                geglu_backward_generic,
+                geglu_backward_avx2,
+                geglu_backward_avx512,
+                (&ug, &gd, &dact, &mut dug, f)
+            );
             assert!(act2 == act, "geglu_act differs from the forward's output");
             [ug, gd, act, dug]
                 .concat()
@@ -293,13 +297,9 @@ mod tests {
                 .map(|v| v.to_bits())
                 .collect()
         };
-        let base = run(0);
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-        if avx2 {
-            assert!(run(1) == base, "AVX2 differs from the baseline");
-            if is_x86_feature_detected!("avx512f") {
-                assert!(run(2) == base, "AVX-512 differs from the baseline");
-            }
+        let base = run(SimdLevel::Baseline);
+        for level in wider_levels() {
+            assert!(run(level) == base, "{level:?} differs from the baseline");
         }
     }
 

@@ -982,6 +982,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn score_kernels_give_the_same_bits_at_every_simd_level() {
+        use crate::nn::{wider_levels, SimdLevel};
         use rand::Rng;
         let t = 19; // odd: vector bodies and scalar tails both run
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
@@ -1001,41 +1002,31 @@ mod tests {
             })
             .collect();
         let c_h = 0.7f32;
-        let run = |level: u8| -> Vec<u32> {
+        let run = |level: SimdLevel| -> Vec<u32> {
             let (mut pre, mut probs, mut dp) = (pre0.clone(), vec![0.0; t * t], dp0.clone());
             let (mut dbias, mut dc) = ([0.0f32; BUCKETS], 0.0f32);
-            // SAFETY (levels 1 and 2): run only when the CPU has the features (checked below).
-            match level {
-                0 => {
-                    scores_to_probs_generic(&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0);
-                    probs_backward_generic(
-                        &mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc,
-                    );
-                }
-                1 => unsafe {
-                    scores_to_probs_avx2(&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0);
-                    probs_backward_avx2(
-                        &mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc,
-                    );
-                },
-                _ => unsafe {
-                    scores_to_probs_avx512(&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0);
-                    probs_backward_avx512(
-                        &mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc,
-                    );
-                },
-            }
+            at_level!(
+                level,
+                scores_to_probs_generic,
+                scores_to_probs_avx2,
+                scores_to_probs_avx512,
+                (&mut pre, &mut probs, &kinds, &hb, &ln_k, c_h, t, 0)
+            );
+            at_level!(
+                level,
+                probs_backward_generic,
+                probs_backward_avx2,
+                probs_backward_avx512,
+                (&mut dp, &probs, &pre, &kinds, &ln_k, c_h, t, 0, &mut dbias, &mut dc)
+            );
             let mut all = [pre, probs, dp, dbias.to_vec()].concat();
             all.push(dc);
             all.iter().map(|v| v.to_bits()).collect()
         };
-        let base = run(0);
+        let base = run(SimdLevel::Baseline);
         assert!(base.iter().any(|&v| v != 0));
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            assert!(run(1) == base, "AVX2 differs from the baseline");
-            if is_x86_feature_detected!("avx512f") {
-                assert!(run(2) == base, "AVX-512 differs from the baseline");
-            }
+        for level in wider_levels() {
+            assert!(run(level) == base, "{level:?} differs from the baseline");
         }
     }
 

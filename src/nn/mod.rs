@@ -55,6 +55,34 @@ macro_rules! simd_dispatch {
     };
 }
 
+/// Tests: runs one compilation of a `simd_dispatch!` kernel, the baseline's, the AVX2 one or
+/// the AVX-512 one (`$level`, a [`SimdLevel`] from [`wider_levels`] or `Baseline`).
+#[cfg(all(test, target_arch = "x86_64"))]
+macro_rules! at_level {
+    ($level:expr, $base:ident, $avx2:ident, $avx512:ident, ($($arg:expr),* $(,)?)) => {
+        match $level {
+            $crate::nn::SimdLevel::Baseline => $base($($arg),*),
+            // SAFETY: `wider_levels` lists only what this CPU runs.
+            $crate::nn::SimdLevel::Avx2 => unsafe { $avx2($($arg),*) },
+            // SAFETY: as above.
+            $crate::nn::SimdLevel::Avx512 => unsafe { $avx512($($arg),*) },
+        }
+    };
+}
+
+/// Tests: the SIMD levels this CPU runs besides the baseline, to compare their bits with it.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) fn wider_levels() -> Vec<SimdLevel> {
+    let mut levels = Vec::new();
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        levels.push(SimdLevel::Avx2);
+        if is_x86_feature_detected!("avx512f") {
+            levels.push(SimdLevel::Avx512);
+        }
+    }
+    levels
+}
+
 /// The instruction set the elementwise kernels (`simd_dispatch!`) run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimdLevel {

@@ -11,7 +11,7 @@
 //! Shapes: `a` `[M, K]` row-major, the packed matrix is `[K, N]`, `c` `[M, N]` row-major.
 
 use super::gemm::Op;
-use super::Real;
+use super::{simd_level, Real, SimdLevel};
 
 /// Rows per register tile.
 const MR: usize = 6;
@@ -26,64 +26,10 @@ pub struct PackedB<R> {
     data: Vec<R>,
 }
 
-/// Which micro-kernel this CPU runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-    Generic,
-}
-
-/// The best kernel this CPU runs, unless `SEQCALC_KERNEL` (`avx2` or `generic`) asks for a
-/// lesser one (for benchmarks; a kernel the CPU lacks is never chosen).
-fn isa() -> Isa {
-    static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        let mut best = detect();
-        // The AVX-512 path runs sgemm's tiles: `SEQCALC_NO_AVX512` turns it off here too.
-        if best == Isa::Avx512 && !super::sgemm::available() {
-            best = if has_avx2_fma() {
-                Isa::Avx2
-            } else {
-                Isa::Generic
-            };
-        }
-        match std::env::var("SEQCALC_KERNEL").as_deref() {
-            Ok("generic") => Isa::Generic,
-            Ok("avx2") if best != Isa::Generic => Isa::Avx2,
-            _ => best,
-        }
-    })
-}
-
-fn detect() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
-        }
-        if has_avx2_fma() {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Generic
-}
-
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 impl<R: Real> PackedB<R> {
     /// Packs `op(b)` (`b` holds `[k, n]` for `Op::N`, `[n, k]` for `Op::T`), reusing the buffer.
     pub fn pack_from(&mut self, b: &[R], k: usize, n: usize, op: Op) {
-        let nr = if std::mem::size_of::<R>() == 4 && isa() == Isa::Avx512 {
+        let nr = if std::mem::size_of::<R>() == 4 && simd_level() == SimdLevel::Avx512 {
             super::sgemm::NR
         } else {
             16
@@ -146,9 +92,11 @@ pub fn gemm_packed<R: Real>(m: usize, a: &[R], b: &PackedB<R>, c: &mut [R], accu
             };
             let data =
                 unsafe { std::slice::from_raw_parts(b.data.as_ptr() as *const f32, b.data.len()) };
-            match (isa(), b.nr) {
-                // SAFETY: the CPU has the features each kernel is compiled for (checked by isa()).
-                (Isa::Avx512, super::sgemm::NR) => {
+            // The same instruction set as the elementwise kernels (and the same switches).
+            match (simd_level(), b.nr) {
+                // SAFETY: the CPU has the features each kernel is compiled for (simd_level
+                // reports only those).
+                (SimdLevel::Avx512, super::sgemm::NR) => {
                     // The GEMM's 14-row tiles with prefetching: 1.05-1.25x this file's 6-row tile at
                     // the LSTM's shapes (64 or 512 rows, 128 x 512 and 512 x 128).
                     return unsafe {
@@ -165,7 +113,7 @@ pub fn gemm_packed<R: Real>(m: usize, a: &[R], b: &PackedB<R>, c: &mut [R], accu
                         )
                     };
                 }
-                (Isa::Avx2, 16) => {
+                (SimdLevel::Avx2, 16) => {
                     return unsafe { x86::gemm_avx2(m, k, n, a32, data, c32, accumulate) }
                 }
                 _ => {}

@@ -1628,19 +1628,8 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn step_kernels_give_the_same_bits_at_every_simd_level() {
+        use crate::nn::{wider_levels, SimdLevel};
         use rand::Rng;
-        // Runs one compilation of a kernel: 0 = baseline, 1 = AVX2, 2 = AVX-512.
-        macro_rules! at {
-            ($level:expr, $base:ident, $avx2:ident, $avx512:ident, ($($arg:expr),*)) => {
-                match $level {
-                    0 => $base($($arg),*),
-                    // SAFETY: `available_levels` lists only what this CPU runs.
-                    1 => unsafe { $avx2($($arg),*) },
-                    // SAFETY: as above.
-                    _ => unsafe { $avx512($($arg),*) },
-                }
-            };
-        }
         let (b, h) = (5, 37); // odd sizes: vector bodies and scalar tails both run
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let mut rand = |n: usize, scale: f32| -> Vec<f32> {
@@ -1663,17 +1652,17 @@ mod tests {
                 .collect()
         };
         // Each kernel family's outputs, forward then backward, as bits.
-        let lstm = |level: u8| {
+        let lstm = |level: SimdLevel| {
             let (mut a, mut cn, mut hn) = (a4.clone(), vec![0.0; b * h], vec![0.0; b * h]);
             let (mut dc, mut dz) = (dc0.clone(), vec![0.0; b * 4 * h]);
-            at!(
+            at_level!(
                 level,
                 lstm_step_forward_generic,
                 lstm_step_forward_avx2,
                 lstm_step_forward_avx512,
                 (&mut a, &[], &[], &cp, &mut cn, &mut hn, h)
             );
-            at!(
+            at_level!(
                 level,
                 lstm_step_backward_generic,
                 lstm_step_backward_avx2,
@@ -1682,10 +1671,10 @@ mod tests {
             );
             bits(&[&a, &cn, &hn, &dc, &dz])
         };
-        let gru = |level: u8| {
+        let gru = |level: SimdLevel| {
             let (mut a, mut p) = (a3.clone(), hp.clone());
             let (mut hpn, mut hn) = (vec![0.0; b * h], vec![0.0; b * h]);
-            at!(
+            at_level!(
                 level,
                 gru_step_forward_generic,
                 gru_step_forward_avx2,
@@ -1693,7 +1682,7 @@ mod tests {
                 (&mut a, &mut p, &bhh, &cp, &mut hpn, &mut hn, h)
             );
             let (mut d, mut dz, mut dzh) = (dh.clone(), vec![0.0; b * 3 * h], vec![0.0; b * 3 * h]);
-            at!(
+            at_level!(
                 level,
                 gru_step_backward_generic,
                 gru_step_backward_avx2,
@@ -1702,16 +1691,16 @@ mod tests {
             );
             bits(&[&a, &p, &hpn, &hn, &d, &dz, &dzh])
         };
-        let simple = |level: u8| {
+        let simple = |level: SimdLevel| {
             let (mut a, mut hn, mut dz) = (a4.clone(), vec![0.0; b * 4 * h], vec![0.0; b * 4 * h]);
-            at!(
+            at_level!(
                 level,
                 tanh_step_forward_generic,
                 tanh_step_forward_avx2,
                 tanh_step_forward_avx512,
                 (&mut a, &mut hn)
             );
-            at!(
+            at_level!(
                 level,
                 tanh_step_backward_generic,
                 tanh_step_backward_avx2,
@@ -1720,9 +1709,9 @@ mod tests {
             );
             bits(&[&a, &hn, &dz])
         };
-        let lstm_x = |level: u8| {
+        let lstm_x = |level: SimdLevel| {
             let (mut a, mut cn, mut hn) = (a4.clone(), vec![0.0; b * h], vec![0.0; b * h]);
-            at!(
+            at_level!(
                 level,
                 lstm_step_forward_generic,
                 lstm_step_forward_avx2,
@@ -1731,32 +1720,24 @@ mod tests {
             );
             bits(&[&a, &cn, &hn])
         };
-        assert!(lstm_x(0) != lstm(0), "the projection rows were not added");
-        for kernel in [&lstm as &dyn Fn(u8) -> Vec<u32>, &lstm_x, &gru, &simple] {
-            let base = kernel(0);
+        assert!(
+            lstm_x(SimdLevel::Baseline) != lstm(SimdLevel::Baseline),
+            "the projection rows were not added"
+        );
+        for kernel in [
+            &lstm as &dyn Fn(SimdLevel) -> Vec<u32>,
+            &lstm_x,
+            &gru,
+            &simple,
+        ] {
+            let base = kernel(SimdLevel::Baseline);
             assert!(base.iter().any(|&v| v != 0));
-            for level in available_levels() {
+            for level in wider_levels() {
                 assert!(
                     kernel(level) == base,
-                    "level {level} differs from the baseline"
+                    "level {level:?} differs from the baseline"
                 );
             }
         }
-    }
-
-    /// The SIMD levels this CPU runs besides the baseline: 1 = AVX2, 2 = AVX-512.
-    #[cfg(target_arch = "x86_64")]
-    fn available_levels() -> Vec<u8> {
-        let mut levels = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                levels.push(1);
-                if is_x86_feature_detected!("avx512f") {
-                    levels.push(2);
-                }
-            }
-        }
-        levels
     }
 }

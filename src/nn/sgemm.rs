@@ -128,7 +128,8 @@ pub unsafe fn sgemm_prepacked(
     let mut i = 0;
     while i < m {
         let rows = MR.min(m - i);
-        panel_times_strips::<true>(
+        panel_times_strips(
+            true,
             rows,
             k,
             1.0,
@@ -146,13 +147,14 @@ pub unsafe fn sgemm_prepacked(
 }
 
 /// The tiles of one panel of C (`rows` rows): that panel of A (see [`tile`] for `ka` and
-/// `ROWS`) times every strip of a block of B packed in strips of `kc` rows of k (strip `s` at
-/// `strips + s kc NR`), `n` columns in all.
+/// `ROWS`, here `a_rows`) times every strip of a block of B packed in strips of `kc` rows of k
+/// (strip `s` at `strips + s kc NR`), `n` columns in all.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn panel_times_strips<const ROWS: bool>(
+unsafe fn panel_times_strips(
+    a_rows: bool,
     rows: usize,
     kc: usize,
     alpha: f32,
@@ -167,20 +169,16 @@ unsafe fn panel_times_strips<const ROWS: bool>(
 ) {
     let mut j = 0;
     while j < n {
-        let cols = NR.min(n - j);
-        any_tile::<ROWS>(
-            rows,
-            kc,
-            alpha,
-            a_panel,
-            ka,
-            strips.add(j * kc),
-            first,
-            beta,
-            c_panel.add(j),
-            rsc,
-            cols,
-        );
+        let (cols, b_strip, c_tile) = (NR.min(n - j), strips.add(j * kc), c_panel.add(j));
+        if a_rows {
+            any_tile::<true>(
+                rows, kc, alpha, a_panel, ka, b_strip, first, beta, c_tile, rsc, cols,
+            );
+        } else {
+            any_tile::<false>(
+                rows, kc, alpha, a_panel, ka, b_strip, first, beta, c_tile, rsc, cols,
+            );
+        }
         j += NR;
     }
 }
@@ -283,36 +281,20 @@ unsafe fn sgemm_avx512(
                 }
                 (a_panel, ka) = (pack_a.as_ptr(), MR as isize);
             }
-            let c_panel = c.offset(i as isize * rsc);
-            if a_rows {
-                panel_times_strips::<true>(
-                    rows,
-                    kc,
-                    alpha,
-                    a_panel,
-                    ka,
-                    pack.as_ptr(),
-                    n,
-                    first,
-                    beta,
-                    c_panel,
-                    rsc,
-                );
-            } else {
-                panel_times_strips::<false>(
-                    rows,
-                    kc,
-                    alpha,
-                    a_panel,
-                    ka,
-                    pack.as_ptr(),
-                    n,
-                    first,
-                    beta,
-                    c_panel,
-                    rsc,
-                );
-            }
+            panel_times_strips(
+                a_rows,
+                rows,
+                kc,
+                alpha,
+                a_panel,
+                ka,
+                pack.as_ptr(),
+                n,
+                first,
+                beta,
+                c.offset(i as isize * rsc),
+                rsc,
+            );
             i += MR;
         }
         k0 += kc;
