@@ -14,7 +14,7 @@ use crate::nn::dense::Dense;
 use crate::nn::embedding::Embedding;
 use crate::nn::loss::{argmax, softmax_rows, softmax_xent_forward_backward};
 use crate::nn::params::ParamLayout;
-use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
+use crate::nn::rnn::{CellKind, PackJob, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::transformer::Transformer;
 use crate::nn::Real;
 use rand::SeedableRng;
@@ -979,8 +979,18 @@ pub(crate) fn sum_in_worker_order<R: Real>(
     pool.install(|| {
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, g)| {
             let r = ci * CHUNK..ci * CHUNK + g.len();
-            g.copy_from_slice(&parts[0][r.clone()]);
-            for part in &parts[1..] {
+            // The first two parts in one pass (a copy, then an add, was one more pass over
+            // the chunk), then the rest in order.
+            match parts {
+                [only] => g.copy_from_slice(&only[r.clone()]),
+                [first, second, ..] => {
+                    for ((o, a), b) in g.iter_mut().zip(&first[r.clone()]).zip(&second[r.clone()]) {
+                        *o = *a + *b;
+                    }
+                }
+                [] => g.fill(R::ZERO),
+            }
+            for part in parts.iter().skip(2) {
                 for (a, b) in g.iter_mut().zip(&part[r.clone()]) {
                     *a += *b;
                 }
@@ -1081,16 +1091,16 @@ impl<R: Real> Engine<R> {
         let scale = R::from_f64(1.0 / positions.max(1) as f64);
         let slices = self.slices(n);
         let model = &self.model;
-        // Pack every recurrent kernel once for this call, one layer per pool thread.
-        let layers: Vec<&RnnLayer> = std::iter::once(&model.encoder)
+        // Pack every layer's kernels once for this call, each packing its own pool task (one
+        // task per layer left the thread with the decoder's two large input kernels last).
+        let mut jobs: Vec<PackJob<R>> = std::iter::once(&model.encoder)
             .chain(&model.decoders)
+            .zip(self.packs.iter_mut())
+            .flat_map(|(l, pk)| l.pack_jobs(p, pk))
             .collect();
         self.pool.install(|| {
             use rayon::prelude::*;
-            self.packs
-                .par_iter_mut()
-                .zip(layers.par_iter())
-                .for_each(|(pk, l)| l.pack(p, pk));
+            jobs.par_drain(..).with_max_len(1).for_each(PackJob::run);
         });
         let packs = &self.packs;
         let stats = run_on_slices(

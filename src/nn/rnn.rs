@@ -105,21 +105,65 @@ pub struct RnnLayer {
     pub b_hh: Option<ParamRef>,
 }
 
-/// `weight_hh` packed for the recurrent products of one training step: `fwd` is `weight_hh^T`
-/// (`[H, G*H]`, for `h @ W_hh^T`), `bwd` is `weight_hh` (`[G*H, H]`, for `dz @ W_hh`).
+/// A layer's weights packed for the products of one training step: `fwd` is `weight_hh^T`
+/// (`[H, G*H]`, for `h @ W_hh^T`), `bwd` is `weight_hh` (`[G*H, H]`, for `dz @ W_hh`);
+/// `ih_fwd` and `ih_bwd` are `weight_ih^T` and `weight_ih`, for a dense input's projection
+/// `x @ W_ih^T` and its gradient `dz @ W_ih` (unused with symbol input).
 #[derive(Clone, Debug, Default)]
 pub struct RnnPack<R> {
     pub fwd: PackedB<R>,
     pub bwd: PackedB<R>,
+    pub ih_fwd: PackedB<R>,
+    pub ih_bwd: PackedB<R>,
+}
+
+/// One packing: `op(src)` (`[k, n]`) into the packed matrix.
+pub struct PackJob<'a, R>(
+    pub &'a mut PackedB<R>,
+    pub &'a [R],
+    pub usize,
+    pub usize,
+    pub Op,
+);
+
+impl<R: Real> PackJob<'_, R> {
+    pub fn run(self) {
+        let PackJob(out, src, k, n, op) = self;
+        out.pack_from(src, k, n, op);
+    }
 }
 
 impl RnnLayer {
-    /// Packs this layer's recurrent kernel from `p` into `pack` (reusing its buffers).
+    /// Packs this layer's kernels from `p` into `pack` (reusing its buffers). The input
+    /// kernel is packed too: a general GEMM would repack it on every call (the repeated
+    /// decoder input's projection ran at half the speed of the recurrent products of the same
+    /// shape); with symbol input it is `[G*H, V]`, a few thousand values.
     pub fn pack<R: Real>(&self, p: &[R], pack: &mut RnnPack<R>) {
-        let (h, gh) = (self.hidden, self.gh());
-        let w = self.w_hh.of(p);
-        pack.fwd.pack_from(w, h, gh, Op::T);
-        pack.bwd.pack_from(w, gh, h, Op::N);
+        for job in self.pack_jobs(p, pack) {
+            job.run();
+        }
+    }
+
+    /// The four packings [`RnnLayer::pack`] runs, as independent jobs (to spread over threads).
+    pub fn pack_jobs<'a, R: Real>(
+        &self,
+        p: &'a [R],
+        pack: &'a mut RnnPack<R>,
+    ) -> [PackJob<'a, R>; 4] {
+        let (h, gh, input) = (self.hidden, self.gh(), self.input);
+        let (w, w_ih) = (self.w_hh.of(p), self.w_ih.of(p));
+        let RnnPack {
+            fwd,
+            bwd,
+            ih_fwd,
+            ih_bwd,
+        } = pack;
+        [
+            PackJob(fwd, w, h, gh, Op::T),
+            PackJob(ih_fwd, w_ih, input, gh, Op::T),
+            PackJob(bwd, w, gh, h, Op::N),
+            PackJob(ih_bwd, w_ih, gh, input, Op::N),
+        ]
     }
 
     /// Registers the layer's tensors as `{prefix}.weight_ih{suffix}` etc. (PyTorch names
@@ -235,18 +279,7 @@ impl RnnLayer {
             }
             RnnInput::Seq(x) => {
                 assert_eq!(x.len(), t * b * self.input);
-                gemm(
-                    t * b,
-                    self.input,
-                    gh,
-                    R::ONE,
-                    x,
-                    Op::N,
-                    w_ih,
-                    Op::T,
-                    R::ZERO,
-                    act,
-                );
+                gemm_packed(t * b, x, &pack.ih_fwd, act, false);
                 for row in act.chunks_exact_mut(gh) {
                     add_assign(row, bias);
                 }
@@ -254,18 +287,7 @@ impl RnnLayer {
             RnnInput::Repeat(x) => {
                 assert_eq!(x.len(), b * self.input);
                 let xp = &mut cache.xp[..b * gh];
-                gemm(
-                    b,
-                    self.input,
-                    gh,
-                    R::ONE,
-                    x,
-                    Op::N,
-                    w_ih,
-                    Op::T,
-                    R::ZERO,
-                    xp,
-                );
+                gemm_packed(b, x, &pack.ih_fwd, xp, false);
                 for row in xp.chunks_exact_mut(gh) {
                     add_assign(row, bias);
                 }
@@ -367,10 +389,11 @@ impl RnnLayer {
     /// Backward through time. `d_seq` (`[T, B, H]`) is the loss gradient for every step's output,
     /// `d_last` (`[B, H]`) an extra gradient for the last output; either may be absent. Weight
     /// gradients are added into `grad` (same layout as `p`); the input gradient goes to `d_input`.
+    /// The weights are read from `pack` (packed from `p`).
     #[allow(clippy::too_many_arguments)]
     pub fn backward<R: Real>(
         &self,
-        p: &[R],
+        _p: &[R],
         pack: &RnnPack<R>,
         input: RnnInput<R>,
         b: usize,
@@ -384,7 +407,8 @@ impl RnnLayer {
         let (h, gh) = (self.hidden, self.gh());
         assert!(
             cache.gates_kept,
-            "backward without a forward that kept its gates (none run, or set_no_backward)"
+            "backward without a forward that kept its gates (none run, set_no_backward, or an \
+             LSTM backward already ran on them)"
         );
         cache.ensure_backward(self, b, t);
         let RnnCache {
@@ -403,6 +427,7 @@ impl RnnLayer {
             mask,
             has_mask,
             keep,
+            gates_kept,
             ..
         } = cache;
         let masked = |s: usize, r: usize| *has_mask && mask[s * b + r] == 0;
@@ -422,12 +447,35 @@ impl RnnLayer {
             assert_eq!(d_last_c.len(), b * h, "cell gradient of another batch size");
             dc.copy_from_slice(d_last_c);
         }
+        // The input's gradient sums, accumulated step by step while each step's `dz` is in
+        // cache (a pass over all of `dz` after the loop, in plain SSE, was 3% of an LSTM step):
+        // with symbol input the `[V, G*H]` sum of `dz` rows per symbol, with a repeated input
+        // the `[B, G*H]` sum over steps. The bias gradient is then the sum of those few rows.
+        let input_sum: &mut [R] = match input {
+            RnnInput::Symbols(_) => {
+                table.clear();
+                table.resize(self.input * gh, R::ZERO);
+                table
+            }
+            RnnInput::Repeat(_) => {
+                let dsum = &mut xp[..b * gh];
+                dsum.fill(R::ZERO);
+                dsum
+            }
+            RnnInput::Seq(_) => &mut [],
+        };
+        // An LSTM writes each step's dz over that step's gates, which it has just read and
+        // needs no more: no second `[T, B, 4H]` buffer to stream through the caches (its step
+        // kernel is bound by memory, not arithmetic).
+        let dz_in_act = self.cell == CellKind::Lstm;
         for s in (0..t).rev() {
             if let Some(d) = d_seq {
                 add_assign(dh, &d[s * b * h..(s + 1) * b * h]);
             }
-            let a = &act[s * b * gh..(s + 1) * b * gh];
-            let dzs = &mut dz[s * b * gh..(s + 1) * b * gh];
+            let (a, dzs) = (
+                &mut act[s * b * gh..(s + 1) * b * gh],
+                &mut dz[s * b * gh..(s + 1) * b * gh],
+            );
             let h_prev = &hs[s * b * h..(s + 1) * b * h];
             // A masked row's state passed through this step unchanged: keep its gradients aside,
             // zero its pre-activation gradients, and put them back after the step.
@@ -447,12 +495,13 @@ impl RnnLayer {
                 CellKind::Lstm => {
                     let c_prev = &cs[s * b * h..(s + 1) * b * h];
                     let c_now = &cs[(s + 1) * b * h..(s + 2) * b * h];
-                    lstm_step_backward(a, c_prev, c_now, dh, dc, dzs, h);
+                    // dz replaces the gates in `act` (see `dz_in_act`).
+                    lstm_step_backward(a, c_prev, c_now, dh, dc, h);
                     if any_masked {
-                        zero_masked(dzs);
+                        zero_masked(a);
                     }
                     if s > 0 || init {
-                        gemm_packed(b, dzs, &pack.bwd, dh, false);
+                        gemm_packed(b, a, &pack.bwd, dh, false);
                     }
                 }
                 CellKind::SimpleRnn => {
@@ -484,9 +533,27 @@ impl RnnLayer {
                     dc[r * h..(r + 1) * h].copy_from_slice(&keep[(b + r) * h..(b + r + 1) * h]);
                 }
             }
+            let dzs = if dz_in_act {
+                &act[s * b * gh..(s + 1) * b * gh]
+            } else {
+                &dz[s * b * gh..(s + 1) * b * gh]
+            };
+            match input {
+                RnnInput::Symbols(sym) => {
+                    add_rows_by_index(input_sum, dzs, &sym[s * b..(s + 1) * b], gh)
+                }
+                RnnInput::Repeat(_) => add_assign_simd(input_sum, dzs),
+                RnnInput::Seq(_) => {}
+            }
         }
+        // The gates are gone: a second backward needs a new forward.
+        *gates_kept = !dz_in_act;
         // Weight gradients, one GEMM over all steps. hs[0] = 0, so step 0 adds nothing to dW_hh.
-        let dz_all = &dz[..t * b * gh];
+        let dz_all = if dz_in_act {
+            &act[..t * b * gh]
+        } else {
+            &dz[..t * b * gh]
+        };
         let dzh_all: &[R] = if self.cell == CellKind::Gru {
             &dzh[..t * b * gh]
         } else {
@@ -511,16 +578,13 @@ impl RnnLayer {
         if let Some(bh) = self.b_hh {
             col_sum_add(dzh_all, gh, bh.of_mut(grad));
         }
-        col_sum_add(dz_all, gh, self.b_ih.of_mut(grad));
-        let w_ih = self.w_ih.of(p);
+        match input {
+            RnnInput::Seq(_) => col_sum_add(dz_all, gh, self.b_ih.of_mut(grad)),
+            _ => col_sum_add(input_sum, gh, self.b_ih.of_mut(grad)),
+        }
         match (input, d_input) {
-            (RnnInput::Symbols(sym), _) => {
-                // dW_ih[:, v] += sum of dz rows whose symbol is v: accumulate [V, G*H], then transpose-add.
-                table.clear();
-                table.resize(self.input * gh, R::ZERO);
-                for (row, &s) in dz_all.chunks_exact(gh).zip(sym) {
-                    add_assign(&mut table[s as usize * gh..(s as usize + 1) * gh], row);
-                }
+            (RnnInput::Symbols(_), _) => {
+                // dW_ih[:, v] += the sum of dz rows whose symbol is v (accumulated in the loop).
                 let gw = self.w_ih.of_mut(grad);
                 for g in 0..gh {
                     for v in 0..self.input {
@@ -542,26 +606,12 @@ impl RnnLayer {
                     self.w_ih.of_mut(grad),
                 );
                 if let RnnInputGrad::Dense(dx) = d_in {
-                    gemm(
-                        t * b,
-                        gh,
-                        self.input,
-                        R::ONE,
-                        dz_all,
-                        Op::N,
-                        w_ih,
-                        Op::N,
-                        R::ZERO,
-                        dx,
-                    );
+                    gemm_packed(t * b, dz_all, &pack.ih_bwd, dx, false);
                 }
             }
             (RnnInput::Repeat(x), d_in) => {
-                let dsum = &mut xp[..b * gh];
-                dsum.copy_from_slice(&dz_all[..b * gh]);
-                for step in dz_all.chunks_exact(b * gh).skip(1) {
-                    add_assign(dsum, step);
-                }
+                // The sum of dz over steps (accumulated in the loop).
+                let dsum: &[R] = input_sum;
                 gemm(
                     gh,
                     b,
@@ -575,18 +625,7 @@ impl RnnLayer {
                     self.w_ih.of_mut(grad),
                 );
                 if let RnnInputGrad::Dense(dx) = d_in {
-                    gemm(
-                        b,
-                        gh,
-                        self.input,
-                        R::ONE,
-                        dsum,
-                        Op::N,
-                        w_ih,
-                        Op::N,
-                        R::ZERO,
-                        dx,
-                    );
+                    gemm_packed(b, dsum, &pack.ih_bwd, dx, false);
                 }
             }
         }
@@ -630,7 +669,8 @@ pub struct RnnCache<R> {
     keep: Vec<R>,
     /// `[T, B]`: which row of `table` or `xp` each LSTM row adds in its step kernel.
     x_rows: Vec<u32>,
-    /// Set by `set_no_backward`; `gates_kept`: whether the last forward kept every step's gates.
+    /// Set by `set_no_backward`; `gates_kept`: whether the last forward kept every step's gates
+    /// (and no LSTM backward has overwritten them with their gradients since).
     no_backward: bool,
     gates_kept: bool,
 }
@@ -746,7 +786,7 @@ impl<R: Real> RnnCache<R> {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn add_assign<R: Real>(dst: &mut [R], src: &[R]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d += *s;
@@ -761,6 +801,17 @@ pub(crate) fn col_sum_add<R: Real>(m: &[R], cols: usize, out: &mut [R]) {
     }
 }
 
+simd_dispatch!(add_assign_simd, add_assign_avx512, add_assign_avx2, add_assign, (dst: &mut [R], src: &[R]));
+simd_dispatch!(add_rows_by_index, add_rows_by_index_avx512, add_rows_by_index_avx2, add_rows_by_index_generic, (out: &mut [R], rows: &[R], index: &[u8], cols: usize));
+
+/// `out[index[r]] += rows[r]` for each row `r` of a row-major `[n, cols]` matrix, in order.
+#[inline(always)]
+fn add_rows_by_index_generic<R: Real>(out: &mut [R], rows: &[R], index: &[u8], cols: usize) {
+    for (row, &v) in rows.chunks_exact(cols).zip(index) {
+        add_assign(&mut out[v as usize * cols..(v as usize + 1) * cols], row);
+    }
+}
+
 // ---- Fused elementwise step kernels -------------------------------------------------------
 //
 // Each row kernel takes every gate as its own slice argument: distinct `&mut` arguments carry
@@ -769,7 +820,7 @@ pub(crate) fn col_sum_add<R: Real>(m: &[R], cols: usize, out: &mut [R]) {
 // (`simd_dispatch!`, chosen at run time), all with the same bits.
 
 simd_dispatch!(lstm_step_forward, lstm_step_forward_avx512, lstm_step_forward_avx2, lstm_step_forward_generic, (a: &mut [R], x: &[R], x_rows: &[u32], c_prev: &[R], c_next: &mut [R], h_next: &mut [R], h: usize));
-simd_dispatch!(lstm_step_backward, lstm_step_backward_avx512, lstm_step_backward_avx2, lstm_step_backward_generic, (a: &[R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], dz: &mut [R], h: usize));
+simd_dispatch!(lstm_step_backward, lstm_step_backward_avx512, lstm_step_backward_avx2, lstm_step_backward_generic, (a: &mut [R], c_prev: &[R], c_now: &[R], dh: &[R], dc: &mut [R], h: usize));
 simd_dispatch!(gru_step_forward, gru_step_forward_avx512, gru_step_forward_avx2, gru_step_forward_generic, (a: &mut [R], hp: &mut [R], b_hh: &[R], h_prev: &[R], hpn: &mut [R], h_next: &mut [R], h: usize));
 simd_dispatch!(gru_step_backward, gru_step_backward_avx512, gru_step_backward_avx2, gru_step_backward_generic, (a: &[R], hpn: &[R], h_prev: &[R], dh: &mut [R], dz: &mut [R], dzh: &mut [R], h: usize));
 simd_dispatch!(tanh_step_forward, tanh_step_forward_avx512, tanh_step_forward_avx2, tanh_step_forward_generic, (a: &mut [R], h_next: &mut [R]));
@@ -884,68 +935,62 @@ fn lstm_row_forward<R: Real>(
     }
 }
 
-/// LSTM step backward: from `dh` and the running `dc` (updated to the previous step's), writes
-/// the pre-activation gradients `dz` (`[B, 4H]`).
+/// LSTM step backward: from `dh` and the running `dc` (updated to the previous step's),
+/// overwrites the gates in `a` (`[B, 4H]`) with their pre-activation gradients `dz`.
 #[inline(always)]
 fn lstm_step_backward_generic<R: Real>(
-    a: &[R],
+    a: &mut [R],
     c_prev: &[R],
     c_now: &[R],
     dh: &[R],
     dc: &mut [R],
-    dz: &mut [R],
     h: usize,
 ) {
     let rows = a
-        .chunks_exact(4 * h)
-        .zip(dz.chunks_exact_mut(4 * h))
+        .chunks_exact_mut(4 * h)
         .zip(c_prev.chunks_exact(h))
         .zip(c_now.chunks_exact(h))
         .zip(dh.chunks_exact(h))
         .zip(dc.chunks_exact_mut(h));
-    for (((((row, drow), cp), cn), dhr), dcr) in rows {
-        let (ai, af, ag, ao) = gates!(row, h, 4);
-        let (di, df, dg, do_) = gates!(drow, h, mut 4);
-        lstm_row_backward(ai, af, ag, ao, cp, cn, dhr, dcr, di, df, dg, do_);
+    for ((((row, cp), cn), dhr), dcr) in rows {
+        let (ai, af, ag, ao) = gates!(row, h, mut 4);
+        lstm_row_backward(ai, af, ag, ao, cp, cn, dhr, dcr);
     }
 }
 
+/// One row: reads the gates i, f, g, o and overwrites them with their pre-activation
+/// gradients.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn lstm_row_backward<R: Real>(
-    ai: &[R],
-    af: &[R],
-    ag: &[R],
-    ao: &[R],
+    ai: &mut [R],
+    af: &mut [R],
+    ag: &mut [R],
+    ao: &mut [R],
     c_prev: &[R],
     c_now: &[R],
     dh: &[R],
     dc: &mut [R],
-    dzi: &mut [R],
-    dzf: &mut [R],
-    dzg: &mut [R],
-    dzo: &mut [R],
 ) {
     let h = c_prev.len();
     let (ai, af, ag, ao, c_now, dh, dc) = (
-        &ai[..h],
-        &af[..h],
-        &ag[..h],
-        &ao[..h],
+        &mut ai[..h],
+        &mut af[..h],
+        &mut ag[..h],
+        &mut ao[..h],
         &c_now[..h],
         &dh[..h],
         &mut dc[..h],
     );
-    let (dzi, dzf, dzg, dzo) = (&mut dzi[..h], &mut dzf[..h], &mut dzg[..h], &mut dzo[..h]);
     let one = R::ONE;
     for j in 0..h {
         let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
         let tc = c_now[j].tanh_fast();
         let dcj = dc[j] + dh[j] * o * (one - tc * tc);
-        dzo[j] = dh[j] * tc * o * (one - o);
-        dzi[j] = dcj * g * i * (one - i);
-        dzg[j] = dcj * i * (one - g * g);
-        dzf[j] = dcj * c_prev[j] * f * (one - f);
+        ao[j] = dh[j] * tc * o * (one - o);
+        ai[j] = dcj * g * i * (one - i);
+        ag[j] = dcj * i * (one - g * g);
+        af[j] = dcj * c_prev[j] * f * (one - f);
         dc[j] = dcj * f;
     }
 }
@@ -1469,6 +1514,34 @@ mod tests {
         );
     }
 
+    /// An LSTM's backward writes its gradients over the gates: a second backward of the same
+    /// forward is refused instead of reading gradients as gates.
+    #[test]
+    #[should_panic(expected = "LSTM backward already ran")]
+    fn a_second_lstm_backward_of_one_forward_is_refused() {
+        let (layer, p) = setup(CellKind::Lstm, 5, 7, 3);
+        let (b, t) = (2, 3);
+        let sym: Vec<u8> = (0..b * t).map(|i| (i % 5) as u8).collect();
+        let (pk, mut cache) = (packed(&layer, &p), RnnCache::default());
+        layer.forward(&p, &pk, RnnInput::Symbols(&sym), b, t, &mut cache);
+        let mut grad = vec![0.0; p.len()];
+        let d_seq = vec![1.0; t * b * 7];
+        for _ in 0..2 {
+            layer.backward(
+                &p,
+                &pk,
+                RnnInput::Symbols(&sym),
+                b,
+                t,
+                &mut cache,
+                Some(&d_seq),
+                None,
+                &mut grad,
+                RnnInputGrad::None,
+            );
+        }
+    }
+
     #[test]
     fn masked_steps_are_skipped_as_if_absent() {
         // Each row's outputs equal a run over its real steps alone, the state carried over pads.
@@ -1654,7 +1727,7 @@ mod tests {
         // Each kernel family's outputs, forward then backward, as bits.
         let lstm = |level: SimdLevel| {
             let (mut a, mut cn, mut hn) = (a4.clone(), vec![0.0; b * h], vec![0.0; b * h]);
-            let (mut dc, mut dz) = (dc0.clone(), vec![0.0; b * 4 * h]);
+            let mut dc = dc0.clone();
             at_level!(
                 level,
                 lstm_step_forward_generic,
@@ -1662,12 +1735,14 @@ mod tests {
                 lstm_step_forward_avx512,
                 (&mut a, &[], &[], &cp, &mut cn, &mut hn, h)
             );
+            // The backward overwrites the gates with dz.
+            let mut dz = a.clone();
             at_level!(
                 level,
                 lstm_step_backward_generic,
                 lstm_step_backward_avx2,
                 lstm_step_backward_avx512,
-                (&a, &cp, &cn, &dh, &mut dc, &mut dz, h)
+                (&mut dz, &cp, &cn, &dh, &mut dc, h)
             );
             bits(&[&a, &cn, &hn, &dc, &dz])
         };

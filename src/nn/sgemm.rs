@@ -213,48 +213,20 @@ unsafe fn sgemm_avx512(
     let a_rows = csa == 1 && rsa != 1;
     let a_copied = !(a_rows || (rsa == 1 && csa <= FAR));
     if a_copied {
-        pack_a.resize(KC.min(k) * MR, 0.0);
+        grow(pack_a, KC.min(k) * MR);
     }
-    pack.resize(KC.min(k) * np, 0.0);
+    grow(pack, KC.min(k) * np);
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
-        // Pack B[k0..k0+kc, 0..n] as column strips of NR: strip s holds its kc rows of NR
-        // values one after the other, so a tile streams one contiguous block.
-        for (s, strip) in pack[..kc * np].chunks_exact_mut(kc * NR).enumerate() {
-            let (j0, w) = (s * NR, NR.min(n - s * NR));
-            let src = b.offset(k0 as isize * rsb + j0 as isize * csb);
-            if csb == 1 {
-                // Two masked vector copies per row (a call to memmove per 128 bytes cost 4%
-                // of a transformer step); the padding columns load as zeros.
-                let (m0, m1) = masks(w);
-                for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
-                    let from = src.offset(kk as isize * rsb);
-                    let to = row.as_mut_ptr();
-                    _mm512_storeu_ps(to, _mm512_maskz_loadu_ps(m0, from));
-                    let hi = if m1 == 0 {
-                        _mm512_setzero_ps()
-                    } else {
-                        _mm512_maskz_loadu_ps(m1, from.add(16))
-                    };
-                    _mm512_storeu_ps(to.add(16), hi);
-                }
-            } else if rsb == 1 {
-                pack_transposed(src, csb, w, kc, strip);
-            } else {
-                for jj in 0..w {
-                    let col = src.offset(jj as isize * csb);
-                    for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
-                        row[jj] = *col.offset(kk as isize * rsb);
-                    }
-                }
-                if w < NR {
-                    for row in strip.chunks_exact_mut(NR) {
-                        row[w..].fill(0.0);
-                    }
-                }
-            }
-        }
+        pack_block(
+            b.offset(k0 as isize * rsb),
+            rsb,
+            csb,
+            kc,
+            n,
+            &mut pack[..kc * np],
+        );
         // The first block applies beta; later ones add to C.
         let first = k0 == 0;
         let mut i = 0;
@@ -299,6 +271,79 @@ unsafe fn sgemm_avx512(
         }
         k0 += kc;
     }
+}
+
+/// Makes `buf` at least `len` long. It never shrinks: calls of other shapes alternate on
+/// one thread, and `resize` down then up zeroed the buffer again each time (a memset per
+/// call, 1% of an LSTM step); the packing overwrites what it uses.
+fn grow(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// Packs `kc` rows of B (`b` points at the first; strides `rsb`, `csb`) into `NR`-column
+/// strips: strip `s` holds its `kc` rows of `NR` values one after the other, so a tile streams
+/// one contiguous block; the last strip's columns past `n` are zeros. Every value of `out`
+/// (`kc * n.div_ceil(NR) * NR`) is written.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_block(b: *const f32, rsb: isize, csb: isize, kc: usize, n: usize, out: &mut [f32]) {
+    let np = n.div_ceil(NR) * NR;
+    assert!(out.len() >= kc * np);
+    for (s, strip) in out[..kc * np].chunks_exact_mut(kc * NR).enumerate() {
+        let (j0, w) = (s * NR, NR.min(n - s * NR));
+        let src = b.offset(j0 as isize * csb);
+        if csb == 1 {
+            // Two masked vector copies per row (a call to memmove per 128 bytes cost 4% of a
+            // transformer step); the padding columns load as zeros.
+            let (m0, m1) = masks(w);
+            for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
+                let from = src.offset(kk as isize * rsb);
+                let to = row.as_mut_ptr();
+                _mm512_storeu_ps(to, _mm512_maskz_loadu_ps(m0, from));
+                let hi = if m1 == 0 {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_maskz_loadu_ps(m1, from.add(16))
+                };
+                _mm512_storeu_ps(to.add(16), hi);
+            }
+        } else if rsb == 1 {
+            pack_transposed(src, csb, w, kc, strip);
+        } else {
+            for jj in 0..w {
+                let col = src.offset(jj as isize * csb);
+                for (kk, row) in strip.chunks_exact_mut(NR).enumerate() {
+                    row[jj] = *col.offset(kk as isize * rsb);
+                }
+            }
+            if w < NR {
+                for row in strip.chunks_exact_mut(NR) {
+                    row[w..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// `B` (`[k, n]`, strides `rsb`, `csb`) packed the way [`sgemm_prepacked`] reads it: `NR`-column
+/// strips of all `k` rows, the last zero-padded; `out` holds `k * n.div_ceil(NR) * NR` values,
+/// all of which are written.
+///
+/// # Safety
+/// The CPU must have AVX-512 ([`available`]); `b` and the strides must describe a valid matrix.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_strips(
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    pack_block(b, rsb, csb, k, n, out)
 }
 
 /// Packs one strip from B stored transposed (`rsb == 1`: each column of B, a row of B^T, has
