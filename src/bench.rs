@@ -1,5 +1,6 @@
 //! `seqcalc bench`: times the training step and batched inference of a model, and the
-//! machine's GEMM peak in the same process, so the fraction of peak is measured side by side.
+//! machine's GEMM peak and FMA ceiling in the same process, so the fractions of peak are
+//! measured side by side.
 //!
 //! FLOPs are counted as in shared/FRAMEWORKS.md: matrix products only, the nominal (Keras)
 //! forward work of the model — every step's input and recurrent product, the decoder's
@@ -50,6 +51,10 @@ pub struct BenchReport {
     pub memory_estimate_mib: f64,
     /// Matrix-product work seqcalc really does per step (3 x its forward products).
     pub real_gflop_per_step: f64,
+    /// The cores' fused multiply-add ceiling: one register-only FMA loop per thread, at the
+    /// widest vectors the GEMMs use (None without AVX2/FMA). No GEMM reaches it; the
+    /// 1024^3 product above runs at about half of it here.
+    pub fma_peak_gflops: Option<f64>,
 }
 
 /// Forward FLOPs of a transformer over `T_in + T_out` tokens: projections and FFN on every row,
@@ -151,6 +156,92 @@ pub fn gemm_peak_gflops(threads: usize) -> f64 {
     percentile(&rates, 0.5)
 }
 
+/// The FMA ceiling: `threads` register-only loops of independent fused multiply-adds at once
+/// (AVX-512 or AVX2, as the GEMMs run), median aggregate GFLOP/s over a few rounds; `None`
+/// where the CPU has neither.
+pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::nn::{simd_level, SimdLevel};
+        let level = simd_level();
+        if level == SimdLevel::Baseline {
+            return None;
+        }
+        let iters = std::hint::black_box(2_000_000usize);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        let mut rates = Vec::new();
+        for round in 0..6 {
+            let t0 = Instant::now();
+            let flops: f64 = pool.install(|| {
+                use rayon::prelude::*;
+                (0..threads)
+                    .into_par_iter()
+                    .map(|_| match level {
+                        // SAFETY: simd_level reports only what this CPU has.
+                        SimdLevel::Avx512 => unsafe { fma_loop_avx512(iters) },
+                        _ => unsafe { fma_loop_avx2(iters) },
+                    })
+                    .sum()
+            });
+            if round > 0 {
+                rates.push(flops / t0.elapsed().as_secs_f64() / 1e9);
+            }
+        }
+        rates.sort_by(|x, y| x.total_cmp(y));
+        Some(percentile(&rates, 0.5))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = threads;
+        None
+    }
+}
+
+/// 24 independent accumulators (enough to cover the FMA latency on two ports); returns the
+/// FLOPs done, after a reduction the optimiser cannot drop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512(iters: usize) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); 24];
+    let a = _mm512_set1_ps(std::hint::black_box(0.999_999));
+    let b = _mm512_set1_ps(std::hint::black_box(1e-7));
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
+    std::hint::black_box(_mm512_reduce_add_ps(sum));
+    iters as f64 * 24.0 * 32.0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop_avx2(iters: usize) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(0.0); 12];
+    let a = _mm256_set1_ps(std::hint::black_box(0.999_999));
+    let b = _mm256_set1_ps(std::hint::black_box(1e-7));
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm256_fmadd_ps(*x, a, b);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+    let mut out = [0.0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), sum);
+    std::hint::black_box(out);
+    iters as f64 * 12.0 * 16.0
+}
+
 /// Peak resident memory of this process (VmHWM), if the OS tells.
 pub fn peak_memory_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -218,6 +309,7 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     }
     let inference = answered as f64 / ti.elapsed().as_secs_f64();
     let peak = gemm_peak_gflops(cfg.threads);
+    let fma_peak = fma_peak_gflops(cfg.threads);
     let effective = nominal / (med / 1e3);
     BenchReport {
         model: name.to_string(),
@@ -240,6 +332,7 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
         inference_batch: nb,
         memory_estimate_mib: model.memory_estimate_bytes(b, cfg.threads) as f64 / (1 << 20) as f64,
         real_gflop_per_step: 3.0 * real_forward_flops(&model, b) / 1e9,
+        fma_peak_gflops: fma_peak,
     }
 }
 
@@ -254,6 +347,7 @@ impl BenchReport {
              real work: {:.3} GFLOP/step (the products seqcalc runs) -> {:.1} GFLOP/s\n\
              GEMM peak (seqcalc sgemm 1024^3, one per thread, same process): {:.1} GFLOP/s\n\
              fraction of peak: {:.0}% effective, {:.0}% real\n\
+             FMA ceiling (register-only multiply-adds, one loop per thread): {}\n\
              inference (batches of {}): {:.0} answers/s\n\
              peak memory while training: {} (up-front estimate {:.0} MiB)\n",
             self.model,
@@ -274,10 +368,33 @@ impl BenchReport {
             self.gemm_peak_gflops,
             100.0 * self.fraction_of_peak,
             100.0 * self.real_gflop_per_step / (self.ms_per_step_median / 1e3) / self.gemm_peak_gflops,
+            self.fma_peak_gflops.map_or("not measured (no AVX2/FMA)".to_string(), |f| format!(
+                "{f:.1} GFLOP/s; real work at {:.0}% of it, the 1024^3 GEMM at {:.0}%",
+                100.0 * self.real_gflop_per_step / (self.ms_per_step_median / 1e3) / f,
+                100.0 * self.gemm_peak_gflops / f
+            )),
             self.inference_batch,
             self.inference_answers_per_sec,
             self.peak_memory_mib.map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
             self.memory_estimate_mib,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FMA ceiling is measured where the CPU has vector FMAs (a finite, positive rate; no
+    /// test asserts a speed) and reported as absent elsewhere.
+    #[test]
+    fn fma_ceiling_is_measured_where_there_are_vector_fmas() {
+        #[cfg(target_arch = "x86_64")]
+        if crate::nn::simd_level() != crate::nn::SimdLevel::Baseline {
+            let fma = fma_peak_gflops(1).expect("measured with AVX2 or AVX-512");
+            assert!(fma.is_finite() && fma > 0.0, "{fma}");
+            return;
+        }
+        assert_eq!(fma_peak_gflops(1), None);
     }
 }
