@@ -1096,7 +1096,12 @@ impl<R: Real> Engine<R> {
         let mut jobs: Vec<PackJob<R>> = std::iter::once(&model.encoder)
             .chain(&model.decoders)
             .zip(self.packs.iter_mut())
-            .flat_map(|(l, pk)| l.pack_jobs(p, pk))
+            // (Without a backward, only the forward kernels: the first two jobs.)
+            .flat_map(|(l, pk)| {
+                l.pack_jobs(p, pk)
+                    .into_iter()
+                    .take(if backward { 4 } else { 2 })
+            })
             .collect();
         self.pool.install(|| {
             use rayon::prelude::*;
@@ -1219,8 +1224,14 @@ impl Seq2Seq {
         let h = self.cfg.hidden;
         let g = self.cfg.cell.gates();
         let layer = |t: usize| {
-            // act + dz (+ GRU dzh), hs, cs/hpn, small per-step scratch.
-            t * b * g * h * (2 + usize::from(g == 3)) + (t + 1) * b * h * 2 + 4 * b * g * h
+            // act, dz (GRU and SimpleRNN; an LSTM writes its dz over act), GRU dzh, hs, cs/hpn,
+            // small per-step scratch.
+            let gate_buffers = match self.cfg.cell {
+                CellKind::Lstm => 1,
+                CellKind::Gru => 3,
+                CellKind::SimpleRnn => 2,
+            };
+            t * b * g * h * gate_buffers + (t + 1) * b * h * 2 + 4 * b * g * h
         };
         let e = self.encoder.hidden;
         // Attention: q, cat, out and their gradients per answer step, weights over the question,

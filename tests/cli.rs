@@ -105,29 +105,46 @@ fn small_addition_learns_and_run_directory_is_complete() {
 #[test]
 fn predict_answers_and_jsonl_reports_bad_lines_without_stopping() {
     let dir = trained();
-    // Each answer is marked right or wrong against the true sum. (Which answers the small
-    // model gets right depends on the bits of its training; its accuracy is tested by eval.)
-    let questions = [("12+34", 46), ("7+8", 15), ("21+43", 64), ("99+99", 198)];
+    // Each answer is marked right or wrong against the true sum (as strings: "046" is wrong),
+    // and most are right: the small model's exact match is at least 0.95 (the eval test), so
+    // fewer than 15 of 20 right would point at predict's own decoding. Which ones it gets
+    // wrong depends on the bits of its training.
+    let pairs: Vec<(u32, u32)> = (0..20)
+        .map(|i| ((i * 37 + 5) % 100, (i * 53 + 11) % 100))
+        .collect();
+    let mut questions: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(a, b)| (format!("{a}+{b}"), (a + b).to_string()))
+        .collect();
+    questions
+        .extend([("21+43", "64"), ("99+99", "198")].map(|(q, s)| (q.to_string(), s.to_string())));
     let mut args = vec!["predict", "--model", dir.to_str().unwrap()];
-    args.extend(questions.iter().map(|q| q.0));
+    args.extend(questions.iter().map(|q| q.0.as_str()));
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let mut answers = std::collections::HashMap::new();
-    for (q, sum) in questions {
+    let mut right = 0;
+    for (q, sum) in &questions {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("{q} = ")))
             .unwrap_or_else(|| panic!("no answer to {q}:\n{out}"));
-        let answer: u64 = line[q.len() + 3..]
-            .split_whitespace()
+        let answer = line[q.len() + 3..]
+            .split("   (confidence")
             .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("not a number: {line}"));
-        let mark = if answer == sum { "✓" } else { "✗" };
+            .unwrap()
+            .to_string();
+        let mark = if answer == *sum { "✓" } else { "✗" };
         assert!(line.trim_end().ends_with(mark), "{line} (true sum {sum})");
-        answers.insert(q, answer.to_string());
+        right += usize::from(answer == *sum);
+        answers.insert(q.clone(), answer);
     }
+    assert!(
+        right >= 15,
+        "only {right} of {} right:\n{out}",
+        questions.len()
+    );
 
     let mut child = bin()
         .args(["predict", "--model", dir.to_str().unwrap(), "--jsonl"])

@@ -40,7 +40,6 @@ impl<R: Real> PackedB<R> {
     /// Packs with a given panel width (32 for the AVX-512 kernel, 16 for the others).
     fn pack_with_panel_width(&mut self, b: &[R], k: usize, n: usize, op: Op, nr: usize) {
         assert!(b.len() >= k * n);
-        let panels = n.div_ceil(nr);
         self.k = k;
         self.n = n;
         self.nr = nr;
@@ -53,7 +52,7 @@ impl<R: Real> PackedB<R> {
             // The GEMM's own packing (vector copies, 16 x 16 transposes), which writes every
             // value, padding included: no zeroing pass first (repacked every training step,
             // the scalar loops below and their memset were 3% of an LSTM step).
-            self.data.resize(panels * k * nr, R::ZERO);
+            self.data.resize(n.div_ceil(nr) * k * nr, R::ZERO);
             let (rs, cs) = match op {
                 Op::N => (n as isize, 1),
                 Op::T => (1, k as isize),

@@ -144,7 +144,8 @@ impl RnnLayer {
         }
     }
 
-    /// The four packings [`RnnLayer::pack`] runs, as independent jobs (to spread over threads).
+    /// The four packings [`RnnLayer::pack`] runs, as independent jobs (to spread over threads):
+    /// the forward's two kernels first, then the backward's two.
     pub fn pack_jobs<'a, R: Real>(
         &self,
         p: &'a [R],
@@ -389,7 +390,8 @@ impl RnnLayer {
     /// Backward through time. `d_seq` (`[T, B, H]`) is the loss gradient for every step's output,
     /// `d_last` (`[B, H]`) an extra gradient for the last output; either may be absent. Weight
     /// gradients are added into `grad` (same layout as `p`); the input gradient goes to `d_input`.
-    /// The weights are read from `pack` (packed from `p`).
+    /// The weights are read from `pack` (packed from `p`). An LSTM's backward consumes its
+    /// forward (it writes the gradients over the gates): one backward per forward.
     #[allow(clippy::too_many_arguments)]
     pub fn backward<R: Real>(
         &self,
@@ -472,10 +474,13 @@ impl RnnLayer {
             if let Some(d) = d_seq {
                 add_assign(dh, &d[s * b * h..(s + 1) * b * h]);
             }
-            let (a, dzs) = (
-                &mut act[s * b * gh..(s + 1) * b * gh],
-                &mut dz[s * b * gh..(s + 1) * b * gh],
-            );
+            let a = &mut act[s * b * gh..(s + 1) * b * gh];
+            // (Empty for an LSTM, whose dz goes over `a`.)
+            let dzs: &mut [R] = if dz_in_act {
+                &mut []
+            } else {
+                &mut dz[s * b * gh..(s + 1) * b * gh]
+            };
             let h_prev = &hs[s * b * h..(s + 1) * b * h];
             // A masked row's state passed through this step unchanged: keep its gradients aside,
             // zero its pre-activation gradients, and put them back after the step.
@@ -636,7 +641,8 @@ impl RnnLayer {
 #[derive(Clone, Debug, Default)]
 pub struct RnnCache<R> {
     /// `[T, B, G*H]` pre-activations, then gate activations (LSTM i,f,g,o; GRU r,z,n; RNN h);
-    /// after a forward without backward to come, a fused LSTM's last step's are in slot 0.
+    /// after a forward without backward to come, a fused LSTM's last step's are in slot 0;
+    /// after an LSTM's backward, the gates' gradients (its `dz`).
     act: Vec<R>,
     /// `[T+1, B, H]`.
     hs: Vec<R>,
@@ -650,7 +656,8 @@ pub struct RnnCache<R> {
     hp: Vec<R>,
     /// `[V, G*H]` symbol table (forward) / symbol gradient accumulator (backward).
     table: Vec<R>,
-    /// `[T, B, G*H]` gradients of the input-side pre-activations.
+    /// `[T, B, G*H]` gradients of the input-side pre-activations (GRU and SimpleRNN; an LSTM
+    /// writes them over its gates in `act`, and leaves this empty).
     dz: Vec<R>,
     /// GRU `[T, B, G*H]` gradients of the recurrent-side pre-activations.
     dzh: Vec<R>,
@@ -752,7 +759,9 @@ impl<R: Real> RnnCache<R> {
                 v.resize(n, R::ZERO)
             }
         };
-        grow(&mut self.dz, t * b * gh);
+        if layer.cell != CellKind::Lstm {
+            grow(&mut self.dz, t * b * gh);
+        }
         grow(&mut self.dh, b * h);
         grow(&mut self.dc, b * h);
         if layer.cell == CellKind::Gru {
