@@ -162,11 +162,7 @@ pub fn gemm_peak_gflops(threads: usize) -> f64 {
 pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
-        let avx512 = crate::nn::sgemm::available();
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-        if !(avx512 || avx2) {
-            return None;
-        }
+        let avx512 = fma_vectors()?;
         let iters = std::hint::black_box(2_000_000usize);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -197,6 +193,19 @@ pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = threads;
+        None
+    }
+}
+
+/// The vectors the FMA ceiling is measured with, those the GEMM runs: `Some(true)` for
+/// AVX-512 (where its AVX-512 kernel runs), `Some(false)` for AVX2 with FMA, `None` without.
+#[cfg(target_arch = "x86_64")]
+fn fma_vectors() -> Option<bool> {
+    if crate::nn::sgemm::available() {
+        Some(true)
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        Some(false)
+    } else {
         None
     }
 }
@@ -397,9 +406,7 @@ mod tests {
     #[test]
     fn fma_ceiling_is_measured_where_there_are_vector_fmas() {
         #[cfg(target_arch = "x86_64")]
-        if crate::nn::sgemm::available()
-            || (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-        {
+        if fma_vectors().is_some() {
             let fma = fma_peak_gflops(1).expect("measured with AVX2 or AVX-512");
             assert!(fma.is_finite() && fma > 0.0, "{fma}");
             return;

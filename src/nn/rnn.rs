@@ -538,16 +538,12 @@ impl RnnLayer {
                     dc[r * h..(r + 1) * h].copy_from_slice(&keep[(b + r) * h..(b + r + 1) * h]);
                 }
             }
-            let dzs = if dz_in_act {
-                &act[s * b * gh..(s + 1) * b * gh]
-            } else {
-                &dz[s * b * gh..(s + 1) * b * gh]
-            };
+            let dz_step: &[R] = if dz_in_act { a } else { dzs };
             match input {
                 RnnInput::Symbols(sym) => {
-                    add_rows_by_index(input_sum, dzs, &sym[s * b..(s + 1) * b], gh)
+                    add_rows_by_index(input_sum, dz_step, &sym[s * b..(s + 1) * b], gh)
                 }
-                RnnInput::Repeat(_) => add_assign_simd(input_sum, dzs),
+                RnnInput::Repeat(_) => add_assign_simd(input_sum, dz_step),
                 RnnInput::Seq(_) => {}
             }
         }
@@ -1491,51 +1487,17 @@ mod tests {
         }
     }
 
-    #[test]
-    #[should_panic(expected = "set_no_backward")]
-    fn backward_after_an_inference_forward_is_refused() {
-        let (layer, p) = setup(CellKind::Lstm, 5, 7, 3);
-        let (b, t) = (2, 3);
-        let sym: Vec<u8> = (0..b * t).map(|i| (i % 5) as u8).collect();
-        let mut cache = RnnCache::default();
-        cache.set_no_backward(true);
-        layer.forward(
-            &p,
-            &packed(&layer, &p),
-            RnnInput::Symbols(&sym),
-            b,
-            t,
-            &mut cache,
-        );
-        let mut grad = vec![0.0; p.len()];
-        let d_seq = vec![1.0; t * b * 7];
-        layer.backward(
-            &p,
-            &packed(&layer, &p),
-            RnnInput::Symbols(&sym),
-            b,
-            t,
-            &mut cache,
-            Some(&d_seq),
-            None,
-            &mut grad,
-            RnnInputGrad::None,
-        );
-    }
-
-    /// An LSTM's backward writes its gradients over the gates: a second backward of the same
-    /// forward is refused instead of reading gradients as gates.
-    #[test]
-    #[should_panic(expected = "LSTM backward already ran")]
-    fn a_second_lstm_backward_of_one_forward_is_refused() {
+    /// An LSTM forward (`no_backward` as given) followed by `backwards` backward passes.
+    fn lstm_forward_then_backwards(no_backward: bool, backwards: usize) {
         let (layer, p) = setup(CellKind::Lstm, 5, 7, 3);
         let (b, t) = (2, 3);
         let sym: Vec<u8> = (0..b * t).map(|i| (i % 5) as u8).collect();
         let (pk, mut cache) = (packed(&layer, &p), RnnCache::default());
+        cache.set_no_backward(no_backward);
         layer.forward(&p, &pk, RnnInput::Symbols(&sym), b, t, &mut cache);
         let mut grad = vec![0.0; p.len()];
         let d_seq = vec![1.0; t * b * 7];
-        for _ in 0..2 {
+        for _ in 0..backwards {
             layer.backward(
                 &p,
                 &pk,
@@ -1549,6 +1511,20 @@ mod tests {
                 RnnInputGrad::None,
             );
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "set_no_backward")]
+    fn backward_after_an_inference_forward_is_refused() {
+        lstm_forward_then_backwards(true, 1);
+    }
+
+    /// An LSTM's backward writes its gradients over the gates: a second backward of the same
+    /// forward is refused instead of reading gradients as gates.
+    #[test]
+    #[should_panic(expected = "LSTM backward already ran")]
+    fn a_second_lstm_backward_of_one_forward_is_refused() {
+        lstm_forward_then_backwards(false, 2);
     }
 
     #[test]
