@@ -873,6 +873,10 @@ pub struct Workspace<R> {
     /// When set, the attention weights of the last run, `[T_out, B, T_in]` (`predict --explain`).
     record_attention: bool,
     att_record: Vec<R>,
+    /// A forward without targets: this worker's probabilities `[rows, T_out, V]` and (when
+    /// recording) attention weights `[rows, T_out, T_in]`, row-major, gathered chunk by chunk.
+    out_probs: Vec<R>,
+    out_attention: Vec<R>,
     /// Decoder-output gradients, one per layer, plus one for the attention output.
     d_dec: Vec<Vec<R>>,
     d_enc: Vec<R>,
@@ -884,6 +888,27 @@ pub struct Workspace<R> {
 }
 
 impl<R: Real> Workspace<R> {
+    /// Copies the last forward's time-major probabilities (and recorded attention) of `rows`
+    /// rows into rows `r0..r0 + rows` of the row-major outputs of a slice of `total` rows.
+    fn collect_outputs(&mut self, m: &Seq2Seq, r0: usize, rows: usize, total: usize) {
+        let (t_out, v, t_in) = (m.t_out, m.vocab, m.t_in);
+        let gather = |src: &[R], out: &mut Vec<R>, w: usize| {
+            if out.len() < total * t_out * w {
+                out.resize(total * t_out * w, R::ZERO);
+            }
+            for r in 0..rows {
+                for s in 0..t_out {
+                    let o = ((r0 + r) * t_out + s) * w;
+                    out[o..o + w].copy_from_slice(&src[(s * rows + r) * w..(s * rows + r + 1) * w]);
+                }
+            }
+        };
+        gather(&self.logits, &mut self.out_probs, v);
+        if self.record_attention {
+            gather(&self.att_record, &mut self.out_attention, t_in);
+        }
+    }
+
     fn ensure(&mut self, m: &Seq2Seq, b: usize) {
         let (t_in, t_out, v, h) = (m.t_in, m.t_out, m.vocab, m.cfg.hidden);
         let grow_u8 = |x: &mut Vec<u8>, n: usize| {
@@ -929,9 +954,6 @@ impl<R: Real> Workspace<R> {
     }
 }
 
-/// `out = parts[0] + parts[1] + ...`, element by element in worker order, chunk by chunk on
-/// `pool`: each element's sum is the same whatever thread computes it, so results depend only on
-/// the worker count.
 /// Contiguous row ranges of `n` rows, one per worker of `workers` (empty ones dropped).
 pub(crate) fn worker_slices(n: usize, workers: usize) -> Vec<(usize, usize)> {
     let per = n.div_ceil(workers.max(1));
@@ -969,6 +991,9 @@ pub(crate) fn run_on_slices<W: Send, R: Real, S: Default + Send>(
     out
 }
 
+/// `out = parts[0] + parts[1] + ...`, element by element in worker order, chunk by chunk on
+/// `pool`: each element's sum is the same whatever thread computes it, so results depend only on
+/// the worker count.
 pub(crate) fn sum_in_worker_order<R: Real>(
     pool: &rayon::ThreadPool,
     out: &mut [R],
@@ -1010,6 +1035,8 @@ pub struct Engine<R> {
     pub grad: Vec<R>,
     /// Per-worker buffers of a transformer model.
     tf_workers: Vec<TfWorker<R>>,
+    /// Rows per chunk of a forward without backward (default: [`Seq2Seq::forward_chunk_rows`]).
+    pub forward_chunk: Option<usize>,
 }
 
 /// The number of cores, the default thread count.
@@ -1055,6 +1082,7 @@ impl<R: Real> Engine<R> {
             packs,
             grad,
             tf_workers: Vec::new(),
+            forward_chunk: None,
         }
     }
 
@@ -1108,6 +1136,9 @@ impl<R: Real> Engine<R> {
             jobs.par_drain(..).with_max_len(1).for_each(PackJob::run);
         });
         let packs = &self.packs;
+        let chunk = self
+            .forward_chunk
+            .unwrap_or_else(|| model.forward_chunk_rows());
         let stats = run_on_slices(
             &self.pool,
             &mut self.workers,
@@ -1117,10 +1148,24 @@ impl<R: Real> Engine<R> {
                 if backward {
                     ws.ensure(model, b - a);
                     ws.grad[..model.param_count()].fill(R::ZERO);
+                    let x = &inputs[a * t_in..b * t_in];
+                    let y = targets.map(|t| &t[a * t_out..b * t_out]);
+                    return model.run_slice(p, packs, ws, x, y, b - a, scale);
                 }
-                let x = &inputs[a * t_in..b * t_in];
-                let y = targets.map(|t| &t[a * t_out..b * t_out]);
-                model.run_slice(p, packs, ws, x, y, b - a, scale)
+                // Without a backward every row is independent: run the worker's rows a chunk
+                // at a time so that one step's gates and states stay in the core's cache, and
+                // collect the outputs row-major.
+                let mut stats = SliceStats::default();
+                for c0 in (a..b).step_by(chunk) {
+                    let c1 = (c0 + chunk).min(b);
+                    let x = &inputs[c0 * t_in..c1 * t_in];
+                    let y = targets.map(|t| &t[c0 * t_out..c1 * t_out]);
+                    stats.add(&model.run_slice(p, packs, ws, x, y, c1 - c0, scale));
+                    if targets.is_none() {
+                        ws.collect_outputs(model, c0 - a, c1 - c0, b - a);
+                    }
+                }
+                stats
             },
             backward.then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
         );
@@ -1146,17 +1191,9 @@ impl<R: Real> Engine<R> {
         let (t_out, v) = (self.model.t_out, self.model.vocab);
         self.run(p, inputs, None, n, false);
         probs.clear();
-        probs.resize(n * t_out * v, R::ZERO);
-        // Gather each worker's time-major [T_out, b, V] probabilities into row-major order.
+        probs.reserve(n * t_out * v);
         for (ws, (a, b)) in self.workers.iter().zip(self.slices(n)) {
-            let rows = b - a;
-            for r in 0..rows {
-                for s in 0..t_out {
-                    let src = &ws.logits[(s * rows + r) * v..(s * rows + r + 1) * v];
-                    probs[((a + r) * t_out + s) * v..((a + r) * t_out + s + 1) * v]
-                        .copy_from_slice(src);
-                }
-            }
+            probs.extend_from_slice(&ws.out_probs[..(b - a) * t_out * v]);
         }
     }
 
@@ -1170,17 +1207,9 @@ impl<R: Real> Engine<R> {
             ws.record_attention = true;
         }
         self.run(p, inputs, None, n, false);
-        let mut out = vec![R::ZERO; n * t_out * t_in];
-        let slices = self.slices(n);
-        for (ws, (a, b)) in self.workers.iter().zip(slices) {
-            let rows = b - a;
-            for r in 0..rows {
-                for s in 0..t_out {
-                    let src = &ws.att_record[(s * rows + r) * t_in..(s * rows + r + 1) * t_in];
-                    out[((a + r) * t_out + s) * t_in..((a + r) * t_out + s + 1) * t_in]
-                        .copy_from_slice(src);
-                }
-            }
+        let mut out = Vec::with_capacity(n * t_out * t_in);
+        for (ws, (a, b)) in self.workers.iter().zip(self.slices(n)) {
+            out.extend_from_slice(&ws.out_attention[..(b - a) * t_out * t_in]);
         }
         for ws in &mut self.workers {
             ws.record_attention = false;
@@ -1198,6 +1227,14 @@ impl<R: Real> Engine<R> {
 }
 
 impl Seq2Seq {
+    /// Rows a worker runs at once in a forward without backward: one step's gates and states
+    /// for them (`rows x (gates + 3) x hidden` floats) stay near 256 KiB, within a core's L2
+    /// beside the packed recurrent kernel.
+    pub fn forward_chunk_rows(&self) -> usize {
+        let per_row = 4 * (self.cfg.cell.gates() + 3) * self.cfg.hidden.max(1);
+        ((256 << 10) / per_row).clamp(8, 1024)
+    }
+
     /// Rows per inference call so that forward activations stay near `budget_bytes` (at least 1,
     /// at most 1024): long sequences (the pq-system's 2001 steps) get small chunks.
     pub fn inference_rows(&self, budget_bytes: usize) -> usize {
@@ -1434,6 +1471,62 @@ mod tests {
         assert!(Engine::<f32>::new(plain, 1)
             .attention_weights(&p, &[0; 4], 1)
             .is_none());
+    }
+
+    #[test]
+    fn a_forward_in_chunks_gives_the_bits_of_one_pass() {
+        // Every cell and decoder, with attention and masking: answers, attention weights and
+        // evaluation sums must not depend on how many rows a worker runs at once.
+        let cases = [
+            (CellKind::Lstm, DecoderKind::Repeat, false, false),
+            (CellKind::Gru, DecoderKind::Repeat, false, true),
+            (
+                CellKind::SimpleRnn,
+                DecoderKind::TeacherForced,
+                false,
+                false,
+            ),
+            (CellKind::Lstm, DecoderKind::TeacherForced, true, true),
+            (CellKind::Lstm, DecoderKind::Repeat, true, false),
+        ];
+        for (cell, decoder, attention, mask) in cases {
+            let cfg = ModelConfig {
+                cell,
+                hidden: 6,
+                decoder,
+                attention,
+                mask,
+                ..Default::default()
+            };
+            let m = Seq2Seq::new(&cfg, 6, 4, 3).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+            let n = 23;
+            let x: Vec<u8> = (0..n * 4).map(|_| rng.random_range(0..6)).collect();
+            let y: Vec<u8> = (0..n * 3).map(|_| rng.random_range(0..6)).collect();
+            let p: Vec<f32> = m.init_params(2);
+            let run = |chunk: usize| {
+                let mut e = Engine::<f32>::new(m.clone(), 2);
+                e.forward_chunk = Some(chunk);
+                let mut probs = Vec::new();
+                e.predict(&p, &x, n, &mut probs);
+                let att = e.attention_weights(&p, &x, n);
+                (probs, att, e.evaluate(&p, &x, &y, n))
+            };
+            let (probs, att, st) = run(1024);
+            assert_eq!(probs.len(), n * 3 * 6);
+            for chunk in [1, 5] {
+                let (p2, a2, s2) = run(chunk);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&p2), bits(&probs), "{cfg:?} chunk {chunk}");
+                assert_eq!(a2.map(|a| bits(&a)), att.as_ref().map(|a| bits(a)));
+                assert_eq!(
+                    (s2.exact, s2.correct_chars, s2.rows, s2.positions),
+                    (st.exact, st.correct_chars, st.rows, st.positions)
+                );
+                // The loss is summed chunk by chunk: the same up to summation order.
+                assert!((s2.loss_sum - st.loss_sum).abs() < 1e-9 * st.loss_sum.abs().max(1.0));
+            }
+        }
     }
 
     #[test]

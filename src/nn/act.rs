@@ -6,6 +6,34 @@
 /// Fast f32 tanh: |tanh_rational(x) - tanh(x)| < 2e-6 for all finite x (tested).
 #[inline(always)]
 pub fn tanh_rational(x: f32) -> f32 {
+    let (p, q) = tanh_ratio(x);
+    p / q
+}
+
+/// Four tanh at once with one division instead of four: with each `tanh = p / q`,
+/// `r = 1 / (q0 q1 q2 q3)` and `p0 / q0 = p0 (q1 (q2 q3)) r`, and so on. A division costs
+/// 10-16 cycles per vector and the multiplies a half each, and an LSTM step's four gates are
+/// four such tanh (the sigmoids through `0.5 tanh(x / 2) + 0.5`); the result is within a few
+/// ulps of four `tanh_rational` (tested). Each q lies in [4.9e-3, 0.91], so their product
+/// neither underflows nor overflows. Only IEEE multiplies and one division: the same bits on
+/// every CPU.
+#[inline(always)]
+pub fn tanh_rational4(x: [f32; 4]) -> [f32; 4] {
+    let [(p0, q0), (p1, q1), (p2, q2), (p3, q3)] = x.map(tanh_ratio);
+    let (q01, q23) = (q0 * q1, q2 * q3);
+    let r = 1.0 / (q01 * q23);
+    let (r01, r23) = (r * q01, r * q23);
+    [
+        p0 * (q1 * r23),
+        p1 * (q0 * r23),
+        p2 * (q3 * r01),
+        p3 * (q2 * r01),
+    ]
+}
+
+/// The numerator and denominator of `tanh_rational(x)`.
+#[inline(always)]
+fn tanh_ratio(x: f32) -> (f32, f32) {
     const CLAMP: f32 = 7.905_311;
     const A1: f32 = 4.893_524_5e-3;
     const A3: f32 = 6.372_619_3e-4;
@@ -36,7 +64,7 @@ pub fn tanh_rational(x: f32) -> f32 {
     let mut q = x2.mul_add(B6, B4);
     q = q.mul_add(x2, B2);
     q = q.mul_add(x2, B0);
-    p / q
+    (p, q)
 }
 
 /// Fast f32 exp (Cephes' `expf`: a Cody-Waite reduction to `[-ln 2 / 2, ln 2 / 2]`, a degree-6
@@ -100,6 +128,29 @@ mod tests {
         assert!(worst < 2e-6, "worst error {worst}");
         assert_eq!(tanh_rational(f32::INFINITY), tanh_rational(1e30));
         assert!(tanh_rational(1e30) <= 1.0 && tanh_rational(-1e30) >= -1.0);
+    }
+
+    #[test]
+    fn four_tanh_with_one_division_match_four_divisions() {
+        let mut worst = 0.0f32;
+        let mut x = -9.0f32;
+        while x <= 9.0 {
+            let xs = [x, -0.37 * x, 0.011 * x, 3.0 * x];
+            for (got, &x) in tanh_rational4(xs).iter().zip(&xs) {
+                let want = tanh_rational(x);
+                worst = worst.max((got - want).abs() / want.abs().max(1e-30));
+                assert!((got - x.tanh()).abs() < 2.5e-6, "tanh({x}) = {got}");
+            }
+            x += 0.000_93;
+        }
+        // A few ulps (an ulp is 6e-8 relative).
+        assert!(worst < 5e-7, "worst relative difference {worst}");
+        assert_eq!(tanh_rational4([0.0; 4]), [0.0; 4]);
+        let big = tanh_rational4([1e30, -1e30, f32::INFINITY, 20.0]);
+        assert!(
+            big.iter().all(|v| v.abs() <= 1.0 && v.abs() > 0.999_99),
+            "{big:?}"
+        );
     }
 
     #[test]

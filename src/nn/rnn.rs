@@ -925,18 +925,22 @@ fn lstm_row_forward<R: Real>(
         &mut c_next[..h],
         &mut h_next[..h],
     );
+    let half = R::from_f64(0.5);
     for j in 0..h {
-        let i = ai[j].sigmoid_fast();
-        let f = af[j].sigmoid_fast();
-        let g = ag[j].tanh_fast();
-        let o = ao[j].sigmoid_fast();
+        // The three sigmoids as 0.5 tanh(x / 2) + 0.5, and the four tanh with one division.
+        let [ti, tf, g, to] = R::tanh4_fast([half * ai[j], half * af[j], ag[j], half * ao[j]]);
+        let (i, f, o) = (half * ti + half, half * tf + half, half * to + half);
         let c = f * c_prev[j] + i * g;
         ai[j] = i;
         af[j] = f;
         ag[j] = g;
         ao[j] = o;
         c_next[j] = c;
-        h_next[j] = o * c.tanh_fast();
+    }
+    // h in a second pass: tanh(c) waits on every gate, and as one loop that chain (two
+    // divisions and two polynomials deep) left too few iterations in flight to hide it.
+    for j in 0..h {
+        h_next[j] = ao[j] * c_next[j].tanh_fast();
     }
 }
 
