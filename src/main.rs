@@ -536,7 +536,7 @@ struct BenchArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Seconds of timed training steps.
+    /// Seconds of timed training steps, and as many of timed inference.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Examples per epoch for the s/epoch figure.
