@@ -16,7 +16,7 @@ pub fn tanh_rational(x: f32) -> f32 {
 /// four such tanh (the sigmoids through `0.5 tanh(x / 2) + 0.5`); the result is within a few
 /// ulps of four `tanh_rational` (tested). Each q lies in [4.9e-3, 0.91], so their product
 /// neither underflows nor overflows. Only IEEE multiplies and one division: the same bits on
-/// every CPU.
+/// every CPU. A NaN in one input makes all four NaN (an LSTM's cell is NaN then anyway).
 #[inline(always)]
 pub fn tanh_rational4(x: [f32; 4]) -> [f32; 4] {
     let [(p0, q0), (p1, q1), (p2, q2), (p3, q3)] = x.map(tanh_ratio);
