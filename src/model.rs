@@ -1138,10 +1138,16 @@ impl<R: Real> Engine<R> {
             jobs.par_drain(..).with_max_len(1).for_each(PackJob::run);
         });
         let packs = &self.packs;
-        let chunk = self
-            .forward_chunk
-            .unwrap_or_else(|| model.forward_chunk_rows())
-            .max(1);
+        // A backward runs a worker's rows in one pass (its gradient sums over all of them);
+        // without one every row is independent, and a worker runs its rows a chunk at a time so
+        // that one step's gates and states stay in the core's cache.
+        let chunk = if backward {
+            usize::MAX
+        } else {
+            self.forward_chunk
+                .unwrap_or_else(|| model.forward_chunk_rows())
+                .max(1)
+        };
         let stats = run_on_slices(
             &self.pool,
             &mut self.workers,
@@ -1151,16 +1157,11 @@ impl<R: Real> Engine<R> {
                 if backward {
                     ws.ensure(model, b - a);
                     ws.grad[..model.param_count()].fill(R::ZERO);
-                    let x = &inputs[a * t_in..b * t_in];
-                    let y = targets.map(|t| &t[a * t_out..b * t_out]);
-                    return model.run_slice(p, packs, ws, x, y, b - a, scale);
                 }
-                // Without a backward every row is independent: run the worker's rows a chunk
-                // at a time so that one step's gates and states stay in the core's cache, and
-                // collect the outputs row-major.
+                // Outputs without targets are collected row-major, chunk by chunk.
                 let mut stats = SliceStats::default();
                 for c0 in (a..b).step_by(chunk) {
-                    let c1 = (c0 + chunk).min(b);
+                    let c1 = c0 + chunk.min(b - c0);
                     let x = &inputs[c0 * t_in..c1 * t_in];
                     let y = targets.map(|t| &t[c0 * t_out..c1 * t_out]);
                     stats.add(&model.run_slice(p, packs, ws, x, y, c1 - c0, scale));
