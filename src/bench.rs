@@ -287,8 +287,9 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     let mut adam = crate::optim::Adam::new(Default::default(), model.param_count());
     let mut p = params.clone();
     let mut step = |engine: &mut Engine<f32>, p: &mut Vec<f32>| {
-        engine.train_step(p, &x, &y, b);
-        adam.step(p, &engine.grad).expect("finite gradients");
+        engine
+            .train_step_adam(p, &x, &y, b, &mut adam)
+            .expect("finite gradients");
     };
     let warm = Instant::now();
     let mut warm_steps = 0;

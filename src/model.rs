@@ -17,6 +17,7 @@ use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, PackJob, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::transformer::Transformer;
 use crate::nn::Real;
+use crate::optim::Adam;
 use rand::SeedableRng;
 
 mod transformer_arch;
@@ -1039,6 +1040,8 @@ pub struct Engine<R> {
     /// Rows per chunk of a forward without backward (default: [`Seq2Seq::forward_chunk_rows`];
     /// 0 counts as 1).
     pub forward_chunk: Option<usize>,
+    /// Leave the gradient in the workers' parts (for [`Engine::train_step_adam`]).
+    defer_sum: bool,
 }
 
 /// The number of cores, the default thread count.
@@ -1085,6 +1088,7 @@ impl<R: Real> Engine<R> {
             grad,
             tf_workers: Vec::new(),
             forward_chunk: None,
+            defer_sum: false,
         }
     }
 
@@ -1171,7 +1175,8 @@ impl<R: Real> Engine<R> {
                 }
                 stats
             },
-            backward.then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
+            (backward && !self.defer_sum)
+                .then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
         );
         SliceStats::total(&stats)
     }
@@ -1227,6 +1232,38 @@ impl<R: Real> Engine<R> {
         let mut probs = Vec::new();
         self.predict(p, inputs, n, &mut probs);
         probs.chunks_exact(v).map(|row| argmax(row) as u8).collect()
+    }
+}
+
+impl Engine<f32> {
+    /// [`Engine::train_step`], then `adam`'s update of `p` on the engine's threads, with the
+    /// workers' gradients summed inside the update pass: the bits of `train_step` followed by
+    /// `adam.step(p, &engine.grad)`, one pass over the gradient and one pool hand-over fewer.
+    /// `self.grad` is not written. `Err` (with the step's statistics) when the gradient held NaN
+    /// or infinity; the update is then meaningless.
+    pub fn train_step_adam(
+        &mut self,
+        p: &mut [f32],
+        inputs: &[u8],
+        targets: &[u8],
+        n: usize,
+        adam: &mut Adam,
+    ) -> Result<SliceStats, SliceStats> {
+        self.defer_sum = true;
+        let st = self.run(p, inputs, Some(targets), n, true);
+        self.defer_sum = false;
+        let k = self.model.param_count();
+        // (A transformer's run sums into `self.grad` itself.)
+        let parts: Vec<&[f32]> = if self.model.transformer.is_some() {
+            vec![&self.grad[..]]
+        } else {
+            let used = self.slices(n).len();
+            self.workers[..used].iter().map(|w| &w.grad[..k]).collect()
+        };
+        match self.pool.install(|| adam.step_parts(p, &parts)) {
+            Ok(()) => Ok(st),
+            Err(()) => Err(st),
+        }
     }
 }
 
@@ -1298,7 +1335,7 @@ impl Seq2Seq {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nn::gradcheck;
     use rand::Rng;
@@ -1592,6 +1629,42 @@ mod tests {
         let mut e3b = Engine::<f32>::new(m, 3);
         e3b.train_step(&p, &x, &y, n);
         assert_eq!(e3.grad, e3b.grad);
+    }
+
+    /// `train_step_adam` against `train_step` then `adam.step` on `engine.grad`, bit for bit.
+    pub(crate) fn assert_fused_update_is_step_then_adam(m: &Seq2Seq, x: &[u8], y: &[u8], n: usize) {
+        for threads in [1, 2, 3] {
+            for clip_norm in [None, Some(0.01)] {
+                let cfg = crate::optim::OptimConfig {
+                    clip_norm,
+                    ..Default::default()
+                };
+                let mut pa: Vec<f32> = m.init_params(3);
+                let mut pb = pa.clone();
+                let mut ea = Engine::<f32>::new(m.clone(), threads);
+                let mut eb = Engine::<f32>::new(m.clone(), threads);
+                let mut aa = Adam::new(cfg.clone(), pa.len());
+                let mut ab = Adam::new(cfg, pa.len());
+                for _ in 0..3 {
+                    let sa = ea.train_step(&pa, x, y, n);
+                    aa.step(&mut pa, &ea.grad).unwrap();
+                    let sb = eb.train_step_adam(&mut pb, x, y, n, &mut ab).unwrap();
+                    assert_eq!(sa.loss_sum.to_bits(), sb.loss_sum.to_bits());
+                }
+                assert!(pa.iter().zip(&pb).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert_eq!((aa.m, aa.v, aa.t), (ab.m, ab.v, ab.t));
+                // The update moved the weights.
+                assert_ne!(pa, m.init_params::<f32>(3));
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_update_gives_the_bits_of_a_step_then_adam() {
+        for cell in [CellKind::Lstm, CellKind::Gru] {
+            let (m, x, y, n) = tiny(cell, 2);
+            assert_fused_update_is_step_then_adam(&m, &x, &y, n);
+        }
     }
 
     #[test]

@@ -112,11 +112,23 @@ impl Adam {
     /// Returns `Err(())` without a meaningful update when the gradient holds NaN or infinity.
     #[allow(clippy::result_unit_err)]
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> Result<(), ()> {
+        self.step_parts(params, &[grad])
+    }
+
+    /// [`Adam::step`] with the gradient `parts[0] + parts[1] + ...`, summed element by element
+    /// in that order inside the update pass: the bits of summing the parts first (as
+    /// `sum_in_worker_order` does) and then stepping, without writing the sum out and reading it
+    /// back. Runs on the current rayon pool.
+    #[allow(clippy::result_unit_err)]
+    pub fn step_parts(&mut self, params: &mut [f32], parts: &[&[f32]]) -> Result<(), ()> {
         use rayon::prelude::*;
-        assert_eq!(params.len(), grad.len());
+        assert!(!parts.is_empty(), "a gradient of no parts");
+        for g in parts {
+            assert_eq!(params.len(), g.len());
+        }
         let clip = match self.cfg.clip_norm {
             Some(c) => {
-                let norm = global_norm(grad);
+                let norm = global_norm_parts(parts);
                 if !norm.is_finite() {
                     return Err(());
                 }
@@ -141,10 +153,10 @@ impl Adam {
         };
         let bad = params
             .par_chunks_mut(CHUNK)
-            .zip(grad.par_chunks(CHUNK))
             .zip(self.m.par_chunks_mut(CHUNK))
             .zip(self.v.par_chunks_mut(CHUNK))
-            .map(|(((p, g), m), v)| adam_chunk(p, g, m, v, k))
+            .enumerate()
+            .map(|(ci, ((p, m), v))| adam_chunk(p, parts, ci * CHUNK, m, v, k))
             .reduce(|| 0, |a, b| a | b);
         if bad != 0 {
             Err(())
@@ -156,14 +168,56 @@ impl Adam {
 
 /// The L2 norm of `grad`, summed in f64 over fixed chunks (the same bits on any thread count).
 pub fn global_norm(grad: &[f32]) -> f64 {
+    global_norm_parts(&[grad])
+}
+
+/// The L2 norm of the gradient `parts[0] + parts[1] + ...` (summed in that order, as
+/// [`Adam::step_parts`] does), without writing the sum out.
+fn global_norm_parts(parts: &[&[f32]]) -> f64 {
     use rayon::prelude::*;
-    let sq: f64 = grad
-        .par_chunks(CHUNK)
-        .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+    let n = parts[0].len();
+    let sq: f64 = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|ci| {
+            let r = ci * CHUNK..(ci * CHUNK + CHUNK).min(n);
+            let mut acc = 0.0f64;
+            for_blocks(parts, r, |g| {
+                for &x in g {
+                    acc += (x as f64) * (x as f64);
+                }
+            });
+            acc
+        })
         .collect::<Vec<f64>>()
         .iter()
         .sum();
     sq.sqrt()
+}
+
+/// Calls `f` on consecutive blocks of `parts[0][r] + parts[1][r] + ...` (a stack buffer of the
+/// sums; a single part is passed as it is).
+#[inline(always)]
+fn for_blocks(parts: &[&[f32]], r: std::ops::Range<usize>, mut f: impl FnMut(&[f32])) {
+    const BLOCK: usize = 1024;
+    if let [only] = parts {
+        return f(&only[r]);
+    }
+    let mut buf = [0.0f32; BLOCK];
+    let mut i = r.start;
+    while i < r.end {
+        let e = (i + BLOCK).min(r.end);
+        let g = &mut buf[..e - i];
+        for ((o, a), b) in g.iter_mut().zip(&parts[0][i..e]).zip(&parts[1][i..e]) {
+            *o = *a + *b;
+        }
+        for part in &parts[2..] {
+            for (o, a) in g.iter_mut().zip(&part[i..e]) {
+                *o += *a;
+            }
+        }
+        f(g);
+        i = e;
+    }
 }
 
 /// AdamW as PyTorch implements it (Loshchilov & Hutter): decoupled weight decay
@@ -249,7 +303,7 @@ impl AdamW {
             .zip(self.m.par_chunks_mut(CHUNK))
             .zip(self.v.par_chunks_mut(CHUNK))
             .for_each(|(((p, g), m), v)| {
-                adam_chunk(p, g, m, v, k);
+                adam_chunk(p, &[g], 0, m, v, k);
             });
         Ok(norm)
     }
@@ -275,40 +329,61 @@ struct AdamConsts {
     clip: f32,
 }
 
-/// The update of one chunk; returns non-zero if any gradient is NaN or infinite.
-fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) -> u32 {
+/// The update of one chunk of `p` (and `m`, `v`), whose gradient is the sum of `parts` from
+/// `offset` on; returns non-zero if any summed gradient is NaN or infinite.
+fn adam_chunk(
+    p: &mut [f32],
+    parts: &[&[f32]],
+    offset: usize,
+    m: &mut [f32],
+    v: &mut [f32],
+    k: AdamConsts,
+) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is available, checked just above.
-            return unsafe { adam_chunk_avx2(p, g, m, v, k) };
+            return unsafe { adam_chunk_avx2(p, parts, offset, m, v, k) };
         }
     }
-    adam_chunk_generic(p, g, m, v, k)
+    adam_chunk_generic(p, parts, offset, m, v, k)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn adam_chunk_avx2(
     p: &mut [f32],
-    g: &[f32],
+    parts: &[&[f32]],
+    offset: usize,
     m: &mut [f32],
     v: &mut [f32],
     k: AdamConsts,
 ) -> u32 {
-    adam_chunk_generic(p, g, m, v, k)
+    adam_chunk_generic(p, parts, offset, m, v, k)
 }
 
 #[inline(always)]
 fn adam_chunk_generic(
     p: &mut [f32],
-    g: &[f32],
+    parts: &[&[f32]],
+    offset: usize,
     m: &mut [f32],
     v: &mut [f32],
     k: AdamConsts,
 ) -> u32 {
-    let n = p.len();
-    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let mut bad = 0u32;
+    let mut i = 0;
+    for_blocks(parts, offset..offset + p.len(), |g| {
+        bad |= adam_block(&mut p[i..], g, &mut m[i..], &mut v[i..], k);
+        i += g.len();
+    });
+    bad
+}
+
+#[inline(always)]
+fn adam_block(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) -> u32 {
+    let n = g.len();
+    let (p, m, v) = (&mut p[..n], &mut m[..n], &mut v[..n]);
     let mut bad = 0u32;
     for i in 0..n {
         // An all-ones exponent marks NaN or infinity; an integer OR vectorises, a float test may not.
@@ -412,6 +487,49 @@ mod tests {
         assert!((warmup_cosine(0.02, 1e-3, 0.02, 0.1) - 1e-3).abs() < 1e-12);
         assert!((warmup_cosine(0.51, 1e-3, 0.02, 0.1) - 5.5e-4).abs() < 1e-9);
         assert!((warmup_cosine(1.0, 1e-3, 0.02, 0.1) - 1e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_gradient_in_parts_gives_the_bits_of_its_sum() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        // Over two parallel chunks and a partial block, so chunk and block edges are crossed.
+        let n = CHUNK + 1500;
+        let mut gen =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random::<f32>() - 0.5).collect() };
+        let parts: Vec<Vec<f32>> = (0..3).map(|_| gen(n)).collect();
+        let p0 = gen(n);
+        for k in 1..=3 {
+            for clip_norm in [None, Some(1.0)] {
+                let cfg = OptimConfig {
+                    clip_norm,
+                    ..Default::default()
+                };
+                // The sum in part order, as the engine's `sum_in_worker_order` forms it.
+                let mut sum = parts[0].clone();
+                for part in &parts[1..k] {
+                    for (s, g) in sum.iter_mut().zip(part) {
+                        *s += *g;
+                    }
+                }
+                let (mut a, mut b) = (Adam::new(cfg.clone(), n), Adam::new(cfg, n));
+                let (mut pa, mut pb) = (p0.clone(), p0.clone());
+                let refs: Vec<&[f32]> = parts[..k].iter().map(|g| &g[..]).collect();
+                for _ in 0..2 {
+                    a.step(&mut pa, &sum).unwrap();
+                    b.step_parts(&mut pb, &refs).unwrap();
+                }
+                assert!(pa.iter().zip(&pb).all(|(x, y)| x.to_bits() == y.to_bits()));
+                assert!(a.m == b.m && a.v == b.v && pa != p0);
+            }
+        }
+        // A NaN in one part is caught in the sum.
+        let mut bad = parts[1].clone();
+        bad[CHUNK + 7] = f32::NAN;
+        let mut p = p0.clone();
+        assert!(Adam::new(OptimConfig::default(), n)
+            .step_parts(&mut p, &[&parts[0], &bad])
+            .is_err());
     }
 
     #[test]

@@ -373,6 +373,12 @@ mod tests {
     }
 
     #[test]
+    fn the_fused_update_gives_the_bits_of_a_step_then_adam() {
+        let (m, x, y, n) = tiny();
+        crate::model::tests::assert_fused_update_is_step_then_adam(&m, &x, &y, n);
+    }
+
+    #[test]
     fn whole_transformer_gradient_check_f64() {
         let (m, x, y, n) = tiny();
         // Larger than the reference's 0.02 so that every path carries a visible gradient.
