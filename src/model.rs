@@ -10,6 +10,7 @@
 //! the same bits.
 
 use crate::nn::attention::{Attention, AttentionCache};
+use crate::nn::avec::AVec;
 use crate::nn::dense::Dense;
 use crate::nn::embedding::Embedding;
 use crate::nn::loss::{argmax, softmax_rows, softmax_xent_forward_backward};
@@ -885,7 +886,7 @@ pub struct Workspace<R> {
     /// Gradient of every encoder output (attention).
     d_enc_seq: Vec<R>,
     /// This worker's gradient, the model's layout.
-    pub grad: Vec<R>,
+    pub grad: AVec<R>,
     backward: bool,
 }
 
@@ -951,7 +952,9 @@ impl<R: Real> Workspace<R> {
             if let Some(e) = &m.embedding {
                 grow(&mut self.d_emb, t_in * b * e.dim);
             }
-            grow(&mut self.grad, m.param_count());
+            if self.grad.len() < m.param_count() {
+                self.grad.resize(m.param_count(), R::ZERO);
+            }
         }
     }
 }

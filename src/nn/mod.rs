@@ -118,6 +118,7 @@ pub fn simd_level() -> SimdLevel {
 
 pub mod act;
 pub mod attention;
+pub mod avec;
 pub mod dense;
 pub mod embedding;
 pub mod ffn;

@@ -18,6 +18,7 @@
 //! per step, the gate arithmetic is one fused elementwise pass, buffers are preallocated in
 //! [`RnnCache`], and the weight gradients are one GEMM over all steps after the backward sweep.
 
+use super::avec::AVec;
 use super::gemm::{gemm, Op};
 use super::packed::{gemm_packed, PackedB};
 use super::params::{glorot_uniform, orthogonal, ParamLayout, ParamRef};
@@ -639,37 +640,37 @@ pub struct RnnCache<R> {
     /// `[T, B, G*H]` pre-activations, then gate activations (LSTM i,f,g,o; GRU r,z,n; RNN h);
     /// after a forward without backward to come, a fused LSTM's last step's are in slot 0;
     /// after an LSTM's backward, the gates' gradients (its `dz`).
-    act: Vec<R>,
+    act: AVec<R>,
     /// `[T+1, B, H]`.
-    hs: Vec<R>,
+    hs: AVec<R>,
     /// LSTM `[T+1, B, H]` cell states.
-    cs: Vec<R>,
+    cs: AVec<R>,
     /// GRU `[T, B, H]`: `h W_hn^T + b_hn`, kept for backward.
-    hpn: Vec<R>,
+    hpn: AVec<R>,
     /// `[B, G*H]`: repeated-input projection; in backward, its summed gradient.
-    xp: Vec<R>,
+    xp: AVec<R>,
     /// GRU `[B, G*H]` recurrent projection of one step.
-    hp: Vec<R>,
+    hp: AVec<R>,
     /// `[V, G*H]` symbol table (forward) / symbol gradient accumulator (backward).
-    table: Vec<R>,
+    table: AVec<R>,
     /// `[T, B, G*H]` gradients of the input-side pre-activations (GRU and SimpleRNN; an LSTM
     /// writes them over its gates in `act`, and leaves this empty).
-    dz: Vec<R>,
+    dz: AVec<R>,
     /// GRU `[T, B, G*H]` gradients of the recurrent-side pre-activations.
-    dzh: Vec<R>,
-    dh: Vec<R>,
-    dc: Vec<R>,
+    dzh: AVec<R>,
+    dh: AVec<R>,
+    dc: AVec<R>,
     /// The initial state `[B, H]` (h, and c for an LSTM) when `has_init`; zeros otherwise.
-    init_h: Vec<R>,
-    init_c: Vec<R>,
+    init_h: AVec<R>,
+    init_c: AVec<R>,
     has_init: bool,
     /// An extra gradient for the LSTM's last cell state (empty: none).
-    d_last_c: Vec<R>,
+    d_last_c: AVec<R>,
     /// `[T, B]` step mask when `has_mask` (0: padding, the row keeps its state through the step).
     mask: Vec<u8>,
     has_mask: bool,
     /// Backward scratch: the state gradients of masked rows, carried past their step.
-    keep: Vec<R>,
+    keep: AVec<R>,
     /// `[T, B]`: which row of `table` or `xp` each LSTM row adds in its step kernel.
     x_rows: Vec<u32>,
     /// Set by `set_no_backward`; `gates_kept`: whether the last forward kept every step's gates
@@ -730,7 +731,7 @@ impl<R: Real> RnnCache<R> {
     }
     fn ensure(&mut self, layer: &RnnLayer, b: usize, t: usize) {
         let (h, gh) = (layer.hidden, layer.gh());
-        let grow = |v: &mut Vec<R>, n: usize| {
+        let grow = |v: &mut AVec<R>, n: usize| {
             if v.len() < n {
                 v.resize(n, R::ZERO)
             }
@@ -750,7 +751,7 @@ impl<R: Real> RnnCache<R> {
     /// The gradient buffers, allocated only when a backward pass runs (inference never pays).
     fn ensure_backward(&mut self, layer: &RnnLayer, b: usize, t: usize) {
         let (h, gh) = (layer.hidden, layer.gh());
-        let grow = |v: &mut Vec<R>, n: usize| {
+        let grow = |v: &mut AVec<R>, n: usize| {
             if v.len() < n {
                 v.resize(n, R::ZERO)
             }

@@ -17,6 +17,7 @@
 //! `matrixmultiply`. With the prefetches this kernel also beats it on large cubes (1024^3:
 //! 82 against 67 GFLOP/s on one core), which used to go there.
 
+use super::avec::AVec;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -41,7 +42,7 @@ const FAR: isize = 64;
 
 thread_local! {
     /// Per thread: the packed block of B and the packed panel of A.
-    static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static PACK: RefCell<(AVec<f32>, AVec<f32>)> = RefCell::new((AVec::default(), AVec::default()));
 }
 
 /// Whether this CPU runs the AVX-512 kernel (checked once).
@@ -202,8 +203,8 @@ unsafe fn sgemm_avx512(
     beta: f32,
     c: *mut f32,
     rsc: isize,
-    pack: &mut Vec<f32>,
-    pack_a: &mut Vec<f32>,
+    pack: &mut AVec<f32>,
+    pack_a: &mut AVec<f32>,
 ) {
     let np = n.div_ceil(NR) * NR;
     // A is read in place when it is row-major (each row's values adjacent over k) or stored
@@ -276,7 +277,7 @@ unsafe fn sgemm_avx512(
 /// Makes `buf` at least `len` long. It never shrinks: calls of other shapes alternate on
 /// one thread, and `resize` down then up zeroed the buffer again each time (a memset per
 /// call, 1% of an LSTM step); the packing overwrites what it uses.
-fn grow(buf: &mut Vec<f32>, len: usize) {
+fn grow(buf: &mut AVec<f32>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
