@@ -1036,15 +1036,14 @@ pub struct Engine<R> {
     workers: Vec<Workspace<R>>,
     /// Recurrent kernels packed for the current parameters: encoder, then decoders.
     packs: Vec<RnnPack<R>>,
-    /// The summed gradient of the last `train_step`.
+    /// The summed gradient of the last `train_step` (`train_step_adam` leaves a recurrent
+    /// model's unwritten).
     pub grad: Vec<R>,
     /// Per-worker buffers of a transformer model.
     tf_workers: Vec<TfWorker<R>>,
     /// Rows per chunk of a forward without backward (default: [`Seq2Seq::forward_chunk_rows`];
     /// 0 counts as 1).
     pub forward_chunk: Option<usize>,
-    /// Leave the gradient in the workers' parts (for [`Engine::train_step_adam`]).
-    defer_sum: bool,
 }
 
 /// The number of cores, the default thread count.
@@ -1091,7 +1090,6 @@ impl<R: Real> Engine<R> {
             grad,
             tf_workers: Vec::new(),
             forward_chunk: None,
-            defer_sum: false,
         }
     }
 
@@ -1104,6 +1102,8 @@ impl<R: Real> Engine<R> {
         worker_slices(n, self.workers.len())
     }
 
+    /// Forward (and with `backward`, backward) over `n` rows; with `sum`, the workers'
+    /// gradients are summed into `self.grad` (a transformer's always are).
     fn run(
         &mut self,
         p: &[R],
@@ -1111,6 +1111,7 @@ impl<R: Real> Engine<R> {
         targets: Option<&[u8]>,
         n: usize,
         backward: bool,
+        sum: bool,
     ) -> SliceStats {
         if self.model.transformer.is_some() {
             return self.run_transformer(p, inputs, targets, n, backward);
@@ -1178,8 +1179,7 @@ impl<R: Real> Engine<R> {
                 }
                 stats
             },
-            (backward && !self.defer_sum)
-                .then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
+            (backward && sum).then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
         );
         SliceStats::total(&stats)
     }
@@ -1187,12 +1187,12 @@ impl<R: Real> Engine<R> {
     /// Forward and backward on a batch of `n` rows (`inputs` `[n, T_in]`, `targets`
     /// `[n, T_out]`); the mean-loss gradient is left in `self.grad`.
     pub fn train_step(&mut self, p: &[R], inputs: &[u8], targets: &[u8], n: usize) -> SliceStats {
-        self.run(p, inputs, Some(targets), n, true)
+        self.run(p, inputs, Some(targets), n, true, true)
     }
 
     /// Loss and accuracy sums on a batch, no gradient.
     pub fn evaluate(&mut self, p: &[R], inputs: &[u8], targets: &[u8], n: usize) -> SliceStats {
-        self.run(p, inputs, Some(targets), n, false)
+        self.run(p, inputs, Some(targets), n, false, false)
     }
 
     /// Softmax probabilities for `n` questions: `probs` receives `[n, T_out, V]`.
@@ -1201,7 +1201,7 @@ impl<R: Real> Engine<R> {
             return self.predict_transformer(p, inputs, n, probs);
         }
         let (t_out, v) = (self.model.t_out, self.model.vocab);
-        self.run(p, inputs, None, n, false);
+        self.run(p, inputs, None, n, false, false);
         probs.clear();
         probs.reserve(n * t_out * v);
         for (ws, (a, b)) in self.workers.iter().zip(self.slices(n)) {
@@ -1218,7 +1218,7 @@ impl<R: Real> Engine<R> {
         for ws in &mut self.workers {
             ws.record_attention = true;
         }
-        self.run(p, inputs, None, n, false);
+        self.run(p, inputs, None, n, false, false);
         let mut out = Vec::with_capacity(n * t_out * t_in);
         for (ws, (a, b)) in self.workers.iter().zip(self.slices(n)) {
             out.extend_from_slice(&ws.out_attention[..(b - a) * t_out * t_in]);
@@ -1241,9 +1241,10 @@ impl<R: Real> Engine<R> {
 impl Engine<f32> {
     /// [`Engine::train_step`], then `adam`'s update of `p` on the engine's threads, with the
     /// workers' gradients summed inside the update pass: the bits of `train_step` followed by
-    /// `adam.step(p, &engine.grad)`, one pass over the gradient and one pool hand-over fewer.
-    /// `self.grad` is not written. `Err` (with the step's statistics) when the gradient held NaN
-    /// or infinity; the update is then meaningless.
+    /// `adam.step(p, &engine.grad)` on a thread that flushes subnormals as the engine's do (the
+    /// CLI's threads all do), one pass over the gradient and one pool hand-over fewer. For a
+    /// recurrent model `self.grad` is not written (a transformer's is). `Err` (with the step's
+    /// statistics) when the gradient held NaN or infinity; the update is then meaningless.
     pub fn train_step_adam(
         &mut self,
         p: &mut [f32],
@@ -1252,9 +1253,8 @@ impl Engine<f32> {
         n: usize,
         adam: &mut Adam,
     ) -> Result<SliceStats, SliceStats> {
-        self.defer_sum = true;
-        let st = self.run(p, inputs, Some(targets), n, true);
-        self.defer_sum = false;
+        assert!(n > 0, "a training step needs at least one row");
+        let st = self.run(p, inputs, Some(targets), n, true, false);
         let k = self.model.param_count();
         // (A transformer's run sums into `self.grad` itself.)
         let parts: Vec<&[f32]> = if self.model.transformer.is_some() {
@@ -1648,14 +1648,20 @@ pub(crate) mod tests {
                 let mut eb = Engine::<f32>::new(m.clone(), threads);
                 let mut aa = Adam::new(cfg.clone(), pa.len());
                 let mut ab = Adam::new(cfg, pa.len());
+                // The reference update on a thread that flushes subnormals, as the engine's do.
+                let pool = math_pool(1);
                 for _ in 0..3 {
                     let sa = ea.train_step(&pa, x, y, n);
-                    aa.step(&mut pa, &ea.grad).unwrap();
+                    pool.install(|| aa.step(&mut pa, &ea.grad)).unwrap();
                     let sb = eb.train_step_adam(&mut pb, x, y, n, &mut ab).unwrap();
                     assert_eq!(sa.loss_sum.to_bits(), sb.loss_sum.to_bits());
                 }
-                assert!(pa.iter().zip(&pb).all(|(a, b)| a.to_bits() == b.to_bits()));
-                assert_eq!((aa.m, aa.v, aa.t), (ab.m, ab.v, ab.t));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&pa), bits(&pb));
+                assert_eq!(
+                    (bits(&aa.m), bits(&aa.v), aa.t),
+                    (bits(&ab.m), bits(&ab.v), ab.t)
+                );
                 // The update moved the weights.
                 assert_ne!(pa, m.init_params::<f32>(3));
             }

@@ -519,17 +519,25 @@ mod tests {
                     a.step(&mut pa, &sum).unwrap();
                     b.step_parts(&mut pb, &refs).unwrap();
                 }
-                assert!(pa.iter().zip(&pb).all(|(x, y)| x.to_bits() == y.to_bits()));
-                assert!(a.m == b.m && a.v == b.v && pa != p0);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&pa), bits(&pb));
+                assert_eq!((bits(&a.m), bits(&a.v)), (bits(&b.m), bits(&b.v)));
+                assert_ne!(pa, p0);
             }
         }
-        // A NaN in one part is caught in the sum.
+        // A NaN in one part is caught in the sum, by the update and by the clipping norm.
         let mut bad = parts[1].clone();
         bad[CHUNK + 7] = f32::NAN;
-        let mut p = p0.clone();
-        assert!(Adam::new(OptimConfig::default(), n)
-            .step_parts(&mut p, &[&parts[0], &bad])
-            .is_err());
+        for clip_norm in [None, Some(1.0)] {
+            let cfg = OptimConfig {
+                clip_norm,
+                ..Default::default()
+            };
+            let mut p = p0.clone();
+            assert!(Adam::new(cfg, n)
+                .step_parts(&mut p, &[&parts[0], &bad])
+                .is_err());
+        }
     }
 
     #[test]

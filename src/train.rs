@@ -109,15 +109,46 @@ impl Outcome {
     }
 }
 
+/// How often the curves are redrawn during a run (and always when it returns).
+const PLOT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The run's curves (`curves.svg`, `curves.png`). Drawing both took about 25 ms, 2% of a 1.4 s
+/// epoch, so they are drawn after the first epoch, then at most every [`PLOT_EVERY`], and
+/// whenever the run returns (stopped, finished, interrupted or failed).
+struct Curves {
+    title: String,
+    /// Epochs in the last drawing, and when it was made.
+    drawn: usize,
+    at: Option<Instant>,
+}
+
+impl Curves {
+    /// Draws the history if it has epochs not drawn yet and `force` is set or [`PLOT_EVERY`] has
+    /// passed since the last drawing.
+    fn update(&mut self, dir: &Path, history: &History, force: bool) {
+        let due = force || self.at.is_none_or(|t| t.elapsed() >= PLOT_EVERY);
+        if history.records.len() == self.drawn || !due {
+            return;
+        }
+        self.drawn = history.records.len();
+        self.at = Some(Instant::now());
+        if let Err(e) = crate::report::plot_curves(
+            history,
+            &self.title,
+            &dir.join("curves.svg"),
+            &dir.join("curves.png"),
+        ) {
+            eprintln!("warning: could not draw curves: {e:#}");
+        }
+    }
+}
+
 /// Trains `cfg` into `dir`. With `resume`, continues from `dir`'s checkpoint using the config
 /// saved there (`cfg` is ignored except for `train.threads` when set on the command line).
 ///
 /// When `interrupt` becomes true (the CLI sets it on Ctrl-C), the loop finishes the current
 /// batch, writes a mid-epoch checkpoint and returns with `Outcome::interrupted` set; resuming
 /// continues from the next batch with the same bits as an uninterrupted run.
-/// How often the curves are redrawn during a run (always at its end).
-const PLOT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub fn run(
     cfg: ExperimentConfig,
     dir: &Path,
@@ -125,9 +156,9 @@ pub fn run(
     interrupt: &AtomicBool,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, TrainError> {
-    // The optimiser runs on this thread: Adam's second moments of rarely-used weights decay
-    // into subnormals, which cost this CPU 60-100x per operation (a sweep's worker threads
-    // trained 3x slower before this).
+    // Subnormals cost this CPU 60-100x per operation, and Adam's second moments of rarely-used
+    // weights decay into them (a sweep's worker threads trained 3x slower before every thread
+    // flushed them). The engine's pool threads flush them too, and the optimiser runs there.
     crate::nn::flush_denormals();
     let mut cfg = cfg;
     if resume {
@@ -210,7 +241,18 @@ pub fn run(
     let started = Instant::now();
     let elapsed_before = state.history.records.last().map_or(0.0, |r| r.elapsed_secs);
     let epochs = cfg.train.epochs;
-    let mut last_plot = None;
+    let kind = match &engine.model.transformer {
+        Some(tr) => format!(
+            "transformer, {} blocks of width {}",
+            tr.cfg.layers, tr.cfg.dim
+        ),
+        None => engine.model.cfg.cell.keras_name().to_string(),
+    };
+    let mut curves = Curves {
+        title: format!("{} ({kind})", cfg.name),
+        drawn: 0,
+        at: None,
+    };
     while state.epochs_done < epochs {
         let epoch = state.epochs_done; // 0-based
         let t0 = Instant::now();
@@ -243,11 +285,12 @@ pub fn run(
             let st = match engine.train_step_adam(&mut params, x, y, n, &mut adam) {
                 Ok(st) if st.loss_sum.is_finite() => st,
                 Ok(st) | Err(st) => {
+                    curves.update(dir, &state.history, true);
                     return Err(TrainError::NonFinite {
                         epoch: epoch + 1,
                         batch: bi + 1,
                         loss: st.mean_loss(),
-                    })
+                    });
                 }
             };
             sums.add(&st);
@@ -257,6 +300,7 @@ pub fn run(
                 state.partial = sums;
                 state.adam_t = adam.t;
                 save_checkpoint(dir, &engine.model, &params, &adam, &state)?;
+                curves.update(dir, &state.history, true);
                 return Ok(Outcome {
                     dir: dir.to_path_buf(),
                     state,
@@ -336,30 +380,11 @@ pub fn run(
         });
         // Checkpoint last: a kill before this line repeats the epoch on resume, bit for bit.
         state.history.save(dir).map_err(RunError::Write)?;
-        let kind = match &engine.model.transformer {
-            Some(tr) => format!(
-                "transformer, {} blocks of width {}",
-                tr.cfg.layers, tr.cfg.dim
-            ),
-            None => engine.model.cfg.cell.keras_name().to_string(),
-        };
-        let title = format!("{} ({kind})", cfg.name);
-        // Drawing both pictures takes about 25 ms, 2% of a 1.4 s epoch: they are drawn after the
-        // first epoch, then at most every PLOT_EVERY, and when the run stops or is interrupted.
-        let last = state.stopped.is_some() || interrupt.load(Ordering::SeqCst);
-        if last || last_plot.is_none_or(|t: Instant| t.elapsed() >= PLOT_EVERY) {
-            last_plot = Some(Instant::now());
-            if let Err(e) = crate::report::plot_curves(
-                &state.history,
-                &title,
-                &dir.join("curves.svg"),
-                &dir.join("curves.png"),
-            ) {
-                eprintln!("warning: could not draw curves: {e:#}");
-            }
-        }
+        // (The flag is read once: a Ctrl-C while drawing must not skip the drawing it ends with.)
+        let interrupted = state.stopped.is_none() && interrupt.load(Ordering::SeqCst);
+        curves.update(dir, &state.history, interrupted || state.stopped.is_some());
         save_checkpoint(dir, &engine.model, &params, &adam, &state)?;
-        if state.stopped.is_none() && interrupt.load(Ordering::SeqCst) {
+        if interrupted {
             return Ok(Outcome {
                 dir: dir.to_path_buf(),
                 state,

@@ -10,37 +10,47 @@ use std::ops::{Deref, DerefMut};
 
 const LINE: usize = 64;
 
-/// A `Vec`-like buffer of `len` values starting at a 64-byte boundary.
-#[derive(Clone, Debug, Default)]
+/// A `Vec`-like buffer of `len` values starting at a 64-byte boundary (for element types whose
+/// size divides 64). It grows to exactly the size asked for, not geometrically like a `Vec`.
+#[derive(Debug, Default)]
 pub struct AVec<T> {
     buf: Vec<T>,
     off: usize,
     len: usize,
 }
 
+/// The index of the first element of `buf` on a line boundary (at most `pad - 1`).
+fn aligned_offset<T>(buf: &[T], pad: usize) -> usize {
+    let addr = buf.as_ptr() as usize;
+    let off = (LINE - addr % LINE) % LINE / std::mem::size_of::<T>().max(1);
+    off.min(pad - 1)
+}
+
 impl<T: Copy> AVec<T> {
     /// Resizes to `n` values, keeping the first `min(len, n)` and filling the rest with `v`.
     pub fn resize(&mut self, n: usize, v: T) {
         let pad = (LINE / std::mem::size_of::<T>().max(1)).max(1);
-        if self.buf.len() < n + pad {
+        if self.off + n > self.buf.len() {
             // A new allocation may sit at another offset from a line: copy into the new place.
             let mut buf = Vec::with_capacity(n + pad);
             buf.resize(n + pad, v);
-            let off = Self::aligned_offset(&buf, pad);
+            let off = aligned_offset(&buf, pad);
             buf[off..off + self.len.min(n)].copy_from_slice(&self[..self.len.min(n)]);
             self.buf = buf;
             self.off = off;
+            // (Reachable whenever T's size divides the line and equals its alignment: f32, f64.)
+            let size = std::mem::size_of::<T>();
+            debug_assert!(
+                size == 0
+                    || !LINE.is_multiple_of(size)
+                    || std::mem::align_of::<T>() != size
+                    || (self.buf.as_ptr() as usize + off * size).is_multiple_of(LINE)
+            );
         } else if n > self.len {
             let (o, l) = (self.off, self.len);
             self.buf[o + l..o + n].fill(v);
         }
         self.len = n;
-    }
-
-    fn aligned_offset(buf: &[T], pad: usize) -> usize {
-        let addr = buf.as_ptr() as usize;
-        let off = (LINE - addr % LINE) % LINE / std::mem::size_of::<T>().max(1);
-        off.min(pad - 1)
     }
 
     /// Appends `xs`.
@@ -60,6 +70,29 @@ impl<T: Copy> AVec<T> {
     /// Values the buffer can hold without allocating.
     pub fn capacity(&self) -> usize {
         self.buf.len().saturating_sub(self.off)
+    }
+}
+
+impl<T: Clone> Clone for AVec<T> {
+    /// A copy in a buffer of its own, aligned in turn (a derived clone would keep the offset of
+    /// the original's allocation).
+    fn clone(&self) -> Self {
+        let Some(first) = self.first() else {
+            return AVec {
+                buf: Vec::new(),
+                off: 0,
+                len: 0,
+            };
+        };
+        let pad = (LINE / std::mem::size_of::<T>().max(1)).max(1);
+        let mut buf = vec![first.clone(); self.len + pad];
+        let off = aligned_offset(&buf, pad);
+        buf[off..off + self.len].clone_from_slice(self);
+        AVec {
+            buf,
+            off,
+            len: self.len,
+        }
     }
 }
 
@@ -83,7 +116,8 @@ mod tests {
     #[test]
     fn contents_start_on_a_line_and_survive_growth() {
         let mut v = AVec::default();
-        for n in [1usize, 17, 1000, 300_000, 5, 400_000] {
+        // (300,000 -> 5 -> 200,000 grows in place; the others reallocate.)
+        for n in [1usize, 17, 1000, 300_000, 5, 200_000, 400_000] {
             let old: Vec<f32> = v.to_vec();
             v.resize(n, 7.0f32);
             assert_eq!(v.len(), n);
@@ -95,7 +129,14 @@ mod tests {
                 *x = i as f32;
             }
         }
+        let c = v.clone();
+        assert_eq!(c.as_ptr() as usize % LINE, 0);
+        assert_eq!(&c[..], &v[..]);
         v.clear();
         assert!(v.is_empty() && v.capacity() >= 400_000);
+        // Growing within the capacity keeps the buffer.
+        let at = v.as_ptr();
+        v.resize(400_000, 1.0);
+        assert_eq!(v.as_ptr(), at);
     }
 }
