@@ -303,7 +303,7 @@ impl AdamW {
             .zip(self.m.par_chunks_mut(CHUNK))
             .zip(self.v.par_chunks_mut(CHUNK))
             .for_each(|(((p, g), m), v)| {
-                adam_chunk(p, &[g], 0, m, v, k);
+                adam_block(p, g, m, v, k);
             });
         Ok(norm)
     }
@@ -330,40 +330,8 @@ struct AdamConsts {
 }
 
 /// The update of one chunk of `p` (and `m`, `v`), whose gradient is the sum of `parts` from
-/// `offset` on; returns non-zero if any summed gradient is NaN or infinite.
+/// `offset` on, block by block; returns non-zero if any summed gradient is NaN or infinite.
 fn adam_chunk(
-    p: &mut [f32],
-    parts: &[&[f32]],
-    offset: usize,
-    m: &mut [f32],
-    v: &mut [f32],
-    k: AdamConsts,
-) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is available, checked just above.
-            return unsafe { adam_chunk_avx2(p, parts, offset, m, v, k) };
-        }
-    }
-    adam_chunk_generic(p, parts, offset, m, v, k)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn adam_chunk_avx2(
-    p: &mut [f32],
-    parts: &[&[f32]],
-    offset: usize,
-    m: &mut [f32],
-    v: &mut [f32],
-    k: AdamConsts,
-) -> u32 {
-    adam_chunk_generic(p, parts, offset, m, v, k)
-}
-
-#[inline(always)]
-fn adam_chunk_generic(
     p: &mut [f32],
     parts: &[&[f32]],
     offset: usize,
@@ -374,14 +342,46 @@ fn adam_chunk_generic(
     let mut bad = 0u32;
     let mut i = 0;
     for_blocks(parts, offset..offset + p.len(), |g| {
-        bad |= adam_block(&mut p[i..], g, &mut m[i..], &mut v[i..], k);
-        i += g.len();
+        let n = g.len();
+        bad |= adam_block(&mut p[i..i + n], g, &mut m[i..i + n], &mut v[i..i + n], k);
+        i += n;
     });
     bad
 }
 
-#[inline(always)]
+/// The update of `p`, `m` and `v` with the gradient `g`; returns non-zero if any of `g` is NaN
+/// or infinite.
 fn adam_block(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is available, checked just above.
+            return unsafe { adam_block_avx2(p, g, m, v, k) };
+        }
+    }
+    adam_block_generic(p, g, m, v, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn adam_block_avx2(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    k: AdamConsts,
+) -> u32 {
+    adam_block_generic(p, g, m, v, k)
+}
+
+#[inline(always)]
+fn adam_block_generic(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    k: AdamConsts,
+) -> u32 {
     let n = g.len();
     let (p, m, v) = (&mut p[..n], &mut m[..n], &mut v[..n]);
     let mut bad = 0u32;
