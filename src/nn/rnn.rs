@@ -693,6 +693,32 @@ impl<R: Real> RnnCache<R> {
         self.has_init = true;
     }
 
+    /// [`RnnCache::set_initial_state`] with row `r` of the state taken from row `rows[r]` of
+    /// `h_all` (and `c_all`), `[_, H]` each: states shared by several rows, gathered.
+    pub fn set_initial_state_gathered(
+        &mut self,
+        h_all: &[R],
+        c_all: Option<&[R]>,
+        rows: &[u32],
+        h: usize,
+    ) {
+        let gather = |dst: &mut AVec<R>, src: &[R]| {
+            dst.resize(rows.len() * h, R::ZERO);
+            for (d, &r) in dst.chunks_exact_mut(h).zip(rows) {
+                d.copy_from_slice(&src[r as usize * h..(r as usize + 1) * h]);
+            }
+        };
+        gather(&mut self.init_h, h_all);
+        match c_all {
+            Some(c) => gather(&mut self.init_c, c),
+            None => {
+                self.init_c.clear();
+                self.init_c.resize(rows.len() * h, R::ZERO);
+            }
+        }
+        self.has_init = true;
+    }
+
     /// Masks steps of the next `forward` and `backward`: where `mask[s * B + r]` is 0, row `r`
     /// skips step `s` (state and output carried over unchanged, no gradient to the weights;
     /// Keras `Masking`). `None` runs every step.
