@@ -338,8 +338,8 @@ impl Seq2Seq {
     /// probabilities `[T_out, b, V]`. A teacher-forced decoder's loss is the teacher-forced
     /// one; its accuracies (when not training) come from greedy decoding, as it answers.
     ///
-    /// `first_row` is the slice's first row within the worker's rows, where
-    /// [`Seq2Seq::share_prefixes`] (if it ran) numbered their prefixes.
+    /// With `prefix = Some((states, first))`, the encoder starts from the states of the rows'
+    /// prefixes, these rows being rows `first..` of the ones `states` numbered.
     #[allow(clippy::too_many_arguments)]
     fn run_slice<R: Real>(
         &self,
@@ -350,7 +350,7 @@ impl Seq2Seq {
         targets: Option<&[u8]>,
         b: usize,
         scale: R,
-        first_row: usize,
+        prefix: Option<(&Prefixes<R>, usize)>,
     ) -> SliceStats {
         let (t_in, t_out, v, h) = (self.t_in, self.t_out, self.vocab, self.cfg.hidden);
         let tf = self.cfg.decoder == DecoderKind::TeacherForced;
@@ -367,7 +367,8 @@ impl Seq2Seq {
                 ws.sym[s * b + r] = inputs[r * t_in + s];
             }
         }
-        self.encode(p, packs, ws, b, first_row);
+        ws.shared = prefix.map_or(0, |(pf, _)| pf.shared);
+        self.encode(p, packs, ws, b, prefix);
         // The encoder steps this chunk ran (fewer when its first steps were shared).
         let t_enc = t_in - ws.shared;
         let Some(targets) = targets else {
@@ -622,26 +623,26 @@ impl Seq2Seq {
             .count()
     }
 
-    /// The encoder over `ws.sym` (through the embedding when there is one). After
-    /// [`Seq2Seq::share_prefixes`], over the steps after the shared ones only, from the states
-    /// of the rows' prefixes (rows `first_row..` of the worker's).
+    /// The encoder over `ws.sym` (through the embedding when there is one). With shared
+    /// prefixes (see [`Seq2Seq::run_slice`]), over the steps after the shared ones only, from
+    /// the states of the rows' prefixes.
     fn encode<R: Real>(
         &self,
         p: &[R],
         packs: &[RnnPack<R>],
         ws: &mut Workspace<R>,
         b: usize,
-        first_row: usize,
+        prefix: Option<(&Prefixes<R>, usize)>,
     ) {
         let t_in = self.t_in;
-        if ws.shared > 0 {
-            let (k, u, h) = (ws.shared, ws.prefix_count, self.encoder.hidden);
+        if let Some((pf, first)) = prefix.filter(|(pf, _)| pf.shared > 0) {
+            let (k, u, h) = (pf.shared, pf.count, self.encoder.hidden);
             let c =
-                (self.cfg.cell == CellKind::Lstm).then(|| self.encoder.last_cell(&ws.prefix, u, 1));
+                (self.cfg.cell == CellKind::Lstm).then(|| self.encoder.last_cell(&pf.states, u, 1));
             ws.enc.set_initial_state_gathered(
-                self.encoder.last_output(&ws.prefix, u, 1),
+                self.encoder.last_output(&pf.states, u, 1),
                 c,
-                &ws.prefix_of[first_row..first_row + b],
+                &pf.of[first..first + b],
                 h,
             );
             ws.enc.set_mask(None);
@@ -698,27 +699,26 @@ impl Seq2Seq {
         &self,
         p: &[R],
         packs: &[RnnPack<R>],
-        ws: &mut Workspace<R>,
+        pf: &mut Prefixes<R>,
         inputs: &[u8],
         n: usize,
     ) {
-        ws.shared = 0;
+        pf.shared = 0;
         let (t_in, v, h) = (self.t_in, self.encoder.input, self.encoder.hidden);
         let lstm = self.cfg.cell == CellKind::Lstm;
         if n < 2 || inputs[..n * t_in].iter().any(|&s| s as usize >= v) {
             return;
         }
-        let Workspace {
-            prefix,
-            prefix_prev,
-            prefix_of: ids,
-            prefix_next: next,
-            prefix_parent: parent,
-            prefix_sym: sym,
-            prefix_count,
+        let Prefixes {
+            states: prefix,
+            prev: prefix_prev,
+            of: ids,
+            next,
+            parent,
+            sym,
+            count: prefix_count,
             shared,
-            ..
-        } = ws;
+        } = pf;
         ids.clear();
         ids.resize(n, 0);
         let mut count = 1;
@@ -1000,10 +1000,6 @@ pub struct Workspace<R> {
     /// `att_record` (and gathered into `out_attention`; `predict --explain`).
     record_attention: bool,
     att_record: Vec<R>,
-    /// A forward without targets: this worker's probabilities `[rows, T_out, V]` and (when
-    /// recording) attention weights `[rows, T_out, T_in]`, row-major, gathered chunk by chunk.
-    out_probs: Vec<R>,
-    out_attention: Vec<R>,
     /// Decoder-output gradients, one per layer, plus one for the attention output.
     d_dec: Vec<Vec<R>>,
     d_enc: Vec<R>,
@@ -1012,40 +1008,43 @@ pub struct Workspace<R> {
     /// This worker's gradient, the model's layout.
     pub grad: AVec<R>,
     backward: bool,
-    /// Prefix sharing ([`Seq2Seq::share_prefixes`]): the encoder steps shared (0: none), the
-    /// number of distinct prefixes at the last level, each of the worker's rows' prefix there,
-    /// and the prefixes' encoder states after their last step (one step of `prefix`). The
-    /// rest is scratch: the level before's states, and one level's numbering, parents and
-    /// symbols.
+    /// The encoder steps the current chunk starts after ([`Prefixes`]; 0: none shared).
     shared: usize,
-    prefix_count: usize,
-    prefix_of: Vec<u32>,
-    prefix: RnnCache<R>,
-    prefix_prev: RnnCache<R>,
-    prefix_next: Vec<u32>,
-    prefix_parent: Vec<u32>,
-    prefix_sym: Vec<u8>,
+}
+
+/// The encoder states of a slice's question prefixes ([`Seq2Seq::share_prefixes`]): the
+/// encoder steps shared (0: none), the number of distinct prefixes at the last level, each of
+/// the slice's rows' prefix there, and the prefixes' encoder states after their last step (one
+/// step of `states`). The rest is scratch: the level before's states, and one level's
+/// numbering, parents and symbols.
+#[derive(Debug, Default)]
+struct Prefixes<R> {
+    shared: usize,
+    count: usize,
+    of: Vec<u32>,
+    states: RnnCache<R>,
+    prev: RnnCache<R>,
+    next: Vec<u32>,
+    parent: Vec<u32>,
+    sym: Vec<u8>,
 }
 
 impl<R: Real> Workspace<R> {
-    /// Copies the last forward's time-major probabilities (and recorded attention) of `rows`
-    /// rows into rows `r0..r0 + rows` of the row-major outputs of a slice of `total` rows.
-    fn collect_outputs(&mut self, m: &Seq2Seq, r0: usize, rows: usize, total: usize) {
+    /// Copies the last forward's time-major probabilities `[T_out, rows, V]` (and recorded
+    /// attention) into `probs` (`[rows, T_out, V]`, row-major) and `att`.
+    fn write_outputs(&self, m: &Seq2Seq, rows: usize, probs: &mut [R], att: &mut [R]) {
         let (t_out, v, t_in) = (m.t_out, m.vocab, m.t_in);
-        let gather = |src: &[R], out: &mut Vec<R>, w: usize| {
-            if out.len() < total * t_out * w {
-                out.resize(total * t_out * w, R::ZERO);
-            }
+        let gather = |src: &[R], out: &mut [R], w: usize| {
             for r in 0..rows {
                 for s in 0..t_out {
-                    let o = ((r0 + r) * t_out + s) * w;
+                    let o = (r * t_out + s) * w;
                     out[o..o + w].copy_from_slice(&src[(s * rows + r) * w..(s * rows + r + 1) * w]);
                 }
             }
         };
-        gather(&self.logits, &mut self.out_probs, v);
+        gather(&self.logits, probs, v);
         if self.record_attention {
-            gather(&self.att_record, &mut self.out_attention, t_in);
+            gather(&self.att_record, att, t_in);
         }
     }
 
@@ -1094,6 +1093,17 @@ impl<R: Real> Workspace<R> {
             }
         }
     }
+}
+
+/// A chunk of rows of a forward without backward: its slice and first row within it, its rows
+/// of the batch, its rows of the outputs, and its sums.
+struct Chunk<'o, R> {
+    slice: usize,
+    first: usize,
+    rows: std::ops::Range<usize>,
+    probs: &'o mut [R],
+    att: &'o mut [R],
+    stats: SliceStats,
 }
 
 /// Contiguous row ranges of `n` rows, one per worker of `workers` (empty ones dropped).
@@ -1184,6 +1194,12 @@ pub struct Engine<R> {
     /// Whether a forward without backward shares the encoder's first steps among questions
     /// that start alike ([`Seq2Seq::share_prefixes`]; default on, the same bits either way).
     pub share_prefixes: bool,
+    /// The question prefixes of each worker's slice in a forward without backward.
+    prefixes: Vec<Prefixes<R>>,
+    /// A forward without targets: probabilities `[n, T_out, V]` and (when recording) attention
+    /// weights `[n, T_out, T_in]`, row-major, each chunk writing its rows.
+    out_probs: Vec<R>,
+    out_attention: Vec<R>,
 }
 
 /// The number of cores, the default thread count.
@@ -1231,6 +1247,9 @@ impl<R: Real> Engine<R> {
             tf_workers: Vec::new(),
             forward_chunk: None,
             share_prefixes: true,
+            prefixes: Vec::new(),
+            out_probs: Vec::new(),
+            out_attention: Vec::new(),
         }
     }
 
@@ -1287,47 +1306,109 @@ impl<R: Real> Engine<R> {
             jobs.par_drain(..).with_max_len(1).for_each(PackJob::run);
         });
         let packs = &self.packs;
-        let share = self.share_prefixes;
-        // A backward runs a worker's rows in one pass (its gradient sums over all of them);
-        // without one every row is independent, and a worker runs its rows a chunk at a time so
-        // that one step's gates and states stay in the core's cache.
-        let chunk = if backward {
-            usize::MAX
-        } else {
-            self.forward_chunk
-                .unwrap_or_else(|| model.forward_chunk_rows())
-                .max(1)
-        };
-        let stats = run_on_slices(
-            &self.pool,
-            &mut self.workers,
-            &slices,
-            |ws, a, b| {
-                ws.backward = backward;
-                if backward {
+        if backward {
+            // A backward runs a worker's rows in one pass: its gradient sums over all of them.
+            let stats = run_on_slices(
+                &self.pool,
+                &mut self.workers,
+                &slices,
+                |ws, a, b| {
+                    ws.backward = true;
                     ws.ensure(model, b - a);
                     ws.grad[..model.param_count()].fill(R::ZERO);
+                    let x = &inputs[a * t_in..b * t_in];
+                    let y = targets.map(|t| &t[a * t_out..b * t_out]);
+                    model.run_slice(p, packs, ws, x, y, b - a, scale, None)
+                },
+                sum.then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
+            );
+            return SliceStats::total(&stats);
+        }
+        // Without a backward every row is independent. Each slice's question prefixes are
+        // shared first (one slice per worker); then the rows run a chunk at a time, so that one
+        // step's gates and states stay in the core's cache, on whichever thread is free: a
+        // thread slowed down by the machine takes fewer chunks. Each chunk writes its own rows
+        // of the outputs and its own sums, which add up per slice in chunk order, then over the
+        // slices: the same numbers whichever thread ran a chunk.
+        let share = self.share_prefixes && model.shares_prefixes();
+        self.prefixes.resize_with(slices.len(), Prefixes::default);
+        if share {
+            run_on_slices::<_, R, ()>(
+                &self.pool,
+                &mut self.prefixes,
+                &slices,
+                |pf, a, b| model.share_prefixes(p, packs, pf, &inputs[a * t_in..b * t_in], b - a),
+                None,
+            );
+        }
+        let chunk = self
+            .forward_chunk
+            .unwrap_or_else(|| model.forward_chunk_rows())
+            .max(1);
+        let (v, want) = (model.vocab, targets.is_none());
+        let recording = want && self.workers.iter().any(|w| w.record_attention);
+        self.out_probs
+            .resize(if want { n * t_out * v } else { 0 }, R::ZERO);
+        let att_w = t_out * t_in;
+        self.out_attention
+            .resize(if recording { n * att_w } else { 0 }, R::ZERO);
+        let (mut probs_left, mut att_left) = (&mut self.out_probs[..], &mut self.out_attention[..]);
+        let mut chunks = Vec::new();
+        for (w, &(a, b)) in slices.iter().enumerate() {
+            for c0 in (a..b).step_by(chunk) {
+                let c1 = c0 + chunk.min(b - c0);
+                let (probs, rest) = std::mem::take(&mut probs_left).split_at_mut(if want {
+                    (c1 - c0) * t_out * v
+                } else {
+                    0
+                });
+                probs_left = rest;
+                let (att, rest) = std::mem::take(&mut att_left).split_at_mut(if recording {
+                    (c1 - c0) * att_w
+                } else {
+                    0
+                });
+                att_left = rest;
+                chunks.push(Chunk {
+                    slice: w,
+                    first: c0 - a,
+                    rows: c0..c1,
+                    probs,
+                    att,
+                    stats: SliceStats::default(),
+                });
+            }
+        }
+        let workers: Vec<std::sync::Mutex<&mut Workspace<R>>> =
+            self.workers.iter_mut().map(std::sync::Mutex::new).collect();
+        let prefixes = &self.prefixes;
+        self.pool.install(|| {
+            use rayon::prelude::*;
+            chunks.par_iter_mut().with_max_len(1).for_each(|c| {
+                // One workspace per pool thread (the lock is never contended).
+                let i = rayon::current_thread_index().unwrap_or(0) % workers.len();
+                let mut ws = workers[i].lock().unwrap_or_else(|e| e.into_inner());
+                ws.backward = false;
+                let (c0, c1) = (c.rows.start, c.rows.end);
+                let x = &inputs[c0 * t_in..c1 * t_in];
+                let y = targets.map(|t| &t[c0 * t_out..c1 * t_out]);
+                let prefix = share.then(|| (&prefixes[c.slice], c.first));
+                c.stats = model.run_slice(p, packs, &mut ws, x, y, c1 - c0, scale, prefix);
+                if want {
+                    ws.write_outputs(model, c1 - c0, c.probs, c.att);
                 }
-                ws.shared = 0;
-                if !backward && share && model.shares_prefixes() {
-                    model.share_prefixes(p, packs, ws, &inputs[a * t_in..b * t_in], b - a);
+            });
+        });
+        let per_slice: Vec<SliceStats> = (0..slices.len())
+            .map(|w| {
+                let mut st = SliceStats::default();
+                for c in chunks.iter().filter(|c| c.slice == w) {
+                    st.add(&c.stats);
                 }
-                // Outputs without targets are collected row-major, chunk by chunk.
-                let mut stats = SliceStats::default();
-                for c0 in (a..b).step_by(chunk) {
-                    let c1 = c0 + chunk.min(b - c0);
-                    let x = &inputs[c0 * t_in..c1 * t_in];
-                    let y = targets.map(|t| &t[c0 * t_out..c1 * t_out]);
-                    stats.add(&model.run_slice(p, packs, ws, x, y, c1 - c0, scale, c0 - a));
-                    if targets.is_none() {
-                        ws.collect_outputs(model, c0 - a, c1 - c0, b - a);
-                    }
-                }
-                stats
-            },
-            (backward && sum).then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
-        );
-        SliceStats::total(&stats)
+                st
+            })
+            .collect();
+        SliceStats::total(&per_slice)
     }
 
     /// Forward and backward on a batch of `n` rows (`inputs` `[n, T_in]`, `targets`
@@ -1346,13 +1427,9 @@ impl<R: Real> Engine<R> {
         if self.model.transformer.is_some() {
             return self.predict_transformer(p, inputs, n, probs);
         }
-        let (t_out, v) = (self.model.t_out, self.model.vocab);
         self.run(p, inputs, None, n, false, false);
         probs.clear();
-        probs.reserve(n * t_out * v);
-        for (ws, (a, b)) in self.workers.iter().zip(self.slices(n)) {
-            probs.extend_from_slice(&ws.out_probs[..(b - a) * t_out * v]);
-        }
+        probs.extend_from_slice(&self.out_probs);
     }
 
     /// Attention weights of the answers to `n` questions, `[n, T_out, T_in]` row-major: for each
@@ -1360,15 +1437,11 @@ impl<R: Real> Engine<R> {
     /// teacher-forced decoder). `None` when the model has no attention.
     pub fn attention_weights(&mut self, p: &[R], inputs: &[u8], n: usize) -> Option<Vec<R>> {
         self.model.attention.as_ref()?;
-        let (t_in, t_out) = (self.model.t_in, self.model.t_out);
         for ws in &mut self.workers {
             ws.record_attention = true;
         }
         self.run(p, inputs, None, n, false, false);
-        let mut out = Vec::with_capacity(n * t_out * t_in);
-        for (ws, (a, b)) in self.workers.iter().zip(self.slices(n)) {
-            out.extend_from_slice(&ws.out_attention[..(b - a) * t_out * t_in]);
-        }
+        let out = self.out_attention.clone();
         for ws in &mut self.workers {
             ws.record_attention = false;
         }
@@ -1757,7 +1830,7 @@ pub(crate) mod tests {
                     let mut probs = Vec::new();
                     e.predict(&p, &x, n, &mut probs);
                     // 21 rows over 3 symbols: 3 and 9 prefixes, then 19 (more than half).
-                    let shared = e.workers[0].shared;
+                    let shared = e.prefixes.first().map_or(0, |pf| pf.shared);
                     (probs, e.evaluate(&p, &x, &y, n), shared)
                 };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
