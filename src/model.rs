@@ -1428,8 +1428,9 @@ impl<R: Real> Engine<R> {
             return self.predict_transformer(p, inputs, n, probs);
         }
         self.run(p, inputs, None, n, false, false);
-        probs.clear();
-        probs.extend_from_slice(&self.out_probs);
+        // (The caller's buffer is the next call's output: no copy, and no allocation when it
+        // passes the same one each time.)
+        std::mem::swap(probs, &mut self.out_probs);
     }
 
     /// Attention weights of the answers to `n` questions, `[n, T_out, T_in]` row-major: for each
