@@ -4,10 +4,11 @@
 //! last output repeated `T_out` times (Keras `RepeatVector`), `layers` decoder RNNs returning
 //! sequences, and a Dense softmax at every output step (`TimeDistributed(Dense)`).
 //!
-//! [`Engine`] runs a model on both cores: each batch is split into one contiguous slice per
-//! worker, every worker runs forward and backward on its slice with its own buffers and
+//! [`Engine`] runs a model on both cores: a training batch is split into one contiguous slice
+//! per worker, every worker runs forward and backward on its slice with its own buffers and
 //! gradient, and the gradients are added in worker order, so a given thread count always gives
-//! the same bits.
+//! the same bits. A forward without backward (evaluation, prediction) runs its rows in chunks
+//! on whichever thread is free, each chunk writing its own rows: the same bits on any thread.
 
 use crate::nn::attention::{Attention, AttentionCache};
 use crate::nn::avec::AVec;
@@ -685,16 +686,18 @@ impl Seq2Seq {
             && self.transformer.is_none()
     }
 
-    /// Prefix sharing for a forward without backward over a worker's `n` questions (`inputs`
+    /// Prefix sharing for a forward without backward over a slice's `n` questions (`inputs`
     /// `[n, T_in]`): rows whose questions start alike reach the same encoder state, so the
     /// encoder's first steps run level by level over a tree of the questions' prefixes (step
-    /// `s` once per distinct prefix of `s + 1` symbols, from its parent's state), and each chunk's
-    /// encoder starts from its rows' states at the last level ([`Seq2Seq::encode`]). Levels go
-    /// on while they have at most half as many prefixes as rows (a level of more measured no
-    /// faster than the chunks), leaving at least one step to the chunks. Every row's numbers are computed as without sharing (the products and steps
-    /// treat rows independently): the same bits. On random questions of 12 symbols, 512 rows
-    /// share two steps (12 and at most 144 prefixes: 1.06x answers/s); 2,500 questions of the
-    /// 3-digit addition, four (11, 110, 552 and 1,081).
+    /// `s` once per distinct prefix of `s + 1` symbols, from its parent's state), and each
+    /// chunk's encoder starts from its rows' states at the last level ([`Seq2Seq::encode`]).
+    /// Levels go on while they have at most half as many prefixes as rows (a level of more
+    /// measured no faster than the chunks), leaving at least one step to the chunks; a single
+    /// level is not kept (step 0 has no recurrent product to save). Every row's numbers are
+    /// computed as without sharing (the products and steps treat rows independently): the same
+    /// bits. On random questions of 12 symbols, 512 rows share two steps (12 and at most 144
+    /// prefixes: 1.06x answers/s); 2,500 questions of the 3-digit addition, four (11, 110, 552
+    /// and 1,081).
     fn share_prefixes<R: Real>(
         &self,
         p: &[R],
@@ -762,6 +765,9 @@ impl Seq2Seq {
             *shared = s + 1;
             *prefix_count = count;
         }
+        if *shared == 1 {
+            *shared = 0;
+        }
     }
 
     /// The repeat-vector decoders over the encoder's last output.
@@ -793,6 +799,7 @@ impl Seq2Seq {
         let dec_out = self.decoders[last].outputs(&ws.dec[last], b, t_out);
         let top = match &self.attention {
             Some(a) => {
+                debug_assert_eq!(ws.shared, 0, "attention reads every encoder step");
                 let enc_out = self.encoder.outputs(&ws.enc, b, self.t_in);
                 let mask = self.cfg.mask.then(|| &ws.att_mask[..self.t_in * b]);
                 a.forward(p, enc_out, dec_out, mask, b, self.t_in, t_out, &mut ws.att);
@@ -855,6 +862,7 @@ impl Seq2Seq {
         step_sym.clear();
         step_sym.resize(b, v as u8);
         // (Attention reads every step: no steps are shared then, and t_enc is t_in.)
+        debug_assert!(self.attention.is_none() || t_enc == t_in);
         let enc_out = self.encoder.outputs(enc, b, t_enc);
         for s in 0..t_out {
             for l in 0..n_dec {
@@ -997,7 +1005,7 @@ pub struct Workspace<R> {
     state_c: Vec<Vec<R>>,
     att_step: AttentionCache<R>,
     /// When set, the attention weights of the last chunk run, `[T_out, B, T_in]`, are kept in
-    /// `att_record` (and gathered into `out_attention`; `predict --explain`).
+    /// `att_record` (and written into the engine's `out_attention`; `predict --explain`).
     record_attention: bool,
     att_record: Vec<R>,
     /// Decoder-output gradients, one per layer, plus one for the attention output.
@@ -1331,7 +1339,9 @@ impl<R: Real> Engine<R> {
         // of the outputs and its own sums, which add up per slice in chunk order, then over the
         // slices: the same numbers whichever thread ran a chunk.
         let share = self.share_prefixes && model.shares_prefixes();
-        self.prefixes.resize_with(slices.len(), Prefixes::default);
+        if self.prefixes.len() < slices.len() {
+            self.prefixes.resize_with(slices.len(), Prefixes::default);
+        }
         if share {
             run_on_slices::<_, R, ()>(
                 &self.pool,
@@ -1385,9 +1395,13 @@ impl<R: Real> Engine<R> {
         self.pool.install(|| {
             use rayon::prelude::*;
             chunks.par_iter_mut().with_max_len(1).for_each(|c| {
-                // One workspace per pool thread (the lock is never contended).
+                // One workspace per pool thread: the lock is never contended, as long as nothing
+                // under run_slice hands work to the pool (a thread could then take another
+                // chunk while holding its workspace).
                 let i = rayon::current_thread_index().unwrap_or(0) % workers.len();
-                let mut ws = workers[i].lock().unwrap_or_else(|e| e.into_inner());
+                let mut ws = workers[i]
+                    .try_lock()
+                    .expect("one workspace per pool thread, not re-entered");
                 ws.backward = false;
                 let (c0, c1) = (c.rows.start, c.rows.end);
                 let x = &inputs[c0 * t_in..c1 * t_in];
@@ -1428,8 +1442,8 @@ impl<R: Real> Engine<R> {
             return self.predict_transformer(p, inputs, n, probs);
         }
         self.run(p, inputs, None, n, false, false);
-        // (The caller's buffer is the next call's output: no copy, and no allocation when it
-        // passes the same one each time.)
+        // (The caller's buffer becomes the next call's output: no copy, and no allocation or
+        // zeroing when the caller passes the same buffer each time.)
         std::mem::swap(probs, &mut self.out_probs);
     }
 
@@ -1442,7 +1456,7 @@ impl<R: Real> Engine<R> {
             ws.record_attention = true;
         }
         self.run(p, inputs, None, n, false, false);
-        let out = self.out_attention.clone();
+        let out = std::mem::take(&mut self.out_attention);
         for ws in &mut self.workers {
             ws.record_attention = false;
         }
@@ -1824,29 +1838,41 @@ pub(crate) mod tests {
                 let x: Vec<u8> = (0..n * 5).map(|_| rng.random_range(0..3)).collect();
                 let y: Vec<u8> = (0..n * 3).map(|_| rng.random_range(0..6)).collect();
                 let p: Vec<f32> = m.init_params(4);
-                let run = |share: bool, chunk: usize| {
+                // The same questions again, each twice: every prefix is shared by two rows or
+                // more, up to the last step.
+                let twice: Vec<u8> = x
+                    .chunks(5)
+                    .flat_map(|q| [q, q])
+                    .flatten()
+                    .copied()
+                    .collect();
+                let run = |x: &[u8], share: bool, chunk: usize| {
+                    let n = x.len() / 5;
                     let mut e = Engine::<f32>::new(m.clone(), 2);
                     e.share_prefixes = share;
                     e.forward_chunk = Some(chunk);
                     let mut probs = Vec::new();
-                    e.predict(&p, &x, n, &mut probs);
-                    // 21 rows over 3 symbols: 3 and 9 prefixes, then 19 (more than half).
-                    let shared = e.prefixes.first().map_or(0, |pf| pf.shared);
-                    (probs, e.evaluate(&p, &x, &y, n), shared)
+                    e.predict(&p, x, n, &mut probs);
+                    let shared: Vec<usize> = e.prefixes.iter().map(|pf| pf.shared).collect();
+                    let y = &[y.clone(), y.clone()].concat()[..n * 3];
+                    (probs, e.evaluate(&p, x, y, n), shared)
                 };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                for chunk in [1024, 4] {
-                    // (The loss sums chunk by chunk: compare the same chunks.)
-                    let (probs, st, none) = run(false, chunk);
-                    assert_eq!(none, 0);
-                    let (p2, s2, shared) = run(true, chunk);
-                    assert_eq!(shared, 2, "{cfg:?}");
-                    assert_eq!(bits(&p2), bits(&probs), "{cfg:?} chunk {chunk}");
-                    assert_eq!(
-                        (s2.exact, s2.correct_chars, s2.loss_sum.to_bits()),
-                        (st.exact, st.correct_chars, st.loss_sum.to_bits()),
-                        "{cfg:?} chunk {chunk}"
-                    );
+                // 21 and 20 rows over 3 symbols share 3 and 9 prefixes, then 18-19 (more than
+                // half); doubled, 41 distinct questions in 82 rows share all four steps.
+                for (x, levels) in [(&x, [2, 2]), (&twice, [4, 4])] {
+                    for chunk in [1024, 4] {
+                        // (The loss sums chunk by chunk: compare the same chunks.)
+                        let (probs, st, _) = run(x, false, chunk);
+                        let (p2, s2, shared) = run(x, true, chunk);
+                        assert_eq!(shared, levels, "{cfg:?}");
+                        assert_eq!(bits(&p2), bits(&probs), "{cfg:?} chunk {chunk}");
+                        assert_eq!(
+                            (s2.exact, s2.correct_chars, s2.loss_sum.to_bits()),
+                            (st.exact, st.correct_chars, st.loss_sum.to_bits()),
+                            "{cfg:?} chunk {chunk}"
+                        );
+                    }
                 }
             }
         }
