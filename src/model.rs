@@ -368,15 +368,15 @@ impl Seq2Seq {
                 ws.sym[s * b + r] = inputs[r * t_in + s];
             }
         }
-        ws.shared = prefix.map_or(0, |(pf, _)| pf.shared);
-        self.encode(p, packs, ws, b, prefix);
         // The encoder steps this chunk ran (fewer when its first steps were shared).
-        let t_enc = t_in - ws.shared;
+        let t_enc = self.encode(p, packs, ws, b, prefix);
+        // (Attention reads every step: no steps are shared then.)
+        debug_assert!(self.attention.is_none() || t_enc == t_in);
         let Some(targets) = targets else {
             if tf {
-                self.greedy(p, packs, ws, b);
+                self.greedy(p, packs, ws, b, t_enc);
             } else {
-                self.decode_repeat(p, packs, ws, b);
+                self.decode_repeat(p, packs, ws, b, t_enc);
                 self.head_forward(p, ws, b);
                 softmax_rows(&mut ws.logits[..t_out * b * v], v);
             }
@@ -407,7 +407,7 @@ impl Seq2Seq {
                 self.decoders[l].forward(p, &packs[l + 1], input, b, t_out, &mut rest[0]);
             }
         } else {
-            self.decode_repeat(p, packs, ws, b);
+            self.decode_repeat(p, packs, ws, b, t_enc);
         }
         self.head_forward(p, ws, b);
         let active = if self.cfg.mask {
@@ -440,7 +440,7 @@ impl Seq2Seq {
         if !ws.backward {
             if tf {
                 // Honest accuracies: answer as in prediction, feeding back its own symbols.
-                self.greedy(p, packs, ws, b);
+                self.greedy(p, packs, ws, b, t_enc);
                 let mask = self.cfg.mask;
                 stats.correct_chars = (0..t_out * b)
                     .filter(|&i| (!mask || ws.active[i] != 0) && ws.argmax[i] == ws.tgt[i])
@@ -450,7 +450,7 @@ impl Seq2Seq {
             return stats;
         }
         // Backward: head, attention, decoders top-down, encoder, embedding.
-        assert_eq!(ws.shared, 0, "a backward runs every encoder step");
+        assert_eq!(t_enc, t_in, "a backward runs every encoder step");
         let last = self.decoders.len() - 1;
         let Workspace {
             enc,
@@ -626,7 +626,7 @@ impl Seq2Seq {
 
     /// The encoder over `ws.sym` (through the embedding when there is one). With shared
     /// prefixes (see [`Seq2Seq::run_slice`]), over the steps after the shared ones only, from
-    /// the states of the rows' prefixes.
+    /// the states of the rows' prefixes. Returns the steps it ran.
     fn encode<R: Real>(
         &self,
         p: &[R],
@@ -634,7 +634,7 @@ impl Seq2Seq {
         ws: &mut Workspace<R>,
         b: usize,
         prefix: Option<(&Prefixes<R>, usize)>,
-    ) {
+    ) -> usize {
         let t_in = self.t_in;
         if let Some((pf, first)) = prefix.filter(|(pf, _)| pf.shared > 0) {
             let (k, u, h) = (pf.shared, pf.count, self.encoder.hidden);
@@ -650,7 +650,7 @@ impl Seq2Seq {
             let input = RnnInput::Symbols(&ws.sym[k * b..t_in * b]);
             self.encoder
                 .forward(p, &packs[0], input, b, t_in - k, &mut ws.enc);
-            return;
+            return t_in - k;
         }
         ws.enc.clear_initial_state();
         if self.cfg.mask {
@@ -674,6 +674,7 @@ impl Seq2Seq {
         };
         self.encoder
             .forward(p, &packs[0], input, b, t_in, &mut ws.enc);
+        t_in
     }
 
     /// Whether a forward may run the encoder's first steps once per distinct prefix of the
@@ -770,16 +771,17 @@ impl Seq2Seq {
         }
     }
 
-    /// The repeat-vector decoders over the encoder's last output.
+    /// The repeat-vector decoders over the encoder's last output (after its `t_enc` steps).
     fn decode_repeat<R: Real>(
         &self,
         p: &[R],
         packs: &[RnnPack<R>],
         ws: &mut Workspace<R>,
         b: usize,
+        t_enc: usize,
     ) {
         let t_out = self.t_out;
-        let enc_last = self.encoder.last_output(&ws.enc, b, self.t_in - ws.shared);
+        let enc_last = self.encoder.last_output(&ws.enc, b, t_enc);
         for l in 0..self.decoders.len() {
             let (done, rest) = ws.dec.split_at_mut(l);
             rest[0].clear_initial_state();
@@ -799,7 +801,6 @@ impl Seq2Seq {
         let dec_out = self.decoders[last].outputs(&ws.dec[last], b, t_out);
         let top = match &self.attention {
             Some(a) => {
-                debug_assert_eq!(ws.shared, 0, "attention reads every encoder step");
                 let enc_out = self.encoder.outputs(&ws.enc, b, self.t_in);
                 let mask = self.cfg.mask.then(|| &ws.att_mask[..self.t_in * b]);
                 a.forward(p, enc_out, dec_out, mask, b, self.t_in, t_out, &mut ws.att);
@@ -819,9 +820,15 @@ impl Seq2Seq {
     /// Greedy decoding after `encode`: one step at a time, each step reading the symbol chosen
     /// at the step before. Leaves probabilities `[T_out, b, V]` in `ws.logits` and the chosen
     /// symbols in `ws.argmax`.
-    fn greedy<R: Real>(&self, p: &[R], packs: &[RnnPack<R>], ws: &mut Workspace<R>, b: usize) {
+    fn greedy<R: Real>(
+        &self,
+        p: &[R],
+        packs: &[RnnPack<R>],
+        ws: &mut Workspace<R>,
+        b: usize,
+        t_enc: usize,
+    ) {
         let (t_in, t_out, v, h) = (self.t_in, self.t_out, self.vocab, self.cfg.hidden);
-        let t_enc = t_in - ws.shared;
         let lstm = self.cfg.cell == CellKind::Lstm;
         let n_dec = self.decoders.len();
         let Workspace {
@@ -861,8 +868,7 @@ impl Seq2Seq {
         }
         step_sym.clear();
         step_sym.resize(b, v as u8);
-        // (Attention reads every step: no steps are shared then, and t_enc is t_in.)
-        debug_assert!(self.attention.is_none() || t_enc == t_in);
+        // (With attention no steps are shared: t_enc is t_in.)
         let enc_out = self.encoder.outputs(enc, b, t_enc);
         for s in 0..t_out {
             for l in 0..n_dec {
@@ -1016,8 +1022,6 @@ pub struct Workspace<R> {
     /// This worker's gradient, the model's layout.
     pub grad: AVec<R>,
     backward: bool,
-    /// The encoder steps the current chunk starts after ([`Prefixes`]; 0: none shared).
-    shared: usize,
 }
 
 /// The encoder states of a slice's question prefixes ([`Seq2Seq::share_prefixes`]): the
@@ -1103,11 +1107,10 @@ impl<R: Real> Workspace<R> {
     }
 }
 
-/// A chunk of rows of a forward without backward: its slice and first row within it, its rows
-/// of the batch, its rows of the outputs, and its sums.
+/// A chunk of rows of a forward without backward: its slice, its rows of the batch, its rows
+/// of the outputs, and its sums.
 struct Chunk<'o, R> {
     slice: usize,
-    first: usize,
     rows: std::ops::Range<usize>,
     probs: &'o mut [R],
     att: &'o mut [R],
@@ -1362,29 +1365,22 @@ impl<R: Real> Engine<R> {
         let att_w = t_out * t_in;
         self.out_attention
             .resize(if recording { n * att_w } else { 0 }, R::ZERO);
+        // The next `len` values of an output buffer.
+        fn front<'o, R>(left: &mut &'o mut [R], len: usize) -> &'o mut [R] {
+            let (head, rest) = std::mem::take(left).split_at_mut(len);
+            *left = rest;
+            head
+        }
         let (mut probs_left, mut att_left) = (&mut self.out_probs[..], &mut self.out_attention[..]);
         let mut chunks = Vec::new();
         for (w, &(a, b)) in slices.iter().enumerate() {
             for c0 in (a..b).step_by(chunk) {
                 let c1 = c0 + chunk.min(b - c0);
-                let (probs, rest) = std::mem::take(&mut probs_left).split_at_mut(if want {
-                    (c1 - c0) * t_out * v
-                } else {
-                    0
-                });
-                probs_left = rest;
-                let (att, rest) = std::mem::take(&mut att_left).split_at_mut(if recording {
-                    (c1 - c0) * att_w
-                } else {
-                    0
-                });
-                att_left = rest;
                 chunks.push(Chunk {
                     slice: w,
-                    first: c0 - a,
                     rows: c0..c1,
-                    probs,
-                    att,
+                    probs: front(&mut probs_left, usize::from(want) * (c1 - c0) * t_out * v),
+                    att: front(&mut att_left, usize::from(recording) * (c1 - c0) * att_w),
                     stats: SliceStats::default(),
                 });
             }
@@ -1406,7 +1402,7 @@ impl<R: Real> Engine<R> {
                 let (c0, c1) = (c.rows.start, c.rows.end);
                 let x = &inputs[c0 * t_in..c1 * t_in];
                 let y = targets.map(|t| &t[c0 * t_out..c1 * t_out]);
-                let prefix = share.then(|| (&prefixes[c.slice], c.first));
+                let prefix = share.then(|| (&prefixes[c.slice], c0 - slices[c.slice].0));
                 c.stats = model.run_slice(p, packs, &mut ws, x, y, c1 - c0, scale, prefix);
                 if want {
                     ws.write_outputs(model, c1 - c0, c.probs, c.att);
