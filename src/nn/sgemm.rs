@@ -41,8 +41,29 @@ const PF: usize = NR * 8;
 const FAR: isize = 64;
 
 thread_local! {
+    /// Whether this thread's products hand their row panels to the pool ([`share_panels`]).
+    static SHARE_PANELS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's products ([`sgemm`] and [`sgemm_prepacked`]) splitting their
+/// row panels into tasks of the current rayon pool, so that a thread which has finished its own
+/// work takes some of them. A training step's two halves take the same work but often not the
+/// same time (one core slowed by the machine); this evens them out. Each panel of C is computed
+/// whole, by one thread, in the same order: the same bits whichever thread computes it. Only
+/// for work that holds no lock and needs no particular thread while it waits for its panels (a
+/// waiting thread may run other tasks of the pool).
+pub fn share_panels<T>(f: impl FnOnce() -> T) -> T {
+    let before = SHARE_PANELS.with(|s| s.replace(true));
+    let out = f();
+    SHARE_PANELS.with(|s| s.set(before));
+    out
+}
+
+thread_local! {
     /// Per thread: the packed block of B and the packed panel of A.
-    static PACK: RefCell<(AVec<f32>, AVec<f32>)> = RefCell::new((AVec::default(), AVec::default()));
+    static PACK: RefCell<AVec<f32>> = RefCell::new(AVec::default());
+    /// Per thread: the copied panel of A, taken by whichever thread computes a panel.
+    static PACK_A: RefCell<AVec<f32>> = RefCell::new(AVec::default());
 }
 
 /// Whether this CPU runs the AVX-512 kernel (checked once).
@@ -84,9 +105,16 @@ pub unsafe fn sgemm(
     #[cfg(target_arch = "x86_64")]
     if available() && csc == 1 && m > 0 && n > 0 && k > 0 {
         PACK.with(|p| {
-            let (pack_b, pack_a) = &mut *p.borrow_mut();
+            // (A thread waiting for its panels may run another product's panels, never a
+            // whole product; a fresh buffer if it ever did.)
+            let mut fresh = AVec::default();
+            let mut held = p.try_borrow_mut();
+            let pack_b = match &mut held {
+                Ok(pb) => &mut **pb,
+                Err(_) => &mut fresh,
+            };
             sgemm_avx512(
-                m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, pack_b, pack_a,
+                m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, pack_b,
             )
         });
         return;
@@ -126,24 +154,35 @@ pub unsafe fn sgemm_prepacked(
         return;
     }
     let beta = if accumulate { 1.0 } else { 0.0 };
-    let mut i = 0;
-    while i < m {
-        let rows = MR.min(m - i);
-        panel_times_strips(
-            true,
-            rows,
-            k,
-            1.0,
-            a.add(i * lda),
-            lda as isize,
-            packed,
-            n,
-            true,
-            beta,
-            c.add(i * ldc),
-            ldc as isize,
-        );
-        i += MR;
+    // (As addresses, for the pool's tasks.)
+    let (a, packed, c) = (a as usize, packed as usize, c as usize);
+    let panel = |pi: usize| {
+        let i = pi * MR;
+        let (a, c) = (a as *const f32, c as *mut f32);
+        // SAFETY: as the caller's (each panel writes its own rows of C).
+        unsafe {
+            panel_times_strips(
+                true,
+                MR.min(m - i),
+                k,
+                1.0,
+                a.add(i * lda),
+                lda as isize,
+                packed as *const f32,
+                n,
+                true,
+                beta,
+                c.add(i * ldc),
+                ldc as isize,
+            )
+        }
+    };
+    let panels = m.div_ceil(MR);
+    if panels > 1 && SHARE_PANELS.with(|s| s.get()) {
+        use rayon::prelude::*;
+        (0..panels).into_par_iter().with_max_len(1).for_each(panel);
+    } else {
+        (0..panels).for_each(panel);
     }
 }
 
@@ -204,7 +243,6 @@ unsafe fn sgemm_avx512(
     c: *mut f32,
     rsc: isize,
     pack: &mut AVec<f32>,
-    pack_a: &mut AVec<f32>,
 ) {
     let np = n.div_ceil(NR) * NR;
     // A is read in place when it is row-major (each row's values adjacent over k) or stored
@@ -213,10 +251,9 @@ unsafe fn sgemm_avx512(
     // per k.
     let a_rows = csa == 1 && rsa != 1;
     let a_copied = !(a_rows || (rsa == 1 && csa <= FAR));
-    if a_copied {
-        grow(pack_a, KC.min(k) * MR);
-    }
     grow(pack, KC.min(k) * np);
+    let panels = m.div_ceil(MR);
+    let shared = panels > 1 && SHARE_PANELS.with(|s| s.get());
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
@@ -228,49 +265,106 @@ unsafe fn sgemm_avx512(
             n,
             &mut pack[..kc * np],
         );
-        // The first block applies beta; later ones add to C.
-        let first = k0 == 0;
-        let mut i = 0;
-        while i < m {
-            let rows = MR.min(m - i);
-            let mut a_panel = a.offset(i as isize * rsa + k0 as isize * csa);
-            // The tile's step through A: along k (A transposed), or between rows (row-major).
-            let mut ka = if a_rows { rsa } else { csa };
-            if a_copied {
-                if rsa == 1 {
-                    // Each k's `rows` values are adjacent: one masked copy per k.
-                    let mask = masks(rows).0;
-                    for kk in 0..kc {
-                        let v = _mm512_maskz_loadu_ps(mask, a_panel.offset(kk as isize * csa));
-                        _mm512_mask_storeu_ps(pack_a.as_mut_ptr().add(kk * MR), mask, v);
-                    }
-                } else {
-                    for r in 0..rows {
-                        let src = a_panel.offset(r as isize * rsa);
-                        for kk in 0..kc {
-                            pack_a[kk * MR + r] = *src.offset(kk as isize * csa);
-                        }
-                    }
+        let blk = Block {
+            m,
+            kc,
+            n,
+            alpha,
+            a: a.offset(k0 as isize * csa),
+            rsa,
+            csa,
+            a_rows,
+            a_copied,
+            strips: pack.as_ptr(),
+            // The first block applies beta; later ones add to C.
+            first: k0 == 0,
+            beta,
+            c,
+            rsc,
+        };
+        if shared {
+            use rayon::prelude::*;
+            (0..panels).into_par_iter().with_max_len(1).for_each(|pi| {
+                PACK_A.with(|pa| blk.panel(pi * MR, &mut pa.borrow_mut()));
+            });
+        } else {
+            PACK_A.with(|pa| {
+                let pa = &mut pa.borrow_mut();
+                for pi in 0..panels {
+                    blk.panel(pi * MR, pa);
                 }
-                (a_panel, ka) = (pack_a.as_ptr(), MR as isize);
-            }
-            panel_times_strips(
-                a_rows,
-                rows,
-                kc,
-                alpha,
-                a_panel,
-                ka,
-                pack.as_ptr(),
-                n,
-                first,
-                beta,
-                c.offset(i as isize * rsc),
-                rsc,
-            );
-            i += MR;
+            });
         }
         k0 += kc;
+    }
+}
+
+/// One block of k of a general product, its B packed: each row panel of C is computed by
+/// [`Block::panel`], on any thread.
+struct Block {
+    m: usize,
+    kc: usize,
+    n: usize,
+    alpha: f32,
+    /// A's first value of this block of k.
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    a_rows: bool,
+    a_copied: bool,
+    strips: *const f32,
+    first: bool,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+}
+
+// SAFETY: a Block is shared only while the call that made it waits for its panels; each
+// panel writes its own rows of C and reads A and the packed B.
+unsafe impl Sync for Block {}
+
+impl Block {
+    /// The row panel of C from row `i`, A copied into `pack_a` first where it must be.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn panel(&self, i: usize, pack_a: &mut AVec<f32>) {
+        let (kc, rsa, csa) = (self.kc, self.rsa, self.csa);
+        let rows = MR.min(self.m - i);
+        let mut a_panel = self.a.offset(i as isize * rsa);
+        // The tile's step through A: along k (A transposed), or between rows (row-major).
+        let mut ka = if self.a_rows { rsa } else { csa };
+        if self.a_copied {
+            grow(pack_a, KC * MR);
+            if rsa == 1 {
+                // Each k's `rows` values are adjacent: one masked copy per k.
+                let mask = masks(rows).0;
+                for kk in 0..kc {
+                    let v = _mm512_maskz_loadu_ps(mask, a_panel.offset(kk as isize * csa));
+                    _mm512_mask_storeu_ps(pack_a.as_mut_ptr().add(kk * MR), mask, v);
+                }
+            } else {
+                for r in 0..rows {
+                    let src = a_panel.offset(r as isize * rsa);
+                    for kk in 0..kc {
+                        pack_a[kk * MR + r] = *src.offset(kk as isize * csa);
+                    }
+                }
+            }
+            (a_panel, ka) = (pack_a.as_ptr(), MR as isize);
+        }
+        panel_times_strips(
+            self.a_rows,
+            rows,
+            kc,
+            self.alpha,
+            a_panel,
+            ka,
+            self.strips,
+            self.n,
+            self.first,
+            self.beta,
+            self.c.offset(i as isize * self.rsc),
+            self.rsc,
+        );
     }
 }
 
@@ -427,14 +521,15 @@ fn masks(cols: usize) -> (__mmask16, __mmask16) {
     (lo, hi)
 }
 
-/// One `R x 32` tile of C over `kc` steps of k, B a packed strip (`NR` values per k). Without `ROWS`, A's `R` values of one k are
+/// One `R x 32` tile of C over `kc` steps of k (`R x 16` without `WIDE`: C has at most 16
+/// columns there), B a packed strip (`NR` values per k). Without `ROWS`, A's `R` values of one k are
 /// adjacent and the next k's are `ka` further on (A stored transposed, or packed); with `ROWS`,
 /// each row's values are adjacent over k and the next row is `ka` further on (A row-major).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const R: usize, const ROWS: bool>(
+unsafe fn tile<const R: usize, const ROWS: bool, const WIDE: bool>(
     kc: usize,
     alpha: f32,
     a: *const f32,
@@ -457,11 +552,17 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
             let b0 = _mm512_loadu_ps(bp);
-            let b1 = _mm512_loadu_ps(bp.add(16));
+            let b1 = if WIDE {
+                _mm512_loadu_ps(bp.add(16))
+            } else {
+                b0
+            };
             for (acc_r, p) in acc.iter_mut().zip(&rows) {
                 let av = _mm512_set1_ps(*p.add(kk));
                 acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
-                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+                if WIDE {
+                    acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+                }
             }
             bp = bp.add(NR);
         }
@@ -471,11 +572,17 @@ unsafe fn tile<const R: usize, const ROWS: bool>(
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
             let b0 = _mm512_loadu_ps(bp);
-            let b1 = _mm512_loadu_ps(bp.add(16));
+            let b1 = if WIDE {
+                _mm512_loadu_ps(bp.add(16))
+            } else {
+                b0
+            };
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*ap.add(r));
                 acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
-                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+                if WIDE {
+                    acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+                }
             }
             bp = bp.add(NR);
             ap = ap.offset(ka);
@@ -538,10 +645,13 @@ unsafe fn any_tile<const ROWS: bool>(
     rsc: isize,
     cols: usize,
 ) {
+    // A tile of at most 16 columns (a softmax head's few classes) runs one vector's
+    // multiply-adds per row instead of two, half of them on masked-off columns.
     macro_rules! go {
         ($($r:literal)*) => {
-            match rows {
-                $($r => tile::<$r, ROWS>(kc, alpha, a, ka, b, first, beta, c, rsc, cols),)*
+            match (rows, cols > 16) {
+                $(($r, true) => tile::<$r, ROWS, true>(kc, alpha, a, ka, b, first, beta, c, rsc, cols),)*
+                $(($r, false) => tile::<$r, ROWS, false>(kc, alpha, a, ka, b, first, beta, c, rsc, cols),)*
                 _ => unreachable!("a tile has 1..={MR} rows"),
             }
         };
@@ -590,6 +700,75 @@ mod tests {
         out
     }
 
+    /// Panels handed to a pool ([`share_panels`]) give the bits of one thread's loop: a general
+    /// product with A copied panel by panel over two blocks of k, and a prepacked one.
+    #[test]
+    fn shared_panels_give_the_bits_of_one_thread() {
+        if !available() {
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut fill =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let (m, k, n) = (100, 300, 70);
+        // A stored transposed with a stride above FAR: copied panel by panel.
+        let (a, b) = (fill(m * k), fill(k * n));
+        let general = |c: &mut Vec<f32>| unsafe {
+            sgemm(
+                m,
+                k,
+                n,
+                0.5,
+                a.as_ptr(),
+                1,
+                m as isize,
+                b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        };
+        let (pm, pk, pn) = (64, 128, 512);
+        let (pa, pb) = (fill(pm * pk), fill(pk * pn));
+        let mut packed = AVec::default();
+        packed.resize(pk * pn, 0.0);
+        unsafe { pack_strips(pb.as_ptr(), pn as isize, 1, pk, pn, &mut packed) };
+        let prepacked = |c: &mut Vec<f32>| unsafe {
+            sgemm_prepacked(
+                pm,
+                pk,
+                pn,
+                pa.as_ptr(),
+                pk,
+                packed.as_ptr(),
+                c.as_mut_ptr(),
+                pn,
+                false,
+            )
+        };
+        let (mut one_g, mut one_p) = (vec![0.0; m * n], vec![0.0; pm * pn]);
+        general(&mut one_g);
+        prepacked(&mut one_p);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (mut sh_g, mut sh_p) = (vec![0.0; m * n], vec![0.0; pm * pn]);
+        pool.install(|| {
+            share_panels(|| {
+                general(&mut sh_g);
+                prepacked(&mut sh_p);
+            })
+        });
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&one_g), bits(&sh_g));
+        assert_eq!(bits(&one_p), bits(&sh_p));
+        assert!(one_p.iter().all(|x| x.is_finite() && *x != 0.0));
+    }
+
     #[test]
     fn matches_a_float64_product_for_every_layout_and_edge() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -604,6 +783,9 @@ mod tests {
             // Transposed A with more than `FAR` rows is copied panel by panel.
             (70, 300, 40),
             (129, 513, 20),
+            // At most 16 columns: one vector per tile row.
+            (40, 130, 12),
+            (15, 20, 16),
         ];
         for &(m, k, n) in &shapes {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
