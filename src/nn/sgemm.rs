@@ -10,10 +10,11 @@
 //! columns of C (28 of the 32 vector registers), so one step of the inner loop does 28 fused
 //! multiply-adds for two vector loads of B and 14 broadcasts of A, and prefetches B eight steps
 //! ahead (a tile's panel of A stays in L1; the strip of B streams from L2). Column tails use
-//! masked loads and stores.
+//! masked loads and stores; C of at most 16 columns (a softmax head's) takes one vector per
+//! row. Within [`share_panels`], a product's row panels become tasks of the rayon pool.
 //!
 //! Every element of C is summed over k in increasing order, the same order for any shape or
-//! thread count, so results are deterministic. Other CPUs and C that is not row-major go to
+//! thread count, so results are deterministic (a panel is computed whole by one thread). Other CPUs and C that is not row-major go to
 //! `matrixmultiply`. With the prefetches this kernel also beats it on large cubes (1024^3:
 //! 82 against 67 GFLOP/s on one core), which used to go there.
 
@@ -60,7 +61,7 @@ pub fn share_panels<T>(f: impl FnOnce() -> T) -> T {
 }
 
 thread_local! {
-    /// Per thread: the packed block of B and the packed panel of A.
+    /// Per thread: the packed block of B of its current product.
     static PACK: RefCell<AVec<f32>> = RefCell::new(AVec::default());
     /// Per thread: the copied panel of A, taken by whichever thread computes a panel.
     static PACK_A: RefCell<AVec<f32>> = RefCell::new(AVec::default());
