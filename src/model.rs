@@ -1475,7 +1475,8 @@ impl Engine<f32> {
     /// [`Engine::train_step`], then `adam`'s update of `p` on the engine's threads, with the
     /// workers' gradients summed inside the update pass: the bits of `train_step` followed by
     /// `adam.step(p, &engine.grad)` on a thread that flushes subnormals as the engine's do (the
-    /// CLI's threads all do), one pass over the gradient and one pool hand-over fewer. For a
+    /// CLI's threads all do), one pass over the gradient fewer, the whole step in one pool
+    /// hand-over. For a
     /// recurrent model `self.grad` is not written (a transformer's is). `Err` (with the step's
     /// statistics) when the gradient held NaN or infinity; the update is then meaningless.
     pub fn train_step_adam(
@@ -1521,8 +1522,9 @@ impl Seq2Seq {
     /// Rows a worker runs at once in a forward without backward: one step's gates and states
     /// for them (`rows x (gates + 3) x hidden` f32, the wider of encoder and decoder) stay near
     /// 256 KiB, within a core's L2 beside the packed recurrent kernel, rounded to whole register
-    /// tiles: the nearest multiple of 42 rows (the AVX-512 kernel's tiles have 14 rows, the AVX2
-    /// kernel's 6). The reference model's 73 rows ended each chunk in a 3-row tile, which runs
+    /// tiles of the recurrent products: the nearest multiple of 42 rows (the AVX-512 kernel's
+    /// tiles have 14 rows, the AVX2 kernel's 6), where that is at least 42 (fewer rows stay as
+    /// they are). The reference model's 73 rows ended each chunk in a 3-row tile, which runs
     /// at a fraction of a full one's rate: 84 rows answered 2-3% faster (paired runs in one
     /// process; 70 alike, 168 no faster). A heuristic: any chunk size gives the same answers and
     /// probabilities (the loss is summed chunk by chunk, the same up to its last bits).

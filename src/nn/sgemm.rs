@@ -10,13 +10,13 @@
 //! columns of C (28 of the 32 vector registers), so one step of the inner loop does 28 fused
 //! multiply-adds for two vector loads of B and 14 broadcasts of A, and prefetches B eight steps
 //! ahead (a tile's panel of A stays in L1; the strip of B streams from L2). Column tails use
-//! masked loads and stores; C of at most 16 columns (a softmax head's) takes one vector per
-//! row. Within [`share_panels`], a product's row panels become tasks of the rayon pool.
+//! masked loads and stores; a tile of at most 16 columns (a softmax head's C) takes one vector
+//! per row. Within [`share_panels`], a product's row panels become tasks of the rayon pool.
 //!
 //! Every element of C is summed over k in increasing order, the same order for any shape or
-//! thread count, so results are deterministic (a panel is computed whole by one thread). Other CPUs and C that is not row-major go to
-//! `matrixmultiply`. With the prefetches this kernel also beats it on large cubes (1024^3:
-//! 82 against 67 GFLOP/s on one core), which used to go there.
+//! thread count, so results are deterministic (a panel is computed whole by one thread). Other
+//! CPUs and C that is not row-major go to `matrixmultiply`. With the prefetches this kernel also
+//! beats it on large cubes (1024^3: 82 against 67 GFLOP/s on one core), which used to go there.
 
 use super::avec::AVec;
 #[cfg(target_arch = "x86_64")]
@@ -49,15 +49,21 @@ thread_local! {
 /// Runs `f` with this thread's products ([`sgemm`] and [`sgemm_prepacked`]) splitting their
 /// row panels into tasks of the current rayon pool, so that a thread which has finished its own
 /// work takes some of them. A training step's two halves take the same work but often not the
-/// same time (one core slowed by the machine); this evens them out. Each panel of C is computed
-/// whole, by one thread, in the same order: the same bits whichever thread computes it. Only
+/// same time (one core slowed by the machine); this evens them out. Each panel of C (within a
+/// block of k) is computed whole, by one thread, in the same order, and each block waits for
+/// all its panels: the same bits whichever thread computes them. Only
 /// for work that holds no lock and needs no particular thread while it waits for its panels (a
 /// waiting thread may run other tasks of the pool).
 pub fn share_panels<T>(f: impl FnOnce() -> T) -> T {
-    let before = SHARE_PANELS.with(|s| s.replace(true));
-    let out = f();
-    SHARE_PANELS.with(|s| s.set(before));
-    out
+    /// Restores the flag however `f` ends (a pool thread outlives a panicking task).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SHARE_PANELS.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SHARE_PANELS.with(|s| s.replace(true)));
+    f()
 }
 
 thread_local! {
@@ -106,8 +112,9 @@ pub unsafe fn sgemm(
     #[cfg(target_arch = "x86_64")]
     if available() && csc == 1 && m > 0 && n > 0 && k > 0 {
         PACK.with(|p| {
-            // (A thread waiting for its panels may run another product's panels, never a
-            // whole product; a fresh buffer if it ever did.)
+            // (A thread waiting for its panels runs other tasks of the pool: with more threads
+            // than halves of a batch, another half's whole slice, whose products then find this
+            // buffer taken and pack into a fresh one.)
             let mut fresh = AVec::default();
             let mut held = p.try_borrow_mut();
             let pack_b = match &mut held {
@@ -302,6 +309,7 @@ unsafe fn sgemm_avx512(
 
 /// One block of k of a general product, its B packed: each row panel of C is computed by
 /// [`Block::panel`], on any thread.
+#[cfg(target_arch = "x86_64")]
 struct Block {
     m: usize,
     kc: usize,
@@ -322,8 +330,10 @@ struct Block {
 
 // SAFETY: a Block is shared only while the call that made it waits for its panels; each
 // panel writes its own rows of C and reads A and the packed B.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Sync for Block {}
 
+#[cfg(target_arch = "x86_64")]
 impl Block {
     /// The row panel of C from row `i`, A copied into `pack_a` first where it must be.
     #[target_feature(enable = "avx512f")]
@@ -522,8 +532,8 @@ fn masks(cols: usize) -> (__mmask16, __mmask16) {
     (lo, hi)
 }
 
-/// One `R x 32` tile of C over `kc` steps of k (`R x 16` without `WIDE`: C has at most 16
-/// columns there), B a packed strip (`NR` values per k). Without `ROWS`, A's `R` values of one k are
+/// One `R x 32` tile of C over `kc` steps of k (`R x 16` without `WIDE`, for a tile of at most
+/// 16 columns: a narrow C, or the last strip of a wider one), B a packed strip (`NR` values per k). Without `ROWS`, A's `R` values of one k are
 /// adjacent and the next k's are `ka` further on (A stored transposed, or packed); with `ROWS`,
 /// each row's values are adjacent over k and the next row is `ka` further on (A row-major).
 #[cfg(target_arch = "x86_64")]
@@ -551,7 +561,9 @@ unsafe fn tile<const R: usize, const ROWS: bool, const WIDE: bool>(
         }
         for kk in 0..kc {
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
+            if WIDE {
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
+            }
             let b0 = _mm512_loadu_ps(bp);
             let b1 = if WIDE {
                 _mm512_loadu_ps(bp.add(16))
@@ -571,7 +583,9 @@ unsafe fn tile<const R: usize, const ROWS: bool, const WIDE: bool>(
         let mut ap = a;
         for _ in 0..kc {
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
+            if WIDE {
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16) as *const i8);
+            }
             let b0 = _mm512_loadu_ps(bp);
             let b1 = if WIDE {
                 _mm512_loadu_ps(bp.add(16))
@@ -703,6 +717,7 @@ mod tests {
 
     /// Panels handed to a pool ([`share_panels`]) give the bits of one thread's loop: a general
     /// product with A copied panel by panel over two blocks of k, and a prepacked one.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn shared_panels_give_the_bits_of_one_thread() {
         if !available() {
