@@ -1285,6 +1285,23 @@ impl<R: Real> Engine<R> {
         backward: bool,
         sum: bool,
     ) -> SliceStats {
+        // On the pool as a whole: the calling thread hands over once, not once per phase
+        // (packing, prefixes, the workers or chunks, the gradient sum); 0.5-1.5% of a training
+        // step. (The phases' own `install`s and scopes then run in place.)
+        let pool = self.pool.clone();
+        pool.install(|| self.run_on_pool(p, inputs, targets, n, backward, sum))
+    }
+
+    /// [`Engine::run`]'s body, on the pool.
+    fn run_on_pool(
+        &mut self,
+        p: &[R],
+        inputs: &[u8],
+        targets: Option<&[u8]>,
+        n: usize,
+        backward: bool,
+        sum: bool,
+    ) -> SliceStats {
         if self.model.transformer.is_some() {
             return self.run_transformer(p, inputs, targets, n, backward);
         }
@@ -1476,9 +1493,9 @@ impl Engine<f32> {
     /// workers' gradients summed inside the update pass: the bits of `train_step` followed by
     /// `adam.step(p, &engine.grad)` on a thread that flushes subnormals as the engine's do (the
     /// CLI's threads all do), one pass over the gradient fewer, the whole step in one pool
-    /// hand-over. For a
-    /// recurrent model `self.grad` is not written (a transformer's is). `Err` (with the step's
-    /// statistics) when the gradient held NaN or infinity; the update is then meaningless.
+    /// hand-over. For a recurrent model `self.grad` is not written (a transformer's is). `Err`
+    /// (with the step's statistics) when the gradient held NaN or infinity; the update is then
+    /// meaningless.
     pub fn train_step_adam(
         &mut self,
         p: &mut [f32],
@@ -1488,12 +1505,12 @@ impl Engine<f32> {
         adam: &mut Adam,
     ) -> Result<SliceStats, SliceStats> {
         assert!(n > 0, "a training step needs at least one row");
-        // The whole step on the pool: the calling thread hands over once, not once per phase
-        // (packing, the workers, the update), 0.5-1.5% of a step.
+        // The update too, in the forward and backward's hand-over to the pool (see `run`).
         let pool = self.pool.clone();
         pool.install(|| self.train_step_adam_on_pool(p, inputs, targets, n, adam))
     }
 
+    /// [`Engine::train_step_adam`]'s body, on the pool.
     fn train_step_adam_on_pool(
         &mut self,
         p: &mut [f32],
