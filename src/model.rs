@@ -1131,7 +1131,10 @@ pub(crate) type GradSum<'a, W, R> = (&'a mut [R], fn(&W) -> &[R]);
 
 /// Runs `work(worker, a, b)` for each row range of `slices` on its own pool thread, one worker
 /// each, and returns their results in slice order. With `grad = Some((out, of))` the workers'
-/// gradients (`of(worker)`) are then summed into `out` in worker order.
+/// gradients (`of(worker)`) are then summed into `out` in worker order. The workers' products
+/// share their row panels with the pool ([`crate::nn::sgemm::share_panels`]): a worker that
+/// finishes first computes panels of the others' (the same bits), so `work` must hold no lock
+/// while it runs products.
 pub(crate) fn run_on_slices<W: Send, R: Real, S: Default + Send>(
     pool: &rayon::ThreadPool,
     workers: &mut [W],
@@ -1144,7 +1147,7 @@ pub(crate) fn run_on_slices<W: Send, R: Real, S: Default + Send>(
     let work = &work;
     pool.scope(|sc| {
         for ((w, &(a, b)), o) in workers.iter_mut().zip(slices).zip(out.iter_mut()) {
-            sc.spawn(move |_| *o = work(w, a, b));
+            sc.spawn(move |_| *o = crate::nn::sgemm::share_panels(|| work(w, a, b)));
         }
     });
     if let Some((sum, of)) = grad {
@@ -1347,9 +1350,7 @@ impl<R: Real> Engine<R> {
                     ws.grad[..model.param_count()].fill(R::ZERO);
                     let x = &inputs[a * t_in..b * t_in];
                     let y = targets.map(|t| &t[a * t_out..b * t_out]);
-                    crate::nn::sgemm::share_panels(|| {
-                        model.run_slice(p, packs, ws, x, y, b - a, scale, None)
-                    })
+                    model.run_slice(p, packs, ws, x, y, b - a, scale, None)
                 },
                 sum.then_some((&mut self.grad[..], |ws: &Workspace<R>| &ws.grad[..])),
             );

@@ -48,12 +48,12 @@ thread_local! {
 
 /// Runs `f` with this thread's products ([`sgemm`] and [`sgemm_prepacked`]) splitting their
 /// row panels into tasks of the current rayon pool, so that a thread which has finished its own
-/// work takes some of them. A training step's two halves take the same work but often not the
-/// same time (one core slowed by the machine); this evens them out. Each panel of C (within a
-/// block of k) is computed whole, by one thread, in the same order, and each block waits for
-/// all its panels: the same bits whichever thread computes them. Only
-/// for work that holds no lock and needs no particular thread while it waits for its panels (a
-/// waiting thread may run other tasks of the pool).
+/// work takes some of them (every worker of `model::run_on_slices` runs in it). A training
+/// step's two halves take the same work but often not the same time (one core slowed by the
+/// machine); this evens them out. Each panel of C (within a block of k) is computed whole, by
+/// one thread, in the same order, and each block waits for all its panels: the same bits
+/// whichever thread computes them. Only for work that holds no lock and needs no particular
+/// thread while it waits for its panels (a waiting thread may run other tasks of the pool).
 pub fn share_panels<T>(f: impl FnOnce() -> T) -> T {
     /// Restores the flag however `f` ends (a pool thread outlives a panicking task).
     struct Restore(bool);
