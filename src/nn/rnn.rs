@@ -25,6 +25,7 @@ use super::params::{glorot_uniform, orthogonal, ParamLayout, ParamRef};
 use super::Real;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 /// The recurrent cell type.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -116,6 +117,11 @@ pub struct RnnPack<R> {
     pub bwd: PackedB<R>,
     pub ih_fwd: PackedB<R>,
     pub ih_bwd: PackedB<R>,
+    /// With symbol input, `weight_ih^T + bias` (`[V, G*H]`: row `v` holds the pre-activations
+    /// symbol `v` adds), built by the first forward that needs it after each packing and read
+    /// by every worker and chunk after it (each used to build its own: a scalar transpose that
+    /// was 2% of inference).
+    pub table: OnceLock<Vec<R>>,
 }
 
 /// One packing: `op(src)` (`[k, n]`) into the packed matrix.
@@ -159,7 +165,10 @@ impl RnnLayer {
             bwd,
             ih_fwd,
             ih_bwd,
+            table,
         } = pack;
+        // (Built again from these weights when a forward first needs it.)
+        table.take();
         [
             PackJob(fwd, w, h, gh, Op::T),
             PackJob(ih_fwd, w_ih, input, gh, Op::T),
@@ -256,6 +265,19 @@ impl RnnLayer {
         // answers/s; the buffer keeps its size).
         let one_slot = fuse && cache.no_backward;
         cache.gates_kept = !cache.no_backward;
+        // table[v] = weight_ih[:, v] + bias (see `RnnPack::table`), then row copies.
+        let table: &[R] = match input {
+            RnnInput::Symbols(_) => pack.table.get_or_init(|| {
+                let mut table = vec![R::ZERO; self.input * gh];
+                for g in 0..gh {
+                    for v in 0..self.input {
+                        table[v * gh + g] = w_ih[g * self.input + v] + bias[g];
+                    }
+                }
+                table
+            }),
+            _ => &[],
+        };
         let x_rows = &mut cache.x_rows;
         x_rows.clear();
         // 1. Input projections (+ bias), written into `act` as pre-activations (for the fused
@@ -263,14 +285,6 @@ impl RnnLayer {
         match input {
             RnnInput::Symbols(sym) => {
                 assert_eq!(sym.len(), t * b);
-                // table[v] = weight_ih[:, v] + bias: one [V, G*H] transpose, then row copies.
-                let table = &mut cache.table;
-                table.resize(self.input * gh, R::ZERO);
-                for g in 0..gh {
-                    for v in 0..self.input {
-                        table[v * gh + g] = w_ih[g * self.input + v] + bias[g];
-                    }
-                }
                 for (row, &s) in act[..copied].chunks_exact_mut(gh).zip(sym) {
                     let s = s as usize;
                     row.copy_from_slice(&table[s * gh..(s + 1) * gh]);
@@ -333,9 +347,7 @@ impl RnnLayer {
                             cache.cs[s * b * h..(s + 2) * b * h].split_at_mut(b * h);
                         let (x, x_rows): (&[R], &[u32]) = match input {
                             _ if !(fuse && product) => (&[], &[]),
-                            RnnInput::Symbols(_) => {
-                                (&cache.table, &cache.x_rows[s * b..(s + 1) * b])
-                            }
+                            RnnInput::Symbols(_) => (table, &cache.x_rows[s * b..(s + 1) * b]),
                             _ => (&cache.xp, &cache.x_rows[s * b..(s + 1) * b]),
                         };
                         lstm_step_forward(a, x, x_rows, cs_prev, cs_next, hs_next, h);
@@ -651,7 +663,7 @@ pub struct RnnCache<R> {
     xp: AVec<R>,
     /// GRU `[B, G*H]` recurrent projection of one step.
     hp: AVec<R>,
-    /// `[V, G*H]` symbol table (forward) / symbol gradient accumulator (backward).
+    /// `[V, G*H]` symbol gradient accumulator (backward; the forward's table is `RnnPack::table`).
     table: AVec<R>,
     /// `[T, B, G*H]` gradients of the input-side pre-activations (GRU and SimpleRNN; an LSTM
     /// writes them over its gates in `act`, and leaves this empty).
@@ -1515,6 +1527,45 @@ mod tests {
                 bits(&fused.0) == bits(&unfused.0) && bits(&fused.1) == bits(&unfused.1),
                 "init {init}, mask {masked}, no backward {no_backward}"
             );
+        }
+    }
+
+    /// The symbol table lives in the pack: built by the first forward after a packing, reused by
+    /// later forwards (the same bits), and built again after the pack is repacked from other
+    /// weights (a stale table would keep the old input kernel).
+    #[test]
+    fn the_symbol_table_follows_the_packed_weights() {
+        for cell in CELLS {
+            let (layer, p) = setup(cell, 5, 7, 11);
+            let (b, t) = (3, 4);
+            let sym: Vec<u8> = (0..b * t).map(|i| (i * 3 % 5) as u8).collect();
+            let run = |p: &[f64], pk: &RnnPack<f64>| {
+                let mut cache = RnnCache::default();
+                layer.forward(p, pk, RnnInput::Symbols(&sym), b, t, &mut cache);
+                layer.outputs(&cache, b, t).to_vec()
+            };
+            let mut pk = packed(&layer, &p);
+            let first = run(&p, &pk);
+            assert!(
+                pk.table.get().is_some(),
+                "{cell:?}: the forward left no table"
+            );
+            assert_eq!(run(&p, &pk), first, "{cell:?}: the reused table");
+            let mut q = p.clone();
+            for v in layer.w_ih.of_mut(&mut q) {
+                *v *= -1.5;
+            }
+            for v in layer.b_ih.of_mut(&mut q) {
+                *v += 0.25;
+            }
+            layer.pack(&q, &mut pk);
+            assert!(
+                pk.table.get().is_none(),
+                "{cell:?}: repacking kept the old table"
+            );
+            let changed = run(&q, &pk);
+            assert_ne!(changed, first, "{cell:?}");
+            assert_eq!(changed, run(&q, &packed(&layer, &q)), "{cell:?}");
         }
     }
 
