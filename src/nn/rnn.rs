@@ -231,6 +231,8 @@ impl RnnLayer {
     }
 
     /// Forward over `t` steps for `b` rows; fills `cache` (read the outputs from `cache.hs`).
+    /// `pack` must have been packed from these `p` (its kernels and its symbol table are read
+    /// instead of `p`'s).
     pub fn forward<R: Real>(
         &self,
         p: &[R],
@@ -683,7 +685,8 @@ pub struct RnnCache<R> {
     has_mask: bool,
     /// Backward scratch: the state gradients of masked rows, carried past their step.
     keep: AVec<R>,
-    /// `[T, B]`: which row of `table` or `xp` each LSTM row adds in its step kernel.
+    /// `[T, B]`: which row of the symbol table (`RnnPack::table`) or of `xp` each LSTM row adds
+    /// in its step kernel.
     x_rows: Vec<u32>,
     /// Set by `set_no_backward`; `gates_kept`: whether the last forward kept every step's gates
     /// (and no LSTM backward has overwritten them with their gradients since).
