@@ -246,7 +246,7 @@ fn check_version(v: Option<u64>) -> Result<(), ConfigError> {
 }
 
 /// A TOML error in one line: the toml crate's own message draws the line with a caret.
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e
         .message()
         .lines()

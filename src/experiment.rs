@@ -3,8 +3,10 @@
 
 use crate::codec::PadSide;
 use crate::config::ExperimentConfig;
+use crate::config::FORMAT_VERSION;
 use crate::nn::rnn::CellKind;
-use crate::regression::MappingModel;
+use crate::regression::{MappingConfig, MappingModel, MappingRunConfig};
+use crate::run::{PairGruRunConfig, RunConfig, RunKind};
 use crate::task::{Dedup, TaskKind};
 
 /// A built-in experiment.
@@ -16,12 +18,75 @@ pub struct Experiment {
     pub expected_time: &'static str,
     /// The tutorial's result: validation exact match the run should reach.
     pub claim_exact: Option<f64>,
-    build: fn(&mut ExperimentConfig),
-    /// Brownlee's mapping experiments (A1, A2) are regressions, not seq2seq configs.
-    pub mapping: Option<MappingModel>,
-    /// The length-generalisation transformer has a config of its own
-    /// (`lengthgen::experiment_config`), not a seq2seq config.
-    pub lengthgen: bool,
+    pub recipe: Recipe,
+}
+
+/// How an experiment's config is made, by run kind.
+#[derive(Clone, Copy)]
+pub enum Recipe {
+    /// The default seq2seq config, changed by this function.
+    Seq2seq(fn(&mut ExperimentConfig)),
+    /// Brownlee's mapping experiments (A1, A2).
+    Regression(MappingModel),
+    /// The length-generalisation transformer (`lengthgen::experiment_config`).
+    CoupledTransformer,
+    /// The aligned-pairs GRU baseline.
+    PairGru,
+}
+
+impl Experiment {
+    pub fn kind(&self) -> RunKind {
+        match self.recipe {
+            Recipe::Seq2seq(_) => RunKind::Seq2seq,
+            Recipe::Regression(_) => RunKind::Regression,
+            Recipe::CoupledTransformer => RunKind::CoupledTransformer,
+            Recipe::PairGru => RunKind::PairGru,
+        }
+    }
+
+    /// The experiment as a run config (`quick`: a tiny version that runs in seconds).
+    pub fn run_config(&self, quick: bool) -> RunConfig {
+        let name = if quick {
+            format!("{}-quick", self.name)
+        } else {
+            self.name.to_string()
+        };
+        match self.recipe {
+            Recipe::Seq2seq(_) => RunConfig::Seq2seq(if quick {
+                self.quick_config()
+            } else {
+                self.config()
+            }),
+            Recipe::Regression(m) => {
+                let mut mapping = MappingConfig::brownlee(m);
+                if quick {
+                    mapping.epochs = 2;
+                }
+                RunConfig::Regression(MappingRunConfig {
+                    format_version: FORMAT_VERSION,
+                    name,
+                    description: self.reproduces.to_string(),
+                    mapping,
+                })
+            }
+            Recipe::CoupledTransformer => {
+                let mut c = crate::lengthgen::experiment_config(quick);
+                c.name = name;
+                RunConfig::CoupledTransformer(c)
+            }
+            Recipe::PairGru => {
+                let mut c = PairGruRunConfig {
+                    name,
+                    ..PairGruRunConfig::default()
+                };
+                if quick {
+                    let g = &mut c.pair_gru;
+                    (g.max_digits, g.batch_size, g.steps) = (3, 32, 60);
+                }
+                RunConfig::PairGru(c)
+            }
+        }
+    }
 }
 
 impl Experiment {
@@ -32,7 +97,9 @@ impl Experiment {
             description: self.reproduces.to_string(),
             ..Default::default()
         };
-        (self.build)(&mut c);
+        if let Recipe::Seq2seq(build) = self.recipe {
+            build(&mut c);
+        }
         c
     }
 
@@ -210,31 +277,28 @@ pub fn all() -> Vec<Experiment> {
             reproduces: "Brownlee A1: addition as a mapping, normalised numbers, LSTM(6) -> LSTM(2) -> Dense(1), MSE",
             expected_time: "a second",
             claim_exact: None,
-            build: keras_addition,
-            mapping: Some(MappingModel::Lstm),
-            lengthgen: false,
+            recipe: Recipe::Regression(MappingModel::Lstm),
         },
         Experiment {
             name: "brownlee-mlp",
             reproduces: "Brownlee A2: the same data with an MLP, which solves it",
             expected_time: "a second",
             claim_exact: None,
-            build: keras_addition,
-            mapping: Some(MappingModel::Mlp),
-            lengthgen: false,
+            recipe: Recipe::Regression(MappingModel::Mlp),
         },
-        Experiment { name: "brownlee-seq2seq", reproduces: "Brownlee A3: 1..10 + 1..10 as seq2seq, LSTM(100) -> LSTM(50), fresh examples every epoch", expected_time: "under a minute", claim_exact: Some(0.99), build: brownlee_seq2seq, mapping: None, lengthgen: false },
-        Experiment { name: "keras-addition", reproduces: "Keras addition_rnn (B1): 3-digit addition, LSTM(128), reversed input; the default of `train`", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition, mapping: None, lengthgen: false },
-        Experiment { name: "keras-addition-gru", reproduces: "B1 with a GRU, as the notebook suggests", expected_time: "1 min", claim_exact: Some(0.99), build: keras_addition_gru, mapping: None, lengthgen: false },
-        Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, build: keras_addition_simplernn, mapping: None, lengthgen: false },
-        Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), build: keras_addition_layers2, mapping: None, lengthgen: false },
-        Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, build: keras_subtraction, mapping: None, lengthgen: false },
-        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), build: keras_subtraction_best, mapping: None, lengthgen: false },
-        Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, build: pq_system, mapping: None, lengthgen: false },
-        Experiment { name: "addition-10-attention", reproduces: "beyond the tutorials: 10-digit addition, teacher-forced decoder with Luong attention, answers least significant digit first", expected_time: "about 20 min (30 epochs)", claim_exact: Some(0.99), build: addition_10_attention, mapping: None, lengthgen: false },
-        Experiment { name: "expression-3terms", reproduces: "Brownlee's extensions: 3 terms of up to 2 digits, + - * with brackets; a transformer that writes its work (scratchpad)", expected_time: "about 30 min (8 epochs to 0.97)", claim_exact: Some(0.95), build: expression_3terms, mapping: None, lengthgen: false },
-        Experiment { name: "length-generalisation", reproduces: "issue 8: train on 1..20-digit addition, answer 100..1000 digits (1-layer transformer, coupled positions, relative bias, local attention)", expected_time: "about 8 min, then about 1 min of evaluation", claim_exact: Some(0.99), build: keras_addition, mapping: None, lengthgen: true },
-        Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, build: pq_system_small, mapping: None, lengthgen: false },
+        Experiment { name: "brownlee-seq2seq", reproduces: "Brownlee A3: 1..10 + 1..10 as seq2seq, LSTM(100) -> LSTM(50), fresh examples every epoch", expected_time: "under a minute", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(brownlee_seq2seq) },
+        Experiment { name: "keras-addition", reproduces: "Keras addition_rnn (B1): 3-digit addition, LSTM(128), reversed input; the default of `train`", expected_time: "1 min", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(keras_addition) },
+        Experiment { name: "keras-addition-gru", reproduces: "B1 with a GRU, as the notebook suggests", expected_time: "1 min", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(keras_addition_gru) },
+        Experiment { name: "keras-addition-simplernn", reproduces: "B1 with a SimpleRNN, as the notebook suggests", expected_time: "1-2 min", claim_exact: None, recipe: Recipe::Seq2seq(keras_addition_simplernn) },
+        Experiment { name: "keras-addition-layers2", reproduces: "B1 with LAYERS = 2 decoder LSTMs", expected_time: "1-2 min", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(keras_addition_layers2) },
+        Experiment { name: "keras-subtraction", reproduces: "B2: 5-digit subtraction, no reversal, answer width 6, 49 iterations", expected_time: "1-2 min", claim_exact: None, recipe: Recipe::Seq2seq(keras_subtraction) },
+        Experiment { name: "keras-subtraction-best", reproduces: "B2 solved: reversed input, ordered-pair dedup, 300,000 questions, patient early stopping", expected_time: "8-12 min", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(keras_subtraction_best) },
+        Experiment { name: "pq-system", reproduces: "B3: Hofstadter's pq-system in unary, a and b up to 1000 dashes, sequences of 2001", expected_time: "about 4 min per epoch, 49 epochs", claim_exact: None, recipe: Recipe::Seq2seq(pq_system) },
+        Experiment { name: "addition-10-attention", reproduces: "beyond the tutorials: 10-digit addition, teacher-forced decoder with Luong attention, answers least significant digit first", expected_time: "about 20 min (30 epochs)", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(addition_10_attention) },
+        Experiment { name: "expression-3terms", reproduces: "Brownlee's extensions: 3 terms of up to 2 digits, + - * with brackets; a transformer that writes its work (scratchpad)", expected_time: "about 30 min (8 epochs to 0.97)", claim_exact: Some(0.95), recipe: Recipe::Seq2seq(expression_3terms) },
+        Experiment { name: "length-generalisation", reproduces: "train on 1..20-digit addition, answer 100..1000 digits (1-layer transformer, coupled positions, relative bias, local attention)", expected_time: "about 8 min, then about 1 min of evaluation", claim_exact: Some(0.99), recipe: Recipe::CoupledTransformer },
+        Experiment { name: crate::lengthgen::gru::EXPERIMENT, reproduces: crate::lengthgen::gru::DESCRIPTION, expected_time: "about 2 min", claim_exact: None, recipe: Recipe::PairGru },
+        Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, recipe: Recipe::Seq2seq(pq_system_small) },
     ]
 }
 
@@ -250,9 +314,12 @@ mod tests {
     #[test]
     fn every_experiment_builds_and_round_trips_as_toml() {
         for e in all() {
-            for mut c in [e.config(), e.quick_config()] {
-                c.build().unwrap_or_else(|err| panic!("{}: {err}", e.name));
-                let back = ExperimentConfig::parse(&c.to_toml()).unwrap();
+            for quick in [false, true] {
+                let mut c = e.run_config(quick);
+                assert_eq!(c.kind(), e.kind());
+                c.validate()
+                    .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+                let back = RunConfig::parse(&c.to_toml()).unwrap();
                 assert_eq!(back, c, "{}", e.name);
             }
         }

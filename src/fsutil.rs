@@ -6,6 +6,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The largest config or question file seqcalc reads.
+pub const MAX_INPUT_BYTES: u64 = 16 << 20;
+
+/// Reads a whole file once, whatever it is: a regular file, a pipe, a FIFO, `/dev/stdin` or a
+/// process substitution. Refuses directories, non-UTF-8 text and more than `limit` bytes.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory, not a file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", limit >> 20),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Writes `bytes` to `path` atomically: a reader sees the old file or the new one, never a part.
 /// Errors (a full disk, a file size limit, no permission) are one line naming the path; on error
 /// no temporary file is left behind and the previous file, if any, is untouched.

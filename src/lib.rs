@@ -21,6 +21,7 @@ pub mod nn;
 pub mod optim;
 pub mod regression;
 pub mod report;
+pub mod run;
 pub mod rundir;
 pub mod sweep;
 pub mod task;

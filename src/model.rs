@@ -1217,6 +1217,9 @@ pub struct Engine<R> {
     out_attention: Vec<R>,
 }
 
+/// The most worker threads a run may ask for.
+pub const MAX_THREADS: usize = 256;
+
 /// The number of cores, the default thread count.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()
@@ -1554,6 +1557,22 @@ impl Seq2Seq {
             (rows + 21) / 42 * 42
         } else {
             rows
+        }
+    }
+
+    /// The network in a few words, e.g. `LSTM(128) x1 decoder`.
+    pub fn describe(&self) -> String {
+        match &self.transformer {
+            Some(tr) => format!(
+                "transformer(dim {}, {} heads, FFN {}) x{} blocks",
+                tr.cfg.dim, tr.cfg.heads, tr.cfg.ffn, tr.cfg.layers
+            ),
+            None => format!(
+                "{}({}) x{} decoder",
+                self.cfg.cell.keras_name(),
+                self.cfg.hidden,
+                self.cfg.layers
+            ),
         }
     }
 

@@ -53,6 +53,27 @@ impl MappingConfig {
             seed: 1337,
         }
     }
+
+    /// Checks every number against a sane bound; one line naming the value and the limit.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |name: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("mapping.{name} {v} must be in {lo}..={hi}"))
+            }
+        };
+        check("n_numbers", self.n_numbers as u64, 1, 100)?;
+        check("largest", self.largest.into(), 1, 1_000_000)?;
+        check("epochs", self.epochs as u64, 1, 100_000)?;
+        check(
+            "examples_per_epoch",
+            self.examples_per_epoch as u64,
+            1,
+            10_000_000,
+        )?;
+        check("batch_size", self.batch_size as u64, 1, 1 << 16)
+    }
 }
 
 /// The trained result.
@@ -319,27 +340,14 @@ pub struct MappingRunConfig {
     pub mapping: MappingConfig,
 }
 
-/// Whether `dir/config.json` is a mapping run's (false when it is missing or not JSON: the
-/// sequence-to-sequence loader then reports what is wrong).
-pub fn is_mapping_run(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(rundir::CONFIG))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get("mapping").is_some())
-}
-
 /// Writes a trained mapping model's run directory: config.json, weights.safetensors,
 /// history.csv/.json and curves.svg/.png, each atomically.
 pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot create run directory: {e}", dir.display()))?;
     let path = dir.join(rundir::CONFIG);
-    crate::fsutil::write_atomic(
-        &path,
-        serde_json::to_string_pretty(run)
-            .expect("config serialises")
-            .as_bytes(),
-    )?;
+    let tagged = crate::run::RunConfig::Regression(run.clone()).to_json();
+    crate::fsutil::write_atomic(&path, tagged.as_bytes())?;
     let net = Net::new(&run.mapping);
     rundir::save_flat(dir, &net.layout, &rep.params)?;
     rep.history.save(dir)?;
@@ -376,10 +384,18 @@ pub struct MappingEval {
 
 impl MappingRun {
     pub fn load(dir: &Path) -> Result<MappingRun, RunError> {
+        match crate::run::load_config(dir)? {
+            crate::run::RunConfig::Regression(cfg) => Self::from_config(dir, cfg),
+            other => Err(rundir::file_err(
+                &dir.join(rundir::CONFIG),
+                format!("holds a {} run, not a regression run", other.kind()),
+            )),
+        }
+    }
+
+    /// The model of a config already read from `dir/config.json`, with its weights.
+    pub fn from_config(dir: &Path, cfg: MappingRunConfig) -> Result<MappingRun, RunError> {
         let path = dir.join(rundir::CONFIG);
-        let text = std::fs::read_to_string(&path).map_err(|e| rundir::file_err(&path, e))?;
-        let cfg: MappingRunConfig =
-            serde_json::from_str(&text).map_err(|e| rundir::file_err(&path, e))?;
         if cfg.format_version > crate::config::FORMAT_VERSION {
             return Err(rundir::file_err(
                 &path,
@@ -517,7 +533,10 @@ mod tests {
             mapping: cfg,
         };
         save_run(dir.path(), &rc, &rep).unwrap();
-        assert!(is_mapping_run(dir.path()));
+        assert_eq!(
+            crate::run::load_config(dir.path()).unwrap().kind(),
+            crate::run::RunKind::Regression
+        );
         let back = MappingRun::load(dir.path()).unwrap();
         let nums: Vec<Vec<u32>> = rep.pairs.iter().map(|p| p.0.clone()).collect();
         let again = back.predict(&nums);

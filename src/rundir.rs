@@ -45,26 +45,19 @@ pub const CHECKPOINT: &str = "state.safetensors";
 /// Saves the resolved config as `dir/config.json`.
 pub fn save_config(dir: &Path, cfg: &ExperimentConfig) -> Result<(), RunError> {
     let path = dir.join(CONFIG);
-    write_atomic(&path, cfg.to_json().as_bytes()).map_err(RunError::Write)
+    let tagged = crate::run::RunConfig::Seq2seq(cfg.clone()).to_json();
+    write_atomic(&path, tagged.as_bytes()).map_err(RunError::Write)
 }
 
 /// Reads `dir/config.json`.
 pub fn load_config(dir: &Path) -> Result<ExperimentConfig, RunError> {
-    let path = dir.join(CONFIG);
-    if !dir.exists() {
-        return Err(file_err(dir, "no such run directory"));
+    match crate::run::load_config(dir)? {
+        crate::run::RunConfig::Seq2seq(c) => Ok(c),
+        other => Err(file_err(
+            &dir.join(CONFIG),
+            format!("holds a {} run, not a seq2seq run", other.kind()),
+        )),
     }
-    if !dir.is_dir() {
-        return Err(file_err(dir, "is a file, not a run directory"));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => file_err(
-            &path,
-            "missing (every run directory has one; is this a seqcalc run directory?)",
-        ),
-        _ => file_err(&path, e),
-    })?;
-    ExperimentConfig::parse_json(&text).map_err(|e| file_err(&path, e))
 }
 
 fn to_bytes(v: &[f32]) -> Vec<u8> {
@@ -469,7 +462,12 @@ pub struct LoadedRun {
 
 /// Rebuilds codec and model from `dir/config.json` and loads `dir/weights.safetensors`.
 pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
-    let mut cfg = load_config(dir)?;
+    load_run_with(dir, load_config(dir)?)
+}
+
+/// Rebuilds codec and model from a config already read from `dir/config.json`, and loads
+/// `dir/weights.safetensors`.
+pub fn load_run_with(dir: &Path, mut cfg: ExperimentConfig) -> Result<LoadedRun, RunError> {
     let (codec, model) = cfg.build().map_err(|e| file_err(&dir.join(CONFIG), e))?;
     let params = load_weights(dir, &model)?;
     Ok(LoadedRun {

@@ -162,8 +162,11 @@ pub fn run(
     crate::nn::flush_denormals();
     let mut cfg = cfg;
     if resume {
-        let threads = cfg.train.threads;
+        // The stored config, with the caller's epoch bound (`--epochs` extends a resumed run)
+        // and thread count.
+        let (epochs, threads) = (cfg.train.epochs, cfg.train.threads);
         cfg = rundir::load_config(dir)?;
+        cfg.train.epochs = epochs;
         if threads != 0 {
             cfg.train.threads = threads;
         }

@@ -26,7 +26,7 @@ use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::Real;
 use crate::optim::{warmup_cosine, AdamW};
-use crate::rundir::{self, file_err, RunError};
+use crate::rundir::{self, RunError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ use std::time::Instant;
 /// The experiment that trains and scores this baseline.
 pub const EXPERIMENT: &str = "length-generalisation-gru";
 /// What it reproduces, for `experiment list`.
-pub const DESCRIPTION: &str = "issue 8's baseline: a GRU over aligned digit pairs, trained on 1..20 digits, scored to 1000 digits with carry-stress sets";
+pub const DESCRIPTION: &str = "the length-generalisation baseline: a GRU over aligned digit pairs, trained on 1..20 digits, scored to 1000 digits with carry-stress sets";
 
 /// Pair symbols: `10 a + b`.
 pub const PAIRS: usize = 100;
@@ -58,6 +58,40 @@ pub struct PairGruConfig {
     /// (`a + b = 10^L`: a carry through every column), the patterns random operands almost never
     /// show. 0: the reference's data.
     pub stress_fraction: f64,
+}
+
+impl PairGruConfig {
+    /// Checks every number against a sane bound; one line naming the value and the limit.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |name: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("pair_gru.{name} {v} must be in {lo}..={hi}"))
+            }
+        };
+        check("hidden", self.hidden, 1, 4096)?;
+        check("embed_dim", self.embed_dim, 1, 4096)?;
+        check("batch_size", self.batch_size, 1, 1 << 16)?;
+        check("steps", self.steps, 1, 100_000_000)?;
+        check("threads", self.threads, 0, crate::model::MAX_THREADS)?;
+        if !(0.0..=1.0).contains(&self.stress_fraction) {
+            return Err(format!(
+                "pair_gru.stress_fraction {} must be in [0, 1]",
+                self.stress_fraction
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr <= 10.0) {
+            return Err(format!("pair_gru.lr {} must be in (0, 10]", self.lr));
+        }
+        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 1000 {
+            return Err(format!(
+                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
+                self.min_digits, self.max_digits
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for PairGruConfig {
@@ -326,38 +360,20 @@ impl GruEngine {
     }
 }
 
-/// The file a baseline run writes its settings, training record and scores to.
+/// The file a baseline experiment writes its settings, training record and scores by length to.
 pub const RESULTS: &str = "results.json";
-/// The `model` field of [`RESULTS`] that marks a baseline run.
+/// The `model` field of [`RESULTS`].
 pub const MODEL_NAME: &str = "aligned-pairs GRU";
 
-/// Whether `dir` holds a finished baseline run.
-pub fn is_run(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(RESULTS))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get("model").and_then(|m| m.as_str()) == Some(MODEL_NAME))
-}
-
-/// A baseline run read back: its settings and the trained model on `threads` workers.
-pub fn load_run(dir: &Path, threads: usize) -> Result<(PairGruConfig, GruEngine), RunError> {
-    let path = dir.join(RESULTS);
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not valid JSON: {e}")))?;
-    let cfg: PairGruConfig = v
-        .get("config")
-        .cloned()
-        .ok_or_else(|| file_err(&path, "has no \"config\""))
-        .and_then(|c| {
-            serde_json::from_value(c).map_err(|e| file_err(&path, format!("bad config: {e}")))
-        })?;
-    if cfg.hidden == 0 || cfg.embed_dim == 0 {
-        return Err(file_err(&path, "hidden and embed_dim must be at least 1"));
-    }
+/// The trained model of a run with these settings, from `dir/weights.safetensors`.
+pub fn load_weights(
+    dir: &Path,
+    cfg: &PairGruConfig,
+    threads: usize,
+) -> Result<GruEngine, RunError> {
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = rundir::load_flat(dir, &model.layout)?;
-    Ok((cfg, GruEngine::new(model, params, threads)))
+    Ok(GruEngine::new(model, params, threads))
 }
 
 /// Trains the baseline: operand lengths uniform in `min..=max` digits, length-bucketed batches,
@@ -368,21 +384,7 @@ pub fn train(
     seed: u64,
     log: &mut dyn FnMut(&str),
 ) -> Result<(GruEngine, GruOutcome), String> {
-    if cfg.hidden == 0 || cfg.embed_dim == 0 || cfg.batch_size == 0 || cfg.steps == 0 {
-        return Err("hidden, embed_dim, batch_size and steps must be at least 1".into());
-    }
-    if !(0.0..=1.0).contains(&cfg.stress_fraction) {
-        return Err(format!(
-            "stress_fraction {} must be in [0, 1]",
-            cfg.stress_fraction
-        ));
-    }
-    if cfg.min_digits == 0 || cfg.min_digits > cfg.max_digits || cfg.max_digits > 1000 {
-        return Err(format!(
-            "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
-            cfg.min_digits, cfg.max_digits
-        ));
-    }
+    cfg.validate()?;
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = model.init_params(seed);
     let n = params.len();

@@ -212,14 +212,6 @@ impl LengthGenRunConfig {
     }
 }
 
-/// Whether `dir` holds a length-generalisation run.
-pub fn is_run(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(rundir::CONFIG))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get("lengthgen").is_some())
-}
-
 /// A trained model read back from its run directory.
 pub struct LoadedRun {
     pub dir: PathBuf,
@@ -236,7 +228,11 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
     if !dir.is_dir() {
         return Err(file_err(dir, "is a file, not a run directory"));
     }
-    let cfg = load_config(dir)?;
+    load_run_with(dir, load_config(dir)?)
+}
+
+/// Builds the model of a config already read from `dir/config.json` and loads its weights.
+pub fn load_run_with(dir: &Path, cfg: LengthGenRunConfig) -> Result<LoadedRun, RunError> {
     let model = cfg
         .build()
         .map_err(|e| file_err(&dir.join(rundir::CONFIG), e))?;
@@ -252,20 +248,23 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
 /// Reads `dir/config.json`.
 pub fn load_config(dir: &Path) -> Result<LengthGenRunConfig, RunError> {
     let path = dir.join(rundir::CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not a valid config: {e}")))
+    match crate::run::load_config(dir)? {
+        crate::run::RunConfig::CoupledTransformer(c) => Ok(c),
+        other => Err(file_err(
+            &path,
+            format!(
+                "holds a {} run, not a coupled-transformer run",
+                other.kind()
+            ),
+        )),
+    }
 }
 
 /// Writes `dir/config.json` atomically.
 pub fn save_config(dir: &Path, cfg: &LengthGenRunConfig) -> Result<(), RunError> {
     let path = dir.join(rundir::CONFIG);
-    crate::fsutil::write_atomic(
-        &path,
-        serde_json::to_string_pretty(cfg)
-            .expect("config serialises")
-            .as_bytes(),
-    )
-    .map_err(RunError::Write)
+    let tagged = crate::run::RunConfig::CoupledTransformer(cfg.clone()).to_json();
+    crate::fsutil::write_atomic(&path, tagged.as_bytes()).map_err(RunError::Write)
 }
 
 /// The built-in experiment's config (`quick`: a tiny version that runs in seconds).

@@ -1,0 +1,267 @@
+//! `seqcalc experiment`: the built-in experiments reproducing the tutorials. Each is a plain run
+//! config: `show` prints it as TOML (train it with `train --config`), `run` trains it and judges
+//! the result against the tutorial's claim. `compare-decoders` is a report over 18 runs.
+
+use super::flags::RunFlags;
+use super::train::{self, Trained};
+use super::{lengths, signals};
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand};
+use seqcalc::config::ExperimentConfig;
+use seqcalc::experiment::Experiment;
+use seqcalc::run::{self, RunConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum ExperimentCmd {
+    /// Name, expected time, what it reproduces.
+    List,
+    /// Print an experiment's config as TOML (edit it and pass it to `train --config`).
+    Show {
+        name: String,
+        /// The tiny version `run --quick` trains.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Run one or more experiments, one after the other, with a verdict for each.
+    Run(Box<ExperimentRunArgs>),
+}
+
+#[derive(Args)]
+pub struct ExperimentRunArgs {
+    /// Experiment names (see `seqcalc experiment list`).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// A tiny version that runs in seconds (to check it works, not to reproduce results).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// compare-decoders: where report.md and its pictures go (default:
+    /// <runs-dir>/compare-decoders/report).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// The experiment called `name`, or an error listing the names.
+pub fn find(name: &str) -> Result<Experiment> {
+    seqcalc::experiment::find(name).ok_or_else(|| {
+        let mut names: Vec<&str> = seqcalc::experiment::all().iter().map(|e| e.name).collect();
+        names.push(seqcalc::compare::NAME);
+        anyhow!("unknown experiment {name:?}; known: {}", names.join(", "))
+    })
+}
+
+pub fn exec(cmd: ExperimentCmd) -> Result<ExitCode> {
+    match cmd {
+        ExperimentCmd::List => {
+            println!(
+                "{:<27}{:<21}{:<46}reproduces",
+                "name", "kind", "expected time (2 cores)"
+            );
+            for e in seqcalc::experiment::all() {
+                println!(
+                    "{:<27}{:<21}{:<46}{}",
+                    e.name,
+                    e.kind().name(),
+                    e.expected_time,
+                    e.reproduces
+                );
+            }
+            println!("\nReports (several runs each; `experiment run NAME` trains them and writes the report):");
+            println!(
+                "{:<27}{:<21}{:<46}{}",
+                seqcalc::compare::NAME,
+                "18 seq2seq runs",
+                "about 1 hour",
+                seqcalc::compare::DESCRIPTION
+            );
+        }
+        ExperimentCmd::Show { name, quick } => {
+            if name == seqcalc::compare::NAME {
+                print!("{}", compare_decoders_toml(quick)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let e = find(&name)?;
+            let mut cfg = e.run_config(quick);
+            cfg.validate()?;
+            print!(
+                "# {}: {}\n# Train it with `seqcalc train --config FILE`, or `seqcalc experiment run {}`.\n{}",
+                e.name,
+                e.reproduces,
+                e.name,
+                cfg.to_toml()
+            );
+        }
+        ExperimentCmd::Run(a) => return run(&a),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The 18 configs of the decoder comparison, one TOML document each.
+fn compare_decoders_toml(quick: bool) -> Result<String> {
+    let mut out = format!(
+        "# {}: {}\n# A report over these runs: `seqcalc experiment run {}` trains them all and writes it.\n# Each document below is one run's config (split at the `# ---` lines to train one).\n",
+        seqcalc::compare::NAME,
+        seqcalc::compare::DESCRIPTION,
+        seqcalc::compare::NAME
+    );
+    for job in seqcalc::compare::jobs(quick)? {
+        out.push_str(&format!(
+            "# --- {}\n{}",
+            job.id,
+            RunConfig::Seq2seq(job.cfg.clone()).to_toml()
+        ));
+    }
+    Ok(out)
+}
+
+fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
+    let exps = a
+        .names
+        .iter()
+        .filter(|n| *n != seqcalc::compare::NAME)
+        .map(|n| find(n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut configs = Vec::new();
+    for e in &exps {
+        let mut cfg = e.run_config(a.quick);
+        a.flags.apply(&mut cfg)?;
+        cfg.validate()?;
+        configs.push(cfg);
+    }
+    signals::cooperate();
+    if a.names.iter().any(|n| n == seqcalc::compare::NAME) {
+        run_compare_decoders(a)?;
+    }
+    let mut results = Vec::new();
+    let mut rmses = Vec::new();
+    for (e, cfg) in exps.iter().zip(configs) {
+        if signals::stopped() {
+            break;
+        }
+        println!("=== {} ({})", cfg.name(), e.reproduces);
+        let dir = run::run_path(&a.runs_dir, cfg.name())?;
+        let mut trained = train::train(cfg.clone(), &dir, false)?;
+        if signals::stopped() {
+            break;
+        }
+        let mut verdict = match &mut trained {
+            Trained::Seq2seq(outcome) => {
+                let best = outcome.best().cloned();
+                let v = e.verdict(best.as_ref().map_or(0.0, |b| b.val_exact));
+                results.push((e.name, best));
+                v
+            }
+            Trained::Regression(rep) => {
+                rmses.push((e.name, rep.rmse));
+                format!(
+                    "{}: RMSE {:.3} on {} new examples",
+                    e.name,
+                    rep.rmse,
+                    rep.pairs.len()
+                )
+            }
+            Trained::CoupledTransformer { .. } | Trained::PairGru { .. } => {
+                lengths::final_report(&mut trained, &cfg, &dir, a.quick)?
+            }
+        };
+        if a.quick {
+            verdict = format!(
+                "{verdict} (quick run on tiny settings: checks it runs, reproduces nothing)"
+            );
+        }
+        println!("Verdict: {verdict}\n");
+    }
+    if rmses.len() > 1 {
+        println!("{:<26}{:>10}", "regression experiment", "RMSE");
+        for (name, r) in &rmses {
+            println!("{name:<26}{r:>10.3}");
+        }
+    }
+    if results.len() > 1 {
+        println!(
+            "{:<26}{:>8}{:>12}{:>12}{:>10}",
+            "experiment", "epoch", "val exact", "val char", "val loss"
+        );
+        for (name, best) in &results {
+            if let Some(b) = best {
+                println!(
+                    "{name:<26}{:>8}{:>12.4}{:>12.4}{:>10.4}",
+                    b.epoch, b.val_exact, b.val_char_acc, b.val_loss
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `experiment run compare-decoders`: the runs (resumable, both cores), then the report.
+fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
+    if !a.flags.given().is_empty() {
+        bail!(
+            "{} runs fixed configs; it takes no config flags",
+            seqcalc::compare::NAME
+        );
+    }
+    use seqcalc::{compare, sweep};
+    let jobs = compare::jobs(a.quick)?;
+    let name = if a.quick {
+        format!("{}-quick", compare::NAME)
+    } else {
+        compare::NAME.to_string()
+    };
+    let dir = a.runs_dir.join(&name);
+    let eval_n = if a.quick { 100 } else { 2000 };
+    let spec = sweep::Spec {
+        axes: vec![sweep::Axis {
+            key: "job".into(),
+            paths: Vec::new(),
+            values: jobs.iter().map(|j| j.id.clone()).collect(),
+        }],
+        seeds: 1,
+        eval_n,
+        target: 0.99,
+        base: ExperimentConfig::default(),
+    };
+    sweep::prepare(&spec, &dir)?;
+    let parallel = seqcalc::model::default_threads().max(1);
+    println!(
+        "=== {name}: {} runs, {parallel} at a time with 1 thread each, in {}",
+        jobs.len(),
+        dir.display()
+    );
+    let opts = sweep::Options {
+        dir: dir.clone(),
+        parallel,
+        threads: 1,
+        eval_n,
+        target: 0.99,
+    };
+    let results = sweep::run(&jobs, &opts, &signals::STOP, &mut |r, done, total| {
+        let what = match (&r.error, r.fresh_exact) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(x)) => format!(
+                "fresh exact {x:.4}, {} epochs, {:.0} s",
+                r.epochs, r.seconds
+            ),
+            (None, None) => "no score".into(),
+        };
+        println!("[{done}/{total}] {}: {what}", r.id);
+    })?;
+    let out = a.report_dir.clone().unwrap_or_else(|| dir.join("report"));
+    compare::write_report(&dir, &out, &jobs, &results, eval_n, parallel)?;
+    println!("Report: {}", out.join("report.md").display());
+    if signals::stopped() {
+        bail!(
+            "interrupted after {} of {} runs (the report covers those); rerun the same command to continue",
+            results.len(),
+            jobs.len()
+        );
+    }
+    Ok(())
+}

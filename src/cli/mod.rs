@@ -1,0 +1,41 @@
+//! The command line, one file per command (as cargo lays out its commands): each declares its
+//! arguments and turns them into calls into the library.
+
+pub mod bench;
+pub mod compare;
+pub mod console;
+pub mod data;
+pub mod eval;
+pub mod experiment;
+pub mod flags;
+pub mod lengths;
+pub mod predict;
+pub mod signals;
+pub mod sweep;
+pub mod train;
+
+use anyhow::{Context, Result};
+use seqcalc::run::RunConfig;
+use std::path::Path;
+
+/// Reads a config file once (a pipe, FIFO or `/dev/stdin` too) and parses it.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
+    let text = seqcalc::fsutil::read_bounded(path, seqcalc::fsutil::MAX_INPUT_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
+    RunConfig::parse(&text).with_context(|| path.display().to_string())
+}
+
+/// Whether stdout takes colour: a terminal, and NO_COLOR unset.
+pub fn color() -> bool {
+    seqcalc::report::stdout_color()
+}
+
+/// A check mark or cross, green or red where colour is on.
+pub fn mark(correct: bool, color: bool) -> &'static str {
+    match (correct, color) {
+        (true, true) => "\x1b[32m✓\x1b[0m",
+        (true, false) => "✓",
+        (false, true) => "\x1b[31m✗\x1b[0m",
+        (false, false) => "✗",
+    }
+}

@@ -1,0 +1,185 @@
+//! `seqcalc sweep`: a grid of seq2seq configurations over several seeds on all cores; a table
+//! of fresh exact match per cell and a heatmap. Rerunning the same command resumes it.
+
+use super::flags::RunFlags;
+use super::{read_config, signals};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use seqcalc::config::ExperimentConfig;
+use seqcalc::report;
+use seqcalc::run::RunConfig;
+use seqcalc::sweep;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Base experiment config (TOML); default: the Keras 3-digit addition experiment.
+    #[arg(long, conflicts_with = "experiment")]
+    config: Option<PathBuf>,
+    /// Base config from a built-in experiment instead (see `seqcalc experiment list`).
+    #[arg(long)]
+    experiment: Option<String>,
+    /// A grid axis, key=v1,v2,... (repeat for more axes). Keys: digits, min_digits, terms, ops,
+    /// brackets, hidden, layers, cell, decoder, attention, input, embed_dim, mask, reverse,
+    /// reverse_output, lr, batch_size, epochs, size, or a config path such as optim.clip_norm.
+    #[arg(long = "grid", value_name = "KEY=V1,V2,...")]
+    grid: Vec<String>,
+    /// Seeds per cell: the base seed, +1, +2, ...
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// The sweep's directory is <runs-dir>/<name>.
+    #[arg(long, default_value = "sweep")]
+    name: String,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Runs at once (default: one per core divided by --threads).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Fresh questions each run is scored on.
+    #[arg(long, default_value_t = 1000)]
+    eval_n: usize,
+    /// Validation exact match counted as "reached" (epochs and seconds to it).
+    #[arg(long, default_value_t = 0.99)]
+    target: f64,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+pub fn exec(a: SweepArgs) -> Result<ExitCode> {
+    let base = match (&a.experiment, &a.config) {
+        (Some(name), _) => super::experiment::find(name)?.run_config(false),
+        (None, Some(p)) => read_config(p)?,
+        (None, None) => RunConfig::Seq2seq(ExperimentConfig::default()),
+    };
+    let mut base = match base {
+        RunConfig::Seq2seq(c) => c,
+        other => bail!(
+            "a sweep trains seq2seq runs; {} is a {} config",
+            other.name(),
+            other.kind()
+        ),
+    };
+    a.flags.apply_seq2seq(&mut base)?;
+    if a.seeds == 0 || a.seeds > 1000 {
+        bail!("--seeds {} must be in 1..=1000", a.seeds);
+    }
+    if a.eval_n > 10_000_000 {
+        bail!("--eval-n {} must be at most 10000000", a.eval_n);
+    }
+    seqcalc::run::check_name(&a.name)?;
+    if !(0.0..=1.0).contains(&a.target) {
+        bail!("--target {} must be in [0, 1]", a.target);
+    }
+    if a.eval_n == 0 {
+        bail!("--eval-n must be at least 1");
+    }
+    let axes = a
+        .grid
+        .iter()
+        .map(|g| sweep::Axis::parse(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs = sweep::expand(&base, &axes, a.seeds)?;
+    let cores = seqcalc::model::default_threads();
+    let threads = if base.train.threads == 0 {
+        1
+    } else {
+        base.train.threads
+    };
+    let parallel = a.parallel.unwrap_or((cores / threads).max(1));
+    if parallel == 0 || parallel > seqcalc::model::MAX_THREADS {
+        bail!(
+            "--parallel {parallel} must be in 1..={}",
+            seqcalc::model::MAX_THREADS
+        );
+    }
+    let dir = a.runs_dir.join(&a.name);
+    let spec = sweep::Spec {
+        axes: axes.clone(),
+        seeds: a.seeds,
+        eval_n: a.eval_n,
+        target: a.target,
+        base: base.clone(),
+    };
+    sweep::prepare(&spec, &dir)?;
+    let already = sweep::read_results(&dir).len();
+    println!(
+        "Sweep {}: {} cells x {} seeds = {} runs ({} done before), {parallel} at a time with {threads} thread{} each",
+        dir.display(),
+        jobs.len() / a.seeds,
+        a.seeds,
+        jobs.len(),
+        already.min(jobs.len()),
+        if threads == 1 { "" } else { "s" }
+    );
+    signals::cooperate();
+    let opts = sweep::Options {
+        dir: dir.clone(),
+        parallel,
+        threads,
+        eval_n: a.eval_n,
+        target: a.target,
+    };
+    let results = sweep::run(&jobs, &opts, &signals::STOP, &mut |r, done, total| {
+        let what = match (&r.error, r.fresh_exact) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(x)) => format!(
+                "fresh exact {x:.4}, best val exact {:.4}, {} epochs, {:.0} s",
+                r.best_val_exact, r.epochs, r.seconds
+            ),
+            (None, None) => "no score".into(),
+        };
+        println!("[{done}/{total}] {}: {what}", r.id);
+    })?;
+    if signals::stopped() {
+        eprintln!(
+            "Interrupted after {} of {} runs; rerun the same command to continue.",
+            results.len(),
+            jobs.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    let cells = sweep::summarise(&results);
+    let table = sweep::table(&axes, &cells, a.target);
+    let md = format!(
+        "# Sweep {}\n\nBase: {} ({}); {} seed{} per cell (from {}); exact match on {} fresh questions per run (never seen in training or validation); \"reached\" counts runs whose validation exact match reached {}.\n\n{table}",
+        a.name,
+        base.name,
+        base.description,
+        a.seeds,
+        if a.seeds == 1 { "" } else { "s" },
+        base.seed,
+        a.eval_n,
+        a.target
+    );
+    seqcalc::fsutil::write_atomic(&dir.join("sweep.md"), md.as_bytes())
+        .with_context(|| format!("writing {}", dir.join("sweep.md").display()))?;
+    let (rows, cols, values, texts) = sweep::heatmap_grid(&axes, &cells);
+    let title = format!("fresh exact match, mean over {} seeds", a.seeds);
+    report::plot_heatmap(
+        &report::Heatmap {
+            title: &title,
+            rows: &rows,
+            cols: &cols,
+            values: &values,
+            texts: &texts,
+        },
+        &dir.join("heatmap.svg"),
+        &dir.join("heatmap.png"),
+    )?;
+    println!("\n{table}");
+    println!(
+        "Wrote {0}/sweep.md, {0}/heatmap.svg and .png, {0}/results.jsonl",
+        dir.display()
+    );
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} runs failed (see above and {}/results.jsonl)",
+            results.len(),
+            dir.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,233 @@
+//! `seqcalc train`: one command for every run kind. The config (built in, from `--config`, or
+//! the run's own on `--resume`) takes the flags its kind understands, trains, and leaves a run
+//! directory with a manifest.
+
+use super::flags::RunFlags;
+use super::{console, read_config, signals};
+use anyhow::{bail, Result};
+use clap::Args;
+use seqcalc::config::ExperimentConfig;
+use seqcalc::lengthgen;
+use seqcalc::run::{self, Manifest, RunConfig, RunKind};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run config (TOML or JSON, any run kind; `-` or /dev/stdin reads a pipe); flags override
+    /// it. Default: the Keras 3-digit addition experiment.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run name: the run directory is <runs-dir>/<name> (default: the config's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Continue the stopped run in this directory (same weights as an uninterrupted run).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name"])]
+    pub resume: Option<PathBuf>,
+    /// Print the resolved config as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+pub fn exec(a: TrainArgs) -> Result<ExitCode> {
+    if let Some(dir) = &a.resume {
+        let mut cfg = run::load_config(dir)?;
+        a.flags.apply_on_resume(&mut cfg)?;
+        cfg.validate()?;
+        if a.print_config {
+            print!("{}", cfg.to_toml());
+            return Ok(ExitCode::SUCCESS);
+        }
+        train(cfg, dir, true)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut cfg = match &a.config {
+        Some(p) if p.as_os_str() == "-" => read_config(Path::new("/dev/stdin"))?,
+        Some(p) => read_config(p)?,
+        None => RunConfig::Seq2seq(ExperimentConfig::default()),
+    };
+    a.flags.apply(&mut cfg)?;
+    if let Some(n) = &a.name {
+        cfg.set_name(n);
+    }
+    let dir = run::run_path(&a.runs_dir, cfg.name())?;
+    cfg.validate()?;
+    if a.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    train(cfg, &dir, false)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a training run gave back, by kind.
+#[allow(clippy::large_enum_variant)]
+pub enum Trained {
+    Seq2seq(seqcalc::train::Outcome),
+    CoupledTransformer {
+        engine: lengthgen::engine::Engine,
+        params: Vec<f32>,
+        outcome: lengthgen::train::Outcome,
+    },
+    PairGru {
+        engine: lengthgen::gru::GruEngine,
+        outcome: lengthgen::gru::GruOutcome,
+    },
+    Regression(seqcalc::regression::MappingReport),
+}
+
+/// Trains a run of any kind into `dir` (or resumes it), printing as it goes, and writes the
+/// run's manifest when training returns. Stops cleanly on the first Ctrl-C or SIGTERM.
+pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
+    signals::cooperate();
+    let kind = cfg.kind();
+    let threads = match &cfg {
+        RunConfig::Seq2seq(c) => c.threads(),
+        RunConfig::CoupledTransformer(c) => {
+            seqcalc::model::threads_or_cores(c.lengthgen.train.threads)
+        }
+        RunConfig::PairGru(c) => seqcalc::model::threads_or_cores(c.pair_gru.threads),
+        RunConfig::Regression(_) => 1,
+    };
+    let mut manifest = Manifest::start(kind, threads, run::spec_hash(&cfg));
+    let trained = match cfg {
+        RunConfig::Seq2seq(c) => {
+            let mut data_hash = None;
+            let outcome = console::run_training(c, dir, resume, &mut |train, val, _| {
+                let texts = train
+                    .problems
+                    .iter()
+                    .chain(&val.problems)
+                    .flat_map(|p| [p.question.as_bytes(), p.answer.as_bytes()]);
+                data_hash = Some(run::fnv1a64(texts));
+            })?;
+            if let Some(h) = data_hash {
+                manifest.data_hash = format!("fnv1a64:{h:016x}");
+            }
+            let interrupted = outcome.interrupted;
+            finish(&mut manifest, dir, interrupted)?;
+            return Ok(Trained::Seq2seq(outcome));
+        }
+        RunConfig::CoupledTransformer(c) => {
+            if !resume {
+                refuse_existing(dir)?;
+            }
+            let (engine, params, outcome) =
+                lengthgen::train::train(&c, dir, resume, &signals::STOP, &mut |l| println!("{l}"))?;
+            println!(
+                "trained {} steps in {:.1} s: {:.0} tokens/s{}",
+                outcome.steps,
+                outcome.train_secs,
+                outcome.tokens_per_sec(),
+                if outcome.skipped_steps > 0 {
+                    format!(
+                        " ({} steps skipped: non-finite gradient)",
+                        outcome.skipped_steps
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            if outcome.interrupted {
+                eprintln!(
+                    "Interrupted: checkpoint written after step {}.\nResume with: seqcalc train --resume {}",
+                    outcome.steps,
+                    dir.display()
+                );
+            }
+            Trained::CoupledTransformer {
+                engine,
+                params,
+                outcome,
+            }
+        }
+        RunConfig::PairGru(c) => {
+            if resume {
+                bail!(
+                    "{}: pair-gru runs keep no checkpoint to resume from; train it again under another --name",
+                    dir.display()
+                );
+            }
+            refuse_existing(dir)?;
+            std::fs::create_dir_all(dir)?;
+            let (engine, outcome) =
+                lengthgen::gru::train(&c.pair_gru, c.seed, &mut |l| println!("{l}"))
+                    .map_err(anyhow::Error::msg)?;
+            println!(
+                "trained {} steps in {:.1} s: {:.0} tokens/s",
+                outcome.steps,
+                outcome.train_secs,
+                outcome.tokens as f64 / outcome.train_secs.max(1e-9)
+            );
+            run::save_config(dir, &RunConfig::PairGru(c))?;
+            seqcalc::rundir::save_flat(dir, &engine.model.layout, &engine.params)?;
+            Trained::PairGru { engine, outcome }
+        }
+        RunConfig::Regression(c) => {
+            if resume {
+                bail!(
+                    "{}: regression runs take seconds and keep no checkpoint; train it again under another --name",
+                    dir.display()
+                );
+            }
+            refuse_existing(dir)?;
+            let rep = seqcalc::regression::run(&c.mapping, &mut |epoch, loss| {
+                println!("Epoch {epoch:>3}  mse {loss:.6}")
+            });
+            let color = super::color();
+            for (nums, want, got) in rep.pairs.iter().take(20) {
+                let q: Vec<String> = nums.iter().map(|v| v.to_string()).collect();
+                println!(
+                    "  {:<8} Expected={want:<4} Predicted={:<4} {}",
+                    q.join("+"),
+                    got.round(),
+                    super::mark(got.round() as u32 == *want, color)
+                );
+            }
+            println!("RMSE on {} new examples: {:.3}", rep.pairs.len(), rep.rmse);
+            seqcalc::regression::save_run(dir, &c, &rep)?;
+            Trained::Regression(rep)
+        }
+    };
+    let interrupted =
+        matches!(&trained, Trained::CoupledTransformer { outcome, .. } if outcome.interrupted);
+    finish(&mut manifest, dir, interrupted)?;
+    if !interrupted && kind != RunKind::Seq2seq {
+        println!(
+            "Run directory: {0}\nNext: seqcalc eval --model {0}   |   seqcalc predict --model {0} QUESTION",
+            dir.display()
+        );
+    }
+    Ok(trained)
+}
+
+/// Refuses to train into a directory that already holds a run.
+fn refuse_existing(dir: &Path) -> Result<()> {
+    if dir.join(seqcalc::rundir::CONFIG).exists() || dir.join(seqcalc::rundir::WEIGHTS).exists() {
+        bail!(
+            "run directory {} already holds a run; continue it with `seqcalc train --resume {}`, or choose another --name",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn finish(manifest: &mut Manifest, dir: &Path, interrupted: bool) -> Result<()> {
+    if dir.is_dir() {
+        manifest.finish(
+            dir,
+            if interrupted {
+                "interrupted"
+            } else {
+                "finished"
+            },
+        )?;
+    }
+    Ok(())
+}
