@@ -39,6 +39,10 @@ pub struct ExperimentRunArgs {
     /// Where run directories go.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
+    /// Also write the results as a Markdown table to this file (with the date, machine and
+    /// commit), scored on 10,000 fresh questions per seq2seq run.
+    #[arg(long, value_name = "FILE.md")]
+    pub results: Option<PathBuf>,
     /// compare-decoders: where report.md and its pictures go (default:
     /// <runs-dir>/compare-decoders/report).
     #[arg(long)]
@@ -102,6 +106,87 @@ pub fn exec(cmd: ExperimentCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One row of the results table: experiment, kind, what was trained, exact match on fresh
+/// questions, the verdict and the wall time.
+fn result_row(
+    e: &Experiment,
+    trained: &Trained,
+    dir: &std::path::Path,
+    verdict: &str,
+    secs: f64,
+) -> Result<String> {
+    let threads = seqcalc::model::default_threads();
+    let (trained_for, score) = match trained {
+        Trained::Seq2seq(o) => {
+            let run = seqcalc::rundir::load_run(dir)?;
+            let rep = seqcalc::eval::evaluate_fresh_on(&run, &run.cfg.task, 10_000, 7, threads)?;
+            let best = o.best();
+            (
+                format!(
+                    "{} epochs, kept {}",
+                    o.state.history.records.len(),
+                    best.map_or(0, |b| b.epoch)
+                ),
+                format!(
+                    "**{:.4}** on {} fresh (validation {:.4})",
+                    rep.exact_match,
+                    rep.n,
+                    best.map_or(0.0, |b| b.val_exact)
+                ),
+            )
+        }
+        Trained::Regression(rep) => (
+            "regression".to_string(),
+            format!("RMSE {:.3} on {} new", rep.rmse, rep.pairs.len()),
+        ),
+        Trained::CoupledTransformer { outcome, .. } => (
+            format!("{} steps", outcome.steps),
+            "by length: see the verdict".to_string(),
+        ),
+        Trained::PairGru { outcome, .. } => (
+            format!("{} steps", outcome.steps),
+            "by length: see the verdict".to_string(),
+        ),
+    };
+    let verdict = verdict
+        .split_once(": ")
+        .map_or(verdict, |(_, v)| v)
+        .replace('|', "/");
+    Ok(format!(
+        "| {} | {} | {trained_for} | {score} | {verdict} | {secs:.0} |",
+        e.name,
+        e.kind().name()
+    ))
+}
+
+/// The results table with where and when it was measured.
+fn results_markdown(a: &ExperimentRunArgs, rows: &[String], secs: f64) -> String {
+    let commit = option_env!("SEQCALC_GIT_COMMIT").filter(|c| !c.is_empty());
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(first) = args.first_mut() {
+        *first = format!("seqcalc {first}");
+    }
+    format!(
+        "Generated {} by `{}`\non {} ({} cores, {} kernels), seqcalc {}{}; {:.0} s in all.{}\n\n\
+         | experiment | kind | trained | exact match | verdict | wall s |\n\
+         | --- | --- | --- | --- | --- | ---: |\n{}\n",
+        &run::utc_now()[..10],
+        args.join(" "),
+        run::cpu_model(),
+        seqcalc::model::default_threads(),
+        run::kernel_level(),
+        env!("CARGO_PKG_VERSION"),
+        commit.map_or(String::new(), |c| format!(" at commit {c}")),
+        secs,
+        if a.quick {
+            " Quick runs on tiny settings: they check that each runs, and reproduce nothing."
+        } else {
+            ""
+        },
+        rows.join("\n")
+    )
+}
+
 /// The 18 configs of the decoder comparison, one TOML document each.
 fn compare_decoders_toml(quick: bool) -> Result<String> {
     let mut out = format!(
@@ -140,16 +225,20 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
     }
     let mut results = Vec::new();
     let mut rmses = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    let started = std::time::Instant::now();
     for (e, cfg) in exps.iter().zip(configs) {
         if signals::stopped() {
             break;
         }
         println!("=== {} ({})", cfg.name(), e.reproduces);
         let dir = run::run_path(&a.runs_dir, cfg.name())?;
+        let t0 = std::time::Instant::now();
         let mut trained = train::train(cfg.clone(), &dir, false)?;
         if signals::stopped() {
             break;
         }
+        let secs = t0.elapsed().as_secs_f64();
         let mut verdict = match &mut trained {
             Trained::Seq2seq(outcome) => {
                 let best = outcome.best().cloned();
@@ -170,12 +259,20 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
                 lengths::final_report(&mut trained, &cfg, &dir, a.quick)?
             }
         };
+        if a.results.is_some() {
+            rows.push(result_row(e, &trained, &dir, &verdict, secs)?);
+        }
         if a.quick {
             verdict = format!(
                 "{verdict} (quick run on tiny settings: checks it runs, reproduces nothing)"
             );
         }
         println!("Verdict: {verdict}\n");
+    }
+    if let Some(path) = &a.results {
+        let md = results_markdown(a, &rows, started.elapsed().as_secs_f64());
+        seqcalc::fsutil::write_atomic(path, md.as_bytes())?;
+        println!("Results: {}", path.display());
     }
     if rmses.len() > 1 {
         println!("{:<26}{:>10}", "regression experiment", "RMSE");

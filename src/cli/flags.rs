@@ -473,3 +473,148 @@ pub fn parse_terms(s: &str) -> Result<(usize, usize), String> {
     }
     Ok((lo, hi))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use seqcalc::experiment;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        flags: RunFlags,
+    }
+
+    /// Every flag with a value that differs from every default.
+    const SAMPLES: &[(&str, Option<&str>)] = &[
+        ("digits", Some("4")),
+        ("min-digits", Some("2")),
+        ("op", Some("-")),
+        ("task", Some("pq-system")),
+        ("terms", Some("3")),
+        ("ops", Some("+-")),
+        ("brackets", Some("1")),
+        ("pq-max", Some("7")),
+        ("size", Some("333")),
+        ("input-len", Some("9")),
+        ("output-len", Some("6")),
+        ("no-reverse", None),
+        ("reverse-output", None),
+        ("scratchpad", None),
+        ("arch", Some("transformer")),
+        ("cell", Some("gru")),
+        ("hidden", Some("24")),
+        ("layers", Some("3")),
+        ("decoder", Some("teacher-forced")),
+        ("attention", None),
+        ("input", Some("embedding")),
+        ("embed-dim", Some("5")),
+        ("heads", Some("3")),
+        ("ffn", Some("40")),
+        ("mask", None),
+        ("local-window", Some("5")),
+        ("seed", Some("99")),
+        ("epochs", Some("7")),
+        ("steps", Some("77")),
+        ("batch-size", Some("17")),
+        ("lr", Some("0.0123")),
+        ("schedule", Some("warmup-cosine")),
+        ("patience", Some("11")),
+        ("stop-at-exact", Some("0.5")),
+        ("threads", Some("3")),
+        ("samples", Some("4")),
+        ("train-seconds", Some("12.5")),
+        ("pad-fraction", Some("0.25")),
+        ("pad-to", Some("30")),
+        ("stress-fraction", Some("0.125")),
+    ];
+
+    fn flags(flag: &str, value: Option<&str>) -> RunFlags {
+        let mut args = vec!["t".to_string(), format!("--{flag}")];
+        args.extend(value.map(str::to_string));
+        Cmd::try_parse_from(&args)
+            .unwrap_or_else(|e| panic!("--{flag}: {e}"))
+            .flags
+    }
+
+    fn one_of_each_kind() -> Vec<RunConfig> {
+        [
+            "keras-addition",
+            "length-generalisation",
+            "length-generalisation-gru",
+            "brownlee-mlp",
+        ]
+        .iter()
+        .map(|n| experiment::find(n).unwrap().run_config(false))
+        .collect()
+    }
+
+    #[test]
+    fn the_samples_cover_every_flag() {
+        let names: Vec<&str> = SAMPLES.iter().map(|(n, _)| *n).collect();
+        for kind in RunKind::ALL {
+            for f in accepted(kind) {
+                assert!(names.contains(f), "{f} has no sample");
+            }
+        }
+        for (flag, value) in SAMPLES {
+            assert_eq!(flags(flag, *value).given(), vec![*flag]);
+        }
+    }
+
+    #[test]
+    fn every_flag_is_applied_or_refused_with_its_name_for_every_run_kind() {
+        for base in one_of_each_kind() {
+            let kind = base.kind();
+            for (flag, value) in SAMPLES {
+                let mut cfg = base.clone();
+                match flags(flag, *value).apply(&mut cfg) {
+                    Ok(()) => {
+                        assert!(
+                            accepted(kind).contains(flag),
+                            "--{flag} applied to a {kind} run that does not take it"
+                        );
+                        assert_ne!(
+                            cfg.to_toml(),
+                            base.to_toml(),
+                            "--{flag} on a {kind} run changed nothing"
+                        );
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        assert!(
+                            e.contains(&format!("--{flag}")) && !e.contains('\n'),
+                            "--{flag} on a {kind} run: {e}"
+                        );
+                        assert_eq!(cfg, base, "a refused flag leaves the config alone");
+                        if !accepted(kind).contains(flag) {
+                            assert!(e.contains("does not apply"), "{e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn on_resume_only_epochs_extends_a_seq2seq_run_and_everything_else_is_refused() {
+        for base in one_of_each_kind() {
+            for (flag, value) in SAMPLES {
+                let mut cfg = base.clone();
+                let r = flags(flag, *value).apply_on_resume(&mut cfg);
+                if base.kind() == RunKind::Seq2seq && *flag == "epochs" {
+                    r.unwrap();
+                    let RunConfig::Seq2seq(c) = &cfg else {
+                        unreachable!()
+                    };
+                    assert_eq!(c.train.epochs, 7);
+                } else {
+                    let e = r.unwrap_err().to_string();
+                    assert!(e.contains(&format!("--{flag}")), "{e}");
+                    assert_eq!(cfg, base);
+                }
+            }
+        }
+    }
+}
