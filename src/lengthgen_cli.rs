@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use rand::SeedableRng;
-use seqcalc::lengthgen::engine::{check_answer, Answer, Engine};
+use seqcalc::lengthgen::engine::{check_answer, Answer, CoupledAdditionEngine};
 use seqcalc::lengthgen::eval::{
     evaluate_lengths, length_pairs, table_header, table_row, transformer_scorer, LengthResult,
     Scorer,
@@ -172,8 +172,8 @@ pub fn is_run(dir: &Path) -> bool {
 /// so the variants' difference in size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Loaded {
-    Transformer(lengthgen::LoadedRun, Engine),
-    Gru(lengthgen::gru::PairGruConfig, lengthgen::gru::GruEngine),
+    Transformer(lengthgen::LoadedRun, CoupledAdditionEngine),
+    Gru(lengthgen::gru::PairGruConfig, lengthgen::gru::PairGruEngine),
 }
 
 impl Loaded {
@@ -183,7 +183,7 @@ impl Loaded {
             return Ok(Loaded::Gru(cfg, engine));
         }
         let run = lengthgen::load_run(dir)?;
-        let engine = Engine::new(run.model.clone(), threads);
+        let engine = CoupledAdditionEngine::new(run.model.clone(), threads);
         Ok(Loaded::Transformer(run, engine))
     }
 
@@ -245,7 +245,7 @@ pub fn eval(
     threads: Option<usize>,
     json: bool,
 ) -> Result<ExitCode> {
-    let threads = threads.unwrap_or_else(seqcalc::model::default_threads);
+    let threads = threads.unwrap_or_else(seqcalc::parallel::default_threads);
     let mut model = Loaded::load(dir, threads)?;
     if let Some(f) = sets.sharpen {
         model.sharpen(f)?;

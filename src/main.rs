@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use seqcalc::config::ExperimentConfig;
 use seqcalc::data::Dataset;
-use seqcalc::model::{Engine, ModelKind};
+use seqcalc::model::{ModelKind, Network, Seq2SeqEngine};
 use seqcalc::report;
 use seqcalc::rundir;
 use seqcalc::task::{self, TaskKind};
@@ -985,7 +985,7 @@ fn cmd_predict_mapping(a: PredictArgs) -> Result<ExitCode> {
 
 /// `predict --explain`: for each answer step, the question characters it attended to most.
 fn explain(
-    engine: &mut Engine<f32>,
+    engine: &mut Seq2SeqEngine<f32>,
     run: &rundir::LoadedRun,
     question: &str,
     out: &mut impl Write,
@@ -1062,7 +1062,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     }
     let run = rundir::load_run(&a.model)?;
     let threads = a.threads.unwrap_or(1);
-    let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
+    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(run.model.clone(), threads);
     let (t_in, t_out, v) = (
         run.codec.input_len(),
         run.codec.output_len(),
@@ -1070,7 +1070,7 @@ fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
     );
     // Each question: Ok((answer, confidence, work)) or Err(message).
     type Answer = Result<(String, f64, Option<String>), String>;
-    let answer_all = |engine: &mut Engine<f32>, qs: &[&str]| -> Vec<Answer> {
+    let answer_all = |engine: &mut Seq2SeqEngine<f32>, qs: &[&str]| -> Vec<Answer> {
         let mut enc = Vec::new();
         let mut ok_rows = Vec::new();
         let mut results: Vec<Answer> = Vec::with_capacity(qs.len());
@@ -1244,7 +1244,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let run = rundir::load_run(&a.model)?;
-    let threads = a.threads.unwrap_or_else(seqcalc::model::default_threads);
+    let threads = a.threads.unwrap_or_else(seqcalc::parallel::default_threads);
     let mut task = run.cfg.task.clone();
     if let Some(d) = a.digits {
         task.digits = d;
@@ -1316,12 +1316,12 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         TaskKind::Arithmetic => format!("{}-digit {}", cfg.task.digits, cfg.task.op),
         TaskKind::Expression => cfg.task.describe(),
     };
-    let net = match &model.transformer {
-        Some(tr) => format!(
+    let net = match &model.net {
+        Network::Transformer(tr) => format!(
             "transformer(dim {}, {} heads, FFN {}) x{} blocks",
             tr.cfg.dim, tr.cfg.heads, tr.cfg.ffn, tr.cfg.layers
         ),
-        None => format!(
+        Network::Recurrent(_) => format!(
             "{}({}) x{} decoder",
             model.cfg.cell.keras_name(),
             model.cfg.hidden,
@@ -1663,7 +1663,7 @@ fn cmd_sweep(a: SweepArgs) -> Result<ExitCode> {
         .map(|g| sweep::Axis::parse(g))
         .collect::<Result<Vec<_>, _>>()?;
     let jobs = sweep::expand(&base, &axes, a.seeds)?;
-    let cores = seqcalc::model::default_threads();
+    let cores = seqcalc::parallel::default_threads();
     let threads = if base.train.threads == 0 {
         1
     } else {
@@ -1782,7 +1782,7 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
         base: ExperimentConfig::default(),
     };
     sweep::prepare(&spec, &dir)?;
-    let parallel = seqcalc::model::default_threads().max(1);
+    let parallel = seqcalc::parallel::default_threads().max(1);
     println!(
         "=== {name}: {} runs, {parallel} at a time with 1 thread each, in {}",
         jobs.len(),

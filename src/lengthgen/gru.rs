@@ -18,7 +18,6 @@
 use super::engine::{check_all, Answer, Check};
 use super::format::Operands;
 use super::train::sample_bucket;
-use crate::model::{run_on_slices, worker_slices};
 use crate::nn::dense::Dense;
 use crate::nn::embedding::Embedding;
 use crate::nn::loss::softmax_xent_forward_backward;
@@ -26,6 +25,7 @@ use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::Real;
 use crate::optim::{warmup_cosine, AdamW};
+use crate::parallel::{run_on_slices, worker_slices};
 use crate::rundir::{self, file_err, RunError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -227,17 +227,20 @@ pub struct GruOutcome {
 }
 
 /// The baseline, trained, with its worker threads.
-pub struct GruEngine {
+pub struct PairGruEngine {
     pub model: PairGru,
     pub params: Vec<f32>,
     pool: rayon::ThreadPool,
     workers: Vec<Worker<f32>>,
 }
 
-impl GruEngine {
-    pub fn new(model: PairGru, params: Vec<f32>, threads: usize) -> GruEngine {
+/// The engine's former name, kept so that code written against it still builds.
+pub type GruEngine = PairGruEngine;
+
+impl PairGruEngine {
+    pub fn new(model: PairGru, params: Vec<f32>, threads: usize) -> PairGruEngine {
         let threads = threads.max(1);
-        let pool = crate::model::math_pool(threads);
+        let pool = crate::parallel::math_pool(threads);
         let n = model.param_count();
         let workers = (0..threads)
             .map(|_| Worker {
@@ -245,7 +248,7 @@ impl GruEngine {
                 ..Worker::default()
             })
             .collect();
-        GruEngine {
+        PairGruEngine {
             model,
             params,
             pool,
@@ -340,7 +343,7 @@ pub fn is_run(dir: &Path) -> bool {
 }
 
 /// A baseline run read back: its settings and the trained model on `threads` workers.
-pub fn load_run(dir: &Path, threads: usize) -> Result<(PairGruConfig, GruEngine), RunError> {
+pub fn load_run(dir: &Path, threads: usize) -> Result<(PairGruConfig, PairGruEngine), RunError> {
     let path = dir.join(RESULTS);
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     let v: serde_json::Value =
@@ -357,7 +360,7 @@ pub fn load_run(dir: &Path, threads: usize) -> Result<(PairGruConfig, GruEngine)
     }
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = rundir::load_flat(dir, &model.layout)?;
-    Ok((cfg, GruEngine::new(model, params, threads)))
+    Ok((cfg, PairGruEngine::new(model, params, threads)))
 }
 
 /// Trains the baseline: operand lengths uniform in `min..=max` digits, length-bucketed batches,
@@ -367,7 +370,7 @@ pub fn train(
     cfg: &PairGruConfig,
     seed: u64,
     log: &mut dyn FnMut(&str),
-) -> Result<(GruEngine, GruOutcome), String> {
+) -> Result<(PairGruEngine, GruOutcome), String> {
     if cfg.hidden == 0 || cfg.embed_dim == 0 || cfg.batch_size == 0 || cfg.steps == 0 {
         return Err("hidden, embed_dim, batch_size and steps must be at least 1".into());
     }
@@ -386,12 +389,12 @@ pub fn train(
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = model.init_params(seed);
     let n = params.len();
-    let threads = crate::model::threads_or_cores(cfg.threads);
+    let threads = crate::parallel::threads_or_cores(cfg.threads);
     log(&format!(
         "aligned-pairs GRU: embedding {}, GRU {}, {} parameters; {} thread(s)",
         cfg.embed_dim, cfg.hidden, n, threads
     ));
-    let mut engine = GruEngine::new(model, params, threads);
+    let mut engine = PairGruEngine::new(model, params, threads);
     let mut opt = AdamW::new(n, 0.9, 0.95, 0.0, Some(1.0));
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a7e_0001);
     let mut grad = vec![0.0f32; n];
