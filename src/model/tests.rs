@@ -20,6 +20,17 @@ fn default_model_has_keras_parameter_count() {
     );
 }
 
+/// Every `stride`-th parameter and several of every tensor (a stride alone can miss a small
+/// tensor, such as a SimpleRNN's biases, as a whole), including each tensor's largest
+/// gradients.
+fn whole_model_indices(m: &Seq2Seq, grad: &[f64], stride: usize) -> Vec<usize> {
+    let mut v = gradcheck::sample_indices(grad.len(), stride);
+    v.extend(gradcheck::sample_per_tensor(&m.layout, grad, 4));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 fn tiny(cell: CellKind, layers: usize) -> (Seq2Seq, Vec<u8>, Vec<u8>, usize) {
     let cfg = ModelConfig {
         cell,
@@ -50,7 +61,7 @@ fn whole_model_gradient_check_f64() {
             gradcheck::check(
                 &p,
                 &grad,
-                &gradcheck::sample_indices(p.len(), 7),
+                &whole_model_indices(&m, &grad, 7),
                 1e-4,
                 loss,
                 &format!("{cell:?} x{layers}"),
@@ -115,7 +126,7 @@ fn teacher_forced_attention_and_embedding_gradient_check_f64() {
             gradcheck::check(
                 &p,
                 &grad,
-                &gradcheck::sample_indices(p.len(), 3),
+                &whole_model_indices(&m, &grad, 3),
                 1e-4,
                 loss,
                 &format!(
