@@ -139,26 +139,52 @@ fn teacher_forced_attention_and_embedding_gradient_check_f64() {
 
 #[test]
 fn greedy_decoding_feeds_back_its_own_symbols() {
-    // With teacher forcing, the prediction at step s depends on the symbol chosen at s-1:
-    // decoding a batch one step at a time must equal re-running teacher forcing on the
-    // greedy answer itself.
-    let cfg = ModelConfig {
-        hidden: 6,
-        decoder: DecoderKind::TeacherForced,
-        attention: true,
-        ..Default::default()
-    };
-    let m = Seq2Seq::new(&cfg, 5, 4, 3).unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    let n = 6;
-    let x: Vec<u8> = (0..n * 4).map(|_| rng.random_range(0..5)).collect();
-    let p: Vec<f32> = m.init_params(4);
-    let mut eng = Seq2SeqEngine::<f32>::new(m.clone(), 2);
-    let greedy = eng.predict_indices(&p, &x, n);
-    // Teacher-forced on its own answers, the argmax reproduces them exactly.
-    let st = eng.evaluate(&p, &x, &greedy, n);
-    assert_eq!(st.exact, n);
-    assert_eq!(st.correct_chars, n * 3);
+    // Greedy decoding (one step at a time, each step reading the symbol it chose at the step
+    // before) against an independent reference: the teacher-forced pass of training run on the
+    // greedy answer's first s + 1 symbols alone, in a model with T_out = s + 1 (the recurrent
+    // layout does not depend on the answer length). Its loss grows at step s by
+    // -ln p(answer_s | answer_<s), which must be the probability greedy decoding gave that
+    // symbol, and its argmax there must be the greedy choice. A teacher-forced input shifted
+    // by one step too few or too many changes both.
+    let (v, t_in, t_out, n) = (5, 4, 3, 6);
+    for (attention, layers) in [(false, 1), (true, 2)] {
+        let cfg = ModelConfig {
+            hidden: 6,
+            decoder: DecoderKind::TeacherForced,
+            attention,
+            layers,
+            ..Default::default()
+        };
+        let m = Seq2Seq::new(&cfg, v, t_in, t_out).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<u8> = (0..n * t_in).map(|_| rng.random_range(0..5)).collect();
+        let p: Vec<f64> = m.init_params(4);
+        let mut probs = Vec::new();
+        Seq2SeqEngine::<f64>::new(m.clone(), 2).predict(&p, &x, n, &mut probs);
+        let greedy: Vec<u8> = probs
+            .chunks_exact(v)
+            .map(|row| crate::nn::loss::argmax(row) as u8)
+            .collect();
+        for r in 0..n {
+            let question = &x[r * t_in..(r + 1) * t_in];
+            let mut loss_before = 0.0;
+            for s in 0..t_out {
+                let prefix = Seq2Seq::new(&cfg, v, t_in, s + 1).unwrap();
+                assert_eq!(prefix.layout, m.layout);
+                let answer = &greedy[r * t_out..r * t_out + s + 1];
+                let st = Seq2SeqEngine::<f64>::new(prefix, 1).train_step(&p, question, answer, 1);
+                let p_greedy = probs[(r * t_out + s) * v + answer[s] as usize];
+                let step_loss = st.loss_sum - loss_before;
+                assert!(
+                    (step_loss + p_greedy.ln()).abs() < 1e-9,
+                    "row {r} step {s}: teacher-forced -ln p {step_loss}, greedy {}",
+                    -p_greedy.ln()
+                );
+                assert_eq!(st.correct_chars, s + 1, "row {r} step {s}: argmax differs");
+                loss_before = st.loss_sum;
+            }
+        }
+    }
 }
 
 #[test]
