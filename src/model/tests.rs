@@ -457,3 +457,83 @@ fn predict_returns_row_major_probabilities() {
         assert!((a - b).abs() < 1e-6);
     }
 }
+
+#[test]
+fn f32_training_steps_track_the_f64_path() {
+    // The training path (f32 products at this CPU's SIMD level, the workers' gradients summed
+    // inside the fused Adam update) against the reference path (f64 products, `train_step`,
+    // Adam by its formula in f64), whole steps at a time from the same parameters: the losses
+    // and the parameters' moves agree to f32 rounding. A wrong f32 kernel, dispatch or fused
+    // sum drives them apart at the first step.
+    let (v, t_in, t_out, n) = (7, 5, 4, 24);
+    let cases = [
+        (CellKind::Lstm, DecoderKind::Repeat, false, 2),
+        (CellKind::Gru, DecoderKind::TeacherForced, true, 1),
+        (CellKind::SimpleRnn, DecoderKind::Repeat, true, 1),
+    ];
+    for (cell, decoder, attention, layers) in cases {
+        let cfg = ModelConfig {
+            cell,
+            decoder,
+            attention,
+            layers,
+            hidden: 16,
+            ..Default::default()
+        };
+        let what = format!("{cell:?} {decoder:?} attention {attention} x{layers}");
+        let m = Seq2Seq::new(&cfg, v, t_in, t_out).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let x: Vec<u8> = (0..n * t_in)
+            .map(|_| rng.random_range(0..v as u8))
+            .collect();
+        let y: Vec<u8> = (0..n * t_out)
+            .map(|_| rng.random_range(0..v as u8))
+            .collect();
+        let mut p32: Vec<f32> = m.init_params(8);
+        let start: Vec<f64> = p32.iter().map(|&a| a as f64).collect();
+        let mut p64 = start.clone();
+        let opt = crate::optim::OptimConfig {
+            lr: 1e-2,
+            ..Default::default()
+        };
+        let (b1, b2) = (opt.beta1, opt.beta2);
+        let mut adam = Adam::new(opt.clone(), p32.len());
+        let (mut m64, mut v64) = (vec![0.0; p64.len()], vec![0.0; p64.len()]);
+        let mut e32 = Seq2SeqEngine::<f32>::new(m.clone(), 2);
+        let mut e64 = Seq2SeqEngine::<f64>::new(m.clone(), 2);
+        for step in 1..=4 {
+            let s32 = e32.train_step_adam(&mut p32, &x, &y, n, &mut adam).unwrap();
+            let s64 = e64.train_step(&p64, &x, &y, n);
+            let t = step as f64;
+            let alpha = opt.lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+            for (i, g) in e64.grad.iter().enumerate() {
+                m64[i] = b1 * m64[i] + (1.0 - b1) * g;
+                v64[i] = b2 * v64[i] + (1.0 - b2) * g * g;
+                p64[i] -= alpha * m64[i] / (v64[i].sqrt() + opt.eps);
+            }
+            let loss_err = (s32.loss_sum - s64.loss_sum).abs() / s64.loss_sum;
+            assert!(
+                loss_err < 1e-5,
+                "{what}, step {step}: loss {loss_err:e} apart"
+            );
+            assert_eq!(s32.correct_chars, s64.correct_chars, "{what}, step {step}");
+            // How far the two paths' parameters are apart, against how far they moved.
+            let apart = p32
+                .iter()
+                .zip(&p64)
+                .map(|(&a, &b)| (a as f64 - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let moved = p64
+                .iter()
+                .zip(&start)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                apart < 1e-4 * moved,
+                "{what}, step {step}: parameters {apart:e} apart after moving {moved:e}"
+            );
+        }
+    }
+}
