@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand::{Rng, SeedableRng};
-use seqcalc::model::{Engine, ModelConfig, Seq2Seq};
+use seqcalc::model::{ModelConfig, Seq2Seq, Seq2SeqEngine};
 use seqcalc::nn::dense::Dense;
 use seqcalc::nn::loss::softmax_xent_forward_backward;
 use seqcalc::nn::params::ParamLayout;
@@ -167,7 +167,7 @@ fn train_step(c: &mut Criterion) {
     let x: Vec<u8> = (0..128 * 7).map(|_| rng.random_range(0..12)).collect();
     let y: Vec<u8> = (0..128 * 4).map(|_| rng.random_range(0..12)).collect();
     for threads in [1, 2] {
-        let mut e: Engine<f32> = Engine::new(m.clone(), threads);
+        let mut e: Seq2SeqEngine<f32> = Seq2SeqEngine::new(m.clone(), threads);
         c.bench_function(
             &format!("training step, default model, batch 128, {threads} thread(s)"),
             |bch| bch.iter(|| e.train_step(&p, &x, &y, 128)),
@@ -198,7 +198,7 @@ fn transformer_step(c: &mut Criterion) {
                 .collect();
             g.throughput(criterion::Throughput::Elements((256 * (3 * l + 4)) as u64));
             for threads in [1, 2] {
-                let mut e = engine::Engine::new(m.clone(), threads);
+                let mut e = engine::CoupledAdditionEngine::new(m.clone(), threads);
                 g.bench_function(
                     format!(
                         "training step, window {window}, L {l}, batch 256, {threads} thread(s)"

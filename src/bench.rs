@@ -9,7 +9,7 @@
 //! input projected once, a gather instead of the one-hot product), so the GFLOP/s it reports
 //! are "effective": the rate a framework doing the nominal work would need to match it.
 
-use crate::model::{Engine, Seq2Seq};
+use crate::model::{Network, Seq2Seq, Seq2SeqEngine};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::time::Instant;
@@ -74,14 +74,15 @@ fn transformer_forward_flops(
 
 /// Nominal forward FLOPs of the model for `b` examples (see the module doc).
 pub fn nominal_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
-    if let Some(tr) = &m.transformer {
-        return transformer_forward_flops(tr, m.t_in, m.t_out, b);
-    }
+    let rnn = match &m.net {
+        Network::Transformer(tr) => return transformer_forward_flops(tr, m.t_in, m.t_out, b),
+        Network::Recurrent(rnn) => rnn,
+    };
     let h = m.cfg.hidden as f64;
     let g = m.cfg.cell.gates() as f64;
     let b = b as f64;
     let enc = m.t_in as f64 * 2.0 * b * (m.vocab as f64 + h) * g * h;
-    let dec = m.decoders.len() as f64 * m.t_out as f64 * 2.0 * b * (h + h) * g * h;
+    let dec = rnn.decoders.len() as f64 * m.t_out as f64 * 2.0 * b * (h + h) * g * h;
     let head = m.t_out as f64 * 2.0 * b * h * m.vocab as f64;
     enc + dec + head
 }
@@ -89,15 +90,16 @@ pub fn nominal_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
 /// Forward FLOPs of the products seqcalc really runs: no recurrent product at t=0 (h0 = 0), the
 /// repeated decoder input projected once, a gather instead of the one-hot input product.
 pub fn real_forward_flops(m: &Seq2Seq, b: usize) -> f64 {
-    if let Some(tr) = &m.transformer {
-        return transformer_forward_flops(tr, m.t_in, m.t_out, b);
-    }
+    let rnn = match &m.net {
+        Network::Transformer(tr) => return transformer_forward_flops(tr, m.t_in, m.t_out, b),
+        Network::Recurrent(rnn) => rnn,
+    };
     let h = m.cfg.hidden as f64;
     let gh = m.cfg.cell.gates() as f64 * h;
     let b = b as f64;
     let rec = |t: usize| (t.saturating_sub(1)) as f64 * 2.0 * b * h * gh;
     let mut f = rec(m.t_in);
-    for l in 0..m.decoders.len() {
+    for l in 0..rnn.decoders.len() {
         let input = if l == 0 {
             2.0 * b * h * gh
         } else {
@@ -283,10 +285,10 @@ pub fn run(model: Seq2Seq, name: &str, cfg: &BenchConfig) -> BenchReport {
     let y: Vec<u8> = (0..b * t_out)
         .map(|_| rng.random_range(0..v as u8))
         .collect();
-    let mut engine: Engine<f32> = Engine::new(model.clone(), cfg.threads);
+    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(model.clone(), cfg.threads);
     let mut adam = crate::optim::Adam::new(Default::default(), model.param_count());
     let mut p = params.clone();
-    let mut step = |engine: &mut Engine<f32>, p: &mut Vec<f32>| {
+    let mut step = |engine: &mut Seq2SeqEngine<f32>, p: &mut Vec<f32>| {
         engine
             .train_step_adam(p, &x, &y, b, &mut adam)
             .expect("finite gradients");

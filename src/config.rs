@@ -231,7 +231,7 @@ impl ExperimentConfig {
 
     /// Worker threads to use (0 in the config means one per core).
     pub fn threads(&self) -> usize {
-        crate::model::threads_or_cores(self.train.threads)
+        crate::parallel::threads_or_cores(self.train.threads)
     }
 }
 

@@ -3,7 +3,7 @@
 //! carries (borrows for `-`).
 
 use crate::data::Dataset;
-use crate::model::Engine;
+use crate::model::Seq2SeqEngine;
 use crate::rundir::LoadedRun;
 use crate::task::{generate, generate_excluding, Problem, TaskConfig, TaskError};
 use serde::Serialize;
@@ -167,7 +167,7 @@ pub fn score(
     threads: usize,
 ) -> Result<EvalReport, EvalError> {
     let ds = Dataset::encode(problems, &run.codec)?;
-    let mut engine: Engine<f32> = Engine::new(run.model.clone(), threads);
+    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(run.model.clone(), threads);
     let t0 = std::time::Instant::now();
     let mut pred = Vec::with_capacity(ds.n * ds.t_out);
     let chunk = run

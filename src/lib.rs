@@ -19,6 +19,7 @@ pub mod lengthgen;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod parallel;
 pub mod regression;
 pub mod report;
 pub mod run;

@@ -411,6 +411,59 @@ mod tests {
         assert_eq!(p[2], 1.0);
     }
 
+    /// Adam by the module doc's formula in f64, from zero moments: the parameters after each
+    /// of `grads`' steps.
+    fn adam_reference(cfg: &OptimConfig, p0: &[f64], grads: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let (b1, b2) = (cfg.beta1, cfg.beta2);
+        let mut p = p0.to_vec();
+        let (mut m, mut v) = (vec![0.0; p.len()], vec![0.0; p.len()]);
+        let mut after = Vec::new();
+        for (step, g) in grads.iter().enumerate() {
+            let t = (step + 1) as f64;
+            let alpha = cfg.lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+            for i in 0..p.len() {
+                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                p[i] -= alpha * m[i] / (v[i].sqrt() + cfg.eps);
+            }
+            after.push(p.clone());
+        }
+        after
+    }
+
+    #[test]
+    fn adam_follows_its_formula_over_several_steps() {
+        // The bias corrections 1-β^t change at every step: from step 2 on, a correction stuck
+        // at its first value moves each parameter by about a third more than it should, far
+        // beyond the tolerance. Gradients change sign and size so that m and v differ from g.
+        let cfg = OptimConfig {
+            lr: 0.01,
+            ..OptimConfig::default()
+        };
+        let p0 = [1.0f64, -0.5, 0.25, 2.0];
+        let grads: Vec<Vec<f64>> = (1..=5)
+            .map(|t| {
+                let t = t as f64;
+                vec![0.5 * t, -2.0 / t, 0.3 * (-1f64).powf(t), 1e-3 * t * t]
+            })
+            .collect();
+        let want = adam_reference(&cfg, &p0, &grads);
+        let mut adam = Adam::new(cfg, p0.len());
+        let mut p: Vec<f32> = p0.iter().map(|&x| x as f32).collect();
+        for (t, (g, want)) in grads.iter().zip(&want).enumerate() {
+            let g: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+            adam.step(&mut p, &g).unwrap();
+            for (i, (&got, &w)) in p.iter().zip(want).enumerate() {
+                assert!(
+                    (got as f64 - w).abs() < 2e-6,
+                    "step {}, parameter {i}: {got} against {w}",
+                    t + 1
+                );
+            }
+        }
+        assert_eq!(adam.t, 5);
+    }
+
     #[test]
     fn the_schedule_scales_the_step() {
         let cfg = OptimConfig {

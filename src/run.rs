@@ -556,15 +556,15 @@ pub fn load_history(dir: &Path) -> Result<crate::history::History, RunError> {
 pub enum Run {
     Seq2seq {
         run: crate::rundir::LoadedRun,
-        engine: crate::model::Engine<f32>,
+        engine: crate::model::Seq2SeqEngine<f32>,
     },
     CoupledTransformer {
         run: crate::lengthgen::LoadedRun,
-        engine: crate::lengthgen::engine::Engine,
+        engine: crate::lengthgen::engine::CoupledAdditionEngine,
     },
     PairGru {
         cfg: PairGruRunConfig,
-        engine: crate::lengthgen::gru::GruEngine,
+        engine: crate::lengthgen::gru::PairGruEngine,
     },
     Regression(crate::regression::MappingRun),
 }
@@ -591,16 +591,19 @@ pub struct Answer {
 impl Run {
     /// Reads `dir/config.json` once, then the weights its kind needs, for `threads` workers.
     pub fn load(dir: &Path, threads: usize) -> Result<Run, RunError> {
-        let threads = threads.clamp(1, crate::model::MAX_THREADS);
+        let threads = threads.clamp(1, crate::parallel::MAX_THREADS);
         Ok(match load_config(dir)? {
             RunConfig::Seq2seq(cfg) => {
                 let run = crate::rundir::load_run_with(dir, cfg)?;
-                let engine = crate::model::Engine::new(run.model.clone(), threads);
+                let engine = crate::model::Seq2SeqEngine::new(run.model.clone(), threads);
                 Run::Seq2seq { run, engine }
             }
             RunConfig::CoupledTransformer(cfg) => {
                 let run = crate::lengthgen::load_run_with(dir, cfg)?;
-                let engine = crate::lengthgen::engine::Engine::new(run.model.clone(), threads);
+                let engine = crate::lengthgen::engine::CoupledAdditionEngine::new(
+                    run.model.clone(),
+                    threads,
+                );
                 Run::CoupledTransformer { run, engine }
             }
             RunConfig::PairGru(cfg) => {
@@ -677,7 +680,7 @@ impl Run {
 
 fn answer_seq2seq(
     run: &crate::rundir::LoadedRun,
-    engine: &mut crate::model::Engine<f32>,
+    engine: &mut crate::model::Seq2SeqEngine<f32>,
     questions: &[&str],
 ) -> Vec<Result<Answer, String>> {
     let (t_in, t_out, v) = (

@@ -9,7 +9,7 @@ use crate::codec::Codec;
 use crate::config::ExperimentConfig;
 use crate::data::{build_split, epoch_order, Dataset};
 use crate::history::{EpochRecord, History};
-use crate::model::{Engine, Seq2Seq, SliceStats};
+use crate::model::{Network, Seq2Seq, Seq2SeqEngine, SliceStats};
 use crate::optim::Adam;
 use crate::report::Sample;
 use crate::rundir::{self, Checkpoint, RunError};
@@ -218,7 +218,7 @@ pub fn run(
             }
         }
     }
-    let mut engine: Engine<f32> = Engine::new(model, threads);
+    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(model, threads);
     events(Event::Start {
         cfg: &cfg,
         model: &engine.model,
@@ -244,12 +244,12 @@ pub fn run(
     let started = Instant::now();
     let elapsed_before = state.history.records.last().map_or(0.0, |r| r.elapsed_secs);
     let epochs = cfg.train.epochs;
-    let kind = match &engine.model.transformer {
-        Some(tr) => format!(
+    let kind = match &engine.model.net {
+        Network::Transformer(tr) => format!(
             "transformer, {} blocks of width {}",
             tr.cfg.layers, tr.cfg.dim
         ),
-        None => engine.model.cfg.cell.keras_name().to_string(),
+        Network::Recurrent(_) => engine.model.cfg.cell.keras_name().to_string(),
     };
     let mut curves = Curves {
         title: format!("{} ({kind})", cfg.name),
@@ -424,7 +424,11 @@ fn save_checkpoint(
 }
 
 /// Loss, per-character and exact-match sums over a whole data set, in chunks.
-pub fn evaluate_dataset(engine: &mut Engine<f32>, params: &[f32], ds: &Dataset) -> SliceStats {
+pub fn evaluate_dataset(
+    engine: &mut Seq2SeqEngine<f32>,
+    params: &[f32],
+    ds: &Dataset,
+) -> SliceStats {
     let mut total = SliceStats::default();
     let chunk = engine
         .model
@@ -446,7 +450,7 @@ pub fn evaluate_dataset(engine: &mut Engine<f32>, params: &[f32], ds: &Dataset) 
 
 /// `k` random validation questions (seeded by epoch) with the model's answers.
 fn pick_samples(
-    engine: &mut Engine<f32>,
+    engine: &mut Seq2SeqEngine<f32>,
     params: &[f32],
     codec: &Codec,
     val: &Dataset,

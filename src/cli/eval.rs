@@ -64,11 +64,11 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
             bail!("--n {n} must be in 1..={MAX_N}");
         }
     }
-    let threads = a.threads.unwrap_or_else(seqcalc::model::default_threads);
-    if threads == 0 || threads > seqcalc::model::MAX_THREADS {
+    let threads = a.threads.unwrap_or_else(seqcalc::parallel::default_threads);
+    if threads == 0 || threads > seqcalc::parallel::MAX_THREADS {
         bail!(
             "--threads {threads} must be in 1..={}",
-            seqcalc::model::MAX_THREADS
+            seqcalc::parallel::MAX_THREADS
         );
     }
     let run = Run::load(&a.model, threads)?;

@@ -115,7 +115,7 @@ fn result_row(
     verdict: &str,
     secs: f64,
 ) -> Result<String> {
-    let threads = seqcalc::model::default_threads();
+    let threads = seqcalc::parallel::default_threads();
     let (trained_for, score) = match trained {
         Trained::Seq2seq(o) => {
             let run = seqcalc::rundir::load_run(dir)?;
@@ -173,7 +173,7 @@ fn results_markdown(a: &ExperimentRunArgs, rows: &[String], secs: f64) -> String
         &run::utc_now()[..10],
         args.join(" "),
         run::cpu_model(),
-        seqcalc::model::default_threads(),
+        seqcalc::parallel::default_threads(),
         run::kernel_level(),
         env!("CARGO_PKG_VERSION"),
         commit.map_or(String::new(), |c| format!(" at commit {c}")),
@@ -326,7 +326,7 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
         base: ExperimentConfig::default(),
     };
     sweep::prepare(&spec, &dir)?;
-    let parallel = seqcalc::model::default_threads().max(1);
+    let parallel = seqcalc::parallel::default_threads().max(1);
     println!(
         "=== {name}: {} runs, {parallel} at a time with 1 thread each, in {}",
         jobs.len(),

@@ -4,7 +4,7 @@
 use super::{color, mark};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use seqcalc::model::{Engine, ModelKind};
+use seqcalc::model::{ModelKind, Seq2SeqEngine};
 use seqcalc::run::{Answer, Run};
 use seqcalc::rundir;
 use std::io::{BufRead, Write};
@@ -42,11 +42,11 @@ struct JsonlLine<'a> {
 }
 
 pub fn exec(a: PredictArgs) -> Result<ExitCode> {
-    if a.threads == 0 || a.threads > seqcalc::model::MAX_THREADS {
+    if a.threads == 0 || a.threads > seqcalc::parallel::MAX_THREADS {
         bail!(
             "--threads {} must be in 1..={}",
             a.threads,
-            seqcalc::model::MAX_THREADS
+            seqcalc::parallel::MAX_THREADS
         );
     }
     let mut run = Run::load(&a.model, a.threads)?;
@@ -159,7 +159,7 @@ fn human_line(q: &str, ans: &Answer, color: bool) -> String {
 
 /// `predict --explain`: for each answer step, the question characters it attended to most.
 pub fn explain(
-    engine: &mut Engine<f32>,
+    engine: &mut Seq2SeqEngine<f32>,
     run: &rundir::LoadedRun,
     question: &str,
     out: &mut impl Write,

@@ -80,17 +80,17 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
         .map(|g| sweep::Axis::parse(g))
         .collect::<Result<Vec<_>, _>>()?;
     let jobs = sweep::expand(&base, &axes, a.seeds)?;
-    let cores = seqcalc::model::default_threads();
+    let cores = seqcalc::parallel::default_threads();
     let threads = if base.train.threads == 0 {
         1
     } else {
         base.train.threads
     };
     let parallel = a.parallel.unwrap_or((cores / threads).max(1));
-    if parallel == 0 || parallel > seqcalc::model::MAX_THREADS {
+    if parallel == 0 || parallel > seqcalc::parallel::MAX_THREADS {
         bail!(
             "--parallel {parallel} must be in 1..={}",
-            seqcalc::model::MAX_THREADS
+            seqcalc::parallel::MAX_THREADS
         );
     }
     let dir = a.runs_dir.join(&a.name);

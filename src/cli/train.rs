@@ -70,12 +70,12 @@ pub fn exec(a: TrainArgs) -> Result<ExitCode> {
 pub enum Trained {
     Seq2seq(seqcalc::train::Outcome),
     CoupledTransformer {
-        engine: lengthgen::engine::Engine,
+        engine: lengthgen::engine::CoupledAdditionEngine,
         params: Vec<f32>,
         outcome: lengthgen::train::Outcome,
     },
     PairGru {
-        engine: lengthgen::gru::GruEngine,
+        engine: lengthgen::gru::PairGruEngine,
         outcome: lengthgen::gru::GruOutcome,
     },
     Regression(seqcalc::regression::MappingReport),
@@ -89,9 +89,9 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
     let threads = match &cfg {
         RunConfig::Seq2seq(c) => c.threads(),
         RunConfig::CoupledTransformer(c) => {
-            seqcalc::model::threads_or_cores(c.lengthgen.train.threads)
+            seqcalc::parallel::threads_or_cores(c.lengthgen.train.threads)
         }
-        RunConfig::PairGru(c) => seqcalc::model::threads_or_cores(c.pair_gru.threads),
+        RunConfig::PairGru(c) => seqcalc::parallel::threads_or_cores(c.pair_gru.threads),
         RunConfig::Regression(_) => 1,
     };
     let mut manifest = Manifest::start(kind, threads, run::spec_hash(&cfg));

@@ -27,7 +27,7 @@ struct Worker {
 }
 
 /// The transformer with a thread pool and per-worker buffers.
-pub struct Engine {
+pub struct CoupledAdditionEngine {
     pub model: Transformer,
     pool: rayon::ThreadPool,
     workers: Vec<Worker>,
@@ -38,10 +38,10 @@ pub struct Engine {
 /// Key/value cache bytes one worker may hold while decoding.
 const DECODE_BUDGET_BYTES: usize = 256 << 20;
 
-impl Engine {
-    pub fn new(model: Transformer, threads: usize) -> Engine {
+impl CoupledAdditionEngine {
+    pub fn new(model: Transformer, threads: usize) -> CoupledAdditionEngine {
         let threads = threads.max(1);
-        let pool = crate::model::math_pool(threads);
+        let pool = crate::parallel::math_pool(threads);
         let n = model.param_count();
         let workers = (0..threads)
             .map(|_| Worker {
@@ -53,7 +53,7 @@ impl Engine {
                 targets: Vec::new(),
             })
             .collect();
-        Engine {
+        CoupledAdditionEngine {
             model,
             pool,
             workers,
@@ -66,7 +66,7 @@ impl Engine {
     }
 
     fn slices(&self, n: usize) -> Vec<(usize, usize)> {
-        crate::model::worker_slices(n, self.workers.len())
+        crate::parallel::worker_slices(n, self.workers.len())
     }
 
     /// Forward and backward on `n` sequences of operand length `l`: `seqs` holds each one's
@@ -82,7 +82,7 @@ impl Engine {
         let slices = self.slices(n);
         let model = &self.model;
         let (seg_row, pos_row) = (&seg_row, &pos_row);
-        let stats = crate::model::run_on_slices(
+        let stats = crate::parallel::run_on_slices(
             &self.pool,
             &mut self.workers,
             &slices,
@@ -294,7 +294,7 @@ mod tests {
         let mut saw_no_end = false;
         for seed in 0..6 {
             let p = model.init_params(seed);
-            let mut engine = Engine::new(model.clone(), 2);
+            let mut engine = CoupledAdditionEngine::new(model.clone(), 2);
             let answers = engine.greedy(&p, &qs);
             let (seg, pos) = format::layout(l);
             let t = 3 * l + 4;

@@ -8,7 +8,7 @@
 //! ripples through every digit); 20 with `a + b = 10^n - 1` (every column sums to 9, no carry
 //! at all, while the digits look just like a ripple's). Exact big-integer arithmetic builds them.
 
-use super::engine::{check_all, Check, Engine};
+use super::engine::{check_all, Check, CoupledAdditionEngine};
 use super::format::Operands;
 use super::train::random_operand;
 use num_bigint::BigUint;
@@ -94,7 +94,7 @@ pub fn stress_set(rng: &mut impl Rng, n: usize, n_random: usize) -> Vec<(Operand
 }
 
 /// Greedy answers to `qs`, each scored against the exact sum.
-pub fn score(engine: &mut Engine, params: &[f32], qs: &[Operands]) -> Vec<Check> {
+pub fn score(engine: &mut CoupledAdditionEngine, params: &[f32], qs: &[Operands]) -> Vec<Check> {
     check_all(qs, &engine.greedy(params, qs))
 }
 
@@ -127,7 +127,10 @@ fn summarise(
 pub type Scorer<'a> = dyn FnMut(&[Operands]) -> Vec<Check> + 'a;
 
 /// The transformer's greedy answers as a [`Scorer`].
-pub fn transformer_scorer<'a>(engine: &'a mut Engine, params: &'a [f32]) -> Box<Scorer<'a>> {
+pub fn transformer_scorer<'a>(
+    engine: &'a mut CoupledAdditionEngine,
+    params: &'a [f32],
+) -> Box<Scorer<'a>> {
     Box::new(move |qs| score(engine, params, qs))
 }
 
@@ -252,7 +255,7 @@ mod tests {
         cfg.lengthgen.model.ffn = 32;
         let model = cfg.build().unwrap();
         let params = model.init_params(3);
-        let mut engine = Engine::new(model, 1);
+        let mut engine = CoupledAdditionEngine::new(model, 1);
         let grid = length_pairs(
             &mut *transformer_scorer(&mut engine, &params),
             &[1, 3, 7],

@@ -18,7 +18,6 @@
 use super::engine::{check_all, Answer, Check};
 use super::format::Operands;
 use super::train::sample_bucket;
-use crate::model::{run_on_slices, worker_slices};
 use crate::nn::dense::Dense;
 use crate::nn::embedding::Embedding;
 use crate::nn::loss::softmax_xent_forward_backward;
@@ -26,6 +25,7 @@ use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::Real;
 use crate::optim::{warmup_cosine, AdamW};
+use crate::parallel::{run_on_slices, worker_slices};
 use crate::rundir::{self, RunError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,7 +74,7 @@ impl PairGruConfig {
         check("embed_dim", self.embed_dim, 1, 4096)?;
         check("batch_size", self.batch_size, 1, 1 << 16)?;
         check("steps", self.steps, 1, 100_000_000)?;
-        check("threads", self.threads, 0, crate::model::MAX_THREADS)?;
+        check("threads", self.threads, 0, crate::parallel::MAX_THREADS)?;
         if !(0.0..=1.0).contains(&self.stress_fraction) {
             return Err(format!(
                 "pair_gru.stress_fraction {} must be in [0, 1]",
@@ -261,17 +261,17 @@ pub struct GruOutcome {
 }
 
 /// The baseline, trained, with its worker threads.
-pub struct GruEngine {
+pub struct PairGruEngine {
     pub model: PairGru,
     pub params: Vec<f32>,
     pool: rayon::ThreadPool,
     workers: Vec<Worker<f32>>,
 }
 
-impl GruEngine {
-    pub fn new(model: PairGru, params: Vec<f32>, threads: usize) -> GruEngine {
+impl PairGruEngine {
+    pub fn new(model: PairGru, params: Vec<f32>, threads: usize) -> PairGruEngine {
         let threads = threads.max(1);
-        let pool = crate::model::math_pool(threads);
+        let pool = crate::parallel::math_pool(threads);
         let n = model.param_count();
         let workers = (0..threads)
             .map(|_| Worker {
@@ -279,7 +279,7 @@ impl GruEngine {
                 ..Worker::default()
             })
             .collect();
-        GruEngine {
+        PairGruEngine {
             model,
             params,
             pool,
@@ -370,10 +370,10 @@ pub fn load_weights(
     dir: &Path,
     cfg: &PairGruConfig,
     threads: usize,
-) -> Result<GruEngine, RunError> {
+) -> Result<PairGruEngine, RunError> {
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = rundir::load_flat(dir, &model.layout)?;
-    Ok(GruEngine::new(model, params, threads))
+    Ok(PairGruEngine::new(model, params, threads))
 }
 
 /// Trains the baseline: operand lengths uniform in `min..=max` digits, length-bucketed batches,
@@ -383,17 +383,17 @@ pub fn train(
     cfg: &PairGruConfig,
     seed: u64,
     log: &mut dyn FnMut(&str),
-) -> Result<(GruEngine, GruOutcome), String> {
+) -> Result<(PairGruEngine, GruOutcome), String> {
     cfg.validate()?;
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = model.init_params(seed);
     let n = params.len();
-    let threads = crate::model::threads_or_cores(cfg.threads);
+    let threads = crate::parallel::threads_or_cores(cfg.threads);
     log(&format!(
         "aligned-pairs GRU: embedding {}, GRU {}, {} parameters; {} thread(s)",
         cfg.embed_dim, cfg.hidden, n, threads
     ));
-    let mut engine = GruEngine::new(model, params, threads);
+    let mut engine = PairGruEngine::new(model, params, threads);
     let mut opt = AdamW::new(n, 0.9, 0.95, 0.0, Some(1.0));
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a7e_0001);
     let mut grad = vec![0.0f32; n];
@@ -504,10 +504,35 @@ mod tests {
             probe.grad = vec![0.0; pp.len()];
             model.loss_backward(pp, &mut probe, b, t, 1.0).0
         };
+        // Most embedding rows belong to digit pairs these questions never hold, and their
+        // gradient is zero: a stride alone would compare mostly zeros with zeros there. So
+        // every coordinate of each pair the questions do hold is checked (and must have a
+        // gradient), besides a stride over everything and several coordinates of each tensor.
+        let emb = model.emb.weight;
+        let d = model.emb.dim;
+        let mut pairs = w.syms.clone();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let used: Vec<usize> = pairs
+            .iter()
+            .flat_map(|&s| (0..d).map(move |j| emb.offset + s as usize * d + j))
+            .collect();
+        assert!(pairs.len() >= 8, "{pairs:?}");
+        for &i in &used {
+            assert!(
+                analytic[i] != 0.0,
+                "embedding coordinate {i} has no gradient"
+            );
+        }
+        let mut indices = gradcheck::sample_indices(p.len(), 7);
+        indices.extend(&used);
+        indices.extend(gradcheck::sample_per_tensor(&model.layout, &analytic, 4));
+        indices.sort_unstable();
+        indices.dedup();
         gradcheck::check(
             &p,
             &analytic,
-            &gradcheck::sample_indices(p.len(), 7),
+            &indices,
             // The summed loss is about 28, so central differences carry about 1e-10 of
             // rounding; the smallest gradients checked are about 1e-6.
             1e-4,

@@ -2,7 +2,7 @@
 //! has the same padded length, so no padding is wasted), AdamW with warm-up and cosine decay,
 //! global-norm clipping, greedy evaluations at longer lengths along the way.
 
-use super::engine::{exact_rate, Engine};
+use super::engine::{exact_rate, CoupledAdditionEngine};
 use super::format::{self, Operands};
 use super::{save_config, LengthGenRunConfig};
 use crate::fsutil::write_atomic;
@@ -174,14 +174,14 @@ pub fn train(
     resume: bool,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
-) -> Result<(Engine, Vec<f32>, Outcome), RunError> {
+) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), RunError> {
     let model = cfg.build().map_err(RunError::Config)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| rundir::file_err(dir, format!("could not create the run directory: {e}")))?;
     let _lock = RunLock::acquire(dir)?;
     save_config(dir, cfg)?;
     let t = &cfg.lengthgen.train;
-    let threads = crate::model::threads_or_cores(t.threads);
+    let threads = crate::parallel::threads_or_cores(t.threads);
     log(&format!(
         "model: {} layer(s), d {}, {} heads, FFN {}: {} parameters; {} thread(s)",
         model.cfg.layers,
@@ -200,7 +200,7 @@ pub fn train(
         t.weight_decay,
         Some(t.clip_norm),
     );
-    let mut engine = Engine::new(model, threads);
+    let mut engine = CoupledAdditionEngine::new(model, threads);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_e7a1);
     let eval_sets: Vec<(usize, Vec<Operands>)> = t
@@ -268,7 +268,7 @@ pub fn train(
         rundir::save_checkpoint_flat(dir, layout, &ck)
     };
     let mut seqs: Vec<u8> = Vec::new();
-    let evaluate = |engine: &mut Engine,
+    let evaluate = |engine: &mut CoupledAdditionEngine,
                     params: &[f32],
                     out: &mut Outcome,
                     lr: f64,
@@ -495,7 +495,7 @@ mod tests {
         let last_loss = out.history.last().unwrap().loss;
         assert!(last_loss < 0.1, "loss {last_loss}: {lines:?}");
         let mut rng = ChaCha8Rng::seed_from_u64(99);
-        let mut rate = |engine: &mut Engine, len| {
+        let mut rate = |engine: &mut CoupledAdditionEngine, len| {
             let qs = random_questions(&mut rng, len, 200);
             exact_rate(&score(engine, &p, &qs))
         };

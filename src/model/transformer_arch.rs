@@ -12,14 +12,16 @@
 //! one token per step against key/value caches. As for the RNN teacher-forced decoder, the
 //! validation loss is the teacher-forced one and the accuracies come from greedy answers.
 
-use super::*;
-use crate::nn::loss::LossSums;
-use crate::nn::transformer::{TransformerConfig, Workspace as TfWorkspace};
+use super::{ModelConfig, ModelError, Network, Seq2Seq, Seq2SeqEngine, SliceStats};
+use crate::nn::loss::{argmax, softmax_rows, softmax_xent_forward_backward, LossSums};
+use crate::nn::transformer::{Transformer, TransformerConfig, Workspace as TransformerWorkspace};
+use crate::nn::Real;
+use crate::parallel::run_on_slices;
 
 /// One worker's transformer buffers; sized on first use, reused after.
 #[derive(Debug, Default)]
-pub struct TfWorker<R> {
-    ws: TfWorkspace<R>,
+pub struct TransformerWorker<R> {
+    ws: TransformerWorkspace<R>,
     grad: Vec<R>,
     tokens: Vec<u8>,
     segs: Vec<u8>,
@@ -66,84 +68,42 @@ impl Seq2Seq {
             local_window: 0,
         };
         let transformer = Transformer::new(&tcfg, vocab + 1, t).map_err(ModelError::Invalid)?;
-        // Placeholders for the RNN fields, in a layout of their own: never run.
-        let mut scratch = ParamLayout::default();
-        let encoder = RnnLayer::new(&mut scratch, "unused", "_l0", cfg.cell, 1, 1);
-        let head = Dense::new(&mut scratch, "unused_head", 1, vocab);
         Ok(Seq2Seq {
             cfg: cfg.clone(),
             vocab,
             t_in,
             t_out,
             layout: transformer.layout.clone(),
-            embedding: None,
-            encoder,
-            decoders: Vec::new(),
-            attention: None,
-            head,
             eos: None,
             pad: 0,
-            transformer: Some(transformer),
+            net: Network::Transformer(transformer),
         })
     }
 
-    fn tf(&self) -> &Transformer {
-        self.transformer.as_ref().expect("a transformer model")
-    }
-
-    /// The transformer's summary table.
-    pub(super) fn transformer_summary(&self) -> String {
-        let tr = self.tf();
-        let count = |prefix: &str| -> usize {
-            self.layout
-                .specs
-                .iter()
-                .filter(|s| s.name.starts_with(prefix))
-                .map(|s| s.range().len())
-                .sum()
-        };
-        let (d, t) = (tr.cfg.dim, self.t_in + self.t_out);
-        let mut rows = vec![
-            (
-                "tok (Embedding)".to_string(),
-                format!("(None, {t}, {d})"),
-                count("tok."),
-            ),
-            (
-                "seg (Embedding, positions)".to_string(),
-                format!("(None, {t}, {d})"),
-                count("seg."),
-            ),
-        ];
-        for l in 0..tr.cfg.layers {
-            rows.push((
-                format!("block_{l} ({} heads, FFN {})", tr.cfg.heads, tr.cfg.ffn),
-                format!("(None, {t}, {d})"),
-                count(&format!("blocks.{l}.")),
-            ));
+    /// The transformer network; only called on the transformer's paths, which `Network`
+    /// dispatch alone reaches.
+    fn transformer_net(&self) -> &Transformer {
+        match &self.net {
+            Network::Transformer(tr) => tr,
+            Network::Recurrent(_) => unreachable!("a transformer path run on a recurrent model"),
         }
-        rows.push((
-            "norm + head (Dense)".to_string(),
-            format!("(None, {}, {})", self.t_out, tr.vocab),
-            count("nf.") + count("head."),
-        ));
-        let title = format!(
-            "Model: \"transformer\" (input: question, start symbol, answer: {t} tokens of {} symbols)",
-            tr.vocab
-        );
-        summary_table(&title, &rows, self.param_count())
     }
 
     /// Activation floats per row of a forward and backward pass (for memory estimates).
-    pub(super) fn transformer_floats_per_row(&self) -> usize {
-        let tr = self.tf();
+    pub(super) fn transformer_floats_per_row(&self, tr: &Transformer) -> usize {
         let (d, f, h) = (tr.cfg.dim, tr.cfg.ffn, tr.cfg.heads);
         let t = self.t_in + self.t_out;
         tr.cfg.layers * t * (12 * d + 3 * f + 2 * h * t) + self.t_out * tr.vocab + 4 * t * d
     }
 
     /// Fills the worker's token, segment, position and target rows for `b` questions.
-    fn tf_rows(&self, w: &mut TfWorker<impl Real>, inputs: &[u8], targets: &[u8], b: usize) {
+    fn transformer_rows(
+        &self,
+        w: &mut TransformerWorker<impl Real>,
+        inputs: &[u8],
+        targets: &[u8],
+        b: usize,
+    ) {
         let (t_in, t_out) = (self.t_in, self.t_out);
         let t = t_in + t_out;
         w.tokens.clear();
@@ -164,15 +124,15 @@ impl Seq2Seq {
 
     /// Greedy answers for `b` questions into `w.answers` (and their probabilities over the `V`
     /// answer symbols into `w.probs` when `probs` is set).
-    fn tf_greedy<R: Real>(
+    fn transformer_greedy<R: Real>(
         &self,
         p: &[R],
-        w: &mut TfWorker<R>,
+        w: &mut TransformerWorker<R>,
         inputs: &[u8],
         b: usize,
         probs: bool,
     ) {
-        let tr = self.tf();
+        let tr = self.transformer_net();
         let (t_in, t_out, v) = (self.t_in, self.t_out, self.vocab);
         let vt = tr.vocab;
         let mut st = tr.decode_start::<R>(b, t_in + t_out);
@@ -216,20 +176,20 @@ impl Seq2Seq {
     /// Forward (and with `backward`, loss gradient scaled by `scale` into `w.grad`) for one
     /// slice of `b` rows with targets; greedy answers for the accuracies when not training.
     #[allow(clippy::too_many_arguments)]
-    fn tf_slice<R: Real>(
+    fn transformer_slice<R: Real>(
         &self,
         p: &[R],
-        w: &mut TfWorker<R>,
+        w: &mut TransformerWorker<R>,
         inputs: &[u8],
         targets: &[u8],
         b: usize,
         scale: R,
         backward: bool,
     ) -> SliceStats {
-        let tr = self.tf();
+        let tr = self.transformer_net();
         let (t_in, t_out) = (self.t_in, self.t_out);
         let t = t_in + t_out;
-        self.tf_rows(w, inputs, targets, b);
+        self.transformer_rows(w, inputs, targets, b);
         tr.forward(p, &mut w.ws, &w.tokens, &w.segs, &w.pos, b, t, t_in);
         let positions = b * t_out;
         if backward {
@@ -271,7 +231,7 @@ impl Seq2Seq {
             R::ZERO,
             &mut w.ws.argmax,
         );
-        self.tf_greedy(p, w, inputs, b, false);
+        self.transformer_greedy(p, w, inputs, b, false);
         let mut st = SliceStats {
             loss_sum: sums.loss,
             rows: b,
@@ -288,8 +248,8 @@ impl Seq2Seq {
     }
 }
 
-impl<R: Real> Engine<R> {
-    /// [`Engine::run`] for a transformer model.
+impl<R: Real> Seq2SeqEngine<R> {
+    /// [`Seq2SeqEngine::run`] for a transformer model.
     pub(super) fn run_transformer(
         &mut self,
         p: &[R],
@@ -301,32 +261,32 @@ impl<R: Real> Engine<R> {
         let (t_in, t_out) = (self.model.t_in, self.model.t_out);
         let scale = R::from_f64(1.0 / (n * t_out).max(1) as f64);
         let slices = self.slices(n);
-        self.tf_workers
-            .resize_with(self.workers.len(), TfWorker::default);
+        self.transformer_workers
+            .resize_with(self.workers.len(), TransformerWorker::default);
         let model = &self.model;
         let stats = run_on_slices(
             &self.pool,
-            &mut self.tf_workers,
+            &mut self.transformer_workers,
             &slices,
             |w, a, b| {
                 let x = &inputs[a * t_in..b * t_in];
                 match targets {
                     Some(y) => {
                         let y = &y[a * t_out..b * t_out];
-                        model.tf_slice(p, w, x, y, b - a, scale, backward)
+                        model.transformer_slice(p, w, x, y, b - a, scale, backward)
                     }
                     None => {
-                        model.tf_greedy(p, w, x, b - a, true);
+                        model.transformer_greedy(p, w, x, b - a, true);
                         SliceStats::default()
                     }
                 }
             },
-            backward.then_some((&mut self.grad[..], |w: &TfWorker<R>| &w.grad[..])),
+            backward.then_some((&mut self.grad[..], |w: &TransformerWorker<R>| &w.grad[..])),
         );
         SliceStats::total(&stats)
     }
 
-    /// [`Engine::predict`] for a transformer model: greedy answers' probabilities `[n, T_out, V]`.
+    /// [`Seq2SeqEngine::predict`] for a transformer model: greedy answers' probabilities `[n, T_out, V]`.
     pub(super) fn predict_transformer(
         &mut self,
         p: &[R],
@@ -338,7 +298,7 @@ impl<R: Real> Engine<R> {
         self.run_transformer(p, inputs, None, n, false);
         probs.clear();
         probs.resize(n * per, R::ZERO);
-        for (w, (a, b)) in self.tf_workers.iter().zip(self.slices(n)) {
+        for (w, (a, b)) in self.transformer_workers.iter().zip(self.slices(n)) {
             probs[a * per..b * per].copy_from_slice(&w.probs[..(b - a) * per]);
         }
     }
@@ -347,8 +307,9 @@ impl<R: Real> Engine<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ModelKind;
     use crate::nn::gradcheck;
-    use rand::Rng;
+    use rand::{Rng, SeedableRng};
 
     fn tiny() -> (Seq2Seq, Vec<u8>, Vec<u8>, usize) {
         let cfg = ModelConfig {
@@ -387,11 +348,11 @@ mod tests {
         for v in p.iter_mut() {
             *v += 0.3 * (rng.random::<f64>() - 0.5);
         }
-        let mut eng = Engine::<f64>::new(m.clone(), 2);
+        let mut eng = Seq2SeqEngine::<f64>::new(m.clone(), 2);
         let st = eng.train_step(&p, &x, &y, n);
         assert!(st.loss_sum > 0.0 && st.positions == n * 3);
         let grad = eng.grad.clone();
-        let mut e2 = Engine::<f64>::new(m.clone(), 1);
+        let mut e2 = Seq2SeqEngine::<f64>::new(m.clone(), 1);
         let loss = |pp: &[f64]| e2.evaluate(pp, &x, &y, n).loss_sum / (n * 3) as f64;
         gradcheck::check(
             &p,
@@ -413,14 +374,14 @@ mod tests {
         for v in p.iter_mut() {
             *v += 0.5 * (rng.random::<f64>() - 0.5);
         }
-        let mut eng = Engine::<f64>::new(m.clone(), 2);
+        let mut eng = Seq2SeqEngine::<f64>::new(m.clone(), 2);
         let answers = eng.predict_indices(&p, &x, n);
         assert_eq!(answers.len(), n * m.t_out);
         assert!(answers.iter().any(|&a| a != answers[0]), "{answers:?}");
-        let mut w = TfWorker::default();
-        m.tf_rows(&mut w, &x, &answers, n);
+        let mut w = TransformerWorker::default();
+        m.transformer_rows(&mut w, &x, &answers, n);
         let t = m.t_in + m.t_out;
-        m.tf()
+        m.transformer_net()
             .forward(&p, &mut w.ws, &w.tokens, &w.segs, &w.pos, n, t, m.t_in);
         let vt = m.vocab + 1;
         for (i, &a) in answers.iter().enumerate() {
@@ -437,7 +398,7 @@ mod tests {
         let (m, x, y, n) = tiny();
         let p: Vec<f32> = m.init_params(9);
         let run = |threads: usize| {
-            let mut e = Engine::<f32>::new(m.clone(), threads);
+            let mut e = Seq2SeqEngine::<f32>::new(m.clone(), threads);
             let st = e.train_step(&p, &x, &y, n);
             (st.loss_sum, e.grad.clone())
         };

@@ -37,3 +37,33 @@ pub fn sample_indices(n: usize, stride: usize) -> Vec<usize> {
     }
     v
 }
+
+/// Indices that check every tensor of `layout`: `per_tensor` spread evenly over each tensor
+/// (all of a smaller one) and, where the tensor's `analytic` gradient is not zero everywhere,
+/// its `per_tensor` largest in magnitude, so that a check never compares only zeros. Panics,
+/// naming the tensor, when a tensor's analytic gradient is zero everywhere: the loss then does
+/// not reach it, which a gradient check of the whole model should not accept silently.
+pub fn sample_per_tensor(
+    layout: &super::params::ParamLayout,
+    analytic: &[f64],
+    per_tensor: usize,
+) -> Vec<usize> {
+    let mut v = Vec::new();
+    for spec in &layout.specs {
+        let r = spec.range();
+        let n = r.len();
+        let k = per_tensor.clamp(1, n.max(1));
+        v.extend((0..k).map(|j| r.start + j * (n - 1) / (k - 1).max(1)));
+        let mut by_size: Vec<usize> = r.clone().collect();
+        by_size.sort_by(|&a, &b| analytic[b].abs().total_cmp(&analytic[a].abs()));
+        assert!(
+            by_size.first().is_some_and(|&i| analytic[i] != 0.0),
+            "tensor {}: the analytic gradient is zero everywhere",
+            spec.name
+        );
+        v.extend(by_size.into_iter().take(per_tensor));
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}

@@ -48,7 +48,7 @@ thread_local! {
 
 /// Runs `f` with this thread's products ([`sgemm`] and [`sgemm_prepacked`]) splitting their
 /// row panels into tasks of the current rayon pool, so that a thread which has finished its own
-/// work takes some of them (every worker of `model::run_on_slices` runs in it). A training
+/// work takes some of them (every worker of `parallel::run_on_slices` runs in it). A training
 /// step's two halves take the same work but often not the same time (one core slowed by the
 /// machine); this evens them out. Each panel of C (within a block of k) is computed whole, by
 /// one thread, in the same order, and each block waits for all its panels: the same bits
