@@ -154,6 +154,20 @@ pub const MAX_PQ: usize = 100_000;
 const MAX_CONSECUTIVE_REPEATS: u64 = 20_000_000;
 
 impl TaskConfig {
+    /// Expressions of `terms` operands of up to `digits` digits over `+ - *`, brackets nested
+    /// up to `brackets` deep; every other field at its default.
+    pub fn expressions(terms: usize, digits: usize, brackets: usize) -> TaskConfig {
+        TaskConfig {
+            kind: TaskKind::Expression,
+            digits,
+            terms_min: terms,
+            terms_max: terms,
+            ops: expression::OPERATORS.into(),
+            brackets,
+            ..TaskConfig::default()
+        }
+    }
+
     /// Checks the configuration is possible (digits >= 1, known op, pq_max >= 1, ...).
     pub fn validate(&self) -> Result<(), TaskError> {
         let invalid = |m: String| Err(TaskError::Invalid(m));
