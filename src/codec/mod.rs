@@ -5,6 +5,7 @@
 //! `pad_side`, with `pad` (a symbol of the alphabet); when `reverse_input` the padded question is
 //! reversed (as Keras does: pad right, then reverse).
 
+pub mod coupled;
 mod scratchpad;
 
 use crate::task::expression::{PART_SEP, STEP_SEP};

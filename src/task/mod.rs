@@ -6,6 +6,7 @@
 
 mod arithmetic;
 pub mod expression;
+pub mod long_addition;
 mod operand;
 mod pq;
 
