@@ -16,7 +16,8 @@
 //! floats, no length limit but [`MAX_DIGITS`].
 
 use crate::nn::mha::NO_POSITION;
-pub use crate::task::long_addition::{to_decimal, Operands};
+use crate::task::long_addition;
+pub use crate::task::long_addition::{to_decimal, Operands, MAX_DIGITS};
 
 /// Digit `d` is token `d`.
 pub const PLUS: u8 = 10;
@@ -31,45 +32,11 @@ const SEG_OTHER: u8 = 0;
 const SEG_A: u8 = 1;
 const SEG_B: u8 = 2;
 const SEG_SUM: u8 = 3;
-/// The longest operand `predict` and `eval` accept (decoding work grows as its square).
-pub const MAX_DIGITS: usize = 10_000;
 
-/// Parses a typed question `a+b` (spaces around the numbers allowed) into operands.
+/// Parses a typed question `a+b` (spaces around the numbers allowed) into operands; a refused
+/// one gives the message of `long_addition::QuestionError`.
 pub fn parse_question(text: &str) -> Result<Operands, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty question; ask like 123+4567".into());
-    }
-    for (i, c) in t.char_indices() {
-        if !(c.is_ascii_digit() || c == '+' || c == ' ') {
-            let col = t[..i].chars().count() + 1;
-            return Err(format!(
-                "unknown character {c:?} at column {col}; this model adds two whole numbers: digits and one '+', like 123+4567"
-            ));
-        }
-    }
-    let parts: Vec<&str> = t.split('+').map(str::trim).collect();
-    if parts.len() != 2 {
-        return Err(format!(
-            "expected two numbers joined by one '+', like 123+4567; found {} '+'",
-            parts.len() - 1
-        ));
-    }
-    for p in &parts {
-        if p.is_empty() {
-            return Err("a number is missing on one side of '+'".into());
-        }
-        if p.contains(' ') {
-            return Err(format!("{p:?} is not one number (it has a space inside)"));
-        }
-        if p.len() > MAX_DIGITS {
-            return Err(format!(
-                "a number of {} digits is longer than the {MAX_DIGITS} digits this command answers",
-                p.len()
-            ));
-        }
-    }
-    Ok(Operands::from_decimal(parts[0], parts[1]))
+    long_addition::parse_question(text).map_err(|e| e.to_string())
 }
 
 /// Segments and coupled positions of every row of the `3L + 5`-token sequence of length `L`.

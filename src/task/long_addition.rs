@@ -12,6 +12,68 @@
 use num_bigint::BigUint;
 use rand::Rng;
 
+/// The longest operand `predict` and `eval` accept (decoding work grows as its square).
+pub const MAX_DIGITS: usize = 10_000;
+
+/// Why a typed question was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuestionError {
+    #[error("empty question; ask like 123+4567")]
+    Empty,
+    #[error(
+        "unknown character {symbol:?} at column {column}; this model adds two whole numbers: \
+         digits and one '+', like 123+4567"
+    )]
+    UnknownSymbol { symbol: char, column: usize },
+    #[error("expected two numbers joined by one '+', like 123+4567; found {pluses} '+'")]
+    NotTwoNumbers { pluses: usize },
+    #[error("a number is missing on one side of '+'")]
+    MissingNumber,
+    #[error("{number:?} is not one number (it has a space inside)")]
+    SpaceInside { number: String },
+    #[error(
+        "a number of {digits} digits is longer than the {max} digits this command answers",
+        max = MAX_DIGITS
+    )]
+    TooLong { digits: usize },
+}
+
+/// Parses a typed question `a+b` (spaces around the numbers allowed) into operands.
+pub fn parse_question(text: &str) -> Result<Operands, QuestionError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(QuestionError::Empty);
+    }
+    for (i, c) in t.char_indices() {
+        if !(c.is_ascii_digit() || c == '+' || c == ' ') {
+            return Err(QuestionError::UnknownSymbol {
+                symbol: c,
+                column: t[..i].chars().count() + 1,
+            });
+        }
+    }
+    let parts: Vec<&str> = t.split('+').map(str::trim).collect();
+    if parts.len() != 2 {
+        return Err(QuestionError::NotTwoNumbers {
+            pluses: parts.len() - 1,
+        });
+    }
+    for p in &parts {
+        if p.is_empty() {
+            return Err(QuestionError::MissingNumber);
+        }
+        if p.contains(' ') {
+            return Err(QuestionError::SpaceInside {
+                number: p.to_string(),
+            });
+        }
+        if p.len() > MAX_DIGITS {
+            return Err(QuestionError::TooLong { digits: p.len() });
+        }
+    }
+    Ok(Operands::from_decimal(parts[0], parts[1]))
+}
+
 /// Two operands as least-significant-first digit vectors of equal length `L`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operands {
