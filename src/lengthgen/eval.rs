@@ -9,7 +9,7 @@ use super::engine::{check_all, Check, Engine};
 use super::format::Operands;
 pub use crate::task::long_addition::stress_set;
 
-use crate::task::long_addition::random_operand;
+use crate::task::long_addition::{self, random_operand};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +98,7 @@ pub fn evaluate_lengths(
 ) -> Vec<LengthResult> {
     let mut out = Vec::new();
     for &n in lengths {
-        let qs = super::train::random_questions(rng, n, count(n));
+        let qs = long_addition::random_questions(rng, n, count(n));
         let t0 = std::time::Instant::now();
         let checks = score(&qs);
         let refs: Vec<&Operands> = qs.iter().collect();
