@@ -11,7 +11,7 @@ use crate::model::{DecoderKind, InputKind};
 use crate::report;
 use crate::rundir;
 use crate::sweep::{self, Job, RunResult};
-use crate::task::TaskKind;
+use crate::task::TaskConfig;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -116,12 +116,7 @@ const TASKS: &[Task] = &[
     Task {
         name: "3 terms +-*()",
         base: |c| {
-            c.task.kind = TaskKind::Expression;
-            c.task.digits = 2;
-            c.task.terms_min = 3;
-            c.task.terms_max = 3;
-            c.task.ops = "+-*".into();
-            c.task.brackets = 1;
+            c.task = TaskConfig::expressions(3, 2, 1);
             fresh(c, 50_000, 20);
         },
         variants: &[REPEAT, TF, ATT],

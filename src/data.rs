@@ -40,6 +40,14 @@ pub enum DataError {
         question: String,
         source: CodecError,
     },
+    /// The task could not write what the model must produce (a scratchpad of a question
+    /// that is not an expression).
+    #[error("question {index} ({question:?}): {source}")]
+    Target {
+        index: usize,
+        question: String,
+        source: TaskError,
+    },
     #[error("invalid data config: {0}")]
     Invalid(String),
 }
@@ -65,9 +73,16 @@ impl Dataset {
             .chunks_exact_mut(t_in)
             .zip(targets.chunks_exact_mut(t_out));
         for (index, (p, (x, y))) in problems.iter().zip(rows).enumerate() {
+            let target =
+                p.target(codec.config().scratchpad)
+                    .map_err(|source| DataError::Target {
+                        index,
+                        question: p.question.clone(),
+                        source,
+                    })?;
             codec
                 .encode_input(&p.question, x)
-                .and_then(|()| codec.encode_target(&p.question, &p.answer, y))
+                .and_then(|()| codec.encode_target(&target, y))
                 .map_err(|source| DataError::Codec {
                     index,
                     question: p.question.clone(),

@@ -7,7 +7,7 @@ use crate::config::FORMAT_VERSION;
 use crate::nn::rnn::CellKind;
 use crate::regression::{MappingConfig, MappingModel, MappingRunConfig};
 use crate::run::{PairGruRunConfig, RunConfig, RunKind};
-use crate::task::{Dedup, TaskKind};
+use crate::task::{Dedup, TaskConfig, TaskKind};
 
 /// A built-in experiment.
 pub struct Experiment {
@@ -250,12 +250,7 @@ fn addition_10_attention(c: &mut ExperimentConfig) {
 /// cosine decay over 30 epochs of 100,000 new questions. Without the scratchpad the same model
 /// stalls near 0.75 exact and the attention LSTM near 0.33: multiplication is the wall.
 fn expression_3terms(c: &mut ExperimentConfig) {
-    c.task.kind = TaskKind::Expression;
-    c.task.digits = 2;
-    c.task.terms_min = 3;
-    c.task.terms_max = 3;
-    c.task.ops = "+-*".into();
-    c.task.brackets = 1;
+    c.task = TaskConfig::expressions(3, 2, 1);
     attention_recipe(c, 0.97);
     c.model.kind = crate::model::ModelKind::Transformer;
     c.model.attention = false;

@@ -12,7 +12,8 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod experiment;
-pub mod expression;
+/// The expression task, also reachable at the crate root.
+pub use task::expression;
 pub mod fsutil;
 pub mod history;
 pub mod lengthgen;

@@ -290,7 +290,7 @@ mod tests {
         let model = cfg.build().unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let l = 4;
-        let qs = super::super::train::random_questions(&mut rng, l, 12);
+        let qs = crate::task::long_addition::random_questions(&mut rng, l, 12);
         let mut saw_no_end = false;
         for seed in 0..6 {
             let p = model.init_params(seed);

@@ -2,16 +2,14 @@
 //! operands and on carry-stress sets, with sample counts and 95% Wilson intervals.
 //!
 //! Random operands at length `n` are two uniform `n`-digit numbers, where long carry chains
-//! are rare, so a model can score 100% there and still fail every long chain. The stress set at
-//! length `n` holds 45 questions (as the PyTorch references): five fixed ones, `9..9 + 1`,
-//! `1 + 9..9`, `9..9 + 9..9`, `10..0 + 9..9`, `50..0 + 50..0`; 20 with `a + b = 10^n` (a carry
-//! ripples through every digit); 20 with `a + b = 10^n - 1` (every column sums to 9, no carry
-//! at all, while the digits look just like a ripple's). Exact big-integer arithmetic builds them.
+//! are rare; the carry-stress sets (`crate::task::long_addition::stress_set`) hold the chains
+//! a model must get right too.
 
 use super::engine::{check_all, Check, CoupledAdditionEngine};
 use super::format::Operands;
-use super::train::random_operand;
-use num_bigint::BigUint;
+pub use crate::task::long_addition::stress_set;
+
+use crate::task::long_addition::{self, random_operand};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -49,48 +47,6 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
     let centre = (p + z * z / (2.0 * nf)) / denom;
     let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
     ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
-fn digits_of(x: &BigUint, n: usize) -> Vec<u8> {
-    let mut d: Vec<u8> = x.to_str_radix(10).bytes().rev().map(|c| c - b'0').collect();
-    d.resize(n.max(d.len()), 0);
-    d
-}
-
-fn from_big(a: &BigUint, b: &BigUint, n: usize) -> Operands {
-    Operands {
-        a: digits_of(a, n),
-        b: digits_of(b, n),
-    }
-}
-
-/// The 45 carry-stress questions at length `n`, each with its part's name.
-pub fn stress_set(rng: &mut impl Rng, n: usize, n_random: usize) -> Vec<(Operands, &'static str)> {
-    let ten_n = BigUint::from(10u32).pow(n as u32);
-    let nines = &ten_n - 1u32;
-    let one = BigUint::from(1u32);
-    let top = BigUint::from(10u32).pow(n as u32 - 1);
-    let five = &top * 5u32;
-    let mut out = vec![
-        (from_big(&nines, &one, n), "fixed"),
-        (from_big(&one, &nines, n), "fixed"),
-        (from_big(&nines, &nines, n), "fixed"),
-        (from_big(&top, &nines, n), "fixed"),
-        (from_big(&five, &five, n), "fixed"),
-    ];
-    let big = |d: &[u8]| {
-        BigUint::parse_bytes(&d.iter().rev().map(|x| b'0' + x).collect::<Vec<u8>>(), 10)
-            .expect("digits")
-    };
-    for _ in 0..n_random {
-        let a = big(&random_operand(rng, n, n));
-        out.push((from_big(&a, &(&ten_n - &a), n), "ripple"));
-    }
-    for _ in 0..n_random {
-        let a = big(&random_operand(rng, n, n));
-        out.push((from_big(&a, &(&nines - &a), n), "nines"));
-    }
-    out
 }
 
 /// Greedy answers to `qs`, each scored against the exact sum.
@@ -145,7 +101,7 @@ pub fn evaluate_lengths(
 ) -> Vec<LengthResult> {
     let mut out = Vec::new();
     for &n in lengths {
-        let qs = super::train::random_questions(rng, n, count(n));
+        let qs = long_addition::random_questions(rng, n, count(n));
         let t0 = std::time::Instant::now();
         let checks = score(&qs);
         let refs: Vec<&Operands> = qs.iter().collect();
@@ -224,27 +180,6 @@ pub fn table_row(r: &LengthResult) -> String {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    #[test]
-    fn stress_sets_hold_what_they_claim() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let n = 30;
-        let set = stress_set(&mut rng, n, 20);
-        assert_eq!(set.len(), 45);
-        let ten_n = format!("1{}", "0".repeat(n));
-        let nines = "9".repeat(n);
-        for (q, part) in &set {
-            assert_eq!(q.len(), n);
-            let s = super::super::format::to_decimal(&q.sum());
-            match *part {
-                "ripple" => assert_eq!(s, ten_n),
-                "nines" => assert_eq!(s, nines),
-                _ => {}
-            }
-        }
-        assert_eq!(set[0].0.question(), format!("{nines}+1"));
-        assert_eq!(set[4].0.question(), format!("5{0}+5{0}", "0".repeat(n - 1)));
-    }
 
     #[test]
     fn length_pairs_ask_operands_of_the_named_lengths() {

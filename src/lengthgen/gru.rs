@@ -17,7 +17,6 @@
 
 use super::engine::{check_all, Answer, Check};
 use super::format::Operands;
-use super::train::sample_bucket;
 use crate::nn::dense::Dense;
 use crate::nn::embedding::Embedding;
 use crate::nn::loss::softmax_xent_forward_backward;
@@ -27,6 +26,7 @@ use crate::nn::Real;
 use crate::optim::{warmup_cosine, AdamW};
 use crate::parallel::{run_on_slices, worker_slices};
 use crate::rundir::{self, RunError};
+use crate::task::long_addition::sample_bucket;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -557,7 +557,7 @@ mod tests {
         assert_eq!(out.steps, 400);
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for len in [4, 12] {
-            let qs = super::super::train::random_questions(&mut rng, len, 100);
+            let qs = crate::task::long_addition::random_questions(&mut rng, len, 100);
             let rate = super::super::engine::exact_rate(&engine.score(&qs));
             assert!(rate >= 0.9, "{len} digits: {rate}");
         }

@@ -3,12 +3,16 @@
 //! global-norm clipping, greedy evaluations at longer lengths along the way.
 
 use super::engine::{exact_rate, CoupledAdditionEngine};
+pub use crate::task::long_addition::{
+    pad_further, random_operand, random_questions, sample_bucket,
+};
+
 use super::format::{self, Operands};
 use super::{save_config, LengthGenRunConfig};
 use crate::fsutil::write_atomic;
 use crate::optim::{warmup_cosine, AdamW};
 use crate::rundir::{self, RunError, RunLock};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -63,82 +67,6 @@ impl Outcome {
     pub fn tokens_per_sec(&self) -> f64 {
         self.tokens as f64 / self.train_secs.max(1e-9)
     }
-}
-
-/// A uniform random operand of exactly `len` digits (leading digit non-zero), least
-/// significant first, zero-padded to `l`.
-pub fn random_operand(rng: &mut impl Rng, len: usize, l: usize) -> Vec<u8> {
-    let mut d: Vec<u8> = (0..l).map(|_| 0).collect();
-    for (k, x) in d.iter_mut().enumerate().take(len) {
-        *x = if k + 1 == len {
-            rng.random_range(1..10)
-        } else {
-            rng.random_range(0..10)
-        };
-    }
-    d
-}
-
-/// One length bucket: the padded length `L` with the probability it has when both operand
-/// lengths are uniform in `lo..=hi` independently, then `n` pairs of lengths uniform among those
-/// whose longer one is `L`. Each question's lengths are thus exactly "both uniform in lo..=hi",
-/// while every question in the bucket shares `L`.
-pub fn sample_bucket(rng: &mut impl Rng, lo: usize, hi: usize, n: usize) -> (usize, Vec<Operands>) {
-    let span = hi - lo + 1;
-    let mut u = rng.random_range(0..span * span);
-    let mut l = lo;
-    // Pairs whose longer operand is L: 2 (L - lo) + 1.
-    while u > 2 * (l - lo) {
-        u -= 2 * (l - lo) + 1;
-        l += 1;
-    }
-    let qs = (0..n)
-        .map(|_| {
-            let k = l - lo;
-            let u = rng.random_range(0..2 * k + 1);
-            let (la, lb) = if u <= k {
-                (l, lo + u)
-            } else {
-                (lo + u - k - 1, l)
-            };
-            Operands {
-                a: random_operand(rng, la, l),
-                b: random_operand(rng, lb, l),
-            }
-        })
-        .collect();
-    (l, qs)
-}
-
-/// With probability `fraction`, zero-pads every question of a bucket of padded length `l`
-/// further, to one length uniform in `l..=to`: the same numbers in a longer sequence. Returns
-/// the bucket's padded length. Draws nothing when `fraction` is 0.
-pub fn pad_further(
-    rng: &mut impl Rng,
-    l: usize,
-    qs: &mut [Operands],
-    fraction: f64,
-    to: usize,
-) -> usize {
-    if fraction <= 0.0 || to <= l || !rng.random_bool(fraction.min(1.0)) {
-        return l;
-    }
-    let padded = rng.random_range(l..=to);
-    for q in qs {
-        q.a.resize(padded, 0);
-        q.b.resize(padded, 0);
-    }
-    padded
-}
-
-/// Questions whose operands both have exactly `len` digits.
-pub fn random_questions(rng: &mut impl Rng, len: usize, count: usize) -> Vec<Operands> {
-    (0..count)
-        .map(|_| Operands {
-            a: random_operand(rng, len, len),
-            b: random_operand(rng, len, len),
-        })
-        .collect()
 }
 
 fn history_csv(h: &[EvalRecord]) -> String {
@@ -528,58 +456,6 @@ mod tests {
             let rate = exact_rate(&score(&mut engine, &p, &qs));
             eprintln!("windowed: {len} digits {rate} ({:.1} s)", out.train_secs);
             assert!(rate >= 0.9, "{len} digits (trained on 1..5): {rate}");
-        }
-    }
-
-    #[test]
-    fn further_padding_keeps_the_numbers_and_stays_in_range() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut padded = 0;
-        for _ in 0..200 {
-            let (l, mut qs) = sample_bucket(&mut rng, 1, 5, 4);
-            let sums: Vec<String> = qs.iter().map(|q| format::to_decimal(&q.sum())).collect();
-            let before = qs.clone();
-            let p = pad_further(&mut rng, l, &mut qs, 0.5, 30);
-            assert!((l..=30).contains(&p));
-            padded += usize::from(p > l);
-            for ((q, b), s) in qs.iter().zip(&before).zip(&sums) {
-                assert_eq!((q.a.len(), q.b.len()), (p, p));
-                assert_eq!((&q.a[..l], &q.b[..l]), (&b.a[..], &b.b[..]));
-                assert!(q.a[l..].iter().chain(&q.b[l..]).all(|&d| d == 0));
-                assert_eq!(&format::to_decimal(&q.sum()), s);
-            }
-        }
-        assert!((60..140).contains(&padded), "{padded} of 200 padded");
-        // Fraction 0 draws nothing: the same stream as without the option.
-        let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(8), ChaCha8Rng::seed_from_u64(8));
-        let (l, mut qs) = sample_bucket(&mut r1, 1, 5, 4);
-        assert_eq!(pad_further(&mut r1, l, &mut qs, 0.0, 30), l);
-        sample_bucket(&mut r2, 1, 5, 4);
-        assert_eq!(r1.random::<u64>(), r2.random::<u64>());
-    }
-
-    #[test]
-    fn buckets_draw_each_operand_length_uniformly() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let (lo, hi) = (2, 6);
-        let mut counts = vec![vec![0usize; hi + 1]; hi + 1];
-        let mut total = 0;
-        for _ in 0..4000 {
-            let (l, qs) = sample_bucket(&mut rng, lo, hi, 8);
-            for q in qs {
-                let len = |d: &[u8]| d.iter().rposition(|&x| x != 0).map_or(0, |p| p + 1);
-                let (la, lb) = (len(&q.a), len(&q.b));
-                assert_eq!(la.max(lb), l);
-                assert!(la >= lo && lb >= lo && q.a.len() == l && q.b.len() == l);
-                counts[la][lb] += 1;
-                total += 1;
-            }
-        }
-        let ideal = total as f64 / 25.0;
-        for row in &counts[lo..=hi] {
-            for &c in &row[lo..=hi] {
-                assert!((c as f64 - ideal).abs() < 0.15 * ideal, "{c} vs {ideal}");
-            }
         }
     }
 }
