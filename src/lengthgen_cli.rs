@@ -349,7 +349,9 @@ pub fn run_gru_baseline(
     dir: &Path,
     quick: bool,
 ) -> Result<String> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(dir)?;
+    let _lock = seqcalc::rundir::RunLock::acquire(dir)?;
     println!(
         "training on operands of {}..={} digits, batch {}, {} steps, seed {seed}",
         cfg.min_digits, cfg.max_digits, cfg.batch_size, cfg.steps

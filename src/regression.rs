@@ -42,6 +42,27 @@ pub struct MappingConfig {
 }
 
 impl MappingConfig {
+    /// Checks every number against its bounds (one line naming the value and the limit).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::config::limits::{self, within};
+        within("mapping.n_numbers", self.n_numbers, 1, 1000)?;
+        if !(1..=1_000_000_000).contains(&self.largest) {
+            return Err(format!(
+                "mapping.largest {} must be in 1..=1000000000",
+                self.largest
+            ));
+        }
+        within("mapping.epochs", self.epochs, 1, limits::EPOCHS)?;
+        within(
+            "mapping.examples_per_epoch",
+            self.examples_per_epoch,
+            1,
+            limits::QUESTIONS,
+        )?;
+        within("mapping.batch_size", self.batch_size, 1, limits::BATCH)?;
+        Ok(())
+    }
+
     pub fn brownlee(model: MappingModel) -> MappingConfig {
         MappingConfig {
             model,
@@ -331,8 +352,10 @@ pub fn is_mapping_run(dir: &Path) -> bool {
 /// Writes a trained mapping model's run directory: config.json, weights.safetensors,
 /// history.csv/.json and curves.svg/.png, each atomically.
 pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> anyhow::Result<()> {
+    run.mapping.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot create run directory: {e}", dir.display()))?;
+    let _lock = rundir::RunLock::acquire(dir)?;
     let path = dir.join(rundir::CONFIG);
     crate::fsutil::write_atomic(
         &path,
@@ -391,12 +414,7 @@ impl MappingRun {
             ));
         }
         let m = &cfg.mapping;
-        if m.n_numbers == 0 || m.largest == 0 {
-            return Err(rundir::file_err(
-                &path,
-                "mapping.n_numbers and mapping.largest must be at least 1",
-            ));
-        }
+        m.validate().map_err(|e| rundir::file_err(&path, e))?;
         let net = Net::new(m);
         let params = rundir::load_flat(dir, &net.layout)?;
         Ok(MappingRun { cfg, net, params })

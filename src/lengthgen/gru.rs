@@ -76,6 +76,34 @@ impl Default for PairGruConfig {
     }
 }
 
+impl PairGruConfig {
+    /// Checks every number against its bounds (one line naming the value and the limit).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::config::limits::{self, within};
+        within("hidden", self.hidden, 1, limits::WIDTH)?;
+        within("embed_dim", self.embed_dim, 1, limits::WIDTH)?;
+        within("batch_size", self.batch_size, 1, 1 << 16)?;
+        within("steps", self.steps, 1, limits::STEPS)?;
+        limits::at_most("threads", self.threads, limits::THREADS)?;
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("learning rate {} must be positive", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.stress_fraction) {
+            return Err(format!(
+                "stress_fraction {} must be in [0, 1]",
+                self.stress_fraction
+            ));
+        }
+        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 1000 {
+            return Err(format!(
+                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
+                self.min_digits, self.max_digits
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Embedding -> GRU -> Dense over aligned digit pairs.
 #[derive(Clone, Debug)]
 pub struct PairGru {
@@ -352,9 +380,7 @@ pub fn load_run(dir: &Path, threads: usize) -> Result<(PairGruConfig, GruEngine)
         .and_then(|c| {
             serde_json::from_value(c).map_err(|e| file_err(&path, format!("bad config: {e}")))
         })?;
-    if cfg.hidden == 0 || cfg.embed_dim == 0 {
-        return Err(file_err(&path, "hidden and embed_dim must be at least 1"));
-    }
+    cfg.validate().map_err(|e| file_err(&path, e))?;
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = rundir::load_flat(dir, &model.layout)?;
     Ok((cfg, GruEngine::new(model, params, threads)))
@@ -368,21 +394,7 @@ pub fn train(
     seed: u64,
     log: &mut dyn FnMut(&str),
 ) -> Result<(GruEngine, GruOutcome), String> {
-    if cfg.hidden == 0 || cfg.embed_dim == 0 || cfg.batch_size == 0 || cfg.steps == 0 {
-        return Err("hidden, embed_dim, batch_size and steps must be at least 1".into());
-    }
-    if !(0.0..=1.0).contains(&cfg.stress_fraction) {
-        return Err(format!(
-            "stress_fraction {} must be in [0, 1]",
-            cfg.stress_fraction
-        ));
-    }
-    if cfg.min_digits == 0 || cfg.min_digits > cfg.max_digits || cfg.max_digits > 1000 {
-        return Err(format!(
-            "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
-            cfg.min_digits, cfg.max_digits
-        ));
-    }
+    cfg.validate()?;
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = model.init_params(seed);
     let n = params.len();
