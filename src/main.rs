@@ -389,6 +389,9 @@ struct TrainArgs {
     /// Continue the stopped run in this directory (same weights as an uninterrupted run).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name"])]
     resume: Option<PathBuf>,
+    /// Start the run in <runs-dir>/<name> over from scratch, removing what it holds.
+    #[arg(long, conflicts_with = "resume")]
+    restart: bool,
     #[command(flatten)]
     over: Overrides,
     #[command(flatten)]
@@ -623,8 +626,7 @@ fn load_config_file(path: &Option<PathBuf>) -> Result<ExperimentConfig> {
     match path {
         None => Ok(ExperimentConfig::default()),
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = seqcalc::config::read_input(p)?;
             ExperimentConfig::parse(&text).with_context(|| format!("{}", p.display()))
         }
     }
@@ -643,9 +645,9 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
+    let mut config_text = None;
     if let Some(path) = &a.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = seqcalc::config::read_input(path)?;
         if lengthgen_cli::is_lengthgen_config(&text) {
             let mut cfg = seqcalc::lengthgen::LengthGenRunConfig::parse(&text)
                 .map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -663,7 +665,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
                 print!("{}", cfg.to_toml());
                 return Ok(ExitCode::SUCCESS);
             }
-            let dir = a.runs_dir.join(&cfg.name);
+            let dir = seqcalc::rundir::run_path(&a.runs_dir, &cfg.name)?;
             #[cfg(unix)]
             // SAFETY: installing a handler that only stores to an atomic.
             unsafe {
@@ -672,8 +674,14 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             lengthgen_cli::train_only(&cfg, &dir, false, &INTERRUPTED)?;
             return Ok(ExitCode::SUCCESS);
         }
+        config_text = Some(text);
     }
-    let mut cfg = load_config_file(&a.config)?;
+    let mut cfg = match (&a.config, config_text) {
+        (Some(p), Some(text)) => {
+            ExperimentConfig::parse(&text).with_context(|| format!("{}", p.display()))?
+        }
+        _ => ExperimentConfig::default(),
+    };
     a.over.apply(&mut cfg)?;
     a.fit.apply(&mut cfg);
     if let Some(n) = &a.name {
@@ -684,11 +692,15 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         print!("{}", cfg.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let (dir, resume) = match &a.resume {
-        Some(d) => (d.clone(), true),
-        None => (a.runs_dir.join(&cfg.name), false),
+    let (dir, open) = match &a.resume {
+        Some(d) => (d.clone(), rundir::Open::Resume),
+        None if a.restart => (
+            rundir::run_path(&a.runs_dir, &cfg.name)?,
+            rundir::Open::Restart,
+        ),
+        None => (rundir::run_path(&a.runs_dir, &cfg.name)?, rundir::Open::New),
     };
-    run_training(cfg, &dir, resume)?;
+    run_training(cfg, &dir, open)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -697,7 +709,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
 fn run_training(
     cfg: ExperimentConfig,
     dir: &std::path::Path,
-    resume: bool,
+    open: rundir::Open,
 ) -> Result<train::Outcome> {
     // A question of this task for the closing hint ("12+345" fits only some tasks).
     // (pq questions start with '-', so they go after `--` or the flag parser takes them.)
@@ -718,8 +730,9 @@ fn run_training(
     // SAFETY: installs a handler that only stores to an atomic and resets the disposition.
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
     }
-    let outcome = train::run(cfg, dir, resume, &INTERRUPTED, &mut |ev| match ev {
+    let outcome = train::run(cfg, dir, open, &INTERRUPTED, &mut |ev| match ev {
         Event::Start {
             cfg,
             model,
@@ -1440,7 +1453,7 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                 let verdict = lengthgen_cli::run_gru_baseline(
                     &cfg,
                     a.over.seed.unwrap_or(1337),
-                    &a.runs_dir.join(&name),
+                    &rundir::run_path(&a.runs_dir, &name)?,
                     a.quick,
                 )?;
                 println!("Verdict: {verdict}\n");
@@ -1482,7 +1495,7 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                         cfg.lengthgen.model.local_window = v;
                     }
                     println!("=== {} ({})", cfg.name, e.reproduces);
-                    let dir = a.runs_dir.join(&cfg.name);
+                    let dir = rundir::run_path(&a.runs_dir, &cfg.name)?;
                     #[cfg(unix)]
                     // SAFETY: installing a handler that only stores to an atomic.
                     unsafe {
@@ -1530,7 +1543,7 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                     } else {
                         e.name.to_string()
                     };
-                    let dir = a.runs_dir.join(&name);
+                    let dir = rundir::run_path(&a.runs_dir, &name)?;
                     if dir.join(rundir::CONFIG).exists()
                         && !seqcalc::regression::is_mapping_run(&dir)
                     {
@@ -1563,8 +1576,8 @@ fn cmd_experiment(cmd: ExperimentCmd) -> Result<ExitCode> {
                 a.over.apply(&mut cfg)?;
                 a.fit.apply(&mut cfg);
                 println!("=== {} ({})", cfg.name, e.reproduces);
-                let dir = a.runs_dir.join(&cfg.name);
-                let outcome = run_training(cfg, &dir, false)?;
+                let dir = rundir::run_path(&a.runs_dir, &cfg.name)?;
+                let outcome = run_training(cfg, &dir, rundir::Open::New)?;
                 let best = outcome.best().cloned();
                 let mut verdict = e.verdict(best.as_ref().map_or(0.0, |b| b.val_exact));
                 if a.quick {
@@ -1673,7 +1686,7 @@ fn cmd_sweep(a: SweepArgs) -> Result<ExitCode> {
     if parallel == 0 {
         bail!("--parallel must be at least 1");
     }
-    let dir = a.runs_dir.join(&a.name);
+    let dir = rundir::run_path(&a.runs_dir, &a.name)?;
     let spec = sweep::Spec {
         axes: axes.clone(),
         seeds: a.seeds,
@@ -1768,7 +1781,7 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
     } else {
         compare::NAME.to_string()
     };
-    let dir = a.runs_dir.join(&name);
+    let dir = rundir::run_path(&a.runs_dir, &name)?;
     let eval_n = if a.quick { 100 } else { 2000 };
     let spec = sweep::Spec {
         axes: vec![sweep::Axis {
