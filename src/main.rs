@@ -1769,6 +1769,14 @@ fn cmd_sweep(a: SweepArgs) -> Result<ExitCode> {
         "Wrote {0}/sweep.md, {0}/heatmap.svg and .png, {0}/results.jsonl",
         dir.display()
     );
+    let failed = sweep::failed_runs(&results);
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} runs failed (see the table)",
+            results.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -487,7 +487,8 @@ const INTERRUPTED: &str = "interrupted";
 
 /// Trains (or resumes) one job in `opts.dir/runs/<name>` and scores it on fresh questions.
 fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResult, SweepError> {
-    let dir = opts.dir.join("runs").join(&job.cfg.name);
+    let dir = rundir::run_path(&opts.dir.join("runs"), &job.cfg.name)
+        .map_err(|e| SweepError::Spec(format!("run {}: {e}", job.id)))?;
     // A run that wrote its config has a checkpoint to go on from (see `train::run`).
     let open = if dir.join(rundir::CONFIG).exists() {
         rundir::Open::Resume

@@ -215,7 +215,7 @@ pub fn run(
         )));
     }
     let threads = cfg.threads();
-    let mut params: Vec<f32> = model.init_params(cfg.seed);
+    let mut params: Vec<f32> = Vec::new();
     let mut adam = Adam::new(cfg.optim.clone(), model.param_count());
     let mut state = LoopState {
         config_hash: Some(config_hash(&cfg)),
@@ -255,22 +255,25 @@ pub fn run(
         if let Some(lr) = state.lr {
             adam.cfg.lr = lr;
         }
-    } else {
-        // The checkpoint before the first step, then the config: a directory with a config
-        // always has a checkpoint to resume from, even when killed before the first epoch ends.
-        save_checkpoint(dir, &model, &params, &adam, &state)?;
     }
-    rundir::save_config(dir, &cfg)?;
-    let mut engine: Engine<f32> = Engine::new(model, threads);
+    // Told before the first weights exist: a big model takes seconds to initialise and save.
     events(Event::Start {
         cfg: &cfg,
-        model: &engine.model,
+        model: &model,
         codec: &codec,
         train: &train,
         val: &val,
         threads,
         resumed_at: resume.then_some(state.epochs_done),
     });
+    if !resume {
+        params = model.init_params(cfg.seed);
+        // The checkpoint before the first step, then the config: a directory with a config
+        // always has a checkpoint to resume from, even when killed before the first epoch ends.
+        save_checkpoint(dir, &model, &params, &adam, &state)?;
+    }
+    rundir::save_config(dir, &cfg)?;
+    let mut engine: Engine<f32> = Engine::new(model, threads);
     if let Some(reason) = &state.stopped {
         events(Event::Stop { reason });
         return Ok(Outcome {

@@ -1280,6 +1280,19 @@ fn each_kind_of_damaged_model_directory_gives_one_line_naming_the_file() {
     eprintln!("{}", table.join("\n"));
 }
 
+/// The best validation exact match in a run's history.
+fn best_val_exact(dir: &Path) -> f64 {
+    let h: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
+    h["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["val_exact"].as_f64().unwrap())
+        .fold(0.0, f64::max)
+}
+
+/// Each decoder option learns the small task to 0.9 exact match on fresh questions.
 #[test]
 fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
     let root = tempfile::tempdir().unwrap();
@@ -1347,7 +1360,10 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
         assert!(o.status.success(), "{name}: {}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let exact = v["exact_match"].as_f64().unwrap();
-        assert!(exact > 0.75, "{name}: fresh exact {exact}");
+        let val = best_val_exact(&dir);
+        eprintln!("{name}: validation exact {val}, fresh exact {exact}");
+        // Seed 3 on 2 threads: every option reaches 0.9 on fresh questions (0.95 to 1.0).
+        assert!(exact >= 0.9, "{name}: fresh exact {exact}");
         let o = run(&["predict", "--model", dir.to_str().unwrap(), "47+38", "9+9"]);
         let out = text(&o);
         assert!(
@@ -1575,7 +1591,10 @@ fn a_transformer_with_a_scratchpad_writes_its_work_and_answers() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let exact = v["exact_match"].as_f64().unwrap();
-    assert!(exact > 0.75, "fresh exact {exact}");
+    let val = best_val_exact(&dir);
+    eprintln!("scratchpad: validation exact {val}, fresh exact {exact}");
+    // Seed 5 on 2 threads stops near the 0.88 it asks for (0.89 on fresh questions).
+    assert!(exact >= 0.88, "fresh exact {exact}");
     // The answer alone is printed: no separators, no end symbol, no reversed digits.
     let o = run(&["predict", "--model", dir.to_str().unwrap(), "(3*4)+5"]);
     let out = text(&o);
