@@ -85,6 +85,69 @@ impl Default for ExperimentConfig {
     }
 }
 
+/// Upper bounds on the numbers a user gives (flags and config fields of every run kind), and the
+/// checks that name the value and the bound in one line. Every number that sizes an allocation,
+/// bounds a loop or starts threads goes through one of these before it is used.
+pub mod limits {
+    /// Worker threads of one run (and runs of a sweep at once).
+    pub const THREADS: usize = 256;
+    /// Questions in one batch.
+    pub const BATCH: usize = 1 << 20;
+    /// Epochs of one run (and the patience counters, which count epochs).
+    pub const EPOCHS: usize = 1_000_000;
+    /// Optimizer steps of one run.
+    pub const STEPS: usize = 1_000_000_000;
+    /// Questions generated for one run or one evaluation.
+    pub const QUESTIONS: usize = 1 << 30;
+    /// Width of a recurrent layer, a transformer or its feed-forward layer.
+    pub const WIDTH: usize = 16_384;
+    /// Stacked layers.
+    pub const LAYERS: usize = 64;
+    /// Attention heads.
+    pub const HEADS: usize = 256;
+    /// Sample questions shown per epoch.
+    pub const SAMPLES: usize = 10_000;
+    /// Seeds of a sweep and runs of one grid.
+    pub const RUNS: usize = 100_000;
+    /// A time budget in seconds (about 116 days).
+    pub const SECONDS: f64 = 1e7;
+    /// Bytes of one input file (a config read from a path, a pipe or standard input).
+    pub const INPUT_BYTES: u64 = 16 << 20;
+
+    /// `value` must be at most `max`.
+    pub fn at_most(what: &str, value: usize, max: usize) -> Result<(), String> {
+        if value > max {
+            return Err(format!("{what} {value} is above the limit of {max}"));
+        }
+        Ok(())
+    }
+
+    /// `value` must be in `min..=max`.
+    pub fn within(what: &str, value: usize, min: usize, max: usize) -> Result<(), String> {
+        if !(min..=max).contains(&value) {
+            return Err(format!("{what} {value} must be in {min}..={max}"));
+        }
+        Ok(())
+    }
+
+    /// `value` must be a finite number in `min..=max`.
+    pub fn finite_within(what: &str, value: f64, min: f64, max: f64) -> Result<(), String> {
+        if !(value.is_finite() && (min..=max).contains(&value)) {
+            return Err(format!(
+                "{what} {value} must be a finite number in [{min}, {max}]"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `a * b` as a checked product: `None` when it does not fit in a `usize`.
+    pub fn product(factors: &[usize]) -> Option<usize> {
+        factors
+            .iter()
+            .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+    }
+}
+
 /// A configuration that cannot run, with the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -142,6 +205,7 @@ impl ExperimentConfig {
         self.task
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        self.check_numbers().map_err(ConfigError)?;
         // A teacher-forced decoder needs an end symbol; so does masking, which scores answers
         // up to it, and a scratchpad, whose work has no fixed width.
         if (self.model.decoder == crate::model::DecoderKind::TeacherForced
@@ -214,8 +278,7 @@ impl ExperimentConfig {
                 self.data.size
             )));
         }
-        let need = model.memory_estimate_bytes(self.train.batch_size, self.threads()) as u64
-            + (self.data.size as u64) * (codec.input_len() + codec.output_len()) as u64 * 3;
+        let need = self.memory_bound(&model, codec.input_len() + codec.output_len())?;
         let have = machine_memory_bytes();
         if let Some(have) = have {
             if need > have / 10 * 8 {
@@ -227,6 +290,74 @@ impl ExperimentConfig {
             }
         }
         Ok((codec, model))
+    }
+
+    /// Bounds on every number of the config that sizes memory, a loop or a thread count (the
+    /// finer checks of each part follow in [`Self::build`]).
+    fn check_numbers(&self) -> Result<(), String> {
+        use limits::*;
+        let (m, t) = (&self.model, &self.train);
+        within("model.hidden", m.hidden, 1, WIDTH)?;
+        if let Some(e) = m.encoder_hidden {
+            within("model.encoder_hidden", e, 1, WIDTH)?;
+        }
+        within("model.layers", m.layers, 1, LAYERS)?;
+        at_most("model.heads", m.heads, HEADS)?;
+        if let Some(f) = m.ffn {
+            within("model.ffn", f, 1, WIDTH)?;
+        }
+        at_most("model.embed_dim", m.embed_dim, WIDTH)?;
+        within("train.batch_size", t.batch_size, 1, BATCH)?;
+        within("train.epochs", t.epochs, 1, EPOCHS)?;
+        at_most("train.patience", t.patience, EPOCHS)?;
+        at_most("train.reduce_lr_patience", t.reduce_lr_patience, EPOCHS)?;
+        at_most("train.samples", t.samples, SAMPLES)?;
+        at_most("train.threads", t.threads, THREADS)?;
+        finite_within("train.min_delta", t.min_delta, 0.0, f64::MAX)?;
+        within("data.size", self.data.size, 2, QUESTIONS)?;
+        Ok(())
+    }
+
+    /// Bytes the run needs (activations, parameters, optimizer state and data), computed with
+    /// checked arithmetic: a configuration whose estimate does not fit in 64 bits is refused
+    /// before the model's own estimate could wrap around.
+    fn memory_bound(&self, model: &Seq2Seq, seq_len: usize) -> Result<u64, ConfigError> {
+        // A generous bound on every term of `Seq2Seq::memory_estimate_bytes` (widths, steps and
+        // layers are bounded above, so each factor is small; only their product can be large).
+        let m = &self.model;
+        let width = [
+            m.hidden,
+            m.encoder_hidden.unwrap_or(0),
+            m.embed_dim,
+            m.ffn.unwrap_or(4 * m.hidden),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+        let steps = seq_len + 2;
+        let per_row =
+            limits::product(&[m.layers + 2, steps, 48 * width + 2 * (m.heads + 1) * steps])
+                .and_then(|x| x.checked_add(limits::product(&[steps, model.vocab])?));
+        let threads = self.threads();
+        let bound = per_row
+            .and_then(|r| limits::product(&[r, self.train.batch_size + threads]))
+            .and_then(|a| a.checked_add(limits::product(&[model.param_count(), threads + 4])?))
+            .and_then(|a| a.checked_mul(4))
+            .and_then(|a| a.checked_add(limits::product(&[self.data.size, seq_len, 3])?));
+        match bound {
+            Some(b) if b < 1 << 60 => {
+                let data = self.data.size * seq_len * 3;
+                Ok((model.memory_estimate_bytes(self.train.batch_size, threads) + data) as u64)
+            }
+            _ => Err(ConfigError(format!(
+                "this configuration needs more than {} GiB of memory (batch_size {}, data.size {}, model.hidden {}, model.layers {}); make them smaller",
+                1u64 << 30,
+                self.train.batch_size,
+                self.data.size,
+                m.hidden,
+                m.layers
+            ))),
+        }
     }
 
     /// Worker threads to use (0 in the config means one per core).
@@ -264,6 +395,14 @@ pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
         })
         .unwrap_or_default();
     format!("invalid TOML config{place}: {msg}")
+}
+
+/// Reads a user-given file exactly once, as text: a regular file, a pipe, a FIFO, process
+/// substitution or `/dev/stdin` alike (a second open of a pipe would read nothing). At most
+/// [`limits::INPUT_BYTES`] bytes are accepted; errors name the path.
+pub fn read_input(path: &std::path::Path) -> Result<String, ConfigError> {
+    crate::fsutil::read_bounded(path, limits::INPUT_BYTES)
+        .map_err(|e| ConfigError(format!("{}: cannot read it: {e}", path.display())))
 }
 
 /// Total memory from /proc/meminfo, if readable.

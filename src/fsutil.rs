@@ -6,9 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The largest config or question file seqcalc reads.
-pub const MAX_INPUT_BYTES: u64 = 16 << 20;
-
 /// Reads a whole file once, whatever it is: a regular file, a pipe, a FIFO, `/dev/stdin` or a
 /// process substitution. Refuses directories, non-UTF-8 text and more than `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {
@@ -25,7 +22,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {
     if bytes.len() as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("larger than {} MiB", limit >> 20),
+            format!("larger than the limit of {} MiB", limit >> 20),
         ));
     }
     String::from_utf8(bytes)

@@ -56,12 +56,12 @@ impl OptimConfig {
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return Err("beta1 and beta2 must be in [0, 1)".into());
         }
-        if self.eps.is_nan() || self.eps <= 0.0 {
-            return Err("eps must be positive".into());
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(format!("eps {} must be a finite positive number", self.eps));
         }
         if let Some(c) = self.clip_norm {
-            if c.is_nan() || c <= 0.0 {
-                return Err("clip_norm must be positive".into());
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(format!("clip_norm {c} must be a finite positive number"));
             }
         }
         if !(0.0..1.0).contains(&self.warmup) || !(0.0..=1.0).contains(&self.min_lr_fraction) {

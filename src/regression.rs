@@ -42,6 +42,27 @@ pub struct MappingConfig {
 }
 
 impl MappingConfig {
+    /// Checks every number against its bounds (one line naming the value and the limit).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::config::limits::{self, within};
+        within("mapping.n_numbers", self.n_numbers, 1, 1000)?;
+        if !(1..=1_000_000_000).contains(&self.largest) {
+            return Err(format!(
+                "mapping.largest {} must be in 1..=1000000000",
+                self.largest
+            ));
+        }
+        within("mapping.epochs", self.epochs, 1, limits::EPOCHS)?;
+        within(
+            "mapping.examples_per_epoch",
+            self.examples_per_epoch,
+            1,
+            limits::QUESTIONS,
+        )?;
+        within("mapping.batch_size", self.batch_size, 1, limits::BATCH)?;
+        Ok(())
+    }
+
     pub fn brownlee(model: MappingModel) -> MappingConfig {
         MappingConfig {
             model,
@@ -52,27 +73,6 @@ impl MappingConfig {
             batch_size: 2,
             seed: 1337,
         }
-    }
-
-    /// Checks every number against a sane bound; one line naming the value and the limit.
-    pub fn validate(&self) -> Result<(), String> {
-        let check = |name: &str, v: u64, lo: u64, hi: u64| {
-            if (lo..=hi).contains(&v) {
-                Ok(())
-            } else {
-                Err(format!("mapping.{name} {v} must be in {lo}..={hi}"))
-            }
-        };
-        check("n_numbers", self.n_numbers as u64, 1, 100)?;
-        check("largest", self.largest.into(), 1, 1_000_000)?;
-        check("epochs", self.epochs as u64, 1, 100_000)?;
-        check(
-            "examples_per_epoch",
-            self.examples_per_epoch as u64,
-            1,
-            10_000_000,
-        )?;
-        check("batch_size", self.batch_size as u64, 1, 1 << 16)
     }
 }
 
@@ -341,8 +341,10 @@ pub struct MappingRunConfig {
 }
 
 /// Writes a trained mapping model's run directory: config.json, weights.safetensors,
-/// history.csv/.json and curves.svg/.png, each atomically.
+/// history.csv/.json and curves.svg/.png, each atomically. The caller holds the directory's
+/// lock (`rundir::open_run`).
 pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> anyhow::Result<()> {
+    run.mapping.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot create run directory: {e}", dir.display()))?;
     let path = dir.join(rundir::CONFIG);
@@ -407,12 +409,7 @@ impl MappingRun {
             ));
         }
         let m = &cfg.mapping;
-        if m.n_numbers == 0 || m.largest == 0 {
-            return Err(rundir::file_err(
-                &path,
-                "mapping.n_numbers and mapping.largest must be at least 1",
-            ));
-        }
+        m.validate().map_err(|e| rundir::file_err(&path, e))?;
         let net = Net::new(m);
         let params = rundir::load_flat(dir, &net.layout)?;
         Ok(MappingRun { cfg, net, params })

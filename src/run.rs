@@ -20,7 +20,7 @@ use crate::lengthgen::LengthGenRunConfig;
 use crate::regression::MappingRunConfig;
 use crate::rundir::{file_err, RunError, CONFIG};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The kinds of run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,16 +322,15 @@ fn blank_kind_line(text: &str) -> String {
 pub fn load_config(dir: &Path) -> Result<RunConfig, RunError> {
     check_run_dir(dir)?;
     let path = dir.join(CONFIG);
-    let text =
-        crate::fsutil::read_bounded(&path, crate::fsutil::MAX_INPUT_BYTES).map_err(|e| match e
-            .kind()
-        {
+    let text = crate::fsutil::read_bounded(&path, crate::config::limits::INPUT_BYTES).map_err(
+        |e| match e.kind() {
             std::io::ErrorKind::NotFound => file_err(
                 &path,
                 "missing: not a run directory, or a run that has not started",
             ),
             _ => file_err(&path, e),
-        })?;
+        },
+    )?;
     RunConfig::parse_json(&text).map_err(|e| file_err(&path, e))
 }
 
@@ -479,29 +478,6 @@ pub fn spec_hash(cfg: &RunConfig) -> u64 {
     fnv1a64([cfg.to_json().as_bytes()])
 }
 
-/// The longest run name.
-pub const MAX_NAME_LEN: usize = 100;
-
-/// Checks that a run name is one path component of safe characters (`A-Z a-z 0-9 . _ -`), not
-/// `.` or `..`, at most [`MAX_NAME_LEN`] characters.
-pub fn check_name(name: &str) -> Result<(), RunError> {
-    let safe = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if name.is_empty() || name == "." || name == ".." || !safe || name.len() > MAX_NAME_LEN {
-        return Err(RunError::Config(format!(
-            "run name {name:?} must be 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 . _ - (and not . or ..)"
-        )));
-    }
-    Ok(())
-}
-
-/// The run directory of a run called `name` under `runs_dir`, once the name is checked.
-pub fn run_path(runs_dir: &Path, name: &str) -> Result<PathBuf, RunError> {
-    check_name(name)?;
-    Ok(runs_dir.join(name))
-}
-
 /// A run's training curve as per-epoch records, whatever its kind. Coupled-transformer runs
 /// record evaluations by step: each becomes a record whose `epoch` is the step, whose losses
 /// are the training loss and whose exact match is the mean over the evaluated lengths.
@@ -509,16 +485,15 @@ pub fn load_history(dir: &Path) -> Result<crate::history::History, RunError> {
     use crate::history::{EpochRecord, History};
     let kind = load_config(dir)?.kind();
     let path = dir.join("history.json");
-    let text =
-        crate::fsutil::read_bounded(&path, crate::fsutil::MAX_INPUT_BYTES).map_err(|e| match e
-            .kind()
-        {
+    let text = crate::fsutil::read_bounded(&path, crate::config::limits::INPUT_BYTES).map_err(
+        |e| match e.kind() {
             std::io::ErrorKind::NotFound => file_err(
                 &path,
                 format!("missing: this {kind} run has no training history (yet)"),
             ),
             _ => file_err(&path, e),
-        })?;
+        },
+    )?;
     let bad = |e: serde_json::Error| file_err(&path, format!("not a training history: {e}"));
     match kind {
         RunKind::CoupledTransformer => {

@@ -338,6 +338,35 @@ pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>
     load_checkpoint_flat(dir, &model.layout)
 }
 
+/// Reads the checkpoint a resume needs: a missing, unreadable or damaged one is an error that
+/// names the path and what is wrong (a resume never silently starts over).
+pub fn load_checkpoint_required(dir: &Path, model: &Seq2Seq) -> Result<Checkpoint, RunError> {
+    load_checkpoint_required_flat(dir, &model.layout)
+}
+
+/// [`load_checkpoint_required`] for any parameter layout.
+pub fn load_checkpoint_required_flat(
+    dir: &Path,
+    layout: &ParamLayout,
+) -> Result<Checkpoint, RunError> {
+    let cdir = dir.join(CHECKPOINT_DIR);
+    let path = cdir.join(CHECKPOINT);
+    let hint = "resume needs the run's checkpoint; restore it, or start over with --restart";
+    for (p, want_dir) in [(&cdir, true), (&path, false)] {
+        let what = match (std::fs::symlink_metadata(p), std::fs::metadata(p)) {
+            (Err(_), _) => "is missing".to_string(),
+            (Ok(_), Err(e)) => {
+                format!("cannot be read ({e}; a dangling symlink or a symlink loop?)")
+            }
+            (Ok(_), Ok(m)) if want_dir && !m.is_dir() => "is a file, not a directory".to_string(),
+            (Ok(_), Ok(m)) if !want_dir && !m.is_file() => "is not a regular file".to_string(),
+            _ => continue,
+        };
+        return Err(file_err(p, format!("{what}: {hint}")));
+    }
+    load_checkpoint_flat(dir, layout)?.ok_or_else(|| file_err(&path, format!("is missing: {hint}")))
+}
+
 /// [`load_checkpoint`] for any parameter layout.
 pub fn load_checkpoint_flat(
     dir: &Path,
@@ -369,86 +398,190 @@ pub fn load_checkpoint_flat(
     }))
 }
 
-/// Holds `dir/lock` (the owner's pid) while a training run writes into `dir`; removed on drop.
-/// A second run into the same directory is refused while the owner lives; the lock of a process
-/// that died (SIGKILL, crash) is stale and taken over, and the temporary files such a process
-/// left mid-write are removed.
+/// The name of the lock file in a run directory.
+pub const LOCK: &str = "lock";
+
+/// Files a run writes into its directory (besides [`LOCK`]): what `Open::Restart` removes and
+/// what `Open::New` refuses to overwrite.
+pub const RUN_FILES: &[&str] = &[
+    CONFIG,
+    WEIGHTS,
+    CHECKPOINT_DIR,
+    "history.csv",
+    "history.json",
+    crate::run::MANIFEST,
+    "curves.svg",
+    "curves.png",
+    "results.json",
+];
+
+/// Holds an OS advisory lock (`flock`) on `dir/lock` while a training run writes into `dir`.
+/// The kernel releases it when the process ends in any way (exit, crash, SIGKILL), so a lock
+/// is held exactly while its owner lives: no pid to trust, no stale file to take over. The file
+/// itself stays (removing it would let a second process lock a new file while a third still
+/// holds the old one); it records the last owner's pid for people.
 pub struct RunLock {
-    path: PathBuf,
+    _file: std::fs::File,
 }
 
 impl RunLock {
+    /// Takes the lock of `dir` (which must exist) without waiting: refused while another
+    /// process holds it. Temporary files that earlier, killed writers left are removed.
     pub fn acquire(dir: &Path) -> Result<RunLock, RunError> {
         use std::io::Write;
-        let path = dir.join("lock");
-        for _ in 0..3 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    if let Err(e) = write!(f, "{}", std::process::id()) {
-                        let _ = std::fs::remove_file(&path);
-                        return Err(file_err(&path, e));
-                    }
-                    // Only the lock's holder writes here: clear what killed writers left.
-                    for d in [dir.to_path_buf(), dir.join(CHECKPOINT_DIR)] {
-                        crate::fsutil::remove_stale_temporaries(&d, process_alive);
-                    }
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u32>().ok());
-                    if let Some(pid) = owner {
-                        if pid != std::process::id() && process_alive(pid) {
-                            return Err(file_err(
-                                &path,
-                                format!("another seqcalc (pid {pid}) is training in this run directory; wait for it to finish or stop it (Ctrl-C), then resume"),
-                            ));
-                        }
-                    }
-                    // Stale (its owner is gone) or unreadable: take it over.
-                    match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(file_err(
-                                &path,
-                                format!("could not remove the stale lock of a stopped run: {e}"),
-                            ))
-                        }
-                        _ => {}
-                    }
-                }
-                Err(e) => {
-                    return Err(file_err(
-                        &path,
-                        format!("could not create the run's lock file: {e}"),
-                    ))
-                }
+        let path = dir.join(LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| file_err(&path, format!("could not open the run's lock file: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                let owner = owner.trim();
+                let who = if owner.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {owner})")
+                };
+                return Err(file_err(
+                    &path,
+                    format!("another seqcalc{who} is training in this run directory; wait for it to finish or stop it (Ctrl-C), then resume"),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(file_err(
+                    &path,
+                    format!("could not lock the run directory: {e}"),
+                ))
             }
         }
-        Err(file_err(&path, "could not take the lock"))
+        // The pid is for people reading the file; the lock is the kernel's.
+        let _ = file
+            .set_len(0)
+            .and_then(|_| write!(file, "{}", std::process::id()))
+            .and_then(|_| file.flush());
+        // Only the lock's holder writes here: whatever temporary files exist are a killed
+        // writer's.
+        for d in [dir.to_path_buf(), dir.join(CHECKPOINT_DIR)] {
+            crate::fsutil::remove_stale_temporaries(&d, |_| false);
+        }
+        Ok(RunLock { _file: file })
     }
 }
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// How [`open_run`] treats what the run directory already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// A new run: the directory is created if needed and must not hold a run yet.
+    New,
+    /// Go on from the directory's checkpoint; the directory must exist and hold a run whose
+    /// checkpoint is readable and belongs to it (checked by the trainer, under the lock).
+    Resume,
+    /// Start over: the run's files ([`RUN_FILES`]) are removed, then the run trains from
+    /// scratch. Only on an explicit request (the CLI's `--restart`).
+    Restart,
+}
+
+/// Whether `path` exists as anything, a dangling symlink included.
+fn present(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Opens `dir` for a training run: creates it (except to resume), takes its lock, and only then
+/// looks at what it holds, so two runs started together cannot both pass the checks. The
+/// returned lock must be held for as long as the run writes.
+pub fn open_run(dir: &Path, open: Open) -> Result<RunLock, RunError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(file_err(
+                dir,
+                "is a file, not a run directory; choose another --name or --runs-dir",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && open != Open::Resume => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| file_err(dir, format!("could not create the run directory: {e}")))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(file_err(dir, "no such run directory; nothing to resume"))
+        }
+        Err(e) => return Err(file_err(dir, e)),
     }
+    let lock = RunLock::acquire(dir)?;
+    match open {
+        Open::New => {
+            // A checkpoint without a config is a start killed before it wrote the config (see
+            // `train::run`): nothing trained yet, so it is written over.
+            let holds = |f: &&&str| **f != CHECKPOINT_DIR && present(&dir.join(f));
+            if let Some(f) = RUN_FILES.iter().find(holds) {
+                return Err(RunError::Config(format!(
+                    "run directory {} already holds a run (it has {f}); continue it with `seqcalc train --resume {}`, start it over with --restart, or choose another --name",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Open::Resume => {
+            if !present(&dir.join(CONFIG)) {
+                return Err(file_err(
+                    &dir.join(CONFIG),
+                    "missing: this directory holds no run to resume",
+                ));
+            }
+        }
+        Open::Restart => {
+            for f in RUN_FILES {
+                let p = dir.join(f);
+                let removed = match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                    Ok(_) => std::fs::remove_file(&p),
+                    Err(_) => Ok(()),
+                };
+                removed
+                    .map_err(|e| file_err(&p, format!("could not remove it to restart: {e}")))?;
+            }
+        }
+    }
+    Ok(lock)
 }
 
-#[cfg(unix)]
-fn process_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+/// Longest run name accepted.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks that `name` can name a run directory: one path component of `A-Z a-z 0-9 . _ -`,
+/// not `.` or `..`, not empty, at most [`MAX_NAME_LEN`] bytes.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty".to_string()
+    } else if name == "." || name == ".." {
+        "is not a directory name of its own".to_string()
+    } else if name.len() > MAX_NAME_LEN {
+        format!(
+            "is {} bytes long, above the limit of {MAX_NAME_LEN}",
+            name.len()
+        )
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!("has the character {c:?}")
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "run name {name:?} {why}; a run name is one directory name of the letters A-Z a-z, digits, '.', '_' and '-'"
+    ))
 }
 
-#[cfg(not(unix))]
-fn process_alive(_pid: u32) -> bool {
-    true
+/// `runs_dir/name` after checking `name` with [`validate_name`].
+pub fn run_path(runs_dir: &Path, name: &str) -> Result<PathBuf, RunError> {
+    validate_name(name).map_err(RunError::Config)?;
+    Ok(runs_dir.join(name))
 }
 
 /// A trained model read back from its run directory.

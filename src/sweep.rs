@@ -143,13 +143,39 @@ pub fn expand(
     axes: &[Axis],
     seeds: usize,
 ) -> Result<Vec<Job>, SweepError> {
-    if seeds == 0 {
-        return Err(SweepError::Spec("--seeds must be at least 1".into()));
+    use crate::config::limits;
+    limits::within("--seeds", seeds, 1, limits::RUNS).map_err(SweepError::Spec)?;
+    for (i, a) in axes.iter().enumerate() {
+        if axes[..i]
+            .iter()
+            .any(|b| b.key == a.key || b.paths.iter().any(|p| a.paths.contains(p)))
+        {
+            return Err(SweepError::Spec(format!(
+                "--grid {}: the key is given twice (or sets a field another --grid sets)",
+                a.key
+            )));
+        }
+    }
+    let runs = axes
+        .iter()
+        .try_fold(seeds, |n, a| n.checked_mul(a.values.len()))
+        .filter(|&n| n <= limits::RUNS)
+        .ok_or_else(|| {
+            SweepError::Spec(format!(
+                "the grid times --seeds is more than the limit of {} runs",
+                limits::RUNS
+            ))
+        })?;
+    if base.seed.checked_add(seeds as u64 - 1).is_none() {
+        return Err(SweepError::Spec(format!(
+            "seed {} plus {seeds} seeds does not fit in 64 bits",
+            base.seed
+        )));
     }
     let base_table = toml::Table::try_from(base)
         .map_err(|e| SweepError::Spec(format!("the base config does not serialise: {e}")))?;
-    let cells: usize = axes.iter().map(|a| a.values.len()).product();
-    let mut jobs = Vec::with_capacity(cells * seeds);
+    let cells = runs / seeds;
+    let mut jobs: Vec<Job> = Vec::with_capacity(runs);
     for c in 0..cells {
         let mut rest = c;
         let mut cell = vec![String::new(); axes.len()];
@@ -192,7 +218,15 @@ pub fn expand(
                 id.push(',');
             }
             id.push_str(&format!("seed={}", c.seed));
-            c.name = id.replace(['/', ' '], "_");
+            c.name = run_name(&id);
+            rundir::validate_name(&c.name)
+                .map_err(|e| SweepError::Spec(format!("cell {}: {e}", label.join(" "))))?;
+            if let Some(other) = jobs.iter().find(|j| j.cfg.name == c.name) {
+                return Err(SweepError::Spec(format!(
+                    "cells {} and {id} would share the run directory {}; make the values differ in letters or digits",
+                    other.id, c.name
+                )));
+            }
             c.clone().build().map_err(|e| {
                 SweepError::Spec(format!("cell {} cannot run: {e}", label.join(" ")))
             })?;
@@ -205,6 +239,20 @@ pub fn expand(
         }
     }
     Ok(jobs)
+}
+
+/// The run directory name of a job id: every character outside `A-Z a-z 0-9 . _ -` becomes
+/// `_` (`hidden=64,seed=1` -> `hidden_64_seed_1`).
+pub fn run_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// What one finished run achieved, one line of `results.jsonl`.
@@ -258,14 +306,66 @@ pub struct Spec {
 pub const SPEC_FILE: &str = "sweep.json";
 pub const RESULTS_FILE: &str = "results.jsonl";
 
-/// Reads the results recorded so far (a torn last line, from a kill mid-write, is ignored: that
-/// run is redone, from its finished run directory).
+/// Reads the results recorded so far; see [`read_results_checked`] for the damaged lines.
 pub fn read_results(dir: &Path) -> Vec<RunResult> {
-    std::fs::read_to_string(dir.join(RESULTS_FILE))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    read_results_checked(dir).0
+}
+
+/// Reads the results recorded so far, each line on its own: a damaged line (invalid bytes, a
+/// torn last line from a kill mid-write, anything that is not a result) is skipped and reported
+/// as `"results.jsonl line N: what is wrong"`, and every good line is kept. A skipped run is
+/// redone, from its run directory.
+pub fn read_results_checked(dir: &Path) -> (Vec<RunResult>, Vec<String>) {
+    let path = dir.join(RESULTS_FILE);
+    let bytes = std::fs::read(&path).unwrap_or_default();
+    let (mut results, mut damaged) = (Vec::new(), Vec::new());
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|l| serde_json::from_str::<RunResult>(l).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(r) => results.push(r),
+            Err(e) => damaged.push(format!("{} line {}: {e}; skipped", path.display(), i + 1)),
+        }
+    }
+    (results, damaged)
+}
+
+/// Runs with an error (diverged or not evaluated) among `results`: a sweep with any is a
+/// failed sweep (the CLI exits non-zero).
+pub fn failed_runs(results: &[RunResult]) -> usize {
+    results.iter().filter(|r| r.error.is_some()).count()
+}
+
+impl Options {
+    /// Checks the numbers against their bounds, and that each job leaves `eval_n` fresh
+    /// questions, before anything trains.
+    pub fn validate(&self, jobs: &[Job]) -> Result<(), SweepError> {
+        use crate::config::limits;
+        let spec = |e: String| SweepError::Spec(e);
+        limits::within("--parallel", self.parallel, 1, limits::THREADS).map_err(spec)?;
+        limits::within("--threads", self.threads, 1, limits::THREADS).map_err(spec)?;
+        limits::within("--eval-n", self.eval_n, 1, limits::QUESTIONS).map_err(spec)?;
+        limits::finite_within("--target", self.target, 0.0, 1.0).map_err(spec)?;
+        for j in jobs {
+            let t = &j.cfg.task;
+            let need = j.cfg.data.size as u128 + self.eval_n as u128;
+            if t.unique && need > t.distinct_questions() {
+                return Err(SweepError::Spec(format!(
+                    "--eval-n {}: run {} has {} distinct questions and trains on {}, leaving fewer than {} fresh ones; ask for fewer",
+                    self.eval_n,
+                    j.id,
+                    t.distinct_questions(),
+                    j.cfg.data.size,
+                    self.eval_n
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Creates the sweep directory and its spec, or checks that an existing one holds this sweep.
@@ -305,10 +405,13 @@ pub fn run(
     interrupt: &AtomicBool,
     on_result: &mut dyn FnMut(&RunResult, usize, usize),
 ) -> Result<Vec<RunResult>, SweepError> {
-    let mut done: BTreeMap<String, RunResult> = read_results(&opts.dir)
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
+    opts.validate(jobs)?;
+    let (recorded, damaged) = read_results_checked(&opts.dir);
+    for d in &damaged {
+        eprintln!("warning: {d}");
+    }
+    let mut done: BTreeMap<String, RunResult> =
+        recorded.into_iter().map(|r| (r.id.clone(), r)).collect();
     let todo: Vec<&Job> = jobs.iter().filter(|j| !done.contains_key(&j.id)).collect();
     let total = jobs.len();
     let results_path = opts.dir.join(RESULTS_FILE);
@@ -317,6 +420,16 @@ pub fn run(
         .append(true)
         .open(&results_path)
         .map_err(|e| SweepError::Io(format!("could not open {}: {e}", results_path.display())))?;
+    // A torn last line (a kill mid-append) must not swallow the next record: start on a new
+    // line.
+    let ends_torn = std::fs::read(&results_path)
+        .map(|b| b.last().is_some_and(|&c| c != b'\n'))
+        .unwrap_or(false);
+    if ends_torn {
+        file.write_all(b"\n").map_err(|e| {
+            SweepError::Io(format!("could not write {}: {e}", results_path.display()))
+        })?;
+    }
     let next = AtomicUsize::new(0);
     let (tx, rx) = std::sync::mpsc::channel::<Result<RunResult, SweepError>>();
     let mut first_error = None;
@@ -374,8 +487,14 @@ const INTERRUPTED: &str = "interrupted";
 
 /// Trains (or resumes) one job in `opts.dir/runs/<name>` and scores it on fresh questions.
 fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResult, SweepError> {
-    let dir = opts.dir.join("runs").join(&job.cfg.name);
-    let resume = dir.join(rundir::CHECKPOINT_DIR).exists();
+    let dir = rundir::run_path(&opts.dir.join("runs"), &job.cfg.name)
+        .map_err(|e| SweepError::Spec(format!("run {}: {e}", job.id)))?;
+    // A run that wrote its config has a checkpoint to go on from (see `train::run`).
+    let open = if dir.join(rundir::CONFIG).exists() {
+        rundir::Open::Resume
+    } else {
+        rundir::Open::New
+    };
     let mut cfg = job.cfg.clone();
     cfg.train.threads = opts.threads;
     cfg.train.samples = 0;
@@ -394,7 +513,7 @@ fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResul
         epochs_to_target: None,
         seconds_to_target: None,
     };
-    let outcome = match train::run(cfg, &dir, resume, interrupt, &mut |_| {}) {
+    let outcome = match train::run(cfg, &dir, open, interrupt, &mut |_| {}) {
         Ok(o) => o,
         Err(TrainError::NonFinite { epoch, batch, loss }) => {
             result.error = Some(format!(

@@ -88,6 +88,37 @@ pub struct LoopState {
     /// The learning rate in force (changed by `reduce_lr_patience`); `None` means the config's.
     #[serde(default)]
     pub lr: Option<f64>,
+    /// [`config_hash`] of the run's config: a resume refuses a checkpoint of another run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// [`data_hash`] of the run's first training and validation sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_hash: Option<String>,
+}
+
+/// FNV-1a (64 bit) over byte slices, as text.
+fn fnv1a(parts: &[&[u8]]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part.iter().chain(&(part.len() as u64).to_le_bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+/// A hash of everything in the config that defines the run (the thread count, which a resume
+/// may change without changing a bit of the results, is left out).
+pub fn config_hash(cfg: &ExperimentConfig) -> String {
+    let mut c = cfg.clone();
+    c.train.threads = 0;
+    fnv1a(&[c.to_json().as_bytes()])
+}
+
+/// A hash of the encoded training and validation sets.
+pub fn data_hash(train: &Dataset, val: &Dataset) -> String {
+    fnv1a(&[&train.inputs, &train.targets, &val.inputs, &val.targets])
 }
 
 /// What a finished run achieved.
@@ -152,7 +183,7 @@ impl Curves {
 pub fn run(
     cfg: ExperimentConfig,
     dir: &Path,
-    resume: bool,
+    open: rundir::Open,
     interrupt: &AtomicBool,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, TrainError> {
@@ -160,7 +191,14 @@ pub fn run(
     // weights decay into them (a sweep's worker threads trained 3x slower before every thread
     // flushed them). The engine's pool threads flush them too, and the optimiser runs there.
     crate::nn::flush_denormals();
+    let resume = open == rundir::Open::Resume;
     let mut cfg = cfg;
+    // A new run's config is checked before the directory is touched; a resumed run's is read
+    // from the directory, under its lock.
+    if !resume {
+        cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
+    }
+    let _lock = rundir::open_run(dir, open)?;
     if resume {
         // The stored config, with the caller's epoch bound (`--epochs` extends a resumed run)
         // and thread count.
@@ -170,28 +208,8 @@ pub fn run(
         if threads != 0 {
             cfg.train.threads = threads;
         }
-    } else if dir.join(rundir::CHECKPOINT_DIR).exists() || dir.join(rundir::WEIGHTS).exists() {
-        return Err(TrainError::Refused(format!(
-            "run directory {} already holds a run; continue it with `seqcalc train --resume {}`, or choose another --name",
-            dir.display(),
-            dir.display()
-        )));
     }
     let (codec, model) = cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
-    if dir.exists() && !dir.is_dir() {
-        return Err(RunError::File {
-            path: dir.to_path_buf(),
-            msg: "is a file, not a run directory; choose another --name or --runs-dir".into(),
-        }
-        .into());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| RunError::File {
-        path: dir.to_path_buf(),
-        msg: format!("could not create the run directory: {e}"),
-    })?;
-    let _lock = rundir::RunLock::acquire(dir)?;
-    rundir::save_config(dir, &cfg)?;
-
     let (mut train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;
     if train.n == 0 || val.n == 0 {
         return Err(TrainError::Config(format!(
@@ -200,34 +218,65 @@ pub fn run(
         )));
     }
     let threads = cfg.threads();
-    let mut params: Vec<f32> = model.init_params(cfg.seed);
+    let mut params: Vec<f32> = Vec::new();
     let mut adam = Adam::new(cfg.optim.clone(), model.param_count());
-    let mut state = LoopState::default();
+    let mut state = LoopState {
+        config_hash: Some(config_hash(&cfg)),
+        data_hash: Some(data_hash(&train, &val)),
+        ..LoopState::default()
+    };
     if resume {
-        if let Some(ck) = rundir::load_checkpoint(dir, &model)? {
-            state = serde_json::from_str(&ck.state_json).map_err(|e| RunError::File {
-                path: dir.join(rundir::CHECKPOINT_DIR),
+        let ck = rundir::load_checkpoint_required(dir, &model)?;
+        let path = dir.join(rundir::CHECKPOINT_DIR).join(rundir::CHECKPOINT);
+        let saved: LoopState =
+            serde_json::from_str(&ck.state_json).map_err(|e| RunError::File {
+                path: path.clone(),
                 msg: format!("bad training state: {e}"),
             })?;
-            params = ck.params;
-            adam.m = ck.adam_m;
-            adam.v = ck.adam_v;
-            adam.t = state.adam_t;
-            if let Some(lr) = state.lr {
-                adam.cfg.lr = lr;
+        // Checkpoints written before the hashes existed carry none: nothing to compare.
+        for (what, have, want) in [
+            ("configuration", &saved.config_hash, &state.config_hash),
+            ("training data", &saved.data_hash, &state.data_hash),
+        ] {
+            if have.is_some() && have != want {
+                return Err(RunError::File {
+                    path: path.clone(),
+                    msg: format!("belongs to another run: its {what} hash differs from this run directory's config.json; restore the run's own checkpoint, or start over with --restart"),
+                }
+                .into());
             }
         }
+        state = LoopState {
+            config_hash: state.config_hash,
+            data_hash: state.data_hash,
+            ..saved
+        };
+        params = ck.params;
+        adam.m = ck.adam_m;
+        adam.v = ck.adam_v;
+        adam.t = state.adam_t;
+        if let Some(lr) = state.lr {
+            adam.cfg.lr = lr;
+        }
     }
-    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(model, threads);
+    // Told before the first weights exist: a big model takes seconds to initialise and save.
     events(Event::Start {
         cfg: &cfg,
-        model: &engine.model,
+        model: &model,
         codec: &codec,
         train: &train,
         val: &val,
         threads,
         resumed_at: resume.then_some(state.epochs_done),
     });
+    if !resume {
+        params = model.init_params(cfg.seed);
+        // The checkpoint before the first step, then the config: a directory with a config
+        // always has a checkpoint to resume from, even when killed before the first epoch ends.
+        save_checkpoint(dir, &model, &params, &adam, &state)?;
+    }
+    rundir::save_config(dir, &cfg)?;
+    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(model, threads);
     if let Some(reason) = &state.stopped {
         events(Event::Stop { reason });
         return Ok(Outcome {

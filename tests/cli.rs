@@ -189,8 +189,10 @@ fn predict_answers_and_jsonl_reports_bad_lines_without_stopping() {
 }
 
 /// Waits (up to two minutes) until a run directory holds its first checkpoint.
+/// Waits until the run has finished its first epoch (a new run writes its checkpoint before the
+/// first step; the history appears with the first epoch's end).
 fn wait_for_checkpoint(run_dir: &Path) {
-    let ck = run_dir.join("checkpoint/state.safetensors");
+    let ck = run_dir.join("history.json");
     let t0 = std::time::Instant::now();
     while !ck.exists() && t0.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -232,6 +234,7 @@ fn resume_after_kill_gives_the_same_weights() {
         .spawn()
         .unwrap();
     wait_for_checkpoint(&runs.join("killed"));
+    let running = child.try_wait().unwrap().is_none();
     child.kill().ok();
     child.wait().ok();
     let hist: serde_json::Value =
@@ -239,8 +242,8 @@ fn resume_after_kill_gives_the_same_weights() {
             .unwrap();
     let done = hist["records"].as_array().unwrap().len();
     assert!(
-        done < 25,
-        "the kill came after the run had finished; the test would prove nothing"
+        running && (1..4).contains(&done),
+        "the kill came after {done} of 4 epochs (process still running: {running}); it must land mid-run or the test proves nothing"
     );
     let o = run(&["train", "--resume", runs.join("killed").to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
@@ -276,6 +279,34 @@ fn resume_after_kill_gives_the_same_weights() {
     assert!(
         a == c,
         "weights after an interrupt and resume differ from the uninterrupted run's"
+    );
+    // SIGTERM (what schedulers and containers send) stops the run the same way, with the
+    // same checkpoint.
+    let child = bin()
+        .args(base("terminated"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&runs.join("terminated"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{:?} {err}", o.status);
+    assert!(err.contains("Resume with: seqcalc train --resume"), "{err}");
+    let o = run(&[
+        "train",
+        "--resume",
+        runs.join("terminated").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = std::fs::read(runs.join("terminated/weights.safetensors")).unwrap();
+    assert!(
+        a == c,
+        "weights after SIGTERM and resume differ from the uninterrupted run's"
     );
     // A second training into the same directory is refused.
     let o = bin().args(base("whole")).output().unwrap();
@@ -345,7 +376,21 @@ fn data_export_and_bad_configurations() {
         (vec!["train", "--hidden", "0", "--print-config"], "hidden"),
         (vec!["train", "--op", "*", "--print-config"], "op"),
         (vec!["data", "--digits", "1", "--n", "56"], "55"),
-        (vec!["train", "--hidden", "30000", "--print-config"], "GiB"),
+        (
+            vec!["train", "--hidden", "30000", "--print-config"],
+            "16384",
+        ),
+        (
+            vec![
+                "train",
+                "--hidden",
+                "16384",
+                "--layers",
+                "16",
+                "--print-config",
+            ],
+            "GiB",
+        ),
         (
             vec!["bench", "--task", "pq-system", "--pq-max", "60000"],
             "length",
@@ -735,25 +780,29 @@ fn a_second_run_in_the_same_directory_is_refused_while_the_first_lives() {
         dir.join("lock").exists(),
         "SIGKILL should leave the lock behind"
     );
-    let resumed = bin()
-        .args(["train", "--resume", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-INT", &resumed.id().to_string()])
-        .status()
-        .unwrap();
-    let o = resumed.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(!dir.join("lock").exists(), "a clean stop removes the lock");
+    // Twice: after a SIGKILL, and after a clean stop (the lock file stays; its lock is the
+    // kernel's and ends with the process either way).
+    for round in ["after SIGKILL", "after Ctrl-C"] {
+        let resumed = bin()
+            .args(["train", "--resume", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Command::new("kill")
+            .args(["-INT", &resumed.id().to_string()])
+            .status()
+            .unwrap();
+        let o = resumed.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(130),
+            "{round}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(dir.join("lock").exists());
+    }
 }
 
 /// One line the small model must refuse (its alphabet is ` +0123456789`, questions up to 5
@@ -1242,6 +1291,19 @@ fn each_kind_of_damaged_model_directory_gives_one_line_naming_the_file() {
     eprintln!("{}", table.join("\n"));
 }
 
+/// The best validation exact match in a run's history.
+fn best_val_exact(dir: &Path) -> f64 {
+    let h: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
+    h["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["val_exact"].as_f64().unwrap())
+        .fold(0.0, f64::max)
+}
+
+/// Each decoder option learns the small task to 0.9 exact match on fresh questions.
 #[test]
 fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
     let root = tempfile::tempdir().unwrap();
@@ -1309,7 +1371,10 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
         assert!(o.status.success(), "{name}: {}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let exact = v["exact_match"].as_f64().unwrap();
-        assert!(exact > 0.75, "{name}: fresh exact {exact}");
+        let val = best_val_exact(&dir);
+        eprintln!("{name}: validation exact {val}, fresh exact {exact}");
+        // Seed 3 on 2 threads: every option reaches 0.9 on fresh questions (0.95 to 1.0).
+        assert!(exact >= 0.9, "{name}: fresh exact {exact}");
         let o = run(&["predict", "--model", dir.to_str().unwrap(), "47+38", "9+9"]);
         let out = text(&o);
         assert!(
@@ -1537,7 +1602,10 @@ fn a_transformer_with_a_scratchpad_writes_its_work_and_answers() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let exact = v["exact_match"].as_f64().unwrap();
-    assert!(exact > 0.75, "fresh exact {exact}");
+    let val = best_val_exact(&dir);
+    eprintln!("scratchpad: validation exact {val}, fresh exact {exact}");
+    // Seed 5 on 2 threads stops near the 0.88 it asks for (0.89 on fresh questions).
+    assert!(exact >= 0.88, "fresh exact {exact}");
     // The answer alone is printed: no separators, no end symbol, no reversed digits.
     let o = run(&["predict", "--model", dir.to_str().unwrap(), "(3*4)+5"]);
     let out = text(&o);

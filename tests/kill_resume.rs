@@ -395,11 +395,12 @@ fn a_full_disk_stops_training_with_one_line_and_the_last_good_files_stay() {
     let reference = reference();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("full");
-    // A run with a good checkpoint: killed as its second checkpoint write begins.
+    // A run with a good checkpoint: killed as its third checkpoint write begins.
     let (_, landed, _) = start_and_kill(
         &train_args(root.path(), "full"),
         &dir,
-        Aim::CheckpointWrite(2),
+        // The first write is the checkpoint before the first step; the third, epoch 2's.
+        Aim::CheckpointWrite(3),
         0,
     );
     assert!(landed);
@@ -470,16 +471,29 @@ fn unwritable_run_directories_give_one_clear_line() {
     assert_one_line_error(&o, &["a-file", "not a run directory"], "resume a file");
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
 
-    // A read-only run directory. Root writes into it anyway, so the case only means something
-    // for an ordinary user.
+    // A read-only run directory. Root writes into it anyway, so as root (how CI runs) the
+    // resume runs as the unprivileged user `nobody`, for whom the directory is read-only.
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!(
-            "skipped the read-only run directory case: running as root, which ignores permissions"
-        );
-        return;
-    }
+    let as_root = unsafe { libc::geteuid() } == 0;
     use std::os::unix::fs::PermissionsExt;
+    if as_root {
+        // `nobody` must reach the run: the temporary directory is root's, mode 0700.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let unprivileged = |cmd: &mut std::process::Command| {
+        if as_root {
+            // SAFETY: setgid and setuid are async-signal-safe; the child runs only them
+            // before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+    };
     let dir = root.path().join("ro");
     let (_, landed, _) = start_and_kill(
         &train_args(root.path(), "ro"),
@@ -495,10 +509,10 @@ fn unwritable_run_directories_give_one_clear_line() {
         }
     };
     set(0o555);
-    let o = bin()
-        .args(["train", "--resume", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let mut cmd = bin();
+    cmd.args(["train", "--resume", dir.to_str().unwrap()]);
+    unprivileged(&mut cmd);
+    let o = cmd.output().unwrap();
     set(0o755);
     assert_one_line_error(&o, &["ro", "Permission denied"], "read-only run directory");
     assert!(

@@ -16,7 +16,7 @@ use std::io::Write;
 pub fn run_training(
     cfg: ExperimentConfig,
     dir: &std::path::Path,
-    resume: bool,
+    open: seqcalc::rundir::Open,
     on_start: &mut dyn FnMut(&Dataset, &Dataset, usize),
 ) -> Result<train::Outcome> {
     // A question of this task for the closing hint ("12+345" fits only some tasks).
@@ -34,7 +34,7 @@ pub fn run_training(
     let color = report::stdout_color();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut out = std::io::stdout();
-    let outcome = train::run(cfg, dir, resume, &signals::STOP, &mut |ev| match ev {
+    let outcome = train::run(cfg, dir, open, &signals::STOP, &mut |ev| match ev {
         Event::Start {
             cfg,
             model,

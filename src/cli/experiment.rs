@@ -232,9 +232,9 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             break;
         }
         println!("=== {} ({})", cfg.name(), e.reproduces);
-        let dir = run::run_path(&a.runs_dir, cfg.name())?;
+        let dir = seqcalc::rundir::run_path(&a.runs_dir, cfg.name())?;
         let t0 = std::time::Instant::now();
-        let mut trained = train::train(cfg.clone(), &dir, false)?;
+        let mut trained = train::train(cfg.clone(), &dir, seqcalc::rundir::Open::New)?;
         if signals::stopped() {
             break;
         }

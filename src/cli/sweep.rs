@@ -67,7 +67,7 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
     if a.eval_n > 10_000_000 {
         bail!("--eval-n {} must be at most 10000000", a.eval_n);
     }
-    seqcalc::run::check_name(&a.name)?;
+    seqcalc::rundir::validate_name(&a.name).map_err(anyhow::Error::msg)?;
     if !(0.0..=1.0).contains(&a.target) {
         bail!("--target {} must be in [0, 1]", a.target);
     }

@@ -9,6 +9,7 @@ use clap::Args;
 use seqcalc::config::ExperimentConfig;
 use seqcalc::lengthgen;
 use seqcalc::run::{self, Manifest, RunConfig, RunKind};
+use seqcalc::rundir::Open;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,8 +26,11 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Continue the stopped run in this directory (same weights as an uninterrupted run).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "name", "restart"])]
     pub resume: Option<PathBuf>,
+    /// Start the run over if its directory already holds one (its files are removed first).
+    #[arg(long)]
+    pub restart: bool,
     /// Print the resolved config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -43,7 +47,7 @@ pub fn exec(a: TrainArgs) -> Result<ExitCode> {
             print!("{}", cfg.to_toml());
             return Ok(ExitCode::SUCCESS);
         }
-        train(cfg, dir, true)?;
+        train(cfg, dir, Open::Resume)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut cfg = match &a.config {
@@ -55,13 +59,14 @@ pub fn exec(a: TrainArgs) -> Result<ExitCode> {
     if let Some(n) = &a.name {
         cfg.set_name(n);
     }
-    let dir = run::run_path(&a.runs_dir, cfg.name())?;
+    let dir = seqcalc::rundir::run_path(&a.runs_dir, cfg.name())?;
     cfg.validate()?;
     if a.print_config {
         print!("{}", cfg.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    train(cfg, &dir, false)?;
+    let open = if a.restart { Open::Restart } else { Open::New };
+    train(cfg, &dir, open)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,7 +88,8 @@ pub enum Trained {
 
 /// Trains a run of any kind into `dir` (or resumes it), printing as it goes, and writes the
 /// run's manifest when training returns. Stops cleanly on the first Ctrl-C or SIGTERM.
-pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
+pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
+    let resume = open == Open::Resume;
     signals::cooperate();
     let kind = cfg.kind();
     let threads = match &cfg {
@@ -95,10 +101,26 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
         RunConfig::Regression(_) => 1,
     };
     let mut manifest = Manifest::start(kind, threads, run::spec_hash(&cfg));
+    // A resumed run that had already finished trains nothing, and leaves every file as it was.
+    let records = || run::load_history(dir).map(|h| h.records.len()).ok();
+    let before = if resume { records() } else { None };
+    let finish = |manifest: &mut Manifest, interrupted: bool| -> Result<()> {
+        if dir.is_dir() && (before.is_none() || interrupted || before != records()) {
+            manifest.finish(
+                dir,
+                if interrupted {
+                    "interrupted"
+                } else {
+                    "finished"
+                },
+            )?;
+        }
+        Ok(())
+    };
     let trained = match cfg {
         RunConfig::Seq2seq(c) => {
             let mut data_hash = None;
-            let outcome = console::run_training(c, dir, resume, &mut |train, val, _| {
+            let outcome = console::run_training(c, dir, open, &mut |train, val, _| {
                 let texts = train
                     .problems
                     .iter()
@@ -110,15 +132,12 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
                 manifest.data_hash = format!("fnv1a64:{h:016x}");
             }
             let interrupted = outcome.interrupted;
-            finish(&mut manifest, dir, interrupted)?;
+            finish(&mut manifest, interrupted)?;
             return Ok(Trained::Seq2seq(outcome));
         }
         RunConfig::CoupledTransformer(c) => {
-            if !resume {
-                refuse_existing(dir)?;
-            }
             let (engine, params, outcome) =
-                lengthgen::train::train(&c, dir, resume, &signals::STOP, &mut |l| println!("{l}"))?;
+                lengthgen::train::train(&c, dir, open, &signals::STOP, &mut |l| println!("{l}"))?;
             println!(
                 "trained {} steps in {:.1} s: {:.0} tokens/s{}",
                 outcome.steps,
@@ -153,8 +172,7 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
                     dir.display()
                 );
             }
-            refuse_existing(dir)?;
-            std::fs::create_dir_all(dir)?;
+            let _lock = seqcalc::rundir::open_run(dir, open)?;
             let (engine, outcome) =
                 lengthgen::gru::train(&c.pair_gru, c.seed, &mut |l| println!("{l}"))
                     .map_err(anyhow::Error::msg)?;
@@ -175,7 +193,7 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
                     dir.display()
                 );
             }
-            refuse_existing(dir)?;
+            let _lock = seqcalc::rundir::open_run(dir, open)?;
             let rep = seqcalc::regression::run(&c.mapping, &mut |epoch, loss| {
                 println!("Epoch {epoch:>3}  mse {loss:.6}")
             });
@@ -196,7 +214,7 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
     };
     let interrupted =
         matches!(&trained, Trained::CoupledTransformer { outcome, .. } if outcome.interrupted);
-    finish(&mut manifest, dir, interrupted)?;
+    finish(&mut manifest, interrupted)?;
     if !interrupted && kind != RunKind::Seq2seq {
         println!(
             "Run directory: {0}\nNext: seqcalc eval --model {0}   |   seqcalc predict --model {0} QUESTION",
@@ -204,30 +222,4 @@ pub fn train(cfg: RunConfig, dir: &Path, resume: bool) -> Result<Trained> {
         );
     }
     Ok(trained)
-}
-
-/// Refuses to train into a directory that already holds a run.
-fn refuse_existing(dir: &Path) -> Result<()> {
-    if dir.join(seqcalc::rundir::CONFIG).exists() || dir.join(seqcalc::rundir::WEIGHTS).exists() {
-        bail!(
-            "run directory {} already holds a run; continue it with `seqcalc train --resume {}`, or choose another --name",
-            dir.display(),
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
-fn finish(manifest: &mut Manifest, dir: &Path, interrupted: bool) -> Result<()> {
-    if dir.is_dir() {
-        manifest.finish(
-            dir,
-            if interrupted {
-                "interrupted"
-            } else {
-                "finished"
-            },
-        )?;
-    }
-    Ok(())
 }

@@ -60,40 +60,6 @@ pub struct PairGruConfig {
     pub stress_fraction: f64,
 }
 
-impl PairGruConfig {
-    /// Checks every number against a sane bound; one line naming the value and the limit.
-    pub fn validate(&self) -> Result<(), String> {
-        let check = |name: &str, v: usize, lo: usize, hi: usize| {
-            if (lo..=hi).contains(&v) {
-                Ok(())
-            } else {
-                Err(format!("pair_gru.{name} {v} must be in {lo}..={hi}"))
-            }
-        };
-        check("hidden", self.hidden, 1, 4096)?;
-        check("embed_dim", self.embed_dim, 1, 4096)?;
-        check("batch_size", self.batch_size, 1, 1 << 16)?;
-        check("steps", self.steps, 1, 100_000_000)?;
-        check("threads", self.threads, 0, crate::parallel::MAX_THREADS)?;
-        if !(0.0..=1.0).contains(&self.stress_fraction) {
-            return Err(format!(
-                "pair_gru.stress_fraction {} must be in [0, 1]",
-                self.stress_fraction
-            ));
-        }
-        if !(self.lr > 0.0 && self.lr <= 10.0) {
-            return Err(format!("pair_gru.lr {} must be in (0, 10]", self.lr));
-        }
-        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 1000 {
-            return Err(format!(
-                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
-                self.min_digits, self.max_digits
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl Default for PairGruConfig {
     fn default() -> Self {
         PairGruConfig {
@@ -107,6 +73,34 @@ impl Default for PairGruConfig {
             threads: 0,
             stress_fraction: 0.0,
         }
+    }
+}
+
+impl PairGruConfig {
+    /// Checks every number against its bounds (one line naming the value and the limit).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::config::limits::{self, within};
+        within("hidden", self.hidden, 1, limits::WIDTH)?;
+        within("embed_dim", self.embed_dim, 1, limits::WIDTH)?;
+        within("batch_size", self.batch_size, 1, 1 << 16)?;
+        within("steps", self.steps, 1, limits::STEPS)?;
+        limits::at_most("threads", self.threads, limits::THREADS)?;
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("learning rate {} must be positive", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.stress_fraction) {
+            return Err(format!(
+                "stress_fraction {} must be in [0, 1]",
+                self.stress_fraction
+            ));
+        }
+        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 1000 {
+            return Err(format!(
+                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
+                self.min_digits, self.max_digits
+            ));
+        }
+        Ok(())
     }
 }
 

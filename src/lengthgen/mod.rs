@@ -16,6 +16,7 @@ pub mod format;
 pub mod gru;
 pub mod train;
 
+use crate::config::limits;
 use crate::nn::transformer::{Transformer, TransformerConfig};
 use crate::rundir::{self, file_err, RunError};
 use serde::{Deserialize, Serialize};
@@ -156,10 +157,17 @@ impl LengthGenRunConfig {
             return Err("give a budget: steps > 0 or max_seconds".into());
         }
         if let Some(s) = t.max_seconds {
-            if !(s > 0.0 && s.is_finite()) {
-                return Err(format!("max_seconds {s} must be positive"));
+            if !(s > 0.0 && s <= limits::SECONDS) {
+                return Err(format!(
+                    "max_seconds {s} must be positive and at most {}",
+                    limits::SECONDS
+                ));
             }
         }
+        limits::at_most("steps", t.steps, limits::STEPS)?;
+        limits::at_most("threads", t.threads, limits::THREADS)?;
+        limits::at_most("eval_count", t.eval_count, 1 << 20)?;
+        limits::at_most("eval_lengths (how many)", t.eval_lengths.len(), 1000)?;
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return Err(format!("learning rate {} must be positive", t.lr));
         }
@@ -172,8 +180,11 @@ impl LengthGenRunConfig {
         if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
             return Err("weight_decay must be >= 0".into());
         }
-        if t.clip_norm.is_nan() || t.clip_norm <= 0.0 {
-            return Err("clip_norm must be positive".into());
+        if !(t.clip_norm > 0.0 && t.clip_norm.is_finite()) {
+            return Err(format!(
+                "clip_norm {} must be a finite positive number",
+                t.clip_norm
+            ));
         }
         if !(0.0..=1.0).contains(&t.pad_fraction) {
             return Err("pad_fraction must be in [0, 1]".into());

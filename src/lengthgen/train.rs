@@ -11,7 +11,7 @@ use super::format::{self, Operands};
 use super::{save_config, LengthGenRunConfig};
 use crate::fsutil::write_atomic;
 use crate::optim::{warmup_cosine, AdamW};
-use crate::rundir::{self, RunError, RunLock};
+use crate::rundir::{self, RunError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,24 @@ struct LoopState {
     adam_t: u64,
     /// Position of the batch generator's stream (a decimal u128).
     rng_word_pos: String,
+    /// [`config_hash`] of the run's config: a resume refuses a checkpoint of another run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config_hash: Option<String>,
+}
+
+/// A hash of everything in the config that defines the run (the thread count left out).
+pub fn config_hash(cfg: &LengthGenRunConfig) -> String {
+    let mut c = cfg.clone();
+    c.lengthgen.train.threads = 0;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in serde_json::to_string(&c)
+        .expect("config serialises")
+        .as_bytes()
+    {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
 }
 
 impl Outcome {
@@ -99,15 +117,14 @@ fn history_csv(h: &[EvalRecord]) -> String {
 pub fn train(
     cfg: &LengthGenRunConfig,
     dir: &Path,
-    resume: bool,
+    open: rundir::Open,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
 ) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), RunError> {
     let model = cfg.build().map_err(RunError::Config)?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| rundir::file_err(dir, format!("could not create the run directory: {e}")))?;
-    let _lock = RunLock::acquire(dir)?;
-    save_config(dir, cfg)?;
+    let resume = open == rundir::Open::Resume;
+    let _lock = rundir::open_run(dir, open)?;
+    let hash = config_hash(cfg);
     let t = &cfg.lengthgen.train;
     let threads = crate::parallel::threads_or_cores(t.threads);
     log(&format!(
@@ -148,15 +165,19 @@ pub fn train(
     let mut examples = 0u64;
     let mut lr = 0.0;
     if resume {
-        if let Some(ck) = rundir::load_checkpoint_flat(dir, &engine.model.layout)? {
+        {
+            let ck = rundir::load_checkpoint_required_flat(dir, &engine.model.layout)?;
             let bad = |e: String| {
                 rundir::file_err(
-                    &dir.join(rundir::CHECKPOINT_DIR),
-                    format!("bad training state: {e}"),
+                    &dir.join(rundir::CHECKPOINT_DIR).join(rundir::CHECKPOINT),
+                    e,
                 )
             };
-            let st: LoopState =
-                serde_json::from_str(&ck.state_json).map_err(|e| bad(e.to_string()))?;
+            let st: LoopState = serde_json::from_str(&ck.state_json)
+                .map_err(|e| bad(format!("bad training state: {e}")))?;
+            if st.config_hash.as_ref().is_some_and(|h| *h != hash) {
+                return Err(bad("belongs to another run: its configuration hash differs from this run directory's config.json; restore the run's own checkpoint, or start over in a new directory".into()));
+            }
             let pos: u128 = st.rng_word_pos.parse().map_err(|e| bad(format!("{e}")))?;
             rng.set_word_pos(pos);
             (params, opt.m, opt.v, opt.t) = (ck.params, ck.adam_m, ck.adam_v, st.adam_t);
@@ -186,6 +207,7 @@ pub fn train(
             lr,
             adam_t: opt.t,
             rng_word_pos: rng.get_word_pos().to_string(),
+            config_hash: Some(hash.clone()),
         };
         let ck = rundir::Checkpoint {
             params: params.to_vec(),
@@ -195,6 +217,21 @@ pub fn train(
         };
         rundir::save_checkpoint_flat(dir, layout, &ck)
     };
+    if !resume {
+        // The checkpoint before the first step, then the config: a directory with a config
+        // always has a checkpoint to resume from.
+        checkpoint(
+            &params,
+            &opt,
+            &out,
+            &rng,
+            loss_ema,
+            lr,
+            examples,
+            &engine.model.layout,
+        )?;
+    }
+    save_config(dir, cfg)?;
     let mut seqs: Vec<u8> = Vec::new();
     let evaluate = |engine: &mut CoupledAdditionEngine,
                     params: &[f32],
@@ -343,8 +380,14 @@ mod tests {
         let run = |threads| {
             let dir = tempfile::tempdir().unwrap();
             let stop = AtomicBool::new(false);
-            let (_, p, out) =
-                train(&tiny(12, threads), dir.path(), false, &stop, &mut |_| {}).unwrap();
+            let (_, p, out) = train(
+                &tiny(12, threads),
+                dir.path(),
+                rundir::Open::New,
+                &stop,
+                &mut |_| {},
+            )
+            .unwrap();
             assert_eq!(out.steps, 12);
             let saved = rundir::load_flat(
                 dir.path(),
@@ -372,11 +415,12 @@ mod tests {
         cfg.lengthgen.train.eval_every = 4;
         let straight = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
-        let (_, want, whole) = train(&cfg, straight.path(), false, &stop, &mut |_| {}).unwrap();
+        let (_, want, whole) =
+            train(&cfg, straight.path(), rundir::Open::New, &stop, &mut |_| {}).unwrap();
         // Interrupt when the evaluation at step 4 reports (the step after it still runs).
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
-        let (_, _, first) = train(&cfg, dir.path(), false, &stop, &mut |l| {
+        let (_, _, first) = train(&cfg, dir.path(), rundir::Open::New, &stop, &mut |l| {
             if l.starts_with("step") {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -385,7 +429,7 @@ mod tests {
         assert!(first.interrupted && first.steps == 5, "{first:?}");
         let stop = AtomicBool::new(false);
         let mut lines = Vec::new();
-        let (_, got, rest) = train(&cfg, dir.path(), true, &stop, &mut |l| {
+        let (_, got, rest) = train(&cfg, dir.path(), rundir::Open::Resume, &stop, &mut |l| {
             lines.push(l.to_string())
         })
         .unwrap();
@@ -416,7 +460,7 @@ mod tests {
         cfg.lengthgen.model.heads = 2;
         cfg.lengthgen.model.ffn = 128;
         let mut lines = Vec::new();
-        let (mut engine, p, out) = train(&cfg, dir.path(), false, &stop, &mut |l| {
+        let (mut engine, p, out) = train(&cfg, dir.path(), rundir::Open::New, &stop, &mut |l| {
             lines.push(l.to_string())
         })
         .unwrap();
@@ -449,7 +493,8 @@ mod tests {
         cfg.lengthgen.model.ffn = 128;
         cfg.lengthgen.model.local_window = 2;
         cfg.lengthgen.train.max_digits = 5;
-        let (mut engine, p, out) = train(&cfg, dir.path(), false, &stop, &mut |_| {}).unwrap();
+        let (mut engine, p, out) =
+            train(&cfg, dir.path(), rundir::Open::New, &stop, &mut |_| {}).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(98);
         for len in [3, 30] {
             let qs = random_questions(&mut rng, len, 100);
