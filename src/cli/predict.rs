@@ -66,20 +66,20 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failed = false;
-    let mut answer_batch = |lines: &[(String, bool)],
+    let mut answer_batch = |lines: &[(String, Option<&str>)],
                             out: &mut std::io::StdoutLock,
                             failed: &mut bool|
      -> Result<()> {
         let valid: Vec<&str> = lines
             .iter()
-            .filter(|(_, utf8)| *utf8)
+            .filter(|(_, bad)| bad.is_none())
             .map(|(q, _)| q.as_str())
             .collect();
         let mut answers = run.answer(&valid).into_iter();
-        for (q, utf8) in lines {
-            let r = match utf8 {
-                true => answers.next().expect("one answer per valid line"),
-                false => Err("line is not valid UTF-8".to_string()),
+        for (q, bad) in lines {
+            let r = match bad {
+                None => answers.next().expect("one answer per valid line"),
+                Some(why) => Err(why.to_string()),
             };
             *failed |= r.is_err();
             if a.jsonl {
@@ -109,16 +109,22 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
         Ok(())
     };
     if from_stdin {
-        let mut batch: Vec<(String, bool)> = Vec::new();
+        let mut batch: Vec<(String, Option<&str>)> = Vec::new();
         let mut batch_bytes = 0usize;
-        for line in std::io::stdin().lock().split(b'\n') {
-            let line = line.context("reading stdin")?;
-            let utf8 = std::str::from_utf8(&line).is_ok();
-            let text = String::from_utf8_lossy(&line)
+        let mut stdin = std::io::stdin().lock();
+        let mut line = Vec::new();
+        while let Some(whole) = read_line(&mut stdin, &mut line).context("reading stdin")? {
+            let bad = match (whole, std::str::from_utf8(&line).is_ok()) {
+                (false, _) => Some("line longer than 1 MiB"),
+                (true, false) => Some("line is not valid UTF-8"),
+                (true, true) => None,
+            };
+            let shown = if whole { &line[..] } else { &line[..64] };
+            let text = String::from_utf8_lossy(shown)
                 .trim_end_matches('\r')
                 .to_string();
             batch_bytes += text.len();
-            batch.push((text, utf8));
+            batch.push((text, bad));
             // A batch is as many questions as inference handles at once, and at most a few
             // megabytes of text (lines can be long).
             if batch.len() >= rows || batch_bytes >= 8 << 20 {
@@ -129,7 +135,8 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
         }
         answer_batch(&batch, &mut out, &mut failed)?;
     } else {
-        let batch: Vec<(String, bool)> = a.questions.iter().map(|q| (q.clone(), true)).collect();
+        let batch: Vec<(String, Option<&str>)> =
+            a.questions.iter().map(|q| (q.clone(), None)).collect();
         answer_batch(&batch, &mut out, &mut failed)?;
     }
     Ok(if failed {
@@ -137,6 +144,45 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The longest question line `predict` reads from stdin.
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// Reads one line (without its `\n`) into `buf`, holding at most [`MAX_LINE_BYTES`] of it:
+/// `Some(true)` a whole line, `Some(false)` a longer one (the rest is read and dropped), `None`
+/// at the end of the input.
+fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let n = std::io::Read::take(&mut *input, MAX_LINE_BYTES + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Some(true));
+    }
+    if (buf.len() as u64) <= MAX_LINE_BYTES {
+        return Ok(Some(true)); // the last line, without a newline
+    }
+    // Too long: skip to the end of the line without holding it.
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                break;
+            }
+            None => {
+                let n = chunk.len();
+                input.consume(n);
+            }
+        }
+    }
+    Ok(Some(false))
 }
 
 /// `12+345 = 357   (confidence 0.998)  ✓`; an empty answer shows as `""`.
@@ -225,4 +271,37 @@ pub fn explain(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_whole_or_refused_past_the_limit_without_holding_them() {
+        let long = vec![b'7'; (MAX_LINE_BYTES as usize) * 3];
+        let mut input = Vec::new();
+        for part in [&b"1+1\n"[..], &long, b"\n2+2\r\n", b"3+3"] {
+            input.extend_from_slice(part);
+        }
+        let mut reader = std::io::BufReader::new(&input[..]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(whole) = read_line(&mut reader, &mut buf).unwrap() {
+            assert!(buf.len() as u64 <= MAX_LINE_BYTES + 1);
+            got.push((
+                whole,
+                String::from_utf8_lossy(&buf[..buf.len().min(8)]).into_owned(),
+            ));
+        }
+        assert_eq!(
+            got,
+            [
+                (true, "1+1".to_string()),
+                (false, "77777777".to_string()),
+                (true, "2+2\r".to_string()),
+                (true, "3+3".to_string())
+            ]
+        );
+    }
 }
