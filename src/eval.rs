@@ -48,7 +48,7 @@ pub enum EvalError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
-    #[error("asked for {n} fresh questions, but only {fresh} remain: the task has {distinct} distinct questions and the run's data set used {seen}; ask for --n {fresh} or fewer")]
+    #[error("asked for {n} fresh questions, but only {fresh} remain: the task has {distinct} distinct questions and the run's data set used {seen}; ask for --n {fresh} or fewer (none at all: every question was seen in training or validation)")]
     TooFewFresh {
         n: usize,
         fresh: u128,

@@ -119,20 +119,31 @@ fn result_row(
     let (trained_for, score) = match trained {
         Trained::Seq2seq(o) => {
             let run = seqcalc::rundir::load_run(dir)?;
-            let rep = seqcalc::eval::evaluate_fresh_on(&run, &run.cfg.task, 10_000, 7, threads)?;
             let best = o.best();
+            let val = best.map_or(0.0, |b| b.val_exact);
+            // Small tasks have fewer unseen questions than 10,000, some none at all.
+            let distinct = run.cfg.task.distinct_questions();
+            let unseen = distinct.saturating_sub(run.cfg.data.size as u128);
+            let n = unseen.min(10_000) as usize;
+            let fresh = (n > 0)
+                .then(|| seqcalc::eval::evaluate_fresh_on(&run, &run.cfg.task, n, 7, threads))
+                .and_then(Result::ok);
+            let score = match fresh {
+                Some(rep) => format!(
+                    "**{:.4}** on {} fresh (validation {val:.4})",
+                    rep.exact_match, rep.n
+                ),
+                None => format!(
+                    "validation **{val:.4}** (no unseen questions left: the task has {distinct})"
+                ),
+            };
             (
                 format!(
                     "{} epochs, kept {}",
                     o.state.history.records.len(),
                     best.map_or(0, |b| b.epoch)
                 ),
-                format!(
-                    "**{:.4}** on {} fresh (validation {:.4})",
-                    rep.exact_match,
-                    rep.n,
-                    best.map_or(0.0, |b| b.val_exact)
-                ),
+                score,
             )
         }
         Trained::Regression(rep) => (
