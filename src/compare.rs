@@ -177,6 +177,17 @@ pub fn jobs(quick: bool) -> Result<Vec<Job>, sweep::SweepError> {
     Ok(jobs)
 }
 
+/// A report that could not be written, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Plot(#[from] crate::report::PlotError),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+}
+
 /// Writes `report.md` and its pictures into `out` from the finished runs in `dir/runs`.
 pub fn write_report(
     dir: &Path,
@@ -185,7 +196,7 @@ pub fn write_report(
     results: &[RunResult],
     eval_n: usize,
     threads: usize,
-) -> anyhow::Result<String> {
+) -> Result<String, ReportError> {
     std::fs::create_dir_all(out)?;
     let mut md = String::new();
     let _ = writeln!(

@@ -343,16 +343,16 @@ pub struct MappingRunConfig {
 /// Writes a trained mapping model's run directory: config.json, weights.safetensors,
 /// history.csv/.json and curves.svg/.png, each atomically. The caller holds the directory's
 /// lock (`rundir::open_run`).
-pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> anyhow::Result<()> {
-    run.mapping.validate().map_err(anyhow::Error::msg)?;
+pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> Result<(), RunError> {
+    run.mapping.validate().map_err(RunError::Config)?;
     std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create run directory: {e}", dir.display()))?;
+        .map_err(|e| rundir::file_err(dir, format!("cannot create run directory: {e}")))?;
     let path = dir.join(rundir::CONFIG);
     let tagged = crate::run::RunConfig::Regression(run.clone()).to_json();
-    crate::fsutil::write_atomic(&path, tagged.as_bytes())?;
+    crate::fsutil::write_atomic(&path, tagged.as_bytes()).map_err(RunError::Write)?;
     let net = Net::new(&run.mapping);
     rundir::save_flat(dir, &net.layout, &rep.params)?;
-    rep.history.save(dir)?;
+    rep.history.save(dir).map_err(RunError::Write)?;
     crate::report::plot_curves_labelled(
         &rep.history,
         &format!("{}: MSE (normalised) and rounded-answer accuracy", run.name),
@@ -364,6 +364,7 @@ pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> anyh
         &dir.join("curves.svg"),
         &dir.join("curves.png"),
     )
+    .map_err(|e| rundir::file_err(&dir.join("curves.svg"), e))
 }
 
 /// A trained mapping model read back from its run directory.

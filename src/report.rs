@@ -138,6 +138,17 @@ pub fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// A picture that could not be drawn or written, with the reason (one line).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlotError(pub String);
+
+impl From<std::io::Error> for PlotError {
+    fn from(e: std::io::Error) -> Self {
+        PlotError(e.to_string())
+    }
+}
+
 /// The font charts use, shipped with the binary (DejaVu Sans Mono; licence in assets/).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 
@@ -166,11 +177,11 @@ fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
     title: &str,
-) -> anyhow::Result<()>
+) -> Result<(), PlotError>
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("{e:?}");
+    let err = |e: &dyn std::fmt::Debug| PlotError(format!("{e:?}"));
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
         .titled(title, ("sans-serif", 22))
@@ -267,7 +278,7 @@ fn encode_png(rgb: &[u8], (width, height): (u32, u32)) -> Result<Vec<u8>, png::E
 }
 
 /// Renders panels side by side into `svg` and `png`, atomically.
-fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
+fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> Result<(), PlotError> {
     register_font();
     let size = (550 * panels.len().max(1) as u32, 420u32);
     let mut text = String::new();
@@ -283,15 +294,20 @@ fn render(panels: &[Panel], title: &str, svg: &Path, png: &Path) -> anyhow::Resu
         panels,
         title,
     )?;
-    let bytes =
-        encode_png(&rgb, size).map_err(|e| anyhow::anyhow!("encoding {}: {e}", png.display()))?;
+    let bytes = encode_png(&rgb, size)
+        .map_err(|e| PlotError(format!("encoding {}: {e}", png.display())))?;
     write_atomic(png, &bytes)?;
     Ok(())
 }
 
 /// Draws the tutorial's two plots side by side (loss: train vs validation; accuracy: train and
 /// validation per-character, validation exact match) into `svg` and `png`, atomically.
-pub fn plot_curves(history: &History, title: &str, svg: &Path, png: &Path) -> anyhow::Result<()> {
+pub fn plot_curves(
+    history: &History,
+    title: &str,
+    svg: &Path,
+    png: &Path,
+) -> Result<(), PlotError> {
     plot_curves_labelled(
         history,
         title,
@@ -313,7 +329,7 @@ pub fn plot_curves_labelled(
     acc_labels: [&str; 3],
     svg: &Path,
     png: &Path,
-) -> anyhow::Result<()> {
+) -> Result<(), PlotError> {
     let panels: [Panel; 2] = [
         (
             "loss",
@@ -347,7 +363,7 @@ pub fn plot_curves_labelled(
 }
 
 /// Overlays several runs: validation loss, and validation exact match, one line per run.
-pub fn plot_compare(runs: &[(String, History)], svg: &Path, png: &Path) -> anyhow::Result<()> {
+pub fn plot_compare(runs: &[(String, History)], svg: &Path, png: &Path) -> Result<(), PlotError> {
     let palette = [
         BLUE,
         RED,
@@ -399,11 +415,11 @@ fn draw_heatmap<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     h: &Heatmap,
     label_w: u32,
-) -> anyhow::Result<()>
+) -> Result<(), PlotError>
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("{e:?}");
+    let err = |e: &dyn std::fmt::Debug| PlotError(format!("{e:?}"));
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (cell_w, cell_h, top) = (HEAT_CELL_W as i32, HEAT_CELL_H as i32, 70);
     root.draw(&Text::new(
@@ -470,7 +486,7 @@ const HEAT_CELL_W: u32 = 130;
 const HEAT_CELL_H: u32 = 40;
 
 /// Draws a heatmap into `svg` and `png`, atomically.
-pub fn plot_heatmap(h: &Heatmap, svg: &Path, png: &Path) -> anyhow::Result<()> {
+pub fn plot_heatmap(h: &Heatmap, svg: &Path, png: &Path) -> Result<(), PlotError> {
     register_font();
     let label_w = 8 * h.rows.iter().map(|r| r.chars().count()).max().unwrap_or(4) as u32 + 10;
     let size = (
@@ -491,8 +507,8 @@ pub fn plot_heatmap(h: &Heatmap, svg: &Path, png: &Path) -> anyhow::Result<()> {
         h,
         label_w,
     )?;
-    let bytes =
-        encode_png(&rgb, size).map_err(|e| anyhow::anyhow!("encoding {}: {e}", png.display()))?;
+    let bytes = encode_png(&rgb, size)
+        .map_err(|e| PlotError(format!("encoding {}: {e}", png.display())))?;
     write_atomic(png, &bytes)?;
     Ok(())
 }

@@ -288,5 +288,6 @@ fn draw_length_pairs(
         },
         svg,
         png,
-    )
+    )?;
+    Ok(())
 }
