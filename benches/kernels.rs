@@ -178,8 +178,10 @@ fn train_step(c: &mut Criterion) {
 /// A training step of the length-generalisation transformer (the reference's sizes, no window
 /// and window 2) at batch 256 on operands of 10 and 20 digits (tokens/s = 256 (3L + 4) / time).
 fn transformer_step(c: &mut Criterion) {
-    use seqcalc::lengthgen::{engine, format, train::random_questions};
+    use seqcalc::codec::coupled as format;
+    use seqcalc::model::coupled as engine;
     use seqcalc::nn::transformer::{Transformer, TransformerConfig};
+    use seqcalc::task::long_addition::random_questions;
     let mut g = c.benchmark_group("transformer");
     g.sample_size(20);
     for window in [0, 2] {

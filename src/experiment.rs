@@ -28,7 +28,7 @@ pub enum Recipe {
     Seq2seq(fn(&mut ExperimentConfig)),
     /// Brownlee's mapping experiments (A1, A2).
     Regression(MappingModel),
-    /// The length-generalisation transformer (`lengthgen::experiment_config`).
+    /// The length-generalisation transformer (`config::long_addition::experiment_config`).
     CoupledTransformer,
     /// The aligned-pairs GRU baseline.
     PairGru,
@@ -70,7 +70,7 @@ impl Experiment {
                 })
             }
             Recipe::CoupledTransformer => {
-                let mut c = crate::lengthgen::experiment_config(quick);
+                let mut c = crate::config::long_addition::experiment_config(quick);
                 c.name = name;
                 RunConfig::CoupledTransformer(c)
             }
@@ -82,6 +82,7 @@ impl Experiment {
                 if quick {
                     let g = &mut c.pair_gru;
                     (g.max_digits, g.batch_size, g.steps) = (3, 32, 60);
+                    (g.eval_every, g.eval_lengths, g.eval_count) = (20, vec![3, 6], 10);
                 }
                 RunConfig::PairGru(c)
             }
@@ -292,7 +293,7 @@ pub fn all() -> Vec<Experiment> {
         Experiment { name: "addition-10-attention", reproduces: "beyond the tutorials: 10-digit addition, teacher-forced decoder with Luong attention, answers least significant digit first", expected_time: "about 20 min (30 epochs)", claim_exact: Some(0.99), recipe: Recipe::Seq2seq(addition_10_attention) },
         Experiment { name: "expression-3terms", reproduces: "Brownlee's extensions: 3 terms of up to 2 digits, + - * with brackets; a transformer that writes its work (scratchpad)", expected_time: "about 30 min (8 epochs to 0.97)", claim_exact: Some(0.95), recipe: Recipe::Seq2seq(expression_3terms) },
         Experiment { name: "length-generalisation", reproduces: "train on 1..20-digit addition, answer 100..1000 digits (1-layer transformer, coupled positions, relative bias, local attention)", expected_time: "about 8 min, then about 1 min of evaluation", claim_exact: Some(0.99), recipe: Recipe::CoupledTransformer },
-        Experiment { name: crate::lengthgen::gru::EXPERIMENT, reproduces: crate::lengthgen::gru::DESCRIPTION, expected_time: "about 2 min", claim_exact: None, recipe: Recipe::PairGru },
+        Experiment { name: crate::config::long_addition::EXPERIMENT, reproduces: crate::config::long_addition::DESCRIPTION, expected_time: "about 2 min", claim_exact: None, recipe: Recipe::PairGru },
         Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, recipe: Recipe::Seq2seq(pq_system_small) },
     ]
 }

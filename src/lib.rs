@@ -16,7 +16,6 @@ pub mod experiment;
 pub use task::expression;
 pub mod fsutil;
 pub mod history;
-pub mod lengthgen;
 pub mod model;
 pub mod nn;
 pub mod optim;

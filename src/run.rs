@@ -14,9 +14,9 @@
 //! Files written before the tag existed carry no `kind`; their kind is told by their sections
 //! (`lengthgen`, `pair_gru`, `mapping`), here and nowhere else.
 
+use crate::config::long_addition::LengthGenRunConfig;
+pub use crate::config::long_addition::PairGruRunConfig;
 use crate::config::{ExperimentConfig, FORMAT_VERSION};
-use crate::lengthgen::gru::PairGruConfig;
-use crate::lengthgen::LengthGenRunConfig;
 use crate::regression::MappingRunConfig;
 use crate::rundir::{file_err, RunError, CONFIG};
 use serde::{Deserialize, Serialize};
@@ -67,29 +67,6 @@ impl RunKind {
 impl std::fmt::Display for RunKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// The aligned-pairs GRU's whole run config.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PairGruRunConfig {
-    pub format_version: u32,
-    pub name: String,
-    pub description: String,
-    pub seed: u64,
-    pub pair_gru: PairGruConfig,
-}
-
-impl Default for PairGruRunConfig {
-    fn default() -> Self {
-        PairGruRunConfig {
-            format_version: FORMAT_VERSION,
-            name: crate::lengthgen::gru::EXPERIMENT.into(),
-            description: crate::lengthgen::gru::DESCRIPTION.into(),
-            seed: 1337,
-            pair_gru: PairGruConfig::default(),
-        }
     }
 }
 
@@ -478,11 +455,11 @@ pub fn spec_hash(cfg: &RunConfig) -> u64 {
     fnv1a64([cfg.to_json().as_bytes()])
 }
 
-/// A run's training curve as per-epoch records, whatever its kind. Coupled-transformer runs
+/// A run's training curve as per-epoch records, whatever its kind. Runs trained by steps
 /// record evaluations by step: each becomes a record whose `epoch` is the step, whose losses
 /// are the training loss and whose exact match is the mean over the evaluated lengths.
 pub fn load_history(dir: &Path) -> Result<crate::history::History, RunError> {
-    use crate::history::{EpochRecord, History};
+    use crate::history::History;
     let kind = load_config(dir)?.kind();
     let path = dir.join("history.json");
     let text = crate::fsutil::read_bounded(&path, crate::config::limits::INPUT_BYTES).map_err(
@@ -496,31 +473,10 @@ pub fn load_history(dir: &Path) -> Result<crate::history::History, RunError> {
     )?;
     let bad = |e: serde_json::Error| file_err(&path, format!("not a training history: {e}"));
     match kind {
-        RunKind::CoupledTransformer => {
-            let evals: Vec<crate::lengthgen::train::EvalRecord> =
+        RunKind::CoupledTransformer | RunKind::PairGru => {
+            let evals: Vec<crate::train::steps::EvalRecord> =
                 serde_json::from_str(&text).map_err(bad)?;
-            let records = evals
-                .iter()
-                .map(|r| {
-                    let exact = if r.exact.is_empty() {
-                        0.0
-                    } else {
-                        r.exact.iter().map(|&(_, x)| x).sum::<f64>() / r.exact.len() as f64
-                    };
-                    EpochRecord {
-                        epoch: r.step,
-                        train_loss: r.loss,
-                        train_char_acc: exact,
-                        val_loss: r.loss,
-                        val_char_acc: exact,
-                        val_exact: exact,
-                        train_secs: r.train_secs,
-                        epoch_secs: 0.0,
-                        elapsed_secs: r.train_secs,
-                    }
-                })
-                .collect();
-            Ok(History { records })
+            Ok(crate::train::steps::as_history(&evals))
         }
         _ => History::from_json(&text).map_err(bad),
     }
@@ -534,14 +490,22 @@ pub enum Run {
         engine: crate::model::Seq2SeqEngine<f32>,
     },
     CoupledTransformer {
-        run: crate::lengthgen::LoadedRun,
-        engine: crate::lengthgen::engine::CoupledAdditionEngine,
+        run: CoupledRun,
+        engine: crate::model::coupled::CoupledAdditionEngine,
     },
     PairGru {
         cfg: PairGruRunConfig,
-        engine: crate::lengthgen::gru::PairGruEngine,
+        engine: crate::model::pair_gru::PairGruEngine,
+        params: Vec<f32>,
     },
     Regression(crate::regression::MappingRun),
+}
+
+/// A coupled-transformer run read back: its config, model and weights.
+pub struct CoupledRun {
+    pub cfg: LengthGenRunConfig,
+    pub model: crate::nn::transformer::Transformer,
+    pub params: Vec<f32>,
 }
 
 /// One answer to one question.
@@ -574,16 +538,21 @@ impl Run {
                 Run::Seq2seq { run, engine }
             }
             RunConfig::CoupledTransformer(cfg) => {
-                let run = crate::lengthgen::load_run_with(dir, cfg)?;
-                let engine = crate::lengthgen::engine::CoupledAdditionEngine::new(
-                    run.model.clone(),
-                    threads,
-                );
+                let model = cfg.build().map_err(|e| file_err(&dir.join(CONFIG), e))?;
+                let params = crate::rundir::load_flat(dir, &model.layout)?;
+                let engine =
+                    crate::model::coupled::CoupledAdditionEngine::new(model.clone(), threads);
+                let run = CoupledRun { cfg, model, params };
                 Run::CoupledTransformer { run, engine }
             }
             RunConfig::PairGru(cfg) => {
-                let engine = crate::lengthgen::gru::load_weights(dir, &cfg.pair_gru, threads)?;
-                Run::PairGru { cfg, engine }
+                let (engine, params) =
+                    crate::model::pair_gru::load_weights(dir, &cfg.pair_gru, threads)?;
+                Run::PairGru {
+                    cfg,
+                    engine,
+                    params,
+                }
             }
             RunConfig::Regression(cfg) => {
                 Run::Regression(crate::regression::MappingRun::from_config(dir, cfg)?)
@@ -632,7 +601,9 @@ impl Run {
             Run::CoupledTransformer { run, engine } => {
                 answer_operands(questions, |ops| engine.greedy(&run.params, ops))
             }
-            Run::PairGru { engine, .. } => answer_operands(questions, |ops| engine.answer(ops)),
+            Run::PairGru { engine, params, .. } => {
+                answer_operands(questions, |ops| engine.answer(params, ops))
+            }
             Run::Regression(m) => questions
                 .iter()
                 .map(|q| {
@@ -701,12 +672,10 @@ fn answer_seq2seq(
 /// Answers additions of long operands with a model that reads them aligned.
 fn answer_operands(
     questions: &[&str],
-    mut answer: impl FnMut(
-        &[crate::lengthgen::format::Operands],
-    ) -> Vec<crate::lengthgen::engine::Answer>,
+    mut answer: impl FnMut(&[crate::codec::coupled::Operands]) -> Vec<crate::model::coupled::Answer>,
 ) -> Vec<Result<Answer, String>> {
-    use crate::lengthgen::engine::check_answer;
-    use crate::lengthgen::format::{parse_question, to_decimal};
+    use crate::codec::coupled::{parse_question, to_decimal};
+    use crate::eval::lengths::check_answer;
     let parsed: Vec<Result<_, String>> = questions.iter().map(|q| parse_question(q)).collect();
     let ok: Vec<_> = parsed
         .iter()
@@ -738,7 +707,7 @@ mod tests {
     fn every_kind_round_trips_through_toml_and_json_with_its_tag() {
         let configs = [
             RunConfig::Seq2seq(ExperimentConfig::default()),
-            RunConfig::CoupledTransformer(crate::lengthgen::experiment_config(true)),
+            RunConfig::CoupledTransformer(crate::config::long_addition::experiment_config(true)),
             RunConfig::PairGru(PairGruRunConfig::default()),
             RunConfig::Regression(MappingRunConfig {
                 format_version: FORMAT_VERSION,
@@ -767,7 +736,7 @@ mod tests {
 
     #[test]
     fn configs_without_a_tag_are_told_by_their_sections() {
-        let lg = crate::lengthgen::experiment_config(true);
+        let lg = crate::config::long_addition::experiment_config(true);
         let text = lg.to_toml();
         assert_eq!(
             RunConfig::parse(&text).unwrap().kind(),

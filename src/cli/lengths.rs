@@ -5,11 +5,11 @@
 use super::train::Trained;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
-use seqcalc::lengthgen::eval::{
+use seqcalc::codec::coupled::{Operands, MAX_DIGITS};
+use seqcalc::eval::lengths::{
     evaluate_lengths, length_pairs, table_header, table_row, transformer_scorer, LengthResult,
     Scorer,
 };
-use seqcalc::lengthgen::format::{Operands, MAX_DIGITS};
 use seqcalc::run::{Run, RunConfig};
 use std::path::Path;
 use std::process::ExitCode;
@@ -82,7 +82,7 @@ fn sharpen(run: &mut Run, f: f32) -> Result<()> {
 fn scorer(run: &mut Run) -> Box<Scorer<'_>> {
     match run {
         Run::CoupledTransformer { run, engine } => transformer_scorer(engine, &run.params),
-        Run::PairGru { engine, .. } => Box::new(|qs: &[Operands]| engine.score(qs)),
+        Run::PairGru { engine, params, .. } => Box::new(|qs: &[Operands]| engine.score(params, qs)),
         _ => unreachable!("scored by length only for long-addition runs"),
     }
 }
@@ -211,8 +211,8 @@ pub fn final_report(
             &mut rng,
             &mut print,
         ),
-        Trained::PairGru { engine, .. } => evaluate_lengths(
-            &mut |qs: &[Operands]| engine.score(qs),
+        Trained::PairGru { engine, params, .. } => evaluate_lengths(
+            &mut |qs: &[Operands]| engine.score(params, qs),
             &lengths,
             count,
             true,
@@ -221,15 +221,27 @@ pub fn final_report(
         ),
         _ => bail!("scored by length only for long-addition runs"),
     };
-    if let (Trained::PairGru { outcome, .. }, RunConfig::PairGru(c)) = (&*trained, cfg) {
+    if let (
+        Trained::PairGru {
+            outcome, params, ..
+        },
+        RunConfig::PairGru(c),
+    ) = (&*trained, cfg)
+    {
         let v = serde_json::json!({
-            "model": seqcalc::lengthgen::gru::MODEL_NAME,
+            "model": seqcalc::model::pair_gru::MODEL_NAME,
             "config": c.pair_gru,
             "seed": c.seed,
-            "training": outcome,
+            "training": {
+                "params": params.len(),
+                "steps": outcome.steps,
+                "train_secs": outcome.train_secs,
+                "tokens": outcome.tokens,
+                "final_loss": outcome.final_loss(),
+            },
             "results": results,
         });
-        let path = dir.join(seqcalc::lengthgen::gru::RESULTS);
+        let path = dir.join(seqcalc::model::pair_gru::RESULTS);
         seqcalc::fsutil::write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     let bar_lengths: &[usize] = if quick {

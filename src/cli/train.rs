@@ -7,9 +7,10 @@ use super::{console, read_config, signals};
 use anyhow::{bail, Result};
 use clap::Args;
 use seqcalc::config::ExperimentConfig;
-use seqcalc::lengthgen;
 use seqcalc::run::{self, Manifest, RunConfig, RunKind};
 use seqcalc::rundir::Open;
+use seqcalc::train::step_nets;
+use seqcalc::train::steps::Outcome;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,13 +76,14 @@ pub fn exec(a: TrainArgs) -> Result<ExitCode> {
 pub enum Trained {
     Seq2seq(seqcalc::train::Outcome),
     CoupledTransformer {
-        engine: lengthgen::engine::CoupledAdditionEngine,
+        engine: seqcalc::model::coupled::CoupledAdditionEngine,
         params: Vec<f32>,
-        outcome: lengthgen::train::Outcome,
+        outcome: Outcome,
     },
     PairGru {
-        engine: lengthgen::gru::PairGruEngine,
-        outcome: lengthgen::gru::GruOutcome,
+        engine: seqcalc::model::pair_gru::PairGruEngine,
+        params: Vec<f32>,
+        outcome: Outcome,
     },
     Regression(seqcalc::regression::MappingReport),
 }
@@ -137,28 +139,8 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
         }
         RunConfig::CoupledTransformer(c) => {
             let (engine, params, outcome) =
-                lengthgen::train::train(&c, dir, open, &signals::STOP, &mut |l| println!("{l}"))?;
-            println!(
-                "trained {} steps in {:.1} s: {:.0} tokens/s{}",
-                outcome.steps,
-                outcome.train_secs,
-                outcome.tokens_per_sec(),
-                if outcome.skipped_steps > 0 {
-                    format!(
-                        " ({} steps skipped: non-finite gradient)",
-                        outcome.skipped_steps
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            if outcome.interrupted {
-                eprintln!(
-                    "Interrupted: checkpoint written after step {}.\nResume with: seqcalc train --resume {}",
-                    outcome.steps,
-                    dir.display()
-                );
-            }
+                step_nets::train_coupled(&c, dir, open, &signals::STOP, &mut |l| println!("{l}"))?;
+            report_steps(&outcome, dir);
             Trained::CoupledTransformer {
                 engine,
                 params,
@@ -166,25 +148,14 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
             }
         }
         RunConfig::PairGru(c) => {
-            if resume {
-                bail!(
-                    "{}: pair-gru runs keep no checkpoint to resume from; train it again under another --name",
-                    dir.display()
-                );
+            let (engine, params, outcome) =
+                step_nets::train_pair_gru(&c, dir, open, &signals::STOP, &mut |l| println!("{l}"))?;
+            report_steps(&outcome, dir);
+            Trained::PairGru {
+                engine,
+                params,
+                outcome,
             }
-            let _lock = seqcalc::rundir::open_run(dir, open)?;
-            let (engine, outcome) =
-                lengthgen::gru::train(&c.pair_gru, c.seed, &mut |l| println!("{l}"))
-                    .map_err(anyhow::Error::msg)?;
-            println!(
-                "trained {} steps in {:.1} s: {:.0} tokens/s",
-                outcome.steps,
-                outcome.train_secs,
-                outcome.tokens as f64 / outcome.train_secs.max(1e-9)
-            );
-            run::save_config(dir, &RunConfig::PairGru(c))?;
-            seqcalc::rundir::save_flat(dir, &engine.model.layout, &engine.params)?;
-            Trained::PairGru { engine, outcome }
         }
         RunConfig::Regression(c) => {
             if resume {
@@ -212,8 +183,9 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
             Trained::Regression(rep)
         }
     };
-    let interrupted =
-        matches!(&trained, Trained::CoupledTransformer { outcome, .. } if outcome.interrupted);
+    let interrupted = matches!(&trained,
+        Trained::CoupledTransformer { outcome, .. } | Trained::PairGru { outcome, .. }
+            if outcome.interrupted);
     finish(&mut manifest, interrupted)?;
     if !interrupted && kind != RunKind::Seq2seq {
         println!(
@@ -222,4 +194,29 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
         );
     }
     Ok(trained)
+}
+
+/// What a run trained by steps did, and how to go on if it was interrupted.
+fn report_steps(outcome: &Outcome, dir: &Path) {
+    println!(
+        "trained {} steps in {:.1} s: {:.0} tokens/s{}",
+        outcome.steps,
+        outcome.train_secs,
+        outcome.tokens_per_sec(),
+        if outcome.skipped_steps > 0 {
+            format!(
+                " ({} steps skipped: non-finite gradient)",
+                outcome.skipped_steps
+            )
+        } else {
+            String::new()
+        }
+    );
+    if outcome.interrupted {
+        eprintln!(
+            "Interrupted: checkpoint written after step {}.\nResume with: seqcalc train --resume {}",
+            outcome.steps,
+            dir.display()
+        );
+    }
 }

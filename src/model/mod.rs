@@ -11,10 +11,15 @@
 //! - [`Seq2SeqEngine`] (`engine`): runs a model over batches on the math threads, the same bits
 //!   for a given thread count.
 //! - `summary`: Keras-style summary tables.
+//! - [`coupled`]: the coupled-position transformer for long additions and its two-core engine
+//!   (training steps, greedy decoding with key/value caches).
+//! - [`pair_gru`]: the GRU over aligned digit pairs and its engine.
 //!
 //! Here: the model's configuration, its errors and the per-batch sums every path returns.
 
+pub mod coupled;
 mod engine;
+pub mod pair_gru;
 mod prefix;
 mod recurrent;
 mod seq2seq;

@@ -258,11 +258,60 @@ pub fn stress_set(rng: &mut impl Rng, n: usize, n_random: usize) -> Vec<(Operand
     out
 }
 
+/// Rewrites `b` so that `a + b = 10^L - 1`: every column sums to 9 and no carry arises.
+pub fn make_nines(q: &mut Operands) {
+    q.b = q.a.iter().map(|d| 9 - d).collect();
+}
+
+/// `digits += 1` (least significant first; `a + b = 10^L - 1` becomes `a + b = 10^L`, which
+/// fits: `a >= 1`, so `b <= 10^L - 1`).
+pub fn add_one(digits: &mut [u8]) {
+    for d in digits {
+        if *d < 9 {
+            *d += 1;
+            return;
+        }
+        *d = 0;
+    }
+}
+
+/// Rewrites a fraction `fraction` of `qs` as carry-stress questions, half "nines" (every
+/// column sums to 9, no carry) and half "ripples" (a carry through every column): the
+/// patterns random operands almost never show. 0 draws nothing from `rng`.
+pub fn stress_rewrite(rng: &mut impl Rng, qs: &mut [Operands], fraction: f64) {
+    if fraction > 0.0 {
+        for q in qs {
+            if rng.random_bool(fraction) {
+                let ripple = rng.random_bool(0.5);
+                make_nines(q);
+                if ripple {
+                    add_one(&mut q.b);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn stress_rewrites_give_nines_and_ripples() {
+        let mut q = Operands::from_decimal("4071", "12");
+        make_nines(&mut q);
+        assert_eq!(q.question(), "4071+5928");
+        assert_eq!(q.sum(), [9, 9, 9, 9, 0]);
+        add_one(&mut q.b);
+        assert_eq!(q.question(), "4071+5929");
+        assert_eq!(q.sum(), [0, 0, 0, 0, 1]);
+        let mut q = Operands::from_decimal("100", "0");
+        make_nines(&mut q);
+        add_one(&mut q.b);
+        assert_eq!(q.question(), "100+900");
+    }
 
     #[test]
     fn stress_sets_hold_what_they_claim() {

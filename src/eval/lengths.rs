@@ -5,11 +5,9 @@
 //! are rare; the carry-stress sets (`crate::task::long_addition::stress_set`) hold the chains
 //! a model must get right too.
 
-use super::engine::{check_all, Check, CoupledAdditionEngine};
-use super::format::Operands;
-pub use crate::task::long_addition::stress_set;
-
-use crate::task::long_addition::{self, random_operand};
+use crate::codec::coupled::Operands;
+use crate::model::coupled::{Answer, CoupledAdditionEngine};
+use crate::task::long_addition::{self, random_operand, stress_set};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +45,46 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
     let centre = (p + z * z / (2.0 * nf)) / denom;
     let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
     ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// One answer scored against the exact sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// All `L + 1` digits right: the number the user is shown is the sum.
+    pub exact: bool,
+    /// Exact, and free greedy decoding would have written it and stopped with EOS (stricter).
+    pub exact_eos: bool,
+    /// Answer digits right.
+    pub right: usize,
+}
+
+/// Scores a greedy answer against the exact sum.
+pub fn check_answer(q: &Operands, answer: &Answer) -> Check {
+    let sum = q.sum();
+    let right = sum
+        .iter()
+        .zip(&answer.digits)
+        .filter(|(a, b)| a == b)
+        .count();
+    let exact = right == sum.len() && answer.digits.len() == sum.len();
+    Check {
+        exact,
+        exact_eos: exact && answer.ends,
+        right,
+    }
+}
+
+/// Each answer scored against its question's exact sum.
+pub fn check_all(qs: &[Operands], answers: &[Answer]) -> Vec<Check> {
+    qs.iter()
+        .zip(answers)
+        .map(|(q, a)| check_answer(q, a))
+        .collect()
+}
+
+/// The fraction of exact answers.
+pub fn exact_rate(checks: &[Check]) -> f64 {
+    checks.iter().filter(|c| c.exact).count() as f64 / checks.len().max(1) as f64
 }
 
 /// Greedy answers to `qs`, each scored against the exact sum.
@@ -184,7 +222,7 @@ mod tests {
     #[test]
     fn length_pairs_ask_operands_of_the_named_lengths() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let mut cfg = super::super::LengthGenRunConfig::default();
+        let mut cfg = crate::config::long_addition::LengthGenRunConfig::default();
         cfg.lengthgen.model.dim = 16;
         cfg.lengthgen.model.heads = 2;
         cfg.lengthgen.model.ffn = 32;

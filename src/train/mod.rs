@@ -1,9 +1,15 @@
-//! The training loop: epochs of shuffled batches, validation, early stopping, checkpoints and
-//! resume. It reports through [`Event`]s and knows nothing of terminals or which task it trains.
+//! The training loops. Here: the epoch loop of seq2seq runs: epochs of shuffled batches,
+//! validation, early stopping, checkpoints and resume. It reports through [`Event`]s and knows nothing of terminals or which task it trains.
 //!
 //! Resume is exact: the epoch order is a pure function of (seed, epoch), the checkpoint holds
 //! weights, Adam moments and the loop state, so a resumed run ends with the same bits as an
 //! uninterrupted one.
+//!
+//! [`steps`]: the step loop of the runs trained on fresh batches ([`step_nets`]: the networks
+//! it trains).
+
+pub mod step_nets;
+pub mod steps;
 
 use crate::codec::Codec;
 use crate::config::ExperimentConfig;

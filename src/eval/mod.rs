@@ -1,6 +1,10 @@
 //! Honest evaluation: fresh questions the model never saw (the run's whole generated data set is
 //! excluded), exact match, per-character accuracy, and breakdowns by operand lengths and by
 //! carries (borrows for `-`).
+//!
+//! [`lengths`]: long additions scored by operand length, with carry-stress sets.
+
+pub mod lengths;
 
 use crate::data::Dataset;
 use crate::model::Seq2SeqEngine;

@@ -1,8 +1,9 @@
-//! Runs the transformer on both cores: training steps on batches split into one contiguous
+//! The coupled-position transformer for long additions (`nn::transformer` over the format of
+//! `codec::coupled`), run on both cores: training steps on batches split into one contiguous
 //! slice per worker (gradients summed in worker order, so a given thread count always gives the
 //! same bits), and greedy decoding with key/value caches, questions split across workers.
 
-use super::format::{self, Operands, EOS};
+use crate::codec::coupled::{self as format, Operands, EOS};
 use crate::nn::loss::argmax;
 use crate::nn::transformer::{DecodeState, Transformer, Workspace};
 
@@ -235,55 +236,16 @@ fn greedy_chunk(model: &Transformer, p: &[f32], qs: &[Operands]) -> Vec<Answer> 
     answers
 }
 
-/// One answer scored against the exact sum.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Check {
-    /// All `L + 1` digits right: the number the user is shown is the sum.
-    pub exact: bool,
-    /// Exact, and free greedy decoding would have written it and stopped with EOS (stricter).
-    pub exact_eos: bool,
-    /// Answer digits right.
-    pub right: usize,
-}
-
-/// Scores a greedy answer against the exact sum.
-pub fn check_answer(q: &Operands, answer: &Answer) -> Check {
-    let sum = q.sum();
-    let right = sum
-        .iter()
-        .zip(&answer.digits)
-        .filter(|(a, b)| a == b)
-        .count();
-    let exact = right == sum.len() && answer.digits.len() == sum.len();
-    Check {
-        exact,
-        exact_eos: exact && answer.ends,
-        right,
-    }
-}
-
-/// Each answer scored against its question's exact sum.
-pub fn check_all(qs: &[Operands], answers: &[Answer]) -> Vec<Check> {
-    qs.iter()
-        .zip(answers)
-        .map(|(q, a)| check_answer(q, a))
-        .collect()
-}
-
-/// The fraction of exact answers.
-pub fn exact_rate(checks: &[Check]) -> f64 {
-    checks.iter().filter(|c| c.exact).count() as f64 / checks.len().max(1) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::lengths::check_answer;
     use crate::nn::transformer::Workspace;
     use rand::SeedableRng;
 
     #[test]
     fn greedy_digits_and_ends_agree_with_a_full_forward_over_the_answer() {
-        let mut cfg = super::super::LengthGenRunConfig::default();
+        let mut cfg = crate::config::long_addition::LengthGenRunConfig::default();
         cfg.lengthgen.model.dim = 16;
         cfg.lengthgen.model.heads = 2;
         cfg.lengthgen.model.ffn = 32;

@@ -2,6 +2,11 @@
 //! and training. Every field has a default (the Keras 3-digit addition experiment); flags and
 //! `--config file.toml` override it; every run saves it as `config.json` so `predict` and `eval`
 //! rebuild the exact codec and model from the run directory alone.
+//!
+//! [`long_addition`]: the configs of the runs that answer long additions (the coupled-position
+//! transformer and the aligned-pairs GRU).
+
+pub mod long_addition;
 
 use crate::codec::{Codec, CodecConfig};
 use crate::data::DataConfig;

@@ -1,5 +1,4 @@
-//! The aligned-digit-pairs GRU baseline (issue 8; the PyTorch reference is
-//! `shared/anchors/lengthgen/gru.py`).
+//! The aligned-digit-pairs GRU baseline for long additions, and its engine.
 //!
 //! **Format.** Operands are zero-padded to `L = max(len a, len b)` and read least significant
 //! digit first. Step `j` of `L + 1` reads the pair `(a_j, b_j)` as one symbol `10 a_j + b_j`
@@ -15,94 +14,24 @@
 //! Random test sets flatter this model. A carry must survive in its state across every step of
 //! a chain, and chains are short on random operands: the carry-stress sets are what it fails.
 
-use super::engine::{check_all, Answer, Check};
-use super::format::Operands;
+use super::coupled::Answer;
+use crate::codec::coupled::Operands;
+use crate::config::long_addition::PairGruConfig;
+use crate::eval::lengths::{check_all, Check};
 use crate::nn::dense::Dense;
 use crate::nn::embedding::Embedding;
 use crate::nn::loss::softmax_xent_forward_backward;
 use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::nn::Real;
-use crate::optim::{warmup_cosine, AdamW};
 use crate::parallel::{run_on_slices, worker_slices};
 use crate::rundir::{self, RunError};
-use crate::task::long_addition::sample_bucket;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::Instant;
-
-/// The experiment that trains and scores this baseline.
-pub const EXPERIMENT: &str = "length-generalisation-gru";
-/// What it reproduces, for `experiment list`.
-pub const DESCRIPTION: &str = "the length-generalisation baseline: a GRU over aligned digit pairs, trained on 1..20 digits, scored to 1000 digits with carry-stress sets";
 
 /// Pair symbols: `10 a + b`.
 pub const PAIRS: usize = 100;
-
-/// The baseline's settings (the reference's defaults).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PairGruConfig {
-    pub hidden: usize,
-    pub embed_dim: usize,
-    pub min_digits: usize,
-    pub max_digits: usize,
-    pub batch_size: usize,
-    pub steps: usize,
-    pub lr: f64,
-    pub threads: usize,
-    /// Fraction of training questions rewritten as carry-stress questions, half "nines"
-    /// (`a + b = 10^L - 1`: every column sums to 9, no carry) and half "ripples"
-    /// (`a + b = 10^L`: a carry through every column), the patterns random operands almost never
-    /// show. 0: the reference's data.
-    pub stress_fraction: f64,
-}
-
-impl Default for PairGruConfig {
-    fn default() -> Self {
-        PairGruConfig {
-            hidden: 64,
-            embed_dim: 32,
-            min_digits: 1,
-            max_digits: 20,
-            batch_size: 256,
-            steps: 10_000,
-            lr: 3e-3,
-            threads: 0,
-            stress_fraction: 0.0,
-        }
-    }
-}
-
-impl PairGruConfig {
-    /// Checks every number against its bounds (one line naming the value and the limit).
-    pub fn validate(&self) -> Result<(), String> {
-        use crate::config::limits::{self, within};
-        within("hidden", self.hidden, 1, limits::WIDTH)?;
-        within("embed_dim", self.embed_dim, 1, limits::WIDTH)?;
-        within("batch_size", self.batch_size, 1, 1 << 16)?;
-        within("steps", self.steps, 1, limits::STEPS)?;
-        limits::at_most("threads", self.threads, limits::THREADS)?;
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("learning rate {} must be positive", self.lr));
-        }
-        if !(0.0..=1.0).contains(&self.stress_fraction) {
-            return Err(format!(
-                "stress_fraction {} must be in [0, 1]",
-                self.stress_fraction
-            ));
-        }
-        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 1000 {
-            return Err(format!(
-                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
-                self.min_digits, self.max_digits
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Embedding -> GRU -> Dense over aligned digit pairs.
 #[derive(Clone, Debug)]
@@ -227,43 +156,17 @@ impl PairGru {
     }
 }
 
-/// Rewrites `b` so that `a + b = 10^L - 1`: every column sums to 9 and no carry arises.
-fn make_nines(q: &mut Operands) {
-    q.b = q.a.iter().map(|d| 9 - d).collect();
-}
-
-/// `digits += 1` (least significant first; `a + b = 10^L - 1` becomes `a + b = 10^L`, which
-/// fits: `a >= 1`, so `b <= 10^L - 1`).
-fn add_one(digits: &mut [u8]) {
-    for d in digits {
-        if *d < 9 {
-            *d += 1;
-            return;
-        }
-        *d = 0;
-    }
-}
-
-/// What training did.
-#[derive(Clone, Debug, Serialize)]
-pub struct GruOutcome {
-    pub params: usize,
-    pub steps: usize,
-    pub train_secs: f64,
-    pub tokens: u64,
-    pub final_loss: f64,
-}
-
-/// The baseline, trained, with its worker threads.
+/// The baseline with its worker threads.
 pub struct PairGruEngine {
     pub model: PairGru,
-    pub params: Vec<f32>,
     pool: rayon::ThreadPool,
     workers: Vec<Worker<f32>>,
+    /// The summed gradient of the last [`PairGruEngine::gradient`].
+    pub grad: Vec<f32>,
 }
 
 impl PairGruEngine {
-    pub fn new(model: PairGru, params: Vec<f32>, threads: usize) -> PairGruEngine {
+    pub fn new(model: PairGru, threads: usize) -> PairGruEngine {
         let threads = threads.max(1);
         let pool = crate::parallel::math_pool(threads);
         let n = model.param_count();
@@ -275,20 +178,20 @@ impl PairGruEngine {
             .collect();
         PairGruEngine {
             model,
-            params,
             pool,
             workers,
+            grad: vec![0.0; n],
         }
     }
 
-    /// One step's mean-loss gradient over `qs` (sharing one padded length) into `grad`;
+    /// One step's mean-loss gradient over `qs` (sharing one padded length) into `self.grad`;
     /// returns the mean loss per answer digit.
-    fn gradient(&mut self, qs: &[Operands], grad: &mut [f32]) -> f64 {
+    pub fn gradient(&mut self, p: &[f32], qs: &[Operands]) -> f64 {
         let l = qs[0].len();
         let t = l + 1;
         let scale = 1.0 / (qs.len() * t) as f32;
         let slices = worker_slices(qs.len(), self.workers.len());
-        let (model, p) = (&self.model, &self.params);
+        let model = &self.model;
         let losses = run_on_slices(
             &self.pool,
             &mut self.workers,
@@ -298,14 +201,14 @@ impl PairGruEngine {
                 w.grad.fill(0.0);
                 model.loss_backward(p, w, b - a, t, scale).0
             },
-            Some((grad, |w: &Worker<f32>| &w.grad[..])),
+            Some((&mut self.grad[..], |w: &Worker<f32>| &w.grad[..])),
         );
         losses.iter().sum::<f64>() / (qs.len() * t) as f64
     }
 
     /// The answer the model writes for each question: `L + 1` digits, least significant first,
     /// and no end symbol (`ends` is always true).
-    pub fn answer(&mut self, qs: &[Operands]) -> Vec<Answer> {
+    pub fn answer(&mut self, p: &[f32], qs: &[Operands]) -> Vec<Answer> {
         let mut out = Vec::with_capacity(qs.len());
         // Batches of one padded length, at most about a million steps of rows at once.
         let mut i = 0;
@@ -318,7 +221,7 @@ impl PairGruEngine {
             }
             let batch = &qs[i..j];
             let slices = worker_slices(batch.len(), self.workers.len());
-            let (model, p) = (&self.model, &self.params);
+            let model = &self.model;
             let parts: Vec<Vec<Answer>> = run_on_slices::<_, f32, _>(
                 &self.pool,
                 &mut self.workers,
@@ -349,8 +252,8 @@ impl PairGruEngine {
 
     /// Each answer scored against the exact sum. The GRU writes exactly `L + 1` digits and no
     /// end symbol, so `exact_eos` is `exact`.
-    pub fn score(&mut self, qs: &[Operands]) -> Vec<Check> {
-        check_all(qs, &self.answer(qs))
+    pub fn score(&mut self, p: &[f32], qs: &[Operands]) -> Vec<Check> {
+        check_all(qs, &self.answer(p, qs))
     }
 }
 
@@ -359,79 +262,16 @@ pub const RESULTS: &str = "results.json";
 /// The `model` field of [`RESULTS`].
 pub const MODEL_NAME: &str = "aligned-pairs GRU";
 
-/// The trained model of a run with these settings, from `dir/weights.safetensors`.
+/// The trained model of a run with these settings, from `dir/weights.safetensors`, and its
+/// weights.
 pub fn load_weights(
     dir: &Path,
     cfg: &PairGruConfig,
     threads: usize,
-) -> Result<PairGruEngine, RunError> {
+) -> Result<(PairGruEngine, Vec<f32>), RunError> {
     let model = PairGru::new(cfg.hidden, cfg.embed_dim);
     let params = rundir::load_flat(dir, &model.layout)?;
-    Ok(PairGruEngine::new(model, params, threads))
-}
-
-/// Trains the baseline: operand lengths uniform in `min..=max` digits, length-bucketed batches,
-/// AdamW (0.9, 0.95), warm-up and cosine decay to a tenth, gradient clipping at 1, as the
-/// reference. Same seed and thread count: same bits.
-pub fn train(
-    cfg: &PairGruConfig,
-    seed: u64,
-    log: &mut dyn FnMut(&str),
-) -> Result<(PairGruEngine, GruOutcome), String> {
-    cfg.validate()?;
-    let model = PairGru::new(cfg.hidden, cfg.embed_dim);
-    let params = model.init_params(seed);
-    let n = params.len();
-    let threads = crate::parallel::threads_or_cores(cfg.threads);
-    log(&format!(
-        "aligned-pairs GRU: embedding {}, GRU {}, {} parameters; {} thread(s)",
-        cfg.embed_dim, cfg.hidden, n, threads
-    ));
-    let mut engine = PairGruEngine::new(model, params, threads);
-    let mut opt = AdamW::new(n, 0.9, 0.95, 0.0, Some(1.0));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a7e_0001);
-    let mut grad = vec![0.0f32; n];
-    let mut out = GruOutcome {
-        params: n,
-        steps: 0,
-        train_secs: 0.0,
-        tokens: 0,
-        final_loss: f64::NAN,
-    };
-    let mut ema: Option<f64> = None;
-    for step in 0..cfg.steps {
-        let t0 = Instant::now();
-        let lr = warmup_cosine(step as f64 / cfg.steps as f64, cfg.lr, 0.02, 0.1);
-        let (l, mut qs) = sample_bucket(&mut rng, cfg.min_digits, cfg.max_digits, cfg.batch_size);
-        if cfg.stress_fraction > 0.0 {
-            for q in &mut qs {
-                if rng.random_bool(cfg.stress_fraction) {
-                    let ripple = rng.random_bool(0.5);
-                    make_nines(q);
-                    if ripple {
-                        add_one(&mut q.b);
-                    }
-                }
-            }
-        }
-        let loss = engine.gradient(&qs, &mut grad);
-        // A non-finite gradient skips the update (as the transformer's loop does).
-        let _ = opt.step(&mut engine.params, &grad, lr, &[]);
-        ema = Some(ema.map_or(loss, |e| 0.98 * e + 0.02 * loss));
-        out.steps += 1;
-        out.tokens += (qs.len() * (l + 1)) as u64;
-        out.train_secs += t0.elapsed().as_secs_f64();
-        if (step + 1) % 500 == 0 || step + 1 == cfg.steps {
-            log(&format!(
-                "step {:>6}  {:>7.1}s  lr {lr:.2e}  loss {:.5}",
-                step + 1,
-                out.train_secs,
-                ema.unwrap_or(f64::NAN)
-            ));
-        }
-    }
-    out.final_loss = ema.unwrap_or(f64::NAN);
-    Ok((engine, out))
+    Ok((PairGruEngine::new(model, threads), params))
 }
 
 #[cfg(test)]
@@ -451,21 +291,6 @@ mod tests {
         assert_eq!(syms, [57, 9, 90, 19, 0, 0]);
         // 95 + 7 = 102 and 10 + 99 = 109, least significant digit first.
         assert_eq!(targets, [2, 9, 0, 0, 1, 1]);
-    }
-
-    #[test]
-    fn stress_rewrites_give_nines_and_ripples() {
-        let mut q = Operands::from_decimal("4071", "12");
-        make_nines(&mut q);
-        assert_eq!(q.question(), "4071+5928");
-        assert_eq!(q.sum(), [9, 9, 9, 9, 0]);
-        add_one(&mut q.b);
-        assert_eq!(q.question(), "4071+5929");
-        assert_eq!(q.sum(), [0, 0, 0, 0, 1]);
-        let mut q = Operands::from_decimal("100", "0");
-        make_nines(&mut q);
-        add_one(&mut q.b);
-        assert_eq!(q.question(), "100+900");
     }
 
     #[test]
@@ -533,30 +358,5 @@ mod tests {
             loss,
             "aligned-pairs GRU",
         );
-    }
-
-    #[test]
-    fn a_small_baseline_learns_to_add_and_answers_longer_operands() {
-        let cfg = PairGruConfig {
-            hidden: 32,
-            embed_dim: 16,
-            max_digits: 6,
-            batch_size: 64,
-            steps: 400,
-            lr: 1e-2,
-            threads: 2,
-            ..PairGruConfig::default()
-        };
-        let (mut engine, out) = train(&cfg, 5, &mut |_| {}).unwrap();
-        assert_eq!(out.steps, 400);
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for len in [4, 12] {
-            let qs = crate::task::long_addition::random_questions(&mut rng, len, 100);
-            let rate = super::super::engine::exact_rate(&engine.score(&qs));
-            assert!(rate >= 0.9, "{len} digits: {rate}");
-        }
-        // Same seed and threads: same bits.
-        let (again, _) = train(&cfg, 5, &mut |_| {}).unwrap();
-        assert_eq!(again.params, engine.params);
     }
 }

@@ -1,26 +1,17 @@
-//! Length generalisation: a transformer that trains on additions of 1..N digits and answers
-//! additions of many times that length (issue 8).
+//! The configs of the runs that answer long additions: the coupled-position transformer
+//! ([`LengthGenRunConfig`], a transformer that trains on additions of 1..N digits and answers
+//! additions of many times that length) and the aligned-digit-pairs GRU baseline
+//! ([`PairGruRunConfig`]).
 //!
-//! The model (`nn::transformer`) sees positions only through a relative bias over coupled
-//! positions (`format`), so nothing it learns is tied to how long the numbers were in training.
-//! This module owns the run configuration and directory, the two-core engine (`engine`), the
-//! training loop (`train`) and the evaluation by length with carry-stress sets (`eval`).
-//!
-//! A run directory holds `config.json` (a `LengthGenRunConfig`, recognised by its `lengthgen`
-//! section), `weights.safetensors` (PyTorch reference names, with a checksum), and
-//! `history.csv` / `history.json` (one row per evaluation during training).
+//! The transformer (`nn::transformer`, run by `model::coupled`) sees positions only through a
+//! relative bias over coupled positions (`codec::coupled`), so nothing it learns is tied to how
+//! long the numbers were in training. Both are trained by the step loop (`train::steps`) and
+//! scored by length (`eval::lengths`).
 
-pub mod engine;
-pub mod eval;
-pub mod format;
-pub mod gru;
-pub mod train;
-
+use crate::codec::coupled as format;
 use crate::config::limits;
 use crate::nn::transformer::{Transformer, TransformerConfig};
-use crate::rundir::{self, file_err, RunError};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 /// How questions are written for the model.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -223,61 +214,6 @@ impl LengthGenRunConfig {
     }
 }
 
-/// A trained model read back from its run directory.
-pub struct LoadedRun {
-    pub dir: PathBuf,
-    pub cfg: LengthGenRunConfig,
-    pub model: Transformer,
-    pub params: Vec<f32>,
-}
-
-/// Reads `dir/config.json` and `dir/weights.safetensors`.
-pub fn load_run(dir: &Path) -> Result<LoadedRun, RunError> {
-    if !dir.exists() {
-        return Err(file_err(dir, "no such run directory"));
-    }
-    if !dir.is_dir() {
-        return Err(file_err(dir, "is a file, not a run directory"));
-    }
-    load_run_with(dir, load_config(dir)?)
-}
-
-/// Builds the model of a config already read from `dir/config.json` and loads its weights.
-pub fn load_run_with(dir: &Path, cfg: LengthGenRunConfig) -> Result<LoadedRun, RunError> {
-    let model = cfg
-        .build()
-        .map_err(|e| file_err(&dir.join(rundir::CONFIG), e))?;
-    let params = rundir::load_flat(dir, &model.layout)?;
-    Ok(LoadedRun {
-        dir: dir.to_path_buf(),
-        cfg,
-        model,
-        params,
-    })
-}
-
-/// Reads `dir/config.json`.
-pub fn load_config(dir: &Path) -> Result<LengthGenRunConfig, RunError> {
-    let path = dir.join(rundir::CONFIG);
-    match crate::run::load_config(dir)? {
-        crate::run::RunConfig::CoupledTransformer(c) => Ok(c),
-        other => Err(file_err(
-            &path,
-            format!(
-                "holds a {} run, not a coupled-transformer run",
-                other.kind()
-            ),
-        )),
-    }
-}
-
-/// Writes `dir/config.json` atomically.
-pub fn save_config(dir: &Path, cfg: &LengthGenRunConfig) -> Result<(), RunError> {
-    let path = dir.join(rundir::CONFIG);
-    let tagged = crate::run::RunConfig::CoupledTransformer(cfg.clone()).to_json();
-    crate::fsutil::write_atomic(&path, tagged.as_bytes()).map_err(RunError::Write)
-}
-
 /// The built-in experiment's config (`quick`: a tiny version that runs in seconds).
 pub fn experiment_config(quick: bool) -> LengthGenRunConfig {
     let mut c = LengthGenRunConfig::default();
@@ -290,4 +226,117 @@ pub fn experiment_config(quick: bool) -> LengthGenRunConfig {
         (t.eval_lengths, t.eval_count) = (vec![3, 6], 10);
     }
     c
+}
+
+/// The experiment that trains and scores this baseline.
+pub const EXPERIMENT: &str = "length-generalisation-gru";
+/// What it reproduces, for `experiment list`.
+pub const DESCRIPTION: &str = "the length-generalisation baseline: a GRU over aligned digit pairs, trained on 1..20 digits, scored to 1000 digits with carry-stress sets";
+
+/// The baseline's settings (the reference's defaults).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PairGruConfig {
+    pub hidden: usize,
+    pub embed_dim: usize,
+    pub min_digits: usize,
+    pub max_digits: usize,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub threads: usize,
+    /// Fraction of training questions rewritten as carry-stress questions, half "nines"
+    /// (`a + b = 10^L - 1`: every column sums to 9, no carry) and half "ripples"
+    /// (`a + b = 10^L`: a carry through every column), the patterns random operands almost never
+    /// show. 0: the reference's data.
+    pub stress_fraction: f64,
+    /// Evaluate (greedy, fresh questions) every this many steps.
+    pub eval_every: usize,
+    /// Operand lengths of the evaluations during training.
+    pub eval_lengths: Vec<usize>,
+    /// Questions per length in those evaluations.
+    pub eval_count: usize,
+}
+
+impl Default for PairGruConfig {
+    fn default() -> Self {
+        PairGruConfig {
+            hidden: 64,
+            embed_dim: 32,
+            min_digits: 1,
+            max_digits: 20,
+            batch_size: 256,
+            steps: 10_000,
+            lr: 3e-3,
+            threads: 0,
+            stress_fraction: 0.0,
+            eval_every: 1000,
+            eval_lengths: vec![10, 20, 50, 100],
+            eval_count: 50,
+        }
+    }
+}
+
+impl PairGruConfig {
+    /// Checks every number against its bounds (one line naming the value and the limit).
+    pub fn validate(&self) -> Result<(), String> {
+        use limits::within;
+        within("hidden", self.hidden, 1, limits::WIDTH)?;
+        within("embed_dim", self.embed_dim, 1, limits::WIDTH)?;
+        within("batch_size", self.batch_size, 1, 1 << 16)?;
+        within("steps", self.steps, 1, limits::STEPS)?;
+        within("eval_every", self.eval_every, 1, limits::STEPS)?;
+        limits::at_most("eval_count", self.eval_count, 1 << 20)?;
+        limits::at_most("eval_lengths (how many)", self.eval_lengths.len(), 1000)?;
+        if self
+            .eval_lengths
+            .iter()
+            .any(|&l| l == 0 || l > format::MAX_DIGITS)
+        {
+            return Err(format!(
+                "eval_lengths must be in 1..={}",
+                format::MAX_DIGITS
+            ));
+        }
+        limits::at_most("threads", self.threads, limits::THREADS)?;
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("learning rate {} must be positive", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.stress_fraction) {
+            return Err(format!(
+                "stress_fraction {} must be in [0, 1]",
+                self.stress_fraction
+            ));
+        }
+        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 1000 {
+            return Err(format!(
+                "training operand lengths {}..={} must satisfy 1 <= min <= max <= 1000",
+                self.min_digits, self.max_digits
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The aligned-pairs GRU's whole run config.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PairGruRunConfig {
+    pub format_version: u32,
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub pair_gru: PairGruConfig,
+}
+
+impl Default for PairGruRunConfig {
+    fn default() -> Self {
+        PairGruRunConfig {
+            format_version: crate::config::FORMAT_VERSION,
+            name: EXPERIMENT.into(),
+            description: DESCRIPTION.into(),
+            seed: 1337,
+            pair_gru: PairGruConfig::default(),
+        }
+    }
 }
