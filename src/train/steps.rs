@@ -455,6 +455,18 @@ pub fn train<N: StepNet>(
         st.out.tokens += step.tokens;
         st.out.train_secs += t0.elapsed().as_secs_f64();
     }
-    evaluate(net, &mut st, log)?;
+    // The last evaluation, then a checkpoint of the finished run, so that resuming it trains and
+    // writes nothing. (A finished run resumed finds its last evaluation done.)
+    let evaluated = st
+        .out
+        .history
+        .last()
+        .is_some_and(|r| r.step == st.out.steps);
+    if !evaluated {
+        evaluate(net, &mut st, log)?;
+        if !st.out.interrupted {
+            files.checkpoint(&st)?;
+        }
+    }
     Ok((st.params, st.out))
 }
