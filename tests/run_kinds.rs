@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{bin, run, text};
-use std::io::Write;
+use common::{bin, run, run_with_stdin, text};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -60,20 +59,7 @@ fn train_toml(root: &Path, file: &str, toml: &str, extra: &[&str]) -> PathBuf {
 }
 
 fn with_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = bin()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(args, input.as_bytes())
 }
 
 /// `predict` answers every question, from the arguments and from stdin alike, and `--jsonl`
