@@ -141,22 +141,23 @@ pub struct RunFlags {
     pub stress_fraction: Option<f64>,
 }
 
-/// The widest pair-gru layer a flag may ask for: wider ones take minutes a step (a GRU of 16,384
-/// units holds 6 GiB of weights) and stop only between steps.
-const MAX_PAIR_GRU_WIDTH: usize = 4096;
+/// The seq2seq task's flags: what shapes its questions (`data` takes these and --seed).
+pub const TASK_FLAGS: &[&str] = &[
+    "digits",
+    "min-digits",
+    "op",
+    "task",
+    "terms",
+    "ops",
+    "brackets",
+    "pq-max",
+];
 
-/// The flags each run kind takes.
-pub fn accepted(kind: RunKind) -> &'static [&'static str] {
-    match kind {
-        RunKind::Seq2seq => &[
-            "digits",
-            "min-digits",
-            "op",
-            "task",
-            "terms",
-            "ops",
-            "brackets",
-            "pq-max",
+/// The seq2seq flags: the task's, then the data, encoding, model and training flags.
+static SEQ2SEQ_FLAGS: std::sync::LazyLock<Vec<&str>> = std::sync::LazyLock::new(|| {
+    [
+        TASK_FLAGS,
+        &[
             "size",
             "input-len",
             "output-len",
@@ -184,6 +185,18 @@ pub fn accepted(kind: RunKind) -> &'static [&'static str] {
             "threads",
             "samples",
         ],
+    ]
+    .concat()
+});
+
+/// The widest pair-gru layer a flag may ask for: wider ones take minutes a step (a GRU of 16,384
+/// units holds 6 GiB of weights) and stop only between steps.
+const MAX_PAIR_GRU_WIDTH: usize = 4096;
+
+/// The flags each run kind takes.
+pub fn accepted(kind: RunKind) -> &'static [&'static str] {
+    match kind {
+        RunKind::Seq2seq => &SEQ2SEQ_FLAGS,
         RunKind::CoupledTransformer => &[
             "digits",
             "min-digits",
