@@ -192,14 +192,18 @@ fn brownlee_seq2seq(c: &mut ExperimentConfig) {
     c.codec.reverse_input = false;
     c.model.encoder_hidden = Some(100);
     c.model.hidden = 50;
-    // 1,000 new training examples per epoch and a fixed validation set of 100.
-    c.data.size = 1_100;
-    c.data.val_fraction = 100.0 / 1_100.0;
-    c.data.fresh_per_epoch = true;
+    fresh_each_epoch(c, 1_000, 100);
     c.train.batch_size = 32;
     c.train.epochs = 150;
     c.train.patience = 0;
     c.train.samples = 20;
+}
+
+/// `train` new training examples every epoch and a fixed validation set of `val`.
+fn fresh_each_epoch(c: &mut ExperimentConfig, train: usize, val: usize) {
+    c.data.size = train + val;
+    c.data.val_fraction = val as f64 / (train + val) as f64;
+    c.data.fresh_per_epoch = true;
 }
 
 fn pq_system(c: &mut ExperimentConfig) {
@@ -228,9 +232,7 @@ fn attention_recipe(c: &mut ExperimentConfig, stop_at_exact: f64) {
     c.model.decoder = crate::model::DecoderKind::TeacherForced;
     c.model.attention = true;
     c.codec.reverse_output = true;
-    c.data.size = 110_000;
-    c.data.val_fraction = 10_000.0 / 110_000.0;
-    c.data.fresh_per_epoch = true;
+    fresh_each_epoch(c, 100_000, 10_000);
     c.train.epochs = 200;
     c.train.patience = 10;
     c.train.reduce_lr_patience = 3;

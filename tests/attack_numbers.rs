@@ -1,8 +1,12 @@
-//! Numbers from a hostile user: every numeric flag of `train` and every numeric config field
-//! (through a TOML config) over the whole `u64` / `f64` range, NaN and infinities included.
-//! Each case runs the binary with a time limit: it must exit 0 or 2, never panic (101), abort
-//! or die of a signal, and never hang (a case that is still running at the limit must have
-//! started its work, i.e. printed the data and model summary that follows the checks).
+//! Numbers from a hostile user: every numeric flag of `train`, `predict`, `eval`, `data`,
+//! `bench`, `sweep` (grid values too) and `experiment run --quick` (for every run kind), and
+//! every numeric config field (through a TOML config), over the whole `u64` / `f64` range, NaN
+//! and infinities included. Each case runs the binary with a time limit: `train` must exit 0 or
+//! 2, the other commands 0, 1 or 2; never panic (101), abort or die of a signal, and never hang.
+//! A case still running at the limit must have started its work (printed what follows the
+//! checks), or, for commands that print only at the end, have been given a value small enough
+//! to be real work (below 2^27, or a finite float of at most an hour); a larger one must be
+//! refused or finish.
 //!
 //! Short by default; `SEQCALC_LONG_TESTS=1` runs 25 times as many cases.
 
@@ -103,8 +107,22 @@ const FLOAT_FIELDS: &[&str] = &[
 
 /// Runs `seqcalc args` in `dir` for at most `limit`; returns whether it was accepted (exit 0,
 /// or still working at the limit).
-/// Panics (fails the test) on a signal, a panic or a hang.
+/// Panics (fails the test) on a signal, a panic, a hang, or an exit code other than 0 or 2.
 fn check(args: &[String], dir: &Path, limit: Duration) -> bool {
+    let code = attack(args, dir, limit, false);
+    assert!(
+        matches!(code, None | Some(0 | 2)),
+        "{args:?}: exit {code:?} (want 0 or 2)"
+    );
+    code.is_none() || code == Some(0)
+}
+
+/// Runs `seqcalc args` in `dir` for at most `limit`; returns its exit code, or None if it was
+/// still running at the limit, which is allowed when it has printed something or when
+/// `quiet_ok` (the value is small enough to be real work for a command that prints at the end).
+/// Panics (fails the test) on a signal, a panic, an exit code other than 0, 1 or 2, an error
+/// (exit 2) of more than one line, and a silent hang.
+fn attack(args: &[String], dir: &Path, limit: Duration, quiet_ok: bool) -> Option<i32> {
     let (out, err) = (dir.join("out"), dir.join("err"));
     let mut child = bin()
         .args(args)
@@ -130,16 +148,16 @@ fn check(args: &[String], dir: &Path, limit: Duration) -> bool {
     match status {
         None => {
             assert!(
-                !stdout.is_empty(),
+                quiet_ok || !stdout.is_empty(),
                 "{args:?}: no output after {limit:?} (a hang): {stderr}"
             );
-            true
+            None
         }
         Some(s) => {
             let code = s.code();
             assert!(
-                matches!(code, Some(0 | 2)),
-                "{args:?}: exit {s:?} (want 0 or 2)\n{stderr}"
+                matches!(code, Some(0..=2)),
+                "{args:?}: exit {s:?} (want 0, 1 or 2)\n{stderr}"
             );
             if code == Some(2) {
                 assert_eq!(
@@ -148,7 +166,7 @@ fn check(args: &[String], dir: &Path, limit: Duration) -> bool {
                     "{args:?}: the error is not one line:\n{stderr}"
                 );
             }
-            code == Some(0)
+            code
         }
     }
 }
@@ -289,5 +307,389 @@ proptest! {
                                  dir.path().join("runs").to_str().unwrap(), "--name", "n"]
             .iter().map(|s| s.to_string()).collect();
         check(&args, dir.path(), Duration::from_secs(5));
+    }
+}
+
+// ---- The other commands ----
+
+/// A value small enough to be real work: a command that prints only at the end may still be
+/// busy with it at the time limit.
+fn real_work_int(v: u64) -> bool {
+    v < 1 << 27
+}
+
+fn real_work_float(x: f64) -> bool {
+    x.is_finite() && x.abs() <= 3600.0
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Trained once per test binary, kept for its lifetime: a tiny seq2seq run and a tiny
+/// coupled-transformer run, for `predict` and `eval`.
+fn tiny_runs() -> &'static (String, String) {
+    static RUNS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    RUNS.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let runs = root.join("runs");
+        let r = runs.to_str().unwrap();
+        let mut args = vec!["train", "--runs-dir", r, "--name", "s2s"];
+        for (f, v) in BASE {
+            args.extend([*f, *v]);
+        }
+        let o = bin().args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", common::text(&o));
+        let o = bin()
+            .args(["experiment", "show", "length-generalisation", "--quick"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let cfg = root.join("lg.toml");
+        std::fs::write(&cfg, &o.stdout).unwrap();
+        let o = bin()
+            .args(["train", "--config", cfg.to_str().unwrap(), "--runs-dir", r])
+            .args(["--name", "lg", "--threads", "1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::text(&o));
+        (
+            runs.join("s2s").display().to_string(),
+            runs.join("lg").display().to_string(),
+        )
+    })
+}
+
+/// `predict --threads V`.
+fn predict_case(v: &str) -> Vec<String> {
+    let (s2s, _) = tiny_runs();
+    strings(&["predict", "--model", s2s, &format!("--threads={v}"), "1+2"])
+}
+
+/// Integer flags of `eval`: on the seq2seq run, then on the coupled-transformer run.
+const EVAL_INT_FLAGS: &[&str] = &["--n", "--seed", "--threads", "--digits", "--min-digits"];
+const EVAL_LENGTH_FLAGS: &[&str] = &["--n", "--threads", "--lengths", "--heatmap"];
+
+fn eval_case(flag: &str, v: &str, long_addition: bool) -> Vec<String> {
+    let (s2s, lg) = tiny_runs();
+    let mut a = strings(&["eval", "--model"]);
+    if long_addition {
+        a.push(lg.clone());
+        // Few questions at short lengths, unless the flag attacked is one of these.
+        for (f, x) in [("--n", "3"), ("--lengths", "3,6")] {
+            if f != flag {
+                a.extend(strings(&[f, x]));
+            }
+        }
+        match flag {
+            // A list: the value alone and after a sane one.
+            "--lengths" | "--heatmap" => a.push(format!("{flag}=2,{v}")),
+            _ => a.push(format!("{flag}={v}")),
+        }
+    } else {
+        a.push(s2s.clone());
+        if flag != "--n" {
+            a.extend(strings(&["--n", "20"]));
+        }
+        if flag != "--threads" {
+            a.extend(strings(&["--threads", "1"]));
+        }
+        a.push(format!("{flag}={v}"));
+    }
+    a
+}
+
+/// Integer flags of `data` and the task they need.
+const DATA_INT_FLAGS: &[(&str, &[&str])] = &[
+    ("--n", &["--digits", "3"]),
+    ("--digits", &[]),
+    ("--min-digits", &[]),
+    ("--seed", &[]),
+    ("--brackets", &["--task", "expression"]),
+    ("--terms", &["--task", "expression"]),
+    ("--pq-max", &["--task", "pq-system"]),
+];
+
+fn data_case(i: usize, v: &str) -> Vec<String> {
+    let (flag, task) = DATA_INT_FLAGS[i];
+    let mut a = strings(&["data", "--format", "questions"]);
+    a.extend(strings(task));
+    if flag != "--n" {
+        a.extend(strings(&["--n", "5"]));
+    }
+    a.push(format!("{flag}={v}"));
+    a
+}
+
+const BENCH_INT_FLAGS: &[&str] = &[
+    "--epoch-examples",
+    "--batch-size",
+    "--threads",
+    "--hidden",
+    "--layers",
+    "--digits",
+    "--min-digits",
+    "--input-len",
+    "--output-len",
+    "--embed-dim",
+    "--seed",
+];
+
+fn bench_case(flag: &str, v: &str) -> Vec<String> {
+    let mut a = strings(&["bench"]);
+    for (f, x) in [("--seconds", "0.01"), ("--hidden", "4"), ("--threads", "1")] {
+        if f != flag {
+            a.extend(strings(&[f, x]));
+        }
+    }
+    a.push(format!("{flag}={v}"));
+    a
+}
+
+/// Sweep flags, and grid axes (`key=value`).
+const SWEEP_INT_FLAGS: &[&str] = &["--seeds", "--parallel", "--eval-n"];
+const SWEEP_INT_AXES: &[&str] = &["hidden", "digits", "epochs", "batch_size", "size", "layers"];
+const SWEEP_FLOAT_AXES: &[&str] = &["lr", "optim.clip_norm", "optim.beta2", "data.val_fraction"];
+
+fn sweep_case(
+    dir: &Path,
+    flag: Option<(&str, String)>,
+    axis: Option<(&str, String)>,
+) -> Vec<String> {
+    let mut a = strings(&["sweep", "--runs-dir", dir.join("runs").to_str().unwrap()]);
+    a.extend(strings(&[
+        "--digits",
+        "2",
+        "--size",
+        "100",
+        "--epochs",
+        "1",
+        "--samples",
+        "0",
+        "--threads",
+        "1",
+    ]));
+    for (f, x) in [("--seeds", "1"), ("--eval-n", "10"), ("--parallel", "1")] {
+        if flag.as_ref().is_none_or(|(g, _)| *g != f) {
+            a.extend(strings(&[f, x]));
+        }
+    }
+    if let Some((f, x)) = flag {
+        a.push(format!("{f}={x}"));
+    }
+    let grid = match axis {
+        Some((k, x)) => format!("{k}={x}"),
+        None => "hidden=4".into(),
+    };
+    a.extend(["--grid".into(), grid]);
+    if !a.iter().any(|g| g.starts_with("hidden=")) {
+        a.extend(strings(&["--hidden", "4"]));
+    }
+    a
+}
+
+/// `experiment run --quick` flags, by the experiment (run kind) that takes them.
+const EXPERIMENT_INT_FLAGS: &[(&str, &[&str])] = &[
+    (
+        "keras-addition",
+        &[
+            "--digits",
+            "--min-digits",
+            "--size",
+            "--input-len",
+            "--output-len",
+            "--hidden",
+            "--layers",
+            "--embed-dim",
+            "--seed",
+            "--epochs",
+            "--batch-size",
+            "--patience",
+            "--threads",
+            "--samples",
+        ],
+    ),
+    (
+        "expression-3terms",
+        &["--heads", "--ffn", "--brackets", "--hidden", "--layers"],
+    ),
+    (
+        "length-generalisation",
+        &[
+            "--digits",
+            "--min-digits",
+            "--hidden",
+            "--layers",
+            "--heads",
+            "--ffn",
+            "--local-window",
+            "--seed",
+            "--steps",
+            "--batch-size",
+            "--threads",
+            "--pad-to",
+        ],
+    ),
+    (
+        "length-generalisation-gru",
+        &[
+            "--digits",
+            "--min-digits",
+            "--hidden",
+            "--embed-dim",
+            "--seed",
+            "--steps",
+            "--batch-size",
+            "--threads",
+        ],
+    ),
+    (
+        "brownlee-mapping",
+        &["--size", "--seed", "--epochs", "--batch-size"],
+    ),
+];
+
+const EXPERIMENT_FLOAT_FLAGS: &[(&str, &[&str])] = &[
+    ("keras-addition", &["--lr", "--stop-at-exact"]),
+    (
+        "length-generalisation",
+        &["--lr", "--train-seconds", "--pad-fraction"],
+    ),
+    ("length-generalisation-gru", &["--lr", "--stress-fraction"]),
+];
+
+fn experiment_case(name: &str, flag: &str, v: &str, dir: &Path) -> Vec<String> {
+    let mut a = strings(&["experiment", "run", name, "--quick", "--runs-dir"]);
+    a.push(dir.join("runs").display().to_string());
+    if flag != "--threads" && name != "brownlee-mapping" {
+        a.extend(strings(&["--threads", "1"]));
+    }
+    a.push(format!("{flag}={v}"));
+    a
+}
+
+/// Every integer flag of every command at the edges (0, 1, 2^32, 2^63 - 1, u64::MAX): always run.
+#[test]
+fn every_integer_flag_of_every_command_at_the_edges() {
+    let limit = Duration::from_secs(10);
+    let mut cases = 0;
+    for v in [0, 1, 1u64 << 32, i64::MAX as u64, u64::MAX] {
+        let quiet = real_work_int(v);
+        let s = v.to_string();
+        let dir = scratch();
+        attack(&predict_case(&s), dir.path(), limit, quiet);
+        for flag in EVAL_INT_FLAGS {
+            attack(&eval_case(flag, &s, false), dir.path(), limit, quiet);
+        }
+        for flag in EVAL_LENGTH_FLAGS {
+            attack(&eval_case(flag, &s, true), dir.path(), limit, quiet);
+        }
+        for i in 0..DATA_INT_FLAGS.len() {
+            attack(&data_case(i, &s), dir.path(), limit, quiet);
+        }
+        for flag in BENCH_INT_FLAGS {
+            attack(&bench_case(flag, &s), dir.path(), limit, quiet);
+        }
+        for flag in SWEEP_INT_FLAGS {
+            let d = scratch();
+            attack(
+                &sweep_case(d.path(), Some((flag, s.clone())), None),
+                d.path(),
+                limit,
+                quiet,
+            );
+        }
+        for axis in SWEEP_INT_AXES {
+            let d = scratch();
+            attack(
+                &sweep_case(d.path(), None, Some((axis, s.clone()))),
+                d.path(),
+                limit,
+                quiet,
+            );
+        }
+        for (name, flags) in EXPERIMENT_INT_FLAGS {
+            for flag in *flags {
+                let d = scratch();
+                attack(
+                    &experiment_case(name, flag, &s, d.path()),
+                    d.path(),
+                    limit,
+                    quiet,
+                );
+                cases += 1;
+            }
+        }
+        cases += 1 + EVAL_INT_FLAGS.len() + EVAL_LENGTH_FLAGS.len() + DATA_INT_FLAGS.len();
+        cases += BENCH_INT_FLAGS.len() + SWEEP_INT_FLAGS.len() + SWEEP_INT_AXES.len();
+    }
+    assert!(cases > 300, "{cases}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(24)))]
+
+    #[test]
+    fn threads_of_predict(v in any_int()) {
+        let dir = scratch();
+        attack(&predict_case(&v.to_string()), dir.path(), Duration::from_secs(5), false);
+    }
+
+    #[test]
+    fn integer_flags_of_eval(flag in 0..EVAL_INT_FLAGS.len() + EVAL_LENGTH_FLAGS.len(), v in any_int()) {
+        let dir = scratch();
+        let args = match flag.checked_sub(EVAL_INT_FLAGS.len()) {
+            None => eval_case(EVAL_INT_FLAGS[flag], &v.to_string(), false),
+            Some(i) => eval_case(EVAL_LENGTH_FLAGS[i], &v.to_string(), true),
+        };
+        attack(&args, dir.path(), Duration::from_secs(5), real_work_int(v));
+    }
+
+    #[test]
+    fn sharpen_of_eval(x in any_float()) {
+        let dir = scratch();
+        attack(&eval_case("--sharpen", &format!("{x}"), true), dir.path(), Duration::from_secs(5), real_work_float(x));
+    }
+
+    #[test]
+    fn integer_flags_of_data(i in 0..DATA_INT_FLAGS.len(), v in any_int()) {
+        let dir = scratch();
+        attack(&data_case(i, &v.to_string()), dir.path(), Duration::from_secs(5), false);
+    }
+
+    #[test]
+    fn numeric_flags_of_bench(flag in 0..BENCH_INT_FLAGS.len(), v in any_int(), x in any_float()) {
+        let dir = scratch();
+        attack(&bench_case(BENCH_INT_FLAGS[flag], &v.to_string()), dir.path(), Duration::from_secs(5), real_work_int(v));
+        attack(&bench_case("--seconds", &format!("{x}")), dir.path(), Duration::from_secs(5), real_work_float(x));
+    }
+
+    #[test]
+    fn numeric_flags_and_grid_values_of_sweep(flag in 0..SWEEP_INT_FLAGS.len(), v in any_int(),
+                                              axis in 0..SWEEP_INT_AXES.len(), w in any_int(),
+                                              faxis in 0..SWEEP_FLOAT_AXES.len(), x in any_float(),
+                                              target in any_float()) {
+        let limit = Duration::from_secs(5);
+        for (f, a) in [
+            (Some((SWEEP_INT_FLAGS[flag], v.to_string())), None),
+            (None, Some((SWEEP_INT_AXES[axis], w.to_string()))),
+            (None, Some((SWEEP_FLOAT_AXES[faxis], toml_float(x)))),
+            (Some(("--target", format!("{target}"))), None),
+        ] {
+            let d = scratch();
+            attack(&sweep_case(d.path(), f, a), d.path(), limit, false);
+        }
+    }
+
+    #[test]
+    fn numeric_flags_of_experiment_run_quick(e in 0..EXPERIMENT_INT_FLAGS.len(), flag in 0..64usize, v in any_int(),
+                                             fe in 0..EXPERIMENT_FLOAT_FLAGS.len(), fflag in 0..64usize, x in any_float()) {
+        let limit = Duration::from_secs(5);
+        let (name, flags) = EXPERIMENT_INT_FLAGS[e];
+        let d = scratch();
+        attack(&experiment_case(name, flags[flag % flags.len()], &v.to_string(), d.path()), d.path(), limit, false);
+        let (name, flags) = EXPERIMENT_FLOAT_FLAGS[fe];
+        let d = scratch();
+        attack(&experiment_case(name, flags[fflag % flags.len()], &format!("{x}"), d.path()), d.path(), limit, false);
     }
 }

@@ -3,28 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 mod common;
-use common::{bin, run, text, Rng};
+use common::{bin, run, run_with_stdin, small_addition, text, Rng};
 
 /// The small task every test here trains: 2-digit addition (5,050 distinct questions).
-const SMALL: &[&str] = &[
-    "--digits",
-    "2",
-    "--size",
-    "4000",
-    "--hidden",
-    "64",
-    "--lr",
-    "0.005",
-    "--batch-size",
-    "64",
-    "--seed",
-    "3",
-    "--threads",
-    "2",
-];
+static SMALL: LazyLock<Vec<&str>> = LazyLock::new(|| small_addition("4000"));
 
 /// Trains the small model once and shares its run directory between tests.
 fn trained() -> &'static Path {
@@ -45,7 +30,7 @@ fn trained() -> &'static Path {
             "--samples",
             "3",
         ];
-        args.extend_from_slice(SMALL);
+        args.extend_from_slice(&SMALL);
         let o = run(&args);
         assert!(o.status.success(), "training failed:\n{}", text(&o));
         let out = text(&o);
@@ -146,20 +131,10 @@ fn predict_answers_and_jsonl_reports_bad_lines_without_stopping() {
         questions.len()
     );
 
-    let mut child = bin()
-        .args(["predict", "--model", dir.to_str().unwrap(), "--jsonl"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"21+43\n1x2\n\n123456+1\n99+99\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_stdin(
+        &["predict", "--model", dir.to_str().unwrap(), "--jsonl"],
+        b"21+43\n1x2\n\n123456+1\n99+99\n",
+    );
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -761,7 +736,7 @@ fn a_second_run_in_the_same_directory_is_refused_while_the_first_lives() {
         "--samples",
         "0",
     ];
-    args.extend_from_slice(SMALL);
+    args.extend_from_slice(&SMALL);
     let mut first = bin()
         .args(&args)
         .stdout(Stdio::null())
@@ -1354,7 +1329,7 @@ fn teacher_forced_attention_and_embedding_models_learn_and_answer() {
             "--samples",
             "0",
         ];
-        args.extend_from_slice(SMALL);
+        args.extend_from_slice(&SMALL);
         args.extend_from_slice(extra);
         let o = run(&args);
         assert!(o.status.success(), "{name}: {}", text(&o));

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, text, Rng};
+use common::{bin, small_addition, text, Rng};
 
 /// The run every test here trains: 2-digit addition, a small model, 20 short epochs (one
 /// checkpoint each), no early stopping.
@@ -39,22 +39,9 @@ fn train_args(runs: &Path, name: &str) -> Vec<String> {
         "0",
         "--samples",
         "0",
-        "--digits",
-        "2",
-        "--size",
-        "2000",
-        "--hidden",
-        "64",
-        "--lr",
-        "0.005",
-        "--batch-size",
-        "64",
-        "--seed",
-        "3",
-        "--threads",
-        "2",
     ]
-    .iter()
+    .into_iter()
+    .chain(small_addition("2000"))
     .map(|s| s.to_string())
     .collect()
 }

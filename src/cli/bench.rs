@@ -65,6 +65,15 @@ pub fn exec(a: BenchArgs) -> Result<ExitCode> {
     let RunConfig::Seq2seq(mut cfg) = run else {
         unreachable!("a seq2seq config stays one")
     };
+    // Each thread times its own 1024^3 GEMM for the peak: more threads than cores only time
+    // the scheduler, and the work grows with the count (256 threads on 2 cores: a minute).
+    let cores = seqcalc::parallel::default_threads();
+    if cfg.threads() > cores {
+        bail!(
+            "--threads {} must be at most {cores} (the cores of this machine) for `bench`",
+            cfg.threads()
+        );
+    }
     let (_, model) = cfg.build()?;
     let bc = seqcalc::bench::BenchConfig {
         batch: cfg.train.batch_size,

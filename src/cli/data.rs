@@ -1,7 +1,7 @@
 //! `seqcalc data`: the questions and answers a seq2seq model trains on, as CSV, JSON lines, or
 //! bare questions that pipe straight into `predict`.
 
-use super::flags::RunFlags;
+use super::flags::{RunFlags, TASK_FLAGS};
 use super::read_config;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
@@ -38,19 +38,6 @@ pub struct DataArgs {
     pub flags: RunFlags,
 }
 
-/// The flags that shape the data.
-const TASK_FLAGS: &[&str] = &[
-    "digits",
-    "min-digits",
-    "op",
-    "task",
-    "terms",
-    "ops",
-    "brackets",
-    "pq-max",
-    "seed",
-];
-
 pub fn exec(a: DataArgs) -> Result<ExitCode> {
     let mut cfg = match &a.config {
         None => ExperimentConfig::default(),
@@ -66,8 +53,9 @@ pub fn exec(a: DataArgs) -> Result<ExitCode> {
     if a.n > MAX_N {
         bail!("--n {} must be at most {MAX_N}", a.n);
     }
+    let takes = [TASK_FLAGS, &["seed"]].concat();
     a.flags
-        .refuse_others(TASK_FLAGS, "`data` (it writes questions, not models)")?;
+        .refuse_others(&takes, "`data` (it writes questions, not models)")?;
     let mut run = RunConfig::Seq2seq(cfg.clone());
     debug_assert_eq!(run.kind(), RunKind::Seq2seq);
     a.flags.apply(&mut run)?;

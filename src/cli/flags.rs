@@ -141,18 +141,23 @@ pub struct RunFlags {
     pub stress_fraction: Option<f64>,
 }
 
-/// The flags each run kind takes.
-pub fn accepted(kind: RunKind) -> &'static [&'static str] {
-    match kind {
-        RunKind::Seq2seq => &[
-            "digits",
-            "min-digits",
-            "op",
-            "task",
-            "terms",
-            "ops",
-            "brackets",
-            "pq-max",
+/// The seq2seq task's flags: what shapes its questions (`data` takes these and --seed).
+pub const TASK_FLAGS: &[&str] = &[
+    "digits",
+    "min-digits",
+    "op",
+    "task",
+    "terms",
+    "ops",
+    "brackets",
+    "pq-max",
+];
+
+/// The seq2seq flags: the task's, then the data, encoding, model and training flags.
+static SEQ2SEQ_FLAGS: std::sync::LazyLock<Vec<&str>> = std::sync::LazyLock::new(|| {
+    [
+        TASK_FLAGS,
+        &[
             "size",
             "input-len",
             "output-len",
@@ -180,6 +185,18 @@ pub fn accepted(kind: RunKind) -> &'static [&'static str] {
             "threads",
             "samples",
         ],
+    ]
+    .concat()
+});
+
+/// The widest pair-gru layer a flag may ask for: wider ones take minutes a step (a GRU of 16,384
+/// units holds 6 GiB of weights) and stop only between steps.
+const MAX_PAIR_GRU_WIDTH: usize = 4096;
+
+/// The flags each run kind takes.
+pub fn accepted(kind: RunKind) -> &'static [&'static str] {
+    match kind {
+        RunKind::Seq2seq => &SEQ2SEQ_FLAGS,
         RunKind::CoupledTransformer => &[
             "digits",
             "min-digits",
@@ -314,6 +331,11 @@ impl RunFlags {
                 set(&mut t.pad_to_digits, self.pad_to);
             }
             RunConfig::PairGru(c) => {
+                for (flag, v) in [("--hidden", self.hidden), ("--embed-dim", self.embed_dim)] {
+                    if let Some(v) = v.filter(|&v| v > MAX_PAIR_GRU_WIDTH) {
+                        bail!("{flag} {v} must be at most {MAX_PAIR_GRU_WIDTH} for pair-gru runs");
+                    }
+                }
                 let g = &mut c.pair_gru;
                 set(&mut g.max_digits, self.digits);
                 set(&mut g.min_digits, self.min_digits);

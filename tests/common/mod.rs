@@ -1,7 +1,30 @@
 //! Helpers shared by the integration tests (each test file includes this with `mod common;`).
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// The small model the end-to-end tests train on 2-digit addition: 64 LSTM units, a learning
+/// rate that learns in a few epochs, two threads, a fixed seed.
+pub const SMALL_MODEL: &[&str] = &[
+    "--hidden",
+    "64",
+    "--lr",
+    "0.005",
+    "--batch-size",
+    "64",
+    "--seed",
+    "3",
+    "--threads",
+    "2",
+];
+
+/// `SMALL_MODEL` on 2-digit addition with `size` questions.
+pub fn small_addition(size: &'static str) -> Vec<&'static str> {
+    let mut v = vec!["--digits", "2", "--size", size];
+    v.extend_from_slice(SMALL_MODEL);
+    v
+}
 
 /// The seqcalc binary, without colours.
 pub fn bin() -> Command {
@@ -12,6 +35,19 @@ pub fn bin() -> Command {
 
 pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("seqcalc runs")
+}
+
+/// `seqcalc args` with `input` on its stdin; stdout and stderr captured.
+pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("seqcalc runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// stdout then stderr, as text.
