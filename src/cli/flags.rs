@@ -189,10 +189,6 @@ static SEQ2SEQ_FLAGS: std::sync::LazyLock<Vec<&str>> = std::sync::LazyLock::new(
     .concat()
 });
 
-/// The widest pair-gru layer a flag may ask for: wider ones take minutes a step (a GRU of 16,384
-/// units holds 6 GiB of weights) and stop only between steps.
-const MAX_PAIR_GRU_WIDTH: usize = 4096;
-
 /// The flags each run kind takes.
 pub fn accepted(kind: RunKind) -> &'static [&'static str] {
     match kind {
@@ -331,11 +327,6 @@ impl RunFlags {
                 set(&mut t.pad_to_digits, self.pad_to);
             }
             RunConfig::PairGru(c) => {
-                for (flag, v) in [("--hidden", self.hidden), ("--embed-dim", self.embed_dim)] {
-                    if let Some(v) = v.filter(|&v| v > MAX_PAIR_GRU_WIDTH) {
-                        bail!("{flag} {v} must be at most {MAX_PAIR_GRU_WIDTH} for pair-gru runs");
-                    }
-                }
                 let g = &mut c.pair_gru;
                 set(&mut g.max_digits, self.digits);
                 set(&mut g.min_digits, self.min_digits);

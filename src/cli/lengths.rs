@@ -14,6 +14,9 @@ use seqcalc::run::{Run, RunConfig};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// The most digits `eval` asks per operand length (questions times their length).
+const MAX_DIGITS_PER_LENGTH: usize = 10_000_000;
+
 /// The lengths `eval` scores by default.
 const DEFAULT_LENGTHS: [usize; 7] = [10, 20, 50, 100, 200, 500, 1000];
 
@@ -108,6 +111,17 @@ pub fn eval(
     for (flag, list) in [("--lengths", &lengths), ("--heatmap", &pairs)] {
         if let Some(&bad) = list.iter().find(|&&l| l == 0 || l > MAX_DIGITS) {
             bail!("{flag}: {bad} is not in 1..={MAX_DIGITS}");
+        }
+    }
+    // The work of one length is its questions times their digits; bound it (the default, 200
+    // questions of 1000 digits, is 200,000).
+    if let Some(n) = n {
+        let longest = lengths.iter().chain(&pairs).copied().max().unwrap_or(1);
+        if n.saturating_mul(longest) > MAX_DIGITS_PER_LENGTH {
+            bail!(
+                "--n {n} questions of {longest} digits is more than {MAX_DIGITS_PER_LENGTH} digits per length; ask for at most {}",
+                MAX_DIGITS_PER_LENGTH / longest
+            );
         }
     }
     let stress = sets.stress;

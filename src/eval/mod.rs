@@ -300,6 +300,11 @@ impl EvalReport {
         if !self.failures.is_empty() {
             s.push_str("\nsome wrong answers (question = expected, got):\n");
             for (q, e, p) in &self.failures {
+                let p = if p.is_empty() {
+                    "\"\" (empty)"
+                } else {
+                    p.as_str()
+                };
                 s.push_str(&format!("  {q} = {e}, got {p}\n"));
             }
         }
