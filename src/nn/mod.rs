@@ -22,24 +22,24 @@
 /// kernel should be `#[inline(always)]` and take each output as its own slice (distinct `&mut`
 /// arguments are what let its loops vectorise).
 macro_rules! simd_dispatch {
-    ($name:ident, $avx512:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+    ($vis:vis $name:ident, $avx512:ident, $avx2:ident, $generic:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $avx2<R: Real>($($arg: $ty),*) {
+        $vis unsafe fn $avx2<R: Real>($($arg: $ty),*) {
             $generic($($arg),*)
         }
 
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $avx512<R: Real>($($arg: $ty),*) {
+        $vis unsafe fn $avx512<R: Real>($($arg: $ty),*) {
             $generic($($arg),*)
         }
 
         #[inline]
         #[allow(clippy::too_many_arguments)]
-        fn $name<R: Real>($($arg: $ty),*) {
+        $vis fn $name<R: Real>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 match $crate::nn::simd_level() {
