@@ -49,8 +49,7 @@ pub fn exec(a: BenchArgs) -> Result<ExitCode> {
             a.epoch_examples
         );
     }
-    let mut run = RunConfig::Seq2seq(cfg);
-    let shaping: Vec<&str> = seqcalc_flags_without(&[
+    let shaping: Vec<&str> = seq2seq_flags_without(&[
         "epochs",
         "patience",
         "stop-at-exact",
@@ -61,10 +60,8 @@ pub fn exec(a: BenchArgs) -> Result<ExitCode> {
     ]);
     a.flags
         .refuse_others(&shaping, "`bench` (it times one model's step)")?;
-    a.flags.apply(&mut run)?;
-    let RunConfig::Seq2seq(mut cfg) = run else {
-        unreachable!("a seq2seq config stays one")
-    };
+    let mut cfg = cfg;
+    a.flags.apply_seq2seq(&mut cfg)?;
     // Each thread times its own 1024^3 GEMM for the peak: more threads than cores only time
     // the scheduler, and the work grows with the count (256 threads on 2 cores: a minute).
     let cores = seqcalc::parallel::default_threads();
@@ -102,7 +99,7 @@ pub fn exec(a: BenchArgs) -> Result<ExitCode> {
 }
 
 /// The seq2seq flags but these.
-fn seqcalc_flags_without(drop: &[&str]) -> Vec<&'static str> {
+fn seq2seq_flags_without(drop: &[&str]) -> Vec<&'static str> {
     super::flags::accepted(seqcalc::run::RunKind::Seq2seq)
         .iter()
         .copied()

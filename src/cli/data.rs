@@ -6,7 +6,7 @@ use super::read_config;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use seqcalc::config::ExperimentConfig;
-use seqcalc::run::{RunConfig, RunKind};
+use seqcalc::run::RunConfig;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,12 +56,7 @@ pub fn exec(a: DataArgs) -> Result<ExitCode> {
     let takes = [TASK_FLAGS, &["seed"]].concat();
     a.flags
         .refuse_others(&takes, "`data` (it writes questions, not models)")?;
-    let mut run = RunConfig::Seq2seq(cfg.clone());
-    debug_assert_eq!(run.kind(), RunKind::Seq2seq);
-    a.flags.apply(&mut run)?;
-    if let RunConfig::Seq2seq(c) = run {
-        cfg = c;
-    }
+    a.flags.apply_seq2seq(&mut cfg)?;
     cfg.task.validate()?;
     let problems = seqcalc::task::generate(&cfg.task, a.n, cfg.seed)?;
     let stdout = std::io::stdout();

@@ -20,8 +20,7 @@ use std::path::Path;
 
 /// Reads a config file once (a pipe, FIFO or `/dev/stdin` too) and parses it.
 pub fn read_config(path: &Path) -> Result<RunConfig> {
-    let text = seqcalc::fsutil::read_bounded(path, seqcalc::config::limits::INPUT_BYTES)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text = seqcalc::config::read_input(path)?;
     RunConfig::parse(&text).with_context(|| path.display().to_string())
 }
 

@@ -154,16 +154,18 @@ pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
 /// steps and cosine decay to a tenth, gradient clipping at 1, as the PyTorch reference.
 pub fn pair_gru_settings(cfg: &PairGruRunConfig) -> StepSettings {
     let g = &cfg.pair_gru;
+    // The same schedule and optimiser as the coupled transformer's defaults.
+    let r = LengthGenTrain::default();
     StepSettings {
         steps: g.steps,
         max_seconds: None,
         lr: g.lr,
-        warmup: 0.02,
-        min_lr_fraction: 0.1,
-        beta1: 0.9,
-        beta2: 0.95,
-        weight_decay: 0.0,
-        clip_norm: 1.0,
+        warmup: r.warmup,
+        min_lr_fraction: r.min_lr_fraction,
+        beta1: r.beta1,
+        beta2: r.beta2,
+        weight_decay: r.weight_decay,
+        clip_norm: r.clip_norm,
         eval_every: g.eval_every,
         eval_lengths: g.eval_lengths.clone(),
         eval_count: g.eval_count,
