@@ -6,6 +6,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// FNV-1a (64 bit), the hash of the checksums and run hashes seqcalc writes in its files. Each
+/// caller frames its parts its own way (separators, lengths); the hashing is this.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Reads a whole file once, whatever it is: a regular file, a pipe, a FIFO, `/dev/stdin` or a
 /// process substitution. Refuses directories, non-UTF-8 text and more than `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {

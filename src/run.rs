@@ -440,14 +440,12 @@ pub fn utc_rfc3339(secs: u64) -> String {
 
 /// FNV-1a 64 over byte strings, each followed by a 0xff separator.
 pub fn fnv1a64<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = crate::fsutil::Fnv1a::default();
     for part in parts {
-        for &b in part.iter().chain(&[0xffu8]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.update(part);
+        h.update(&[0xff]);
     }
-    h
+    h.finish()
 }
 
 /// The data hash of a run whose data is drawn fresh at every step: its settings and seed.

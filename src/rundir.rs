@@ -112,13 +112,8 @@ const CHECKSUM_KEY: &str = "checksum";
 /// bytes, tensors in name order (their dtype is checked on reading: seqcalc writes only F32). Any single changed byte changes it: each step of FNV-1a is a bijection
 /// of the running hash for a given byte, and different bytes give different hashes.
 fn checksum(meta: &BTreeMap<String, String>, tensors: &[(&str, &[usize], &[u8])]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = crate::fsutil::Fnv1a::default();
+    let mut feed = |bytes: &[u8]| h.update(bytes);
     feed(
         serde_json::to_string(meta)
             .expect("metadata serialises")
@@ -134,7 +129,7 @@ fn checksum(meta: &BTreeMap<String, String>, tensors: &[(&str, &[usize], &[u8])]
         feed(&(data.len() as u64).to_le_bytes());
         feed(data);
     }
-    format!("fnv1a64:{h:016x}")
+    format!("fnv1a64:{:016x}", h.finish())
 }
 
 /// The model's flat parameters, the extra flat tensors, and the file's metadata.

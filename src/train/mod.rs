@@ -104,14 +104,12 @@ pub struct LoopState {
 
 /// FNV-1a (64 bit) over byte slices, as text.
 fn fnv1a(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = crate::fsutil::Fnv1a::default();
     for part in parts {
-        for &b in part.iter().chain(&(part.len() as u64).to_le_bytes()) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h.update(part);
+        h.update(&(part.len() as u64).to_le_bytes());
     }
-    format!("fnv1a64:{h:016x}")
+    format!("fnv1a64:{:016x}", h.finish())
 }
 
 /// A hash of everything in the config that defines the run (the thread count, which a resume

@@ -158,12 +158,9 @@ pub fn config_hash(cfg: &RunConfig) -> String {
         other => Ok(other.to_json()),
     }
     .expect("config serialises");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in text.as_bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("fnv1a64:{h:016x}")
+    let mut h = crate::fsutil::Fnv1a::default();
+    h.update(text.as_bytes());
+    format!("fnv1a64:{:016x}", h.finish())
 }
 
 /// The evaluations as per-epoch records (for curves and `compare`): each one's `epoch` is its
