@@ -40,7 +40,9 @@ pub struct ExperimentRunArgs {
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Also write the results as a Markdown table to this file (with the date, machine and
-    /// commit), scored on 10,000 fresh questions per seq2seq run.
+    /// commit), scored on 10,000 fresh questions per seq2seq run. In a file that has the
+    /// lines `<!-- results:begin -->` and `<!-- results:end -->`, only what is between them
+    /// is replaced.
     #[arg(long, value_name = "FILE.md")]
     pub results: Option<PathBuf>,
     /// compare-decoders: where report.md and its pictures go (default:
@@ -106,8 +108,8 @@ pub fn exec(cmd: ExperimentCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row of the results table: experiment, kind, what was trained, exact match on fresh
-/// questions, the verdict and the wall time.
+/// The cells of a results row after the experiment's: kind, what was trained, exact match on
+/// fresh questions, the verdict and the wall time.
 fn result_row(
     e: &Experiment,
     trained: &Trained,
@@ -164,38 +166,81 @@ fn result_row(
         .map_or(verdict, |(_, v)| v)
         .replace('|', "/");
     Ok(format!(
-        "| {} | {} | {trained_for} | {score} | {verdict} | {secs:.0} |",
-        e.name,
+        "| {} | {trained_for} | {score} | {verdict} | {secs:.0} |",
         e.kind().name()
     ))
 }
 
-/// The results table with where and when it was measured.
-fn results_markdown(a: &ExperimentRunArgs, rows: &[String], secs: f64) -> String {
+/// Where and when a row was measured: date, commit, CPU, threads and kernel level.
+fn measured_here(threads: usize) -> String {
     let commit = option_env!("SEQCALC_GIT_COMMIT").filter(|c| !c.is_empty());
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(first) = args.first_mut() {
-        *first = format!("seqcalc {first}");
-    }
     format!(
-        "Generated {} by `{}`\non {} ({} cores, {} kernels), seqcalc {}{}; {:.0} s in all.{}\n\n\
-         | experiment | kind | trained | exact match | verdict | wall s |\n\
-         | --- | --- | --- | --- | --- | ---: |\n{}\n",
+        "{}, {}, {}, {threads} threads, {} kernels",
         &run::utc_now()[..10],
-        args.join(" "),
+        commit.map_or("commit unknown".to_string(), |c| format!("commit {c}")),
         run::cpu_model(),
-        seqcalc::parallel::default_threads(),
         run::kernel_level(),
-        env!("CARGO_PKG_VERSION"),
-        commit.map_or(String::new(), |c| format!(" at commit {c}")),
-        secs,
-        if a.quick {
-            " Quick runs on tiny settings: they check that each runs, and reproduce nothing."
-        } else {
-            ""
-        },
-        rows.join("\n")
     )
+}
+
+const RESULTS_HEAD: &str =
+    "Each row is written by `seqcalc experiment run NAME --results FILE` (several names \
+    at once, or one at a time: a row is replaced by a new run of its experiment, the others are \
+    kept). Exact match is of the whole answer; fresh questions are drawn anew, none of them among \
+    the run's training or validation questions.\n\n\
+    | experiment | kind | trained | exact match | verdict | wall s | measured |\n\
+    | --- | --- | --- | --- | --- | ---: | --- |\n";
+
+/// The results table of `old` (a table this command wrote, or nothing) with `new` rows
+/// (experiment, row) in place of the rows of the same experiments, and after the others.
+fn results_table(old: &str, new: &[(String, String)]) -> String {
+    let mut rows: Vec<(String, String)> = old
+        .lines()
+        .filter_map(|l| {
+            let key = l.strip_prefix("| ")?.split(" |").next()?.trim();
+            (key != "experiment" && !key.starts_with("---"))
+                .then(|| (key.to_string(), l.to_string()))
+        })
+        .collect();
+    for (key, row) in new {
+        match rows.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = row.clone(),
+            None => rows.push((key.clone(), row.clone())),
+        }
+    }
+    let mut out = RESULTS_HEAD.to_string();
+    for (_, row) in rows {
+        out.push_str(&row);
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes `new` rows into the results table at `path`: into the part between its results
+/// markers when it has them, else into the whole file (created if missing).
+fn write_results(path: &std::path::Path, new: &[(String, String)]) -> Result<()> {
+    let page = match std::fs::read_to_string(path) {
+        Ok(old) => old,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => bail!("cannot read {}: {e}", path.display()),
+    };
+    let text = match split_results(&page) {
+        Some((before, table, after)) => format!("{before}{}{after}", results_table(table, new)),
+        None => results_table(&page, new),
+    };
+    seqcalc::fsutil::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+const RESULTS_BEGIN: &str = "<!-- results:begin -->";
+const RESULTS_END: &str = "<!-- results:end -->";
+
+/// `page` split into what comes before the results table, the table (between the marker
+/// lines) and what comes after it; `None` when the page has no such pair of markers.
+fn split_results(page: &str) -> Option<(&str, &str, &str)> {
+    let begin = page.find(&format!("{RESULTS_BEGIN}\n"))? + RESULTS_BEGIN.len() + 1;
+    let end = begin + page[begin..].find(RESULTS_END)?;
+    Some((&page[..begin], &page[begin..end], &page[end..]))
 }
 
 /// The 18 configs of the decoder comparison, one TOML document each.
@@ -236,8 +281,7 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
     }
     let mut results = Vec::new();
     let mut rmses = Vec::new();
-    let mut rows: Vec<String> = Vec::new();
-    let started = std::time::Instant::now();
+    let mut rows: Vec<(String, String)> = Vec::new();
     for (e, cfg) in exps.iter().zip(configs) {
         if signals::stopped() {
             break;
@@ -271,7 +315,17 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             }
         };
         if a.results.is_some() {
-            rows.push(result_row(e, &trained, &dir, &verdict, secs)?);
+            let key = if a.quick {
+                format!("{} --quick", e.name)
+            } else {
+                e.name.to_string()
+            };
+            let threads = seqcalc::parallel::threads_or_cores(a.flags.threads.unwrap_or(0));
+            let row = result_row(e, &trained, &dir, &verdict, secs)?;
+            rows.push((
+                key.clone(),
+                format!("| {key} {row} {} |", measured_here(threads)),
+            ));
         }
         if a.quick {
             verdict = format!(
@@ -281,8 +335,7 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
         println!("Verdict: {verdict}\n");
     }
     if let Some(path) = &a.results {
-        let md = results_markdown(a, &rows, started.elapsed().as_secs_f64());
-        seqcalc::fsutil::write_atomic(path, md.as_bytes())?;
+        write_results(path, &rows)?;
         println!("Results: {}", path.display());
     }
     if rmses.len() > 1 {
@@ -372,4 +425,57 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_rows_are_replaced_by_experiment_and_the_rest_kept() {
+        let row = |k: &str, x: &str| (k.to_string(), format!("| {k} | seq2seq | {x} |"));
+        let first = results_table("", &[row("a", "1"), row("b", "2")]);
+        assert!(first.starts_with(RESULTS_HEAD), "{first}");
+        let second = results_table(&first, &[row("b", "3"), row("c", "4")]);
+        let body: Vec<&str> = second[RESULTS_HEAD.len()..].lines().collect();
+        assert_eq!(
+            body,
+            [
+                "| a | seq2seq | 1 |",
+                "| b | seq2seq | 3 |",
+                "| c | seq2seq | 4 |"
+            ]
+        );
+        // A table written again with nothing new is the same table.
+        assert_eq!(results_table(&second, &[]), second);
+    }
+
+    #[test]
+    fn results_go_between_the_markers_and_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("page.md");
+        let page = format!("# Title\nprose\n{RESULTS_BEGIN}\nold\n{RESULTS_END}\nmore\n");
+        std::fs::write(&path, &page).unwrap();
+        let new = [("x".to_string(), "| x | y |".to_string())];
+        write_results(&path, &new).unwrap();
+        let got = std::fs::read_to_string(&path).unwrap();
+        let want = format!(
+            "# Title\nprose\n{RESULTS_BEGIN}\n{RESULTS_HEAD}| x | y |\n{RESULTS_END}\nmore\n"
+        );
+        assert_eq!(got, want);
+        // A page without markers is a results table of its own; a new file is made.
+        let fresh = dir.path().join("new.md");
+        write_results(&fresh, &new).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&fresh).unwrap(),
+            format!("{RESULTS_HEAD}| x | y |\n")
+        );
+    }
+
+    #[test]
+    fn results_markers_out_of_order_are_not_markers() {
+        assert!(split_results("no markers\n").is_none());
+        assert!(split_results(&format!("{RESULTS_END}\n{RESULTS_BEGIN}\n")).is_none());
+        assert!(split_results(&format!("{RESULTS_BEGIN}\n")).is_none());
+    }
 }
