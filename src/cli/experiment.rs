@@ -45,6 +45,11 @@ pub struct ExperimentRunArgs {
     /// is replaced.
     #[arg(long, value_name = "FILE.md")]
     pub results: Option<PathBuf>,
+    /// Go on with the runs of these experiments that exist under --runs-dir (a finished one
+    /// trains nothing and is reported again; only --epochs and --threads apply to them) and
+    /// start the others.
+    #[arg(long)]
+    pub resume: bool,
     /// compare-decoders: where report.md and its pictures go (default:
     /// <runs-dir>/compare-decoders/report).
     #[arg(long)]
@@ -109,7 +114,8 @@ pub fn exec(cmd: ExperimentCmd) -> Result<ExitCode> {
 }
 
 /// The cells of a results row after the experiment's: kind, what was trained, exact match on
-/// fresh questions, the verdict and the wall time.
+/// fresh questions, the verdict and the seconds of training (`secs`, this command's time, for
+/// a kind that records none).
 fn result_row(
     e: &Experiment,
     trained: &Trained,
@@ -118,6 +124,18 @@ fn result_row(
     secs: f64,
 ) -> Result<String> {
     let threads = seqcalc::parallel::default_threads();
+    let train_secs = match trained {
+        Trained::Seq2seq(o) => o
+            .state
+            .history
+            .records
+            .last()
+            .map_or(0.0, |r| r.elapsed_secs),
+        Trained::CoupledTransformer { outcome, .. } | Trained::PairGru { outcome, .. } => {
+            outcome.train_secs
+        }
+        Trained::Regression(_) => secs,
+    };
     let (trained_for, score) = match trained {
         Trained::Seq2seq(o) => {
             let run = seqcalc::rundir::load_run(dir)?;
@@ -166,20 +184,29 @@ fn result_row(
         .map_or(verdict, |(_, v)| v)
         .replace('|', "/");
     Ok(format!(
-        "| {} | {trained_for} | {score} | {verdict} | {secs:.0} |",
+        "| {} | {trained_for} | {score} | {verdict} | {train_secs:.0} |",
         e.kind().name()
     ))
 }
 
-/// Where and when a row was measured: date, commit, CPU, threads and kernel level.
-fn measured_here(threads: usize) -> String {
-    let commit = option_env!("SEQCALC_GIT_COMMIT").filter(|c| !c.is_empty());
+/// Where and when the run in `dir` was trained, from its manifest: the day it ended, the
+/// commit, the CPU, threads and kernel level.
+fn measured(dir: &std::path::Path) -> String {
+    let manifest: Option<run::Manifest> = std::fs::read(dir.join(run::MANIFEST))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(m) = manifest else {
+        return "(no manifest)".into();
+    };
+    let day = m.ended.as_deref().unwrap_or(&m.started);
     format!(
-        "{}, {}, {}, {threads} threads, {} kernels",
-        &run::utc_now()[..10],
-        commit.map_or("commit unknown".to_string(), |c| format!("commit {c}")),
-        run::cpu_model(),
-        run::kernel_level(),
+        "{}, {}, {}, {} threads, {} kernels",
+        day.get(..10).unwrap_or(day),
+        m.git_commit
+            .map_or("commit unknown".to_string(), |c| format!("commit {c}")),
+        m.cpu,
+        m.threads,
+        m.kernel_level,
     )
 }
 
@@ -188,7 +215,7 @@ const RESULTS_HEAD: &str =
     at once, or one at a time: a row is replaced by a new run of its experiment, the others are \
     kept). Exact match is of the whole answer; fresh questions are drawn anew, none of them among \
     the run's training or validation questions.\n\n\
-    | experiment | kind | trained | exact match | verdict | wall s | measured |\n\
+    | experiment | kind | trained | exact match | verdict | training s | measured |\n\
     | --- | --- | --- | --- | --- | ---: | --- |\n";
 
 /// The results table of `old` (a table this command wrote, or nothing) with `new` rows
@@ -271,9 +298,17 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
     let mut configs = Vec::new();
     for e in &exps {
         let mut cfg = e.run_config(a.quick);
-        a.flags.apply(&mut cfg)?;
+        let dir = seqcalc::rundir::run_path(&a.runs_dir, cfg.name())?;
+        let open = if a.resume && dir.join(seqcalc::rundir::CONFIG).is_file() {
+            cfg = run::load_config(&dir)?;
+            a.flags.apply_on_resume(&mut cfg)?;
+            seqcalc::rundir::Open::Resume
+        } else {
+            a.flags.apply(&mut cfg)?;
+            seqcalc::rundir::Open::New
+        };
         cfg.validate()?;
-        configs.push(cfg);
+        configs.push((cfg, dir, open));
     }
     signals::cooperate();
     if a.names.iter().any(|n| n == seqcalc::compare::NAME) {
@@ -282,14 +317,13 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     let mut rmses = Vec::new();
     let mut rows: Vec<(String, String)> = Vec::new();
-    for (e, cfg) in exps.iter().zip(configs) {
+    for (e, (cfg, dir, open)) in exps.iter().zip(configs) {
         if signals::stopped() {
             break;
         }
         println!("=== {} ({})", cfg.name(), e.reproduces);
-        let dir = seqcalc::rundir::run_path(&a.runs_dir, cfg.name())?;
         let t0 = std::time::Instant::now();
-        let mut trained = train::train(cfg.clone(), &dir, seqcalc::rundir::Open::New)?;
+        let mut trained = train::train(cfg.clone(), &dir, open)?;
         if signals::stopped() {
             break;
         }
@@ -320,12 +354,8 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             } else {
                 e.name.to_string()
             };
-            let threads = seqcalc::parallel::threads_or_cores(a.flags.threads.unwrap_or(0));
             let row = result_row(e, &trained, &dir, &verdict, secs)?;
-            rows.push((
-                key.clone(),
-                format!("| {key} {row} {} |", measured_here(threads)),
-            ));
+            rows.push((key.clone(), format!("| {key} {row} {} |", measured(&dir))));
         }
         if a.quick {
             verdict = format!(
