@@ -211,10 +211,8 @@ fn measured(dir: &std::path::Path) -> String {
 }
 
 const RESULTS_HEAD: &str =
-    "Each row is written by `seqcalc experiment run NAME --results FILE` (several names \
-    at once, or one at a time: a row is replaced by a new run of its experiment, the others are \
-    kept). Exact match is of the whole answer; fresh questions are drawn anew, none of them among \
-    the run's training or validation questions.\n\n\
+    "Rows written by `seqcalc experiment run NAME --results FILE`; exact match is of \
+    the whole answer, on fresh questions (none seen in training) unless the row says otherwise.\n\n\
     | experiment | kind | trained | exact match | verdict | training s | measured |\n\
     | --- | --- | --- | --- | --- | ---: | --- |\n";
 
