@@ -454,6 +454,11 @@ impl MappingRun {
         y.iter().map(|&v| v as f64 * scale).collect()
     }
 
+    /// The trained weights.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
     /// RMSE and rounded exact match on `n` new examples drawn as in training (the operand
     /// space is small, so "new" means newly drawn, as in Brownlee's evaluation).
     pub fn evaluate(&self, n: usize, seed: u64) -> MappingEval {

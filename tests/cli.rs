@@ -624,6 +624,30 @@ fn every_experiment_runs_in_quick_mode_and_leaves_a_usable_run() {
         let o = run(&["experiment", "show", n]);
         assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("name = \"{n}\"")));
     }
+    // Run again, the runs exist: refused without --resume; with it, nothing is trained again and
+    // the results table gets one row per experiment, whose second writing replaces the first.
+    let o = bin().args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let history = |n: &str| std::fs::read(runs.join(format!("{n}-quick/history.json"))).unwrap();
+    let before = history("keras-addition");
+    let table = root.path().join("results.md");
+    let mut again = args.clone();
+    again.extend([
+        "--resume".into(),
+        "--results".into(),
+        table.to_str().unwrap().into(),
+    ]);
+    for _ in 0..2 {
+        let o = bin().args(&again).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    assert_eq!(history("keras-addition"), before);
+    let md = std::fs::read_to_string(&table).unwrap();
+    for n in &names {
+        let row = format!("| {n} --quick | ");
+        assert_eq!(md.matches(&row).count(), 1, "{n}: {md}");
+    }
+    assert!(md.contains("keras-addition --quick | seq2seq | "), "{md}");
     let o = run(&["experiment", "run", "no-such-thing"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("keras-addition"), "{}", text(&o));

@@ -158,16 +158,29 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
             }
         }
         RunConfig::Regression(c) => {
-            if resume {
-                bail!(
-                    "{}: regression runs take seconds and keep no checkpoint; train it again under another --name",
-                    dir.display()
-                );
-            }
             let _lock = seqcalc::rundir::open_run(dir, open)?;
             let rep = seqcalc::regression::run(&c.mapping, &mut |epoch, loss| {
-                println!("Epoch {epoch:>3}  mse {loss:.6}")
+                if !resume {
+                    println!("Epoch {epoch:>3}  mse {loss:.6}")
+                }
             });
+            if resume {
+                // A regression run is saved whole when it ends, so a saved one is finished.
+                // Training is a pure function of its config: trained again in memory, it must
+                // give the saved weights, and is reported without writing anything.
+                let saved = seqcalc::regression::MappingRun::load(dir)?;
+                if saved.params() != rep.params.as_slice() {
+                    bail!(
+                        "{}: the saved weights are not what its config trains (changed by hand, or by another version); start it over with --restart",
+                        dir.display()
+                    );
+                }
+                println!(
+                    "{} is finished (regression runs are saved whole)",
+                    dir.display()
+                );
+                return Ok(Trained::Regression(rep));
+            }
             let color = super::color();
             for (nums, want, got) in rep.pairs.iter().take(20) {
                 let q: Vec<String> = nums.iter().map(|v| v.to_string()).collect();
