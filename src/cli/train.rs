@@ -164,10 +164,9 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
                     dir.display()
                 );
             }
-            let _lock = seqcalc::rundir::open_run(dir, open)?;
-            let rep = seqcalc::regression::run(&c.mapping, &mut |epoch, loss| {
+            let rep = seqcalc::regression::train(&c, dir, open, &mut |epoch, loss| {
                 println!("Epoch {epoch:>3}  mse {loss:.6}")
-            });
+            })?;
             let color = super::color();
             for (nums, want, got) in rep.pairs.iter().take(20) {
                 let q: Vec<String> = nums.iter().map(|v| v.to_string()).collect();
@@ -179,7 +178,6 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
                 );
             }
             println!("RMSE on {} new examples: {:.3}", rep.pairs.len(), rep.rmse);
-            seqcalc::regression::save_run(dir, &c, &rep)?;
             Trained::Regression(rep)
         }
     };

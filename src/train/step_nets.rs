@@ -4,6 +4,7 @@
 //! a run of either kind.
 
 use super::steps::{self, Outcome, StepLoss, StepNet, StepSettings};
+use super::TrainError;
 use crate::codec::coupled::{self as format, Operands};
 use crate::config::long_addition::{
     LengthGenRunConfig, LengthGenTrain, PairGruConfig, PairGruRunConfig,
@@ -184,7 +185,7 @@ pub fn train_coupled(
     open: rundir::Open,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
-) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), RunError> {
+) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), TrainError> {
     let model = cfg.build().map_err(RunError::Config)?;
     let threads = crate::parallel::threads_or_cores(cfg.lengthgen.train.threads);
     let mut net = CoupledNet {
@@ -213,7 +214,7 @@ pub fn train_pair_gru(
     open: rundir::Open,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
-) -> Result<(PairGruEngine, Vec<f32>, Outcome), RunError> {
+) -> Result<(PairGruEngine, Vec<f32>, Outcome), TrainError> {
     let g = &cfg.pair_gru;
     g.validate().map_err(RunError::Config)?;
     let threads = crate::parallel::threads_or_cores(g.threads);
@@ -290,7 +291,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let (_, want, whole) =
             train_coupled(&cfg, straight.path(), rundir::Open::New, &stop, &mut |_| {}).unwrap();
-        // Interrupt when the evaluation at step 4 reports (the step after it still runs).
+        // Interrupt when the evaluation at step 4 reports: the run stops after it.
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let (_, _, first) = train_coupled(&cfg, dir.path(), rundir::Open::New, &stop, &mut |l| {
@@ -299,7 +300,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert!(first.interrupted && first.steps == 5, "{first:?}");
+        assert!(first.interrupted && first.steps == 4, "{first:?}");
         let stop = AtomicBool::new(false);
         let mut lines = Vec::new();
         let (_, got, rest) =
@@ -308,7 +309,7 @@ mod tests {
             })
             .unwrap();
         assert!(
-            lines.iter().any(|l| l == "resumed after step 5"),
+            lines.iter().any(|l| l == "resumed after step 4"),
             "{lines:?}"
         );
         assert_eq!(rest.steps, 12);
@@ -452,7 +453,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert!(first.interrupted && first.steps == 11, "{first:?}");
+        assert!(first.interrupted && first.steps == 10, "{first:?}");
         let stop = AtomicBool::new(false);
         let (_, got, rest) =
             train_pair_gru(&cfg, dir.path(), rundir::Open::Resume, &stop, &mut |_| {}).unwrap();
