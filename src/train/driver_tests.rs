@@ -118,8 +118,8 @@ impl Trainee for Toy<'_> {
             });
         }
         let lr = 0.1 * (1.0 - progress) as f32;
-        for i in 0..4 {
-            let g = 2.0 * (pred - target) * x[i];
+        for (i, xi) in x.iter().enumerate() {
+            let g = 2.0 * (pred - target) * xi;
             self.m[i] = 0.9 * self.m[i] + g;
             self.v[i] += g * g;
             self.params[i] -= lr * self.m[i];

@@ -115,7 +115,7 @@ impl<'e> Seq2seqTrainee<'e> {
         s.epochs_done = pos.step / self.batches;
         s.batches_done = pos.step % self.batches;
         s.partial = if s.batches_done > 0 {
-            self.sums.clone()
+            self.sums
         } else {
             SliceStats::default()
         };
@@ -237,7 +237,7 @@ impl Trainee for Seq2seqTrainee<'_> {
             self.train = Dataset::encode(problems, &self.codec)?;
         }
         self.order = epoch_order(self.train.n, self.cfg.seed, epoch);
-        if pos.step % self.batches == 0 {
+        if pos.step.is_multiple_of(self.batches) {
             self.sums = SliceStats::default();
         }
         Ok(())
