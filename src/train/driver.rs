@@ -166,7 +166,7 @@ fn checkpoint<T: Trainee>(dir: &Path, t: &T, pos: &Position) -> Result<(), RunEr
         adam_v: v.to_vec(),
         state_json: t.state_json(pos),
     };
-    rundir::save_checkpoint_flat(dir, t.layout(), &ck)
+    rundir::save_checkpoint(dir, t.layout(), &ck)
 }
 
 /// Evaluation, weights, history, curves and checkpoint at the end of a period.
@@ -213,7 +213,7 @@ pub fn drive<T: Trainee>(
     assert!(c.period > 0, "a period of no steps");
     let mut pos = Position::default();
     if resume {
-        let ck = rundir::load_checkpoint_required_flat(dir, t.layout())?;
+        let ck = rundir::load_checkpoint_required(dir, t.layout())?;
         pos = t.restore(
             ck,
             &dir.join(rundir::CHECKPOINT_DIR).join(rundir::CHECKPOINT),

@@ -235,7 +235,7 @@ fn a_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint() {
         }
         other => panic!("{:?}", other.map(|(_, f)| f)),
     }
-    let ck = rundir::load_checkpoint_flat(dir.path(), &toy(4, 12).layout)
+    let ck = rundir::load_checkpoint(dir.path(), &toy(4, 12).layout)
         .unwrap()
         .unwrap();
     let st: ToyState = serde_json::from_str(&ck.state_json).unwrap();

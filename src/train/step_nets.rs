@@ -1,4 +1,4 @@
-//! The networks the step loop trains: the coupled-position transformer and the aligned-pairs
+//! The networks trained on fresh batches (`steps`): the coupled-position transformer and the aligned-pairs
 //! GRU, each drawing its own batches (length-bucketed fresh additions: every question in a
 //! batch has the same padded length, so no padding is wasted), and the entry points that train
 //! a run of either kind.
@@ -129,7 +129,7 @@ impl StepNet for PairGruNet {
     }
 }
 
-/// The step loop's settings of a coupled-transformer run.
+/// The training settings of a coupled-transformer run.
 pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
     let t = &cfg.lengthgen.train;
     StepSettings {
@@ -151,7 +151,7 @@ pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
     }
 }
 
-/// The step loop's settings of a pair-gru run: AdamW (0.9, 0.95), warm-up over 2% of the
+/// The training settings of a pair-gru run: AdamW (0.9, 0.95), warm-up over 2% of the
 /// steps and cosine decay to a tenth, gradient clipping at 1, as the PyTorch reference.
 pub fn pair_gru_settings(cfg: &PairGruRunConfig) -> StepSettings {
     let g = &cfg.pair_gru;
@@ -177,7 +177,7 @@ pub fn pair_gru_settings(cfg: &PairGruRunConfig) -> StepSettings {
 }
 
 /// Trains (or, with `Open::Resume`, goes on training) the coupled-transformer run `cfg` into
-/// `dir` with the step loop ([`steps::train`]). Returns the engine, the final weights and what
+/// `dir` ([`steps::train`]). Returns the engine, the final weights and what
 /// the loop did.
 pub fn train_coupled(
     cfg: &LengthGenRunConfig,
@@ -206,7 +206,7 @@ pub fn train_coupled(
     Ok((net.engine, params, out))
 }
 
-/// Trains (or resumes) the pair-gru run `cfg` into `dir` with the step loop. Same seed and
+/// Trains (or resumes) the pair-gru run `cfg` into `dir`. Same seed and
 /// thread count: same bits.
 pub fn train_pair_gru(
     cfg: &PairGruRunConfig,

@@ -34,7 +34,7 @@ pub struct StepLoss {
     pub tokens: u64,
 }
 
-/// A network the step loop can train.
+/// A network trained on fresh batches, step by step.
 pub trait StepNet {
     /// Names and shapes of the parameters (the weights and checkpoint files).
     fn layout(&self) -> &ParamLayout;
