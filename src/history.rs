@@ -1,8 +1,7 @@
-//! Per-epoch training history, saved as history.csv and history.json.
+//! Per-epoch training history, saved as history.csv and history.json (by the training loop,
+//! `train::driver`).
 
-use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// One epoch's metrics. Accuracies are fractions in [0, 1]; `*_char_acc` is Keras's per-character
 /// accuracy, `val_exact` whole-answer exact match.
@@ -56,11 +55,6 @@ impl History {
     pub fn from_json(text: &str) -> Result<History, serde_json::Error> {
         serde_json::from_str(text)
     }
-    /// Writes history.csv and history.json into `dir` atomically.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        write_atomic(&dir.join("history.csv"), self.to_csv().as_bytes())?;
-        write_atomic(&dir.join("history.json"), self.to_json().as_bytes())
-    }
 }
 
 #[cfg(test)]
@@ -102,11 +96,5 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("epoch,train_loss"));
         assert!(lines[2].starts_with("2,0.500000,"));
-        let dir = tempfile::tempdir().unwrap();
-        h.save(dir.path()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("history.csv")).unwrap(),
-            csv
-        );
     }
 }

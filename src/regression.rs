@@ -6,17 +6,22 @@
 //! a sequence (`[T = n_numbers, B, 1]`: LSTM(6, sequences) -> LSTM(2) -> Dense(1)), or an MLP on
 //! the numbers as features (Dense(n -> 10) -> Dense(10 -> 1), linear: the sum is a linear map, and
 //! a ReLU between them only slowed it down, RMSE 1.7 against 0.13); mean squared error; Adam.
-//! Each epoch draws new examples; the report is RMSE in original units on new examples.
+//! Each epoch draws new examples; the report is RMSE in original units on new examples. The
+//! models train on the loop of [`crate::train::driver`], without a checkpoint.
 
 use crate::history::{EpochRecord, History};
 use crate::nn::dense::Dense;
 use crate::nn::params::ParamLayout;
 use crate::nn::rnn::{CellKind, RnnCache, RnnInput, RnnInputGrad, RnnLayer, RnnPack};
 use crate::optim::{Adam, OptimConfig};
-use crate::rundir::{self, RunError};
+use crate::rundir::{self, Checkpoint, RunError};
+use crate::train::driver::{self, Cadence, Position, Stepped, Trainee, Verdict};
+use crate::train::TrainError;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::time::Instant;
 
 /// Which mapping model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,76 +244,211 @@ fn draw(
     (nums, x, y)
 }
 
-/// Trains and evaluates one mapping model, calling `on_epoch(epoch, loss)` after each epoch.
-pub fn run(cfg: &MappingConfig, on_epoch: &mut dyn FnMut(usize, f64)) -> MappingReport {
-    let net = Net::new(cfg);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut p = vec![0.0f32; net.layout.total];
-    for l in &net.rnn {
-        l.init(&mut p, &mut rng);
+/// A mapping model in training: each epoch draws its examples, a step is one batch of them.
+struct MappingTrainee<'a> {
+    run: &'a MappingRunConfig,
+    net: Net,
+    rng: ChaCha8Rng,
+    p: Vec<f32>,
+    adam: Adam,
+    /// Normalised validation examples, drawn apart from the training stream.
+    val: (Vec<Vec<u32>>, Vec<f32>, Vec<f32>),
+    /// The epoch's examples.
+    epoch: (Vec<Vec<u32>>, Vec<f32>, Vec<f32>),
+    /// The epoch's loss sum and rounded-right count so far.
+    loss_sum: f64,
+    right: usize,
+    epoch_loss: Vec<f64>,
+    history: History,
+    epoch_started: Instant,
+    started: Instant,
+    on_epoch: &'a mut dyn FnMut(usize, f64),
+}
+
+impl MappingTrainee<'_> {
+    fn cfg(&self) -> &MappingConfig {
+        &self.run.mapping
     }
-    for d in &net.dense {
-        d.init(&mut p, &mut rng);
-    }
-    let mut adam = Adam::new(OptimConfig::default(), p.len());
-    let n = cfg.n_numbers;
-    let scale = (cfg.largest as usize * n) as f64;
-    // Validation examples come from their own stream, so the training draws are Brownlee's.
-    let (val_nums, val_x, val_y) = draw(
-        cfg,
-        &mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x0076_616c_6964),
-        100,
-    );
-    let exact = |pred: &[f32], nums: &[Vec<u32>]| {
+
+    /// Predictions rounded to the exact sum, counted.
+    fn exact(&self, pred: &[f32], nums: &[Vec<u32>]) -> usize {
+        let scale = (self.cfg().largest as usize * self.cfg().n_numbers) as f64;
         pred.iter()
             .zip(nums)
             .filter(|(y, v)| (**y as f64 * scale).round() == v.iter().sum::<u32>() as f64)
             .count()
-    };
-    let mut epoch_loss = Vec::new();
-    let mut history = History::default();
-    let t0 = std::time::Instant::now();
-    for epoch in 0..cfg.epochs {
-        let t_epoch = std::time::Instant::now();
-        let (nums, x, y) = draw(cfg, &mut rng, cfg.examples_per_epoch);
-        let mut total = 0.0;
-        let mut batches = 0;
-        let mut right = 0;
-        for start in (0..cfg.examples_per_epoch).step_by(cfg.batch_size.max(1)) {
-            let b = cfg.batch_size.min(cfg.examples_per_epoch - start);
-            let mut grad = vec![0.0f32; p.len()];
-            let (pred, loss) = net.run(
-                &p,
-                &x[start * n..(start + b) * n],
-                b,
-                n,
-                Some((&y[start..start + b], &mut grad)),
-            );
-            right += exact(&pred, &nums[start..start + b]);
-            let _ = adam.step(&mut p, &grad);
-            total += loss;
-            batches += 1;
+    }
+}
+
+impl Trainee for MappingTrainee<'_> {
+    fn cadence(&self) -> Cadence {
+        let period = self
+            .cfg()
+            .examples_per_epoch
+            .div_ceil(self.cfg().batch_size);
+        Cadence {
+            period,
+            steps: self.cfg().epochs * period,
+            max_seconds: None,
+            nan_skips: 0,
+            checkpoints: false,
         }
-        let train_secs = t_epoch.elapsed().as_secs_f64();
-        let mean = total / batches.max(1) as f64;
-        let (val_pred, _) = net.run(&p, &val_x, val_nums.len(), n, None);
-        let val_exact = exact(&val_pred, &val_nums) as f64 / val_nums.len() as f64;
-        history.records.push(EpochRecord {
-            epoch: epoch + 1,
+    }
+
+    fn layout(&self) -> &ParamLayout {
+        &self.net.layout
+    }
+
+    fn params(&self) -> &[f32] {
+        &self.p
+    }
+
+    fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.adam.m, &self.adam.v)
+    }
+
+    fn state_json(&self, _pos: &Position) -> String {
+        String::new()
+    }
+
+    fn restore(&mut self, _ck: Checkpoint, path: &Path) -> Result<Position, TrainError> {
+        Err(rundir::file_err(path, "regression runs keep no checkpoint").into())
+    }
+
+    fn ready(&mut self, _resumed: Option<&Position>) {}
+
+    fn save_config(&self, dir: &Path) -> Result<(), RunError> {
+        let tagged = crate::run::RunConfig::Regression(self.run.clone()).to_json();
+        crate::fsutil::write_atomic(&dir.join(rundir::CONFIG), tagged.as_bytes())
+            .map_err(RunError::Write)
+    }
+
+    fn begin_period(&mut self, _pos: &Position) -> Result<(), TrainError> {
+        self.epoch_started = Instant::now();
+        let m = &self.run.mapping;
+        self.epoch = draw(m, &mut self.rng, m.examples_per_epoch);
+        (self.loss_sum, self.right) = (0.0, 0);
+        Ok(())
+    }
+
+    fn step(&mut self, pos: &Position, _progress: f64) -> Result<Stepped, TrainError> {
+        let (n, bs) = (self.cfg().n_numbers, self.cfg().batch_size);
+        let start = (pos.step % self.cadence().period) * bs;
+        let b = bs.min(self.cfg().examples_per_epoch - start);
+        let mut grad = vec![0.0f32; self.p.len()];
+        let (nums, x, y) = &self.epoch;
+        let (pred, loss) = self.net.run(
+            &self.p,
+            &x[start * n..(start + b) * n],
+            b,
+            n,
+            Some((&y[start..start + b], &mut grad)),
+        );
+        self.right += self.exact(&pred, &nums[start..start + b]);
+        let finite = self.adam.step(&mut self.p, &grad).is_ok() && loss.is_finite();
+        self.loss_sum += loss;
+        Ok(Stepped { loss, finite })
+    }
+
+    fn end_period(&mut self, pos: &Position) -> Result<Verdict, TrainError> {
+        let period = self.cadence().period;
+        let epoch = pos.step / period;
+        let train_secs = self.epoch_started.elapsed().as_secs_f64();
+        let mean = self.loss_sum / period as f64;
+        let (val_nums, val_x, val_y) = &self.val;
+        let (val_pred, _) =
+            self.net
+                .run(&self.p, val_x, val_nums.len(), self.cfg().n_numbers, None);
+        let val_exact = self.exact(&val_pred, val_nums) as f64 / val_nums.len() as f64;
+        self.history.records.push(EpochRecord {
+            epoch,
             train_loss: mean,
-            train_char_acc: right as f64 / cfg.examples_per_epoch.max(1) as f64,
-            val_loss: mse(&val_pred, &val_y).0,
+            train_char_acc: self.right as f64 / self.cfg().examples_per_epoch as f64,
+            val_loss: mse(&val_pred, val_y).0,
             val_char_acc: val_exact,
             val_exact,
             train_secs,
-            epoch_secs: t_epoch.elapsed().as_secs_f64(),
-            elapsed_secs: t0.elapsed().as_secs_f64(),
+            epoch_secs: self.epoch_started.elapsed().as_secs_f64(),
+            elapsed_secs: self.started.elapsed().as_secs_f64(),
         });
-        epoch_loss.push(mean);
-        on_epoch(epoch + 1, mean);
+        self.epoch_loss.push(mean);
+        (self.on_epoch)(epoch, mean);
+        Ok(Verdict {
+            keep_weights: true,
+            stop: None,
+        })
     }
+
+    fn history_files(&self) -> (String, String) {
+        (self.history.to_csv(), self.history.to_json())
+    }
+
+    fn curves(&self) -> (History, String, [&'static str; 3]) {
+        (
+            self.history.clone(),
+            format!(
+                "{}: MSE (normalised) and rounded-answer accuracy",
+                self.run.name
+            ),
+            [
+                "train (rounded = sum)",
+                "validation (rounded = sum)",
+                "validation (rounded = sum)",
+            ],
+        )
+    }
+}
+
+/// Trains the mapping run `run` into `dir` (opened as `open`) through the loop, calling
+/// `on_epoch(epoch, loss)` after each epoch, and evaluates it on new examples. The run keeps no
+/// checkpoint: it takes seconds, trains to its end, and cannot be resumed.
+pub fn train(
+    run: &MappingRunConfig,
+    dir: &Path,
+    open: rundir::Open,
+    on_epoch: &mut dyn FnMut(usize, f64),
+) -> Result<MappingReport, TrainError> {
+    let cfg = &run.mapping;
+    cfg.validate().map_err(TrainError::Config)?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let (t, _) = driver::drive(dir, open, &never, || {
+        let net = Net::new(cfg);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut p = vec![0.0f32; net.layout.total];
+        for l in &net.rnn {
+            l.init(&mut p, &mut rng);
+        }
+        for d in &net.dense {
+            d.init(&mut p, &mut rng);
+        }
+        // Validation examples come from their own stream, so the training draws are Brownlee's.
+        let val = draw(
+            cfg,
+            &mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x0076_616c_6964),
+            100,
+        );
+        Ok(MappingTrainee {
+            run,
+            adam: Adam::new(OptimConfig::default(), p.len()),
+            net,
+            rng,
+            p,
+            val,
+            epoch: Default::default(),
+            loss_sum: 0.0,
+            right: 0,
+            epoch_loss: Vec::new(),
+            history: History::default(),
+            epoch_started: Instant::now(),
+            started: Instant::now(),
+            on_epoch,
+        })
+    })?;
+    let mut rng = t.rng;
+    let n = cfg.n_numbers;
+    let scale = (cfg.largest as usize * n) as f64;
     let (nums, x, _) = draw(cfg, &mut rng, 100);
-    let (pred, _) = net.run(&p, &x, nums.len(), n, None);
+    let (pred, _) = t.net.run(&t.p, &x, nums.len(), n, None);
     let pairs: Vec<(Vec<u32>, u32, f64)> = nums
         .iter()
         .zip(&pred)
@@ -320,13 +460,13 @@ pub fn run(cfg: &MappingConfig, on_epoch: &mut dyn FnMut(usize, f64)) -> Mapping
         .sum::<f64>()
         / pairs.len() as f64)
         .sqrt();
-    MappingReport {
-        epoch_loss,
+    Ok(MappingReport {
+        epoch_loss: t.epoch_loss,
         rmse,
         pairs,
-        history,
-        params: p,
-    }
+        history: t.history,
+        params: t.p,
+    })
 }
 
 /// What a mapping run saves as `config.json`: the top-level `mapping` key tells it from a
@@ -338,33 +478,6 @@ pub struct MappingRunConfig {
     pub name: String,
     pub description: String,
     pub mapping: MappingConfig,
-}
-
-/// Writes a trained mapping model's run directory: config.json, weights.safetensors,
-/// history.csv/.json and curves.svg/.png, each atomically. The caller holds the directory's
-/// lock (`rundir::open_run`).
-pub fn save_run(dir: &Path, run: &MappingRunConfig, rep: &MappingReport) -> Result<(), RunError> {
-    run.mapping.validate().map_err(RunError::Config)?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| rundir::file_err(dir, format!("cannot create run directory: {e}")))?;
-    let path = dir.join(rundir::CONFIG);
-    let tagged = crate::run::RunConfig::Regression(run.clone()).to_json();
-    crate::fsutil::write_atomic(&path, tagged.as_bytes()).map_err(RunError::Write)?;
-    let net = Net::new(&run.mapping);
-    rundir::save_flat(dir, &net.layout, &rep.params)?;
-    rep.history.save(dir).map_err(RunError::Write)?;
-    crate::report::plot_curves_labelled(
-        &rep.history,
-        &format!("{}: MSE (normalised) and rounded-answer accuracy", run.name),
-        [
-            "train (rounded = sum)",
-            "validation (rounded = sum)",
-            "validation (rounded = sum)",
-        ],
-        &dir.join("curves.svg"),
-        &dir.join("curves.png"),
-    )
-    .map_err(|e| rundir::file_err(&dir.join("curves.svg"), e))
 }
 
 /// A trained mapping model read back from its run directory.
@@ -454,11 +567,6 @@ impl MappingRun {
         y.iter().map(|&v| v as f64 * scale).collect()
     }
 
-    /// The trained weights.
-    pub fn params(&self) -> &[f32] {
-        &self.params
-    }
-
     /// RMSE and rounded exact match on `n` new examples drawn as in training (the operand
     /// space is small, so "new" means newly drawn, as in Brownlee's evaluation).
     pub fn evaluate(&self, n: usize, seed: u64) -> MappingEval {
@@ -498,10 +606,30 @@ mod tests {
         }
     }
 
+    /// Trains `cfg` into a new directory `dir/NAME`.
+    fn trained(cfg: MappingConfig, dir: &Path, name: &str) -> MappingReport {
+        let rc = MappingRunConfig {
+            format_version: crate::config::FORMAT_VERSION,
+            name: name.into(),
+            description: String::new(),
+            mapping: cfg,
+        };
+        train(&rc, &dir.join(name), rundir::Open::New, &mut |_, _| {}).unwrap()
+    }
+
     #[test]
     fn both_models_learn_and_the_mlp_wins() {
-        let lstm = run(&MappingConfig::brownlee(MappingModel::Lstm), &mut |_, _| {});
-        let mlp = run(&MappingConfig::brownlee(MappingModel::Mlp), &mut |_, _| {});
+        let dir = tempfile::tempdir().unwrap();
+        let lstm = trained(
+            MappingConfig::brownlee(MappingModel::Lstm),
+            dir.path(),
+            "lstm",
+        );
+        let mlp = trained(
+            MappingConfig::brownlee(MappingModel::Mlp),
+            dir.path(),
+            "mlp",
+        );
         for r in [&lstm, &mlp] {
             assert!(
                 r.epoch_loss.last().unwrap() < &(r.epoch_loss[0] / 5.0),
@@ -527,20 +655,15 @@ mod tests {
     fn a_saved_run_predicts_what_the_trained_model_did() {
         let mut cfg = MappingConfig::brownlee(MappingModel::Lstm);
         cfg.epochs = 3;
-        let rep = run(&cfg, &mut |_, _| {});
-        let dir = tempfile::tempdir().unwrap();
-        let rc = MappingRunConfig {
-            format_version: crate::config::FORMAT_VERSION,
-            name: "m".into(),
-            description: String::new(),
-            mapping: cfg,
-        };
-        save_run(dir.path(), &rc, &rep).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let rep = trained(cfg, root.path(), "m");
+        let dir = root.path().join("m");
         assert_eq!(
-            crate::run::load_config(dir.path()).unwrap().kind(),
+            crate::run::load_config(&dir).unwrap().kind(),
             crate::run::RunKind::Regression
         );
-        let back = MappingRun::load(dir.path()).unwrap();
+        assert!(dir.join("history.json").is_file() && !dir.join("checkpoint").exists());
+        let back = MappingRun::load(&dir).unwrap();
         let nums: Vec<Vec<u32>> = rep.pairs.iter().map(|p| p.0.clone()).collect();
         let again = back.predict(&nums);
         for (p, y) in rep.pairs.iter().zip(&again) {

@@ -308,18 +308,15 @@ pub fn plot_curves(
     svg: &Path,
     png: &Path,
 ) -> Result<(), PlotError> {
-    plot_curves_labelled(
-        history,
-        title,
-        [
-            "train (per char)",
-            "validation (per char)",
-            "validation exact match",
-        ],
-        svg,
-        png,
-    )
+    plot_curves_labelled(history, title, CURVE_LABELS, svg, png)
 }
+
+/// The accuracy lines of a seq2seq run's curves.
+pub const CURVE_LABELS: [&str; 3] = [
+    "train (per char)",
+    "validation (per char)",
+    "validation exact match",
+];
 
 /// `plot_curves` with other names for the three accuracy lines (the mapping regressions have no
 /// characters: their accuracies are rounded-answer exact match).

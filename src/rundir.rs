@@ -297,20 +297,12 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     pub adam_m: Vec<f32>,
     pub adam_v: Vec<f32>,
-    /// Serialized `train::LoopState`.
+    /// The run kind's loop state as JSON (`train::driver::Trainee::state_json`).
     pub state_json: String,
 }
 
-pub fn save_checkpoint(dir: &Path, model: &Seq2Seq, ck: &Checkpoint) -> Result<(), RunError> {
-    save_checkpoint_flat(dir, &model.layout, ck)
-}
-
-/// [`save_checkpoint`] for any parameter layout (the length-generalisation transformer's too).
-pub fn save_checkpoint_flat(
-    dir: &Path,
-    layout: &ParamLayout,
-    ck: &Checkpoint,
-) -> Result<(), RunError> {
+/// Writes the checkpoint of a run whose parameters are laid out as `layout`.
+pub fn save_checkpoint(dir: &Path, layout: &ParamLayout, ck: &Checkpoint) -> Result<(), RunError> {
     let cdir = dir.join(CHECKPOINT_DIR);
     std::fs::create_dir_all(&cdir).map_err(|e| file_err(&cdir, e))?;
     let path = cdir.join(CHECKPOINT);
@@ -328,22 +320,9 @@ pub fn save_checkpoint_flat(
     write_atomic(&path, &bytes).map_err(RunError::Write)
 }
 
-/// Reads the checkpoint, or `None` when the run has none yet.
-pub fn load_checkpoint(dir: &Path, model: &Seq2Seq) -> Result<Option<Checkpoint>, RunError> {
-    load_checkpoint_flat(dir, &model.layout)
-}
-
 /// Reads the checkpoint a resume needs: a missing, unreadable or damaged one is an error that
 /// names the path and what is wrong (a resume never silently starts over).
-pub fn load_checkpoint_required(dir: &Path, model: &Seq2Seq) -> Result<Checkpoint, RunError> {
-    load_checkpoint_required_flat(dir, &model.layout)
-}
-
-/// [`load_checkpoint_required`] for any parameter layout.
-pub fn load_checkpoint_required_flat(
-    dir: &Path,
-    layout: &ParamLayout,
-) -> Result<Checkpoint, RunError> {
+pub fn load_checkpoint_required(dir: &Path, layout: &ParamLayout) -> Result<Checkpoint, RunError> {
     let cdir = dir.join(CHECKPOINT_DIR);
     let path = cdir.join(CHECKPOINT);
     let hint = "resume needs the run's checkpoint; restore it, or start over with --restart";
@@ -359,14 +338,11 @@ pub fn load_checkpoint_required_flat(
         };
         return Err(file_err(p, format!("{what}: {hint}")));
     }
-    load_checkpoint_flat(dir, layout)?.ok_or_else(|| file_err(&path, format!("is missing: {hint}")))
+    load_checkpoint(dir, layout)?.ok_or_else(|| file_err(&path, format!("is missing: {hint}")))
 }
 
-/// [`load_checkpoint`] for any parameter layout.
-pub fn load_checkpoint_flat(
-    dir: &Path,
-    layout: &ParamLayout,
-) -> Result<Option<Checkpoint>, RunError> {
+/// Reads the checkpoint, or `None` when the run has none yet.
+pub fn load_checkpoint(dir: &Path, layout: &ParamLayout) -> Result<Option<Checkpoint>, RunError> {
     let path = dir.join(CHECKPOINT_DIR).join(CHECKPOINT);
     if !path.exists() {
         return Ok(None);
@@ -726,8 +702,8 @@ mod tests {
             adam_v: vec![0.25; n],
             state_json: "{\"epochs_done\":3}".into(),
         };
-        save_checkpoint(dir.path(), &m, &ck).unwrap();
-        let back = load_checkpoint(dir.path(), &m).unwrap().unwrap();
+        save_checkpoint(dir.path(), &m.layout, &ck).unwrap();
+        let back = load_checkpoint(dir.path(), &m.layout).unwrap().unwrap();
         assert_eq!(
             (back.params, back.adam_m, back.adam_v, back.state_json),
             (ck.params, ck.adam_m, ck.adam_v, ck.state_json)

@@ -4,7 +4,7 @@
 
 use super::flags::RunFlags;
 use super::{console, read_config, signals};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use seqcalc::config::ExperimentConfig;
 use seqcalc::run::{self, Manifest, RunConfig, RunKind};
@@ -158,29 +158,21 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
             }
         }
         RunConfig::Regression(c) => {
-            let _lock = seqcalc::rundir::open_run(dir, open)?;
-            let rep = seqcalc::regression::run(&c.mapping, &mut |epoch, loss| {
-                if !resume {
-                    println!("Epoch {epoch:>3}  mse {loss:.6}")
-                }
-            });
-            if resume {
-                // A regression run is saved whole when it ends, so a saved one is finished.
-                // Training is a pure function of its config: trained again in memory, it must
-                // give the saved weights, and is reported without writing anything.
-                let saved = seqcalc::regression::MappingRun::load(dir)?;
-                if saved.params() != rep.params.as_slice() {
-                    bail!(
-                        "{}: the saved weights are not what its config trains (changed by hand, or by another version); start it over with --restart",
-                        dir.display()
-                    );
-                }
+            // A regression run keeps no checkpoint (it takes seconds): resuming it trains it
+            // again from the start, a pure function of its config, so it ends with the same
+            // weights as a run never stopped.
+            let open = if resume {
                 println!(
-                    "{} is finished (regression runs are saved whole)",
+                    "{}: regression runs keep no checkpoint; training it again from the start (same weights)",
                     dir.display()
                 );
-                return Ok(Trained::Regression(rep));
-            }
+                Open::Restart
+            } else {
+                open
+            };
+            let rep = seqcalc::regression::train(&c, dir, open, &mut |epoch, loss| {
+                println!("Epoch {epoch:>3}  mse {loss:.6}")
+            })?;
             let color = super::color();
             for (nums, want, got) in rep.pairs.iter().take(20) {
                 let q: Vec<String> = nums.iter().map(|v| v.to_string()).collect();
@@ -192,7 +184,6 @@ pub fn train(cfg: RunConfig, dir: &Path, open: Open) -> Result<Trained> {
                 );
             }
             println!("RMSE on {} new examples: {:.3}", rep.pairs.len(), rep.rmse);
-            seqcalc::regression::save_run(dir, &c, &rep)?;
             Trained::Regression(rep)
         }
     };

@@ -5,7 +5,7 @@
 //!
 //! The transformer (`nn::transformer`, run by `model::coupled`) sees positions only through a
 //! relative bias over coupled positions (`codec::coupled`), so nothing it learns is tied to how
-//! long the numbers were in training. Both are trained by the step loop (`train::steps`) and
+//! long the numbers were in training. Both are trained on fresh batches (`train::steps`) and
 //! scored by length (`eval::lengths`).
 
 use crate::codec::coupled as format;

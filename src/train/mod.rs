@@ -1,30 +1,26 @@
-//! The training loops. Here: the epoch loop of seq2seq runs: epochs of shuffled batches,
-//! validation, early stopping, checkpoints and resume. It reports through [`Event`]s and knows nothing of terminals or which task it trains.
-//!
-//! Resume is exact: the epoch order is a pure function of (seed, epoch), the checkpoint holds
-//! weights, Adam moments and the loop state, so a resumed run ends with the same bits as an
-//! uninterrupted one.
-//!
-//! [`steps`]: the step loop of the runs trained on fresh batches ([`step_nets`]: the networks
-//! it trains).
+//! Training. [`driver`] is the loop every run kind goes through; `seq2seq` trains the
+//! sequence-to-sequence runs on it ([`run`] is their entry point, reporting through [`Event`]s
+//! and knowing nothing of terminals or which task it trains), [`steps`] the runs trained on
+//! fresh batches ([`step_nets`]: the networks it trains), and `crate::regression` the mapping
+//! models.
 
+pub mod driver;
+mod seq2seq;
 pub mod step_nets;
 pub mod steps;
 
 use crate::codec::Codec;
 use crate::config::ExperimentConfig;
-use crate::data::{build_split, epoch_order, Dataset};
+use crate::data::Dataset;
 use crate::history::{EpochRecord, History};
-use crate::model::{Network, Seq2Seq, Seq2SeqEngine, SliceStats};
-use crate::optim::Adam;
+use crate::model::{Seq2Seq, Seq2SeqEngine, SliceStats};
 use crate::report::Sample;
-use crate::rundir::{self, Checkpoint, RunError};
+use crate::rundir::{self, RunError};
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 /// Errors that stop training.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +39,10 @@ pub enum TrainError {
         batch: usize,
         loss: f64,
     },
+    #[error(
+        "training diverged: more than {0} steps with non-finite gradients; lower the learning rate"
+    )]
+    Diverged(usize),
 }
 
 /// What the loop tells its observer.
@@ -73,7 +73,7 @@ pub enum Event<'a> {
     Stop { reason: &'a str },
 }
 
-/// The loop's state, saved in every checkpoint.
+/// A seq2seq run's state, saved in every checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoopState {
     /// Epochs finished.
@@ -129,7 +129,7 @@ pub fn data_hash(train: &Dataset, val: &Dataset) -> String {
 pub struct Outcome {
     pub dir: PathBuf,
     pub state: LoopState,
-    /// The run was interrupted and checkpointed mid-epoch.
+    /// The run was interrupted and checkpointed (possibly mid-epoch).
     pub interrupted: bool,
 }
 
@@ -144,46 +144,13 @@ impl Outcome {
     }
 }
 
-/// How often the curves are redrawn during a run (and always when it returns).
-const PLOT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The run's curves (`curves.svg`, `curves.png`). Drawing both took about 25 ms, 2% of a 1.4 s
-/// epoch, so they are drawn after the first epoch, then at most every [`PLOT_EVERY`], and
-/// whenever the run returns (stopped, finished, interrupted or failed).
-struct Curves {
-    title: String,
-    /// Epochs in the last drawing, and when it was made.
-    drawn: usize,
-    at: Option<Instant>,
-}
-
-impl Curves {
-    /// Draws the history if it has epochs not drawn yet and `force` is set or [`PLOT_EVERY`] has
-    /// passed since the last drawing.
-    fn update(&mut self, dir: &Path, history: &History, force: bool) {
-        let due = force || self.at.is_none_or(|t| t.elapsed() >= PLOT_EVERY);
-        if history.records.len() == self.drawn || !due {
-            return;
-        }
-        self.drawn = history.records.len();
-        self.at = Some(Instant::now());
-        if let Err(e) = crate::report::plot_curves(
-            history,
-            &self.title,
-            &dir.join("curves.svg"),
-            &dir.join("curves.png"),
-        ) {
-            eprintln!("warning: could not draw curves: {e:#}");
-        }
-    }
-}
-
 /// Trains `cfg` into `dir`. With `resume`, continues from `dir`'s checkpoint using the config
-/// saved there (`cfg` is ignored except for `train.threads` when set on the command line).
+/// saved there (`cfg` is ignored except for `train.epochs`, and `train.threads` when set on the
+/// command line).
 ///
 /// When `interrupt` becomes true (the CLI sets it on Ctrl-C), the loop finishes the current
-/// batch, writes a mid-epoch checkpoint and returns with `Outcome::interrupted` set; resuming
-/// continues from the next batch with the same bits as an uninterrupted run.
+/// batch, writes a checkpoint and returns with `Outcome::interrupted` set; resuming continues
+/// from the next batch with the same bits as an uninterrupted run.
 pub fn run(
     cfg: ExperimentConfig,
     dir: &Path,
@@ -202,278 +169,17 @@ pub fn run(
     if !resume {
         cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
     }
-    let _lock = rundir::open_run(dir, open)?;
-    if resume {
-        // The stored config, with the caller's epoch bound (`--epochs` extends a resumed run)
-        // and thread count.
-        let (epochs, threads) = (cfg.train.epochs, cfg.train.threads);
-        cfg = rundir::load_config(dir)?;
-        cfg.train.epochs = epochs;
-        if threads != 0 {
-            cfg.train.threads = threads;
-        }
-    }
-    let (codec, model) = cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
-    let (mut train, val) = build_split(&cfg.task, &codec, &cfg.data, cfg.seed)?;
-    if train.n == 0 || val.n == 0 {
-        return Err(TrainError::Config(format!(
-            "data.size {} leaves {} training and {} validation questions; both must be non-empty",
-            cfg.data.size, train.n, val.n
-        )));
-    }
-    let threads = cfg.threads();
-    let mut params: Vec<f32> = Vec::new();
-    let mut adam = Adam::new(cfg.optim.clone(), model.param_count());
-    let mut state = LoopState {
-        config_hash: Some(config_hash(&cfg)),
-        data_hash: Some(data_hash(&train, &val)),
-        ..LoopState::default()
-    };
-    if resume {
-        let ck = rundir::load_checkpoint_required(dir, &model)?;
-        let path = dir.join(rundir::CHECKPOINT_DIR).join(rundir::CHECKPOINT);
-        let saved: LoopState =
-            serde_json::from_str(&ck.state_json).map_err(|e| RunError::File {
-                path: path.clone(),
-                msg: format!("bad training state: {e}"),
-            })?;
-        // Checkpoints written before the hashes existed carry none: nothing to compare.
-        for (what, have, want) in [
-            ("configuration", &saved.config_hash, &state.config_hash),
-            ("training data", &saved.data_hash, &state.data_hash),
-        ] {
-            if have.is_some() && have != want {
-                return Err(RunError::File {
-                    path: path.clone(),
-                    msg: format!("belongs to another run: its {what} hash differs from this run directory's config.json; restore the run's own checkpoint, or start over with --restart"),
-                }
-                .into());
-            }
-        }
-        state = LoopState {
-            config_hash: state.config_hash,
-            data_hash: state.data_hash,
-            ..saved
-        };
-        params = ck.params;
-        adam.m = ck.adam_m;
-        adam.v = ck.adam_v;
-        adam.t = state.adam_t;
-        if let Some(lr) = state.lr {
-            adam.cfg.lr = lr;
-        }
-    }
-    // Told before the first weights exist: a big model takes seconds to initialise and save.
-    events(Event::Start {
-        cfg: &cfg,
-        model: &model,
-        codec: &codec,
-        train: &train,
-        val: &val,
-        threads,
-        resumed_at: resume.then_some(state.epochs_done),
-    });
-    if !resume {
-        params = model.init_params(cfg.seed);
-        // The checkpoint before the first step, then the config: a directory with a config
-        // always has a checkpoint to resume from, even when killed before the first epoch ends.
-        save_checkpoint(dir, &model, &params, &adam, &state)?;
-    }
-    rundir::save_config(dir, &cfg)?;
-    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(model, threads);
-    if let Some(reason) = &state.stopped {
-        events(Event::Stop { reason });
-        return Ok(Outcome {
-            dir: dir.to_path_buf(),
-            state,
-            interrupted: false,
-        });
-    }
-
-    let (t_in, t_out) = (codec.input_len(), codec.output_len());
-    let bs = cfg.train.batch_size;
-    let mut xb = vec![0u8; bs * t_in];
-    let mut yb = vec![0u8; bs * t_out];
-    let started = Instant::now();
-    let elapsed_before = state.history.records.last().map_or(0.0, |r| r.elapsed_secs);
-    let epochs = cfg.train.epochs;
-    let kind = match &engine.model.net {
-        Network::Transformer(tr) => format!(
-            "transformer, {} blocks of width {}",
-            tr.cfg.layers, tr.cfg.dim
-        ),
-        Network::Recurrent(_) => engine.model.cfg.cell.keras_name().to_string(),
-    };
-    let mut curves = Curves {
-        title: format!("{} ({kind})", cfg.name),
-        drawn: 0,
-        at: None,
-    };
-    while state.epochs_done < epochs {
-        let epoch = state.epochs_done; // 0-based
-        let t0 = Instant::now();
-        events(Event::EpochStart {
-            epoch: epoch + 1,
-            epochs,
-            examples: train.n,
-        });
-        if cfg.data.fresh_per_epoch && epoch > 0 {
-            // A new training set each epoch, a pure function of (seed, epoch) so resume is exact.
-            let seed =
-                cfg.seed ^ 0xF4E5_0000_0000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let problems = crate::task::generate(&cfg.task, train.n, seed)
-                .map_err(crate::data::DataError::from)?;
-            train = Dataset::encode(problems, &codec)?;
-        }
-        let order = epoch_order(train.n, cfg.seed, epoch);
-        let mut sums = std::mem::take(&mut state.partial);
-        let skip = std::mem::take(&mut state.batches_done);
-        for (bi, rows) in order.chunks(bs).enumerate().skip(skip) {
-            let n = rows.len();
-            train.gather(rows, &mut xb[..n * t_in], &mut yb[..n * t_out]);
-            // The schedule is a function of the position in the run, so a resumed run follows it.
-            let batches = order.len().div_ceil(bs);
-            let progress = (epoch * batches + bi) as f64 / (epochs * batches).max(1) as f64;
-            adam.lr_factor = cfg.optim.schedule_factor(progress);
-            let (x, y) = (&xb[..n * t_in], &yb[..n * t_out]);
-            // A NaN or infinite loss or gradient stops the run; nothing is saved after it, so the
-            // last checkpoint stays the last good state.
-            let st = match engine.train_step_adam(&mut params, x, y, n, &mut adam) {
-                Ok(st) if st.loss_sum.is_finite() => st,
-                Ok(st) | Err(st) => {
-                    curves.update(dir, &state.history, true);
-                    return Err(TrainError::NonFinite {
-                        epoch: epoch + 1,
-                        batch: bi + 1,
-                        loss: st.mean_loss(),
-                    });
-                }
-            };
-            sums.add(&st);
-            events(Event::Progress { done: sums.rows });
-            if interrupt.load(Ordering::SeqCst) && bi + 1 < order.len().div_ceil(bs) {
-                state.batches_done = bi + 1;
-                state.partial = sums;
-                state.adam_t = adam.t;
-                save_checkpoint(dir, &engine.model, &params, &adam, &state)?;
-                curves.update(dir, &state.history, true);
-                return Ok(Outcome {
-                    dir: dir.to_path_buf(),
-                    state,
-                    interrupted: true,
-                });
-            }
-        }
-        let train_secs = t0.elapsed().as_secs_f64();
-        let v = evaluate_dataset(&mut engine, &params, &val);
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: sums.mean_loss(),
-            train_char_acc: sums.char_accuracy(),
-            val_loss: v.mean_loss(),
-            val_char_acc: v.char_accuracy(),
-            val_exact: v.exact as f64 / v.rows as f64,
-            train_secs,
-            epoch_secs: t0.elapsed().as_secs_f64(),
-            elapsed_secs: elapsed_before + started.elapsed().as_secs_f64(),
-        };
-        // Early stopping (Keras semantics) and best-weights keeping, on validation loss.
-        let improved = state
-            .best_val_loss
-            .is_none_or(|b| record.val_loss < b - cfg.train.min_delta);
-        if improved {
-            state.best_val_loss = Some(record.val_loss);
-            state.best_epoch = epoch + 1;
-            state.wait = 0;
-            rundir::save_weights(dir, &engine.model, &params)?;
-        } else {
-            state.wait += 1;
-            let p = cfg.train.reduce_lr_patience;
-            if p > 0 && state.wait.is_multiple_of(p) {
-                adam.cfg.lr *= cfg.train.reduce_lr_factor;
-                state.lr = Some(adam.cfg.lr);
-            }
-        }
-        state.epochs_done = epoch + 1;
-        state.adam_t = adam.t;
-        state.history.records.push(record.clone());
-        let p = cfg.train.patience;
-        if p > 0 && state.wait >= p {
-            state.stopped = Some(format!("early stopping: validation loss did not improve by {} for {p} epochs; kept the weights of epoch {}", cfg.train.min_delta, state.best_epoch));
-        }
-        if let Some(target) = cfg.train.stop_at_exact {
-            if record.val_exact >= target {
-                if !improved {
-                    // Keep the weights that reached the target.
-                    rundir::save_weights(dir, &engine.model, &params)?;
-                    state.best_epoch = epoch + 1;
-                }
-                state.stopped = Some(format!(
-                    "validation exact match {:.4} reached the target {target}",
-                    record.val_exact
-                ));
-            }
-        }
-        if state.stopped.is_none() && state.epochs_done == epochs {
-            state.stopped = Some(format!(
-                "finished {epochs} epochs; kept the weights of epoch {} (best validation loss)",
-                state.best_epoch
-            ));
-        }
-        let samples = pick_samples(
-            &mut engine,
-            &params,
-            &codec,
-            &val,
-            cfg.train.samples,
-            cfg.seed,
-            epoch,
-        );
-        events(Event::EpochEnd {
-            record: &record,
-            samples: &samples,
-            improved,
-        });
-        // Checkpoint last: a kill before this line repeats the epoch on resume, bit for bit.
-        state.history.save(dir).map_err(RunError::Write)?;
-        // (The flag is read once: a Ctrl-C while drawing must not skip the drawing it ends with.)
-        let interrupted = state.stopped.is_none() && interrupt.load(Ordering::SeqCst);
-        curves.update(dir, &state.history, interrupted || state.stopped.is_some());
-        save_checkpoint(dir, &engine.model, &params, &adam, &state)?;
-        if interrupted {
-            return Ok(Outcome {
-                dir: dir.to_path_buf(),
-                state,
-                interrupted: true,
-            });
-        }
-        if let Some(reason) = &state.stopped {
-            events(Event::Stop { reason });
-            break;
-        }
+    let (t, finish) = driver::drive(dir, open, interrupt, || {
+        seq2seq::Seq2seqTrainee::new(cfg, dir, resume, events)
+    })?;
+    if let (Some(reason), false) = (&finish.stopped, finish.interrupted) {
+        (t.events)(Event::Stop { reason });
     }
     Ok(Outcome {
         dir: dir.to_path_buf(),
-        state,
-        interrupted: false,
+        state: t.state_at(&finish.pos),
+        interrupted: finish.interrupted,
     })
-}
-
-/// Writes weights, Adam moments and the loop state as the run's checkpoint.
-fn save_checkpoint(
-    dir: &Path,
-    model: &Seq2Seq,
-    params: &[f32],
-    adam: &Adam,
-    state: &LoopState,
-) -> Result<(), RunError> {
-    let ck = Checkpoint {
-        params: params.to_vec(),
-        adam_m: adam.m.clone(),
-        adam_v: adam.v.clone(),
-        state_json: serde_json::to_string(state).expect("state serialises"),
-    };
-    rundir::save_checkpoint(dir, model, &ck)
 }
 
 /// Loss, per-character and exact-match sums over a whole data set, in chunks.

@@ -1,9 +1,10 @@
-//! The networks the step loop trains: the coupled-position transformer and the aligned-pairs
+//! The networks trained on fresh batches (`steps`): the coupled-position transformer and the aligned-pairs
 //! GRU, each drawing its own batches (length-bucketed fresh additions: every question in a
 //! batch has the same padded length, so no padding is wasted), and the entry points that train
 //! a run of either kind.
 
 use super::steps::{self, Outcome, StepLoss, StepNet, StepSettings};
+use super::TrainError;
 use crate::codec::coupled::{self as format, Operands};
 use crate::config::long_addition::{
     LengthGenRunConfig, LengthGenTrain, PairGruConfig, PairGruRunConfig,
@@ -128,7 +129,7 @@ impl StepNet for PairGruNet {
     }
 }
 
-/// The step loop's settings of a coupled-transformer run.
+/// The training settings of a coupled-transformer run.
 pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
     let t = &cfg.lengthgen.train;
     StepSettings {
@@ -150,7 +151,7 @@ pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
     }
 }
 
-/// The step loop's settings of a pair-gru run: AdamW (0.9, 0.95), warm-up over 2% of the
+/// The training settings of a pair-gru run: AdamW (0.9, 0.95), warm-up over 2% of the
 /// steps and cosine decay to a tenth, gradient clipping at 1, as the PyTorch reference.
 pub fn pair_gru_settings(cfg: &PairGruRunConfig) -> StepSettings {
     let g = &cfg.pair_gru;
@@ -176,7 +177,7 @@ pub fn pair_gru_settings(cfg: &PairGruRunConfig) -> StepSettings {
 }
 
 /// Trains (or, with `Open::Resume`, goes on training) the coupled-transformer run `cfg` into
-/// `dir` with the step loop ([`steps::train`]). Returns the engine, the final weights and what
+/// `dir` ([`steps::train`]). Returns the engine, the final weights and what
 /// the loop did.
 pub fn train_coupled(
     cfg: &LengthGenRunConfig,
@@ -184,7 +185,7 @@ pub fn train_coupled(
     open: rundir::Open,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
-) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), RunError> {
+) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), TrainError> {
     let model = cfg.build().map_err(RunError::Config)?;
     let threads = crate::parallel::threads_or_cores(cfg.lengthgen.train.threads);
     let mut net = CoupledNet {
@@ -205,7 +206,7 @@ pub fn train_coupled(
     Ok((net.engine, params, out))
 }
 
-/// Trains (or resumes) the pair-gru run `cfg` into `dir` with the step loop. Same seed and
+/// Trains (or resumes) the pair-gru run `cfg` into `dir`. Same seed and
 /// thread count: same bits.
 pub fn train_pair_gru(
     cfg: &PairGruRunConfig,
@@ -213,7 +214,7 @@ pub fn train_pair_gru(
     open: rundir::Open,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
-) -> Result<(PairGruEngine, Vec<f32>, Outcome), RunError> {
+) -> Result<(PairGruEngine, Vec<f32>, Outcome), TrainError> {
     let g = &cfg.pair_gru;
     g.validate().map_err(RunError::Config)?;
     let threads = crate::parallel::threads_or_cores(g.threads);
@@ -290,7 +291,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let (_, want, whole) =
             train_coupled(&cfg, straight.path(), rundir::Open::New, &stop, &mut |_| {}).unwrap();
-        // Interrupt when the evaluation at step 4 reports (the step after it still runs).
+        // Interrupt when the evaluation at step 4 reports: the run stops after it.
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let (_, _, first) = train_coupled(&cfg, dir.path(), rundir::Open::New, &stop, &mut |l| {
@@ -299,7 +300,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert!(first.interrupted && first.steps == 5, "{first:?}");
+        assert!(first.interrupted && first.steps == 4, "{first:?}");
         let stop = AtomicBool::new(false);
         let mut lines = Vec::new();
         let (_, got, rest) =
@@ -308,7 +309,7 @@ mod tests {
             })
             .unwrap();
         assert!(
-            lines.iter().any(|l| l == "resumed after step 5"),
+            lines.iter().any(|l| l == "resumed after step 4"),
             "{lines:?}"
         );
         assert_eq!(rest.steps, 12);
@@ -452,7 +453,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert!(first.interrupted && first.steps == 11, "{first:?}");
+        assert!(first.interrupted && first.steps == 10, "{first:?}");
         let stop = AtomicBool::new(false);
         let (_, got, rest) =
             train_pair_gru(&cfg, dir.path(), rundir::Open::Resume, &stop, &mut |_| {}).unwrap();

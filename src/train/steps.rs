@@ -1,28 +1,27 @@
-//! The step loop: every run kind trained by optimiser steps on batches drawn fresh at each step
-//! (the coupled-position transformer, the aligned-pairs GRU). AdamW with warm-up and cosine
-//! decay, global-norm clipping, greedy evaluations at chosen operand lengths along the way, a
-//! checkpoint (weights, AdamW's moments, the loop's state with the data stream's position) at
-//! every evaluation and on interruption, bit-identical resume, history and curves, the NaN stop.
+//! Runs trained by optimiser steps on batches drawn fresh at each step (the coupled-position
+//! transformer, the aligned-pairs GRU), on the loop of [`driver`]: AdamW with warm-up and cosine
+//! decay, global-norm clipping, greedy evaluations at chosen operand lengths every `eval_every`
+//! steps; the checkpoint's state holds the data stream's position.
 //!
 //! The network is anything that implements [`StepNet`]: draw a batch, compute its loss and
 //! gradient, answer questions for the evaluations.
 
+use super::driver::{self, Cadence, Position, Stepped, Trainee, Verdict};
+use super::TrainError;
 use crate::codec::coupled::Operands;
 use crate::eval::lengths::{exact_rate, Check};
-use crate::fsutil::write_atomic;
 use crate::history::{EpochRecord, History};
 use crate::nn::params::ParamLayout;
 use crate::optim::{warmup_cosine, AdamW};
 use crate::run::RunConfig;
-use crate::rundir::{self, RunError};
+use crate::rundir::{self, Checkpoint, RunError};
 use crate::task::long_addition::random_questions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 /// What one training step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -35,7 +34,7 @@ pub struct StepLoss {
     pub tokens: u64,
 }
 
-/// A network the step loop can train.
+/// A network trained on fresh batches, step by step.
 pub trait StepNet {
     /// Names and shapes of the parameters (the weights and checkpoint files).
     fn layout(&self) -> &ParamLayout;
@@ -211,106 +210,176 @@ fn history_csv(h: &[EvalRecord]) -> String {
     s
 }
 
-/// Everything the loop carries from step to step.
-struct Loop {
+/// A run of a [`StepNet`] as the loop trains it: AdamW on the warm-up-cosine schedule, batches
+/// from a seeded stream, greedy evaluations at the settings' lengths every `eval_every` steps.
+struct StepTrainee<'a, N: StepNet> {
+    net: &'a mut N,
+    s: &'a StepSettings,
+    cfg: &'a RunConfig,
+    log: &'a mut dyn FnMut(&str),
+    hash: String,
     params: Vec<f32>,
     opt: AdamW,
+    decay: Vec<Range<usize>>,
     rng: ChaCha8Rng,
-    out: Outcome,
+    /// (operand length, questions) of every evaluation.
+    eval_sets: Vec<(usize, Vec<Operands>)>,
+    history: Vec<EvalRecord>,
     loss_ema: Option<f64>,
     lr: f64,
     examples: u64,
+    tokens: u64,
 }
 
-/// Where the loop writes, and what it writes into its checkpoints.
-struct Files<'a> {
-    dir: &'a Path,
-    layout: &'a ParamLayout,
-    hash: String,
-    title: String,
-}
-
-impl Files<'_> {
-    fn checkpoint(&self, s: &Loop) -> Result<(), RunError> {
-        let st = LoopState {
-            steps: s.out.steps,
-            train_secs: s.out.train_secs,
-            tokens: s.out.tokens,
-            examples: s.examples,
-            skipped_steps: s.out.skipped_steps,
-            history: s.out.history.clone(),
-            loss_ema: s.loss_ema,
-            lr: s.lr,
-            adam_t: s.opt.t,
-            rng_word_pos: s.rng.get_word_pos().to_string(),
-            config_hash: Some(self.hash.clone()),
-        };
-        let ck = rundir::Checkpoint {
-            params: s.params.clone(),
-            adam_m: s.opt.m.clone(),
-            adam_v: s.opt.v.clone(),
-            state_json: serde_json::to_string(&st).expect("state serialises"),
-        };
-        rundir::save_checkpoint_flat(self.dir, self.layout, &ck)
+impl<N: StepNet> Trainee for StepTrainee<'_, N> {
+    fn cadence(&self) -> Cadence {
+        Cadence {
+            period: self.s.eval_every,
+            steps: self.s.steps,
+            max_seconds: self.s.max_seconds,
+            nan_skips: 20,
+            checkpoints: true,
+        }
     }
 
-    /// Reads the checkpoint into `s`.
-    fn restore(&self, s: &mut Loop) -> Result<(), RunError> {
-        let ck = rundir::load_checkpoint_required_flat(self.dir, self.layout)?;
-        let bad = |e: String| {
-            rundir::file_err(
-                &self
-                    .dir
-                    .join(rundir::CHECKPOINT_DIR)
-                    .join(rundir::CHECKPOINT),
-                e,
-            )
+    fn layout(&self) -> &ParamLayout {
+        self.net.layout()
+    }
+
+    fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.opt.m, &self.opt.v)
+    }
+
+    fn state_json(&self, pos: &Position) -> String {
+        let st = LoopState {
+            steps: pos.step,
+            train_secs: pos.train_secs,
+            tokens: self.tokens,
+            examples: self.examples,
+            skipped_steps: pos.skipped,
+            history: self.history.clone(),
+            loss_ema: self.loss_ema,
+            lr: self.lr,
+            adam_t: self.opt.t,
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+            config_hash: Some(self.hash.clone()),
         };
+        serde_json::to_string(&st).expect("state serialises")
+    }
+
+    fn restore(&mut self, ck: Checkpoint, path: &Path) -> Result<Position, TrainError> {
+        let bad = |e: String| TrainError::Run(rundir::file_err(path, e));
         let st: LoopState = serde_json::from_str(&ck.state_json)
             .map_err(|e| bad(format!("bad training state: {e}")))?;
         if st.config_hash.as_ref().is_some_and(|h| *h != self.hash) {
             return Err(bad("belongs to another run: its configuration hash differs from this run directory's config.json; restore the run's own checkpoint, or start over in a new directory".into()));
         }
         let pos: u128 = st.rng_word_pos.parse().map_err(|e| bad(format!("{e}")))?;
-        s.rng.set_word_pos(pos);
-        (s.params, s.opt.m, s.opt.v, s.opt.t) = (ck.params, ck.adam_m, ck.adam_v, st.adam_t);
-        (s.out.steps, s.out.train_secs, s.out.tokens) = (st.steps, st.train_secs, st.tokens);
-        (s.out.skipped_steps, s.out.history) = (st.skipped_steps, st.history);
-        (s.examples, s.loss_ema, s.lr) = (st.examples, st.loss_ema, st.lr);
+        self.rng.set_word_pos(pos);
+        (self.params, self.opt.m, self.opt.v) = (ck.params, ck.adam_m, ck.adam_v);
+        self.opt.t = st.adam_t;
+        (self.tokens, self.examples, self.history) = (st.tokens, st.examples, st.history);
+        (self.loss_ema, self.lr) = (st.loss_ema, st.lr);
+        Ok(Position {
+            step: st.steps,
+            train_secs: st.train_secs,
+            skipped: st.skipped_steps,
+        })
+    }
+
+    fn ready(&mut self, resumed: Option<&Position>) {
+        if let Some(pos) = resumed {
+            (self.log)(&format!("resumed after step {}", pos.step));
+        }
+    }
+
+    fn save_config(&self, dir: &Path) -> Result<(), RunError> {
+        crate::run::save_config(dir, self.cfg)
+    }
+
+    fn evaluated(&self, pos: &Position) -> bool {
+        self.history.last().is_some_and(|r| r.step == pos.step)
+    }
+
+    fn begin_period(&mut self, _pos: &Position) -> Result<(), TrainError> {
         Ok(())
     }
 
-    /// Weights, history and curves after an evaluation.
-    fn after_eval(&self, s: &Loop) -> Result<(), RunError> {
-        rundir::save_flat(self.dir, self.layout, &s.params)?;
-        let h = &s.out.history;
-        write_atomic(&self.dir.join("history.csv"), history_csv(h).as_bytes())
-            .map_err(RunError::Write)?;
-        let json = serde_json::to_string_pretty(h).expect("history serialises");
-        write_atomic(&self.dir.join("history.json"), json.as_bytes()).map_err(RunError::Write)?;
-        if let Err(e) = crate::report::plot_curves_labelled(
-            &as_history(h),
-            &self.title,
-            [
-                "exact match (mean over lengths)",
-                "exact match (mean over lengths)",
-                "exact match (mean over lengths)",
-            ],
-            &self.dir.join("curves.svg"),
-            &self.dir.join("curves.png"),
-        ) {
-            eprintln!("warning: could not draw curves: {e:#}");
-        }
-        Ok(())
+    fn step(&mut self, _pos: &Position, progress: f64) -> Result<Stepped, TrainError> {
+        let s = self.s;
+        self.lr = warmup_cosine(progress, s.lr, s.warmup, s.min_lr_fraction);
+        let step = self.net.step(&self.params, &mut self.rng);
+        let finite = self
+            .opt
+            .step(&mut self.params, self.net.grad(), self.lr, &self.decay)
+            .is_ok();
+        self.loss_ema = Some(match self.loss_ema {
+            None => step.loss,
+            Some(e) => 0.98 * e + 0.02 * step.loss,
+        });
+        self.examples += step.examples as u64;
+        self.tokens += step.tokens;
+        Ok(Stepped {
+            loss: step.loss,
+            finite,
+        })
+    }
+
+    fn end_period(&mut self, pos: &Position) -> Result<Verdict, TrainError> {
+        let exact: Vec<(usize, f64)> = self
+            .eval_sets
+            .iter()
+            .map(|(l, qs)| (*l, exact_rate(&self.net.score(&self.params, qs))))
+            .collect();
+        let shown: Vec<String> = exact.iter().map(|(l, e)| format!("{l}:{e:.3}")).collect();
+        let loss = self.loss_ema.unwrap_or(f64::NAN);
+        (self.log)(&format!(
+            "step {:>6}  {:>7.1}s  lr {:.2e}  loss {:.4}  exact by length {}",
+            pos.step,
+            pos.train_secs,
+            self.lr,
+            loss,
+            shown.join(" ")
+        ));
+        self.history.push(EvalRecord {
+            step: pos.step,
+            examples: self.examples,
+            tokens: self.tokens,
+            train_secs: pos.train_secs,
+            lr: self.lr,
+            loss,
+            exact,
+        });
+        // The weights are always the latest evaluated ones.
+        Ok(Verdict {
+            keep_weights: true,
+            stop: None,
+        })
+    }
+
+    fn history_files(&self) -> (String, String) {
+        let json = serde_json::to_string_pretty(&self.history).expect("history serialises");
+        (history_csv(&self.history), json)
+    }
+
+    fn curves(&self) -> (History, String, [&'static str; 3]) {
+        (
+            as_history(&self.history),
+            self.cfg.name().to_string(),
+            ["exact match (mean over lengths)"; 3],
+        )
     }
 }
 
-/// Trains `net` for the run `cfg` into `dir` (created if needed); `log` receives progress
-/// lines. Stops early when `interrupted` is set (Ctrl-C), keeping the weights so far. A
-/// checkpoint is written atomically at every evaluation and on interruption; with
-/// `Open::Resume`, training goes on from the checkpoint in `dir`, and gives the same bits as a
-/// run never stopped (for a step budget; a time budget's schedule follows the clock).
-/// Returns the final parameters.
+/// Trains `net` for the run `cfg` into `dir` (created if needed) through the loop
+/// ([`driver::drive`]); `log` receives progress lines. Stops early when `interrupted` is set
+/// (Ctrl-C), with a checkpoint at the step it stopped after; with `Open::Resume`, training goes
+/// on from the checkpoint in `dir` and gives the same bits as a run never stopped (for a step
+/// budget; a time budget's schedule follows the clock). Returns the final parameters.
 pub fn train<N: StepNet>(
     net: &mut N,
     s: &StepSettings,
@@ -319,151 +388,54 @@ pub fn train<N: StepNet>(
     open: rundir::Open,
     interrupted: &AtomicBool,
     log: &mut dyn FnMut(&str),
-) -> Result<(Vec<f32>, Outcome), RunError> {
-    let resume = open == rundir::Open::Resume;
-    let _lock = rundir::open_run(dir, open)?;
-    log(&net.describe());
-    let layout = net.layout().clone();
-    let files = Files {
-        dir,
-        layout: &layout,
-        hash: config_hash(cfg),
-        title: cfg.name().to_string(),
-    };
-    let params = net.init_params(s.init_seed);
-    let decay = net.decay_ranges();
-    let mut st = Loop {
-        opt: AdamW::new(
-            params.len(),
-            s.beta1,
-            s.beta2,
-            s.weight_decay,
-            Some(s.clip_norm),
-        ),
-        params,
-        rng: ChaCha8Rng::seed_from_u64(s.data_seed),
-        out: Outcome {
-            steps: 0,
-            train_secs: 0.0,
-            tokens: 0,
-            history: Vec::new(),
-            skipped_steps: 0,
-            interrupted: false,
-        },
-        loss_ema: None,
-        lr: 0.0,
-        examples: 0,
-    };
-    let mut eval_rng = ChaCha8Rng::seed_from_u64(s.eval_seed);
-    let eval_sets: Vec<(usize, Vec<Operands>)> = s
-        .eval_lengths
-        .iter()
-        .map(|&l| (l, random_questions(&mut eval_rng, l, s.eval_count)))
-        .collect();
-    if resume {
-        files.restore(&mut st)?;
-        log(&format!("resumed after step {}", st.out.steps));
-    } else {
-        // The checkpoint before the first step, then the config: a directory with a config
-        // always has a checkpoint to resume from.
-        files.checkpoint(&st)?;
-    }
-    crate::run::save_config(dir, cfg)?;
-    let evaluate = |net: &mut N, st: &mut Loop, log: &mut dyn FnMut(&str)| {
-        let exact: Vec<(usize, f64)> = eval_sets
+) -> Result<(Vec<f32>, Outcome), TrainError> {
+    let (t, finish) = driver::drive(dir, open, interrupted, || {
+        log(&net.describe());
+        let params = net.init_params(s.init_seed);
+        let mut eval_rng = ChaCha8Rng::seed_from_u64(s.eval_seed);
+        let eval_sets = s
+            .eval_lengths
             .iter()
-            .map(|(l, qs)| (*l, exact_rate(&net.score(&st.params, qs))))
+            .map(|&l| (l, random_questions(&mut eval_rng, l, s.eval_count)))
             .collect();
-        let shown: Vec<String> = exact.iter().map(|(l, e)| format!("{l}:{e:.3}")).collect();
-        let loss = st.loss_ema.unwrap_or(f64::NAN);
-        log(&format!(
-            "step {:>6}  {:>7.1}s  lr {:.2e}  loss {:.4}  exact by length {}",
-            st.out.steps,
-            st.out.train_secs,
-            st.lr,
-            loss,
-            shown.join(" ")
+        Ok(StepTrainee {
+            opt: AdamW::new(
+                params.len(),
+                s.beta1,
+                s.beta2,
+                s.weight_decay,
+                Some(s.clip_norm),
+            ),
+            decay: net.decay_ranges(),
+            net,
+            s,
+            cfg,
+            log,
+            hash: config_hash(cfg),
+            params,
+            rng: ChaCha8Rng::seed_from_u64(s.data_seed),
+            eval_sets,
+            history: Vec::new(),
+            loss_ema: None,
+            lr: 0.0,
+            examples: 0,
+            tokens: 0,
+        })
+    })?;
+    if finish.interrupted {
+        (t.log)(&format!(
+            "interrupted after step {}: checkpoint written; go on with `seqcalc train --resume {}`",
+            finish.pos.step,
+            dir.display()
         ));
-        st.out.history.push(EvalRecord {
-            step: st.out.steps,
-            examples: st.examples,
-            tokens: st.out.tokens,
-            train_secs: st.out.train_secs,
-            lr: st.lr,
-            loss,
-            exact,
-        });
-        files.after_eval(st)
+    }
+    let out = Outcome {
+        steps: finish.pos.step,
+        train_secs: finish.pos.train_secs,
+        tokens: t.tokens,
+        history: t.history,
+        skipped_steps: finish.pos.skipped,
+        interrupted: finish.interrupted,
     };
-    loop {
-        let progress = if s.steps > 0 {
-            st.out.steps as f64 / s.steps as f64
-        } else {
-            st.out.train_secs / s.max_seconds.unwrap_or(1.0)
-        };
-        let time_up = s.max_seconds.is_some_and(|m| st.out.train_secs >= m);
-        if (s.steps > 0 && st.out.steps >= s.steps) || time_up {
-            break;
-        }
-        let stop = interrupted.load(Ordering::SeqCst);
-        // (A run resumed from the checkpoint of an evaluation does not repeat it.)
-        let evaluated = st
-            .out
-            .history
-            .last()
-            .is_some_and(|r| r.step == st.out.steps);
-        let eval_now = st.out.steps.is_multiple_of(s.eval_every) && st.out.steps > 0 && !evaluated;
-        if eval_now && !stop {
-            evaluate(net, &mut st, log)?;
-        }
-        if stop || eval_now {
-            st.out.interrupted = stop;
-            files.checkpoint(&st)?;
-        }
-        if stop {
-            log(&format!(
-                "interrupted after step {}: checkpoint written; go on with `seqcalc train --resume {}`",
-                st.out.steps,
-                dir.display()
-            ));
-            break;
-        }
-        let t0 = Instant::now();
-        st.lr = warmup_cosine(progress, s.lr, s.warmup, s.min_lr_fraction);
-        let step = net.step(&st.params, &mut st.rng);
-        if st
-            .opt
-            .step(&mut st.params, net.grad(), st.lr, &decay)
-            .is_err()
-        {
-            st.out.skipped_steps += 1;
-            if st.out.skipped_steps > 20 {
-                return Err(RunError::Config(
-                    "training diverged: more than 20 steps with non-finite gradients; lower the learning rate".into(),
-                ));
-            }
-        }
-        st.loss_ema = Some(match st.loss_ema {
-            None => step.loss,
-            Some(e) => 0.98 * e + 0.02 * step.loss,
-        });
-        st.out.steps += 1;
-        st.examples += step.examples as u64;
-        st.out.tokens += step.tokens;
-        st.out.train_secs += t0.elapsed().as_secs_f64();
-    }
-    // The last evaluation, then a checkpoint of the finished run, so that resuming it trains and
-    // writes nothing. (A finished run resumed finds its last evaluation done.)
-    let evaluated = st
-        .out
-        .history
-        .last()
-        .is_some_and(|r| r.step == st.out.steps);
-    if !evaluated {
-        evaluate(net, &mut st, log)?;
-        if !st.out.interrupted {
-            files.checkpoint(&st)?;
-        }
-    }
-    Ok((st.params, st.out))
+    Ok((t.params, out))
 }
