@@ -131,20 +131,8 @@ impl StepNet for PairGruNet {
 
 /// The training settings of a coupled-transformer run.
 pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
-    let t = &cfg.lengthgen.train;
     StepSettings {
-        steps: t.steps,
-        max_seconds: t.max_seconds,
-        lr: t.lr,
-        warmup: t.warmup,
-        min_lr_fraction: t.min_lr_fraction,
-        beta1: t.beta1,
-        beta2: t.beta2,
-        weight_decay: t.weight_decay,
-        clip_norm: t.clip_norm,
-        eval_every: t.eval_every,
-        eval_lengths: t.eval_lengths.clone(),
-        eval_count: t.eval_count,
+        train: cfg.lengthgen.train.clone(),
         init_seed: cfg.seed,
         data_seed: cfg.seed,
         eval_seed: cfg.seed ^ 0x5eed_e7a1,
@@ -156,20 +144,16 @@ pub fn coupled_settings(cfg: &LengthGenRunConfig) -> StepSettings {
 pub fn pair_gru_settings(cfg: &PairGruRunConfig) -> StepSettings {
     let g = &cfg.pair_gru;
     // The same schedule and optimiser as the coupled transformer's defaults.
-    let r = LengthGenTrain::default();
     StepSettings {
-        steps: g.steps,
-        max_seconds: None,
-        lr: g.lr,
-        warmup: r.warmup,
-        min_lr_fraction: r.min_lr_fraction,
-        beta1: r.beta1,
-        beta2: r.beta2,
-        weight_decay: r.weight_decay,
-        clip_norm: r.clip_norm,
-        eval_every: g.eval_every,
-        eval_lengths: g.eval_lengths.clone(),
-        eval_count: g.eval_count,
+        train: LengthGenTrain {
+            steps: g.steps,
+            max_seconds: None,
+            lr: g.lr,
+            eval_every: g.eval_every,
+            eval_lengths: g.eval_lengths.clone(),
+            eval_count: g.eval_count,
+            ..LengthGenTrain::default()
+        },
         init_seed: cfg.seed,
         data_seed: cfg.seed ^ 0x6a7e_0001,
         eval_seed: cfg.seed ^ 0x5eed_e7a1,

@@ -9,6 +9,7 @@
 use super::driver::{self, Cadence, Position, Stepped, Trainee, Verdict};
 use super::TrainError;
 use crate::codec::coupled::Operands;
+use crate::config::long_addition::LengthGenTrain;
 use crate::eval::lengths::{exact_rate, Check};
 use crate::history::{EpochRecord, History};
 use crate::nn::params::ParamLayout;
@@ -56,25 +57,9 @@ pub trait StepNet {
 /// The loop's settings, taken from a run config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepSettings {
-    /// Optimiser steps; the learning-rate schedule spans them. 0: schedule by `max_seconds`.
-    pub steps: usize,
-    /// Stop after this many seconds of training even if steps remain.
-    pub max_seconds: Option<f64>,
-    pub lr: f64,
-    /// Fraction of the run spent warming the learning rate up linearly.
-    pub warmup: f64,
-    /// The cosine decays to `lr * min_lr_fraction`.
-    pub min_lr_fraction: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub weight_decay: f64,
-    pub clip_norm: f64,
-    /// Evaluate every this many steps (and at the end).
-    pub eval_every: usize,
-    /// Operand lengths of those evaluations.
-    pub eval_lengths: Vec<usize>,
-    /// Questions per length in those evaluations.
-    pub eval_count: usize,
+    /// Steps or a time budget, AdamW, the schedule and the evaluations (its digits and batch
+    /// size are the network's business).
+    pub train: LengthGenTrain,
     /// Seeds the initial parameters.
     pub init_seed: u64,
     /// Seeds the training batches' stream.
@@ -234,9 +219,9 @@ struct StepTrainee<'a, N: StepNet> {
 impl<N: StepNet> Trainee for StepTrainee<'_, N> {
     fn cadence(&self) -> Cadence {
         Cadence {
-            period: self.s.eval_every,
-            steps: self.s.steps,
-            max_seconds: self.s.max_seconds,
+            period: self.s.train.eval_every,
+            steps: self.s.train.steps,
+            max_seconds: self.s.train.max_seconds,
             nan_skips: 20,
             checkpoints: true,
         }
@@ -311,7 +296,12 @@ impl<N: StepNet> Trainee for StepTrainee<'_, N> {
 
     fn step(&mut self, _pos: &Position, progress: f64) -> Result<Stepped, TrainError> {
         let s = self.s;
-        self.lr = warmup_cosine(progress, s.lr, s.warmup, s.min_lr_fraction);
+        self.lr = warmup_cosine(
+            progress,
+            s.train.lr,
+            s.train.warmup,
+            s.train.min_lr_fraction,
+        );
         let step = self.net.step(&self.params, &mut self.rng);
         let finite = self
             .opt
@@ -394,17 +384,18 @@ pub fn train<N: StepNet>(
         let params = net.init_params(s.init_seed);
         let mut eval_rng = ChaCha8Rng::seed_from_u64(s.eval_seed);
         let eval_sets = s
+            .train
             .eval_lengths
             .iter()
-            .map(|&l| (l, random_questions(&mut eval_rng, l, s.eval_count)))
+            .map(|&l| (l, random_questions(&mut eval_rng, l, s.train.eval_count)))
             .collect();
         Ok(StepTrainee {
             opt: AdamW::new(
                 params.len(),
-                s.beta1,
-                s.beta2,
-                s.weight_decay,
-                Some(s.clip_norm),
+                s.train.beta1,
+                s.train.beta2,
+                s.train.weight_decay,
+                Some(s.train.clip_norm),
             ),
             decay: net.decay_ranges(),
             net,
