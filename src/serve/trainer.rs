@@ -391,8 +391,29 @@ pub async fn start(
             "a run called {name:?} already exists: choose another name, or open it and resume it"
         )));
     }
-    app.trainer.spawn(&name, cfg, dir, Open::New)?;
+    app.trainer.spawn(&name, cfg, dir.clone(), Open::New)?;
+    started(&app, &name, &dir).await?;
     Ok((StatusCode::ACCEPTED, Json(Started { name })))
+}
+
+/// Waits until a new run has written its config (its page can then be shown), or its
+/// training ended first (an error is told here), for at most a few seconds.
+async fn started(app: &super::App, name: &str, dir: &std::path::Path) -> ApiResult<()> {
+    for _ in 0..600 {
+        if dir.join(seqcalc::rundir::CONFIG).is_file() {
+            return Ok(());
+        }
+        match app.trainer.live(name) {
+            Some(l) if l.state == "failed" => {
+                return Err(ApiError::bad(
+                    l.error.unwrap_or_else(|| "the training failed".into()),
+                ))
+            }
+            Some(l) if !matches!(l.state, "starting" | "training" | "stopping") => return Ok(()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/runs/{name}/stop`: the run checkpoints after its current batch and stops.
@@ -423,10 +444,15 @@ pub struct ResumeForm {
 pub async fn resume(
     State(app): State<Shared>,
     UrlPath(name): UrlPath<String>,
-    body: Option<Json<ResumeForm>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Started>)> {
     let dir = run_dir(&app, &name)?;
-    let form = body.map(|Json(f)| f).unwrap_or_default();
+    let form: ResumeForm = if body.iter().all(u8::is_ascii_whitespace) {
+        ResumeForm::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad(format!("resume takes {{\"epochs\": N}}: {e}")))?
+    };
     let mut cfg = seqcalc::run::load_config(&dir).map_err(|e| ApiError::bad(e.to_string()))?;
     let flags = RunFlags {
         epochs: form.epochs,

@@ -203,11 +203,14 @@ pub fn run(
         cfg.build().map_err(|e| TrainError::Config(e.to_string()))?;
     }
     let _lock = rundir::open_run(dir, open)?;
+    // The hash the checkpoint must carry: its config's as stored, before `--epochs` moves it.
+    let mut stored_hash = None;
     if resume {
         // The stored config, with the caller's epoch bound (`--epochs` extends a resumed run)
         // and thread count.
         let (epochs, threads) = (cfg.train.epochs, cfg.train.threads);
         cfg = rundir::load_config(dir)?;
+        stored_hash = Some(config_hash(&cfg));
         cfg.train.epochs = epochs;
         if threads != 0 {
             cfg.train.threads = threads;
@@ -239,7 +242,7 @@ pub fn run(
             })?;
         // Checkpoints written before the hashes existed carry none: nothing to compare.
         for (what, have, want) in [
-            ("configuration", &saved.config_hash, &state.config_hash),
+            ("configuration", &saved.config_hash, &stored_hash),
             ("training data", &saved.data_hash, &state.data_hash),
         ] {
             if have.is_some() && have != want {
