@@ -64,7 +64,11 @@ function lineChart(title, series, opt) {
   let y1 = opt.ymax !== undefined ? opt.ymax : Math.max(...pts.map((p) => p[1]));
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
-  if (opt.ymin === undefined) { const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad; }
+  if (opt.ymin === undefined) {
+    const pad = (y1 - y0) * 0.06;
+    y0 = y0 >= 0 ? Math.max(0, y0 - pad) : y0 - pad;
+    y1 += pad;
+  }
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const Y = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   for (let i = 0; i <= 4; i++) {
@@ -72,9 +76,10 @@ function lineChart(title, series, opt) {
     svg.append(s("line", { x1: L, x2: W - R, y1: y, y2: y, stroke: "#eef0f3" }));
     svg.append(s("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7280" }, fmt(v, Math.abs(y1 - y0) < 0.5 ? 3 : 2)));
   }
-  const xt = Math.min(6, Math.max(1, Math.round(x1 - x0)));
-  for (let i = 0; i <= xt; i++) {
-    const v = x0 + ((x1 - x0) * i) / xt, x = X(v);
+  // Whole-number ticks (epochs and steps are counts).
+  const xstep = Math.max(1, Math.ceil((x1 - x0) / 6));
+  for (let v = Math.ceil(x0); v <= x1; v += xstep) {
+    const x = X(v);
     svg.append(s("line", { x1: x, x2: x, y1: H - B, y2: H - B + 4, stroke: "#9ca3af" }));
     svg.append(s("text", { x, y: H - B + 16, "text-anchor": "middle", "font-size": 11, fill: "#6b7280" }, Math.round(v)));
   }

@@ -32,7 +32,7 @@ pub struct Live {
     /// Training examples done in this epoch, of `examples`.
     pub done: usize,
     pub examples: usize,
-    /// Examples per second over the current epoch so far.
+    /// Training examples per second: over the current epoch so far, or the last one.
     pub examples_per_sec: Option<f64>,
     /// The latest sample questions.
     pub samples: Vec<LiveSample>,
@@ -101,10 +101,18 @@ impl Job {
                         .map(|t| t.elapsed().as_secs_f64());
                     self.update(|l| {
                         l.done = *done;
-                        l.examples_per_sec = secs.filter(|s| *s > 0.05).map(|s| *done as f64 / s);
+                        // Within long epochs; short ones are measured at their end.
+                        if let Some(s) = secs.filter(|s| *s > 0.5) {
+                            l.examples_per_sec = Some(*done as f64 / s);
+                        }
                     })
                 }
-                Event::EpochEnd { samples, .. } => self.update(|l| {
+                Event::EpochEnd {
+                    samples, record, ..
+                } => self.update(|l| {
+                    if record.train_secs > 0.0 {
+                        l.examples_per_sec = Some(l.examples as f64 / record.train_secs);
+                    }
                     l.samples = samples
                         .iter()
                         .map(|s| LiveSample {
