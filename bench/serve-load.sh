@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load on `seqcalc serve` while it trains: 50 clients follow the live run (50 server-sent event
 # streams) and re-read its record (wrk, 50 connections, each paced to one request every
-# PACE_MS), bounded in time, on loopback only. The same training runs alone (before and after)
+# PACE_MS) until the training ends, bounded in time, on loopback only. The same training runs alone (before and after)
 # and under load; the mean training seconds per epoch (history.json's train_secs) compare them.
 #
 #   bench/serve-load.sh [SECONDS_OF_LOAD]        (needs wrk and curl; target/release/seqcalc)
@@ -13,10 +13,11 @@ bin=target/release/seqcalc
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin" serve --port 0 --runs-dir "$work/runs" --max-trainings 1 >"$work/serve.out" 2>&1 &
+serve_pid=$!
 for _ in $(seq 50); do grep -q http "$work/serve.out" && break; sleep 0.1; done
 addr="$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.out")"
 origin=(-H "Origin: $addr" -H 'Content-Type: application/json')
-# A training of a few minutes on one core: 3-digit addition, LSTM 128, 20,000 questions.
+# A training of 15 epochs of about a second each on one core: 3-digit addition, LSTM 128.
 cfg='"digits":3,"hidden":128,"size":20000,"batch_size":128,"patience":0,"seed":1'
 
 # Trains run $1 for $2 epochs and waits for it to finish.
@@ -25,10 +26,20 @@ train() {
   until curl -sf "$addr/api/runs/$1" | grep -q '"status":"finished"'; do sleep 1; done
 }
 
-# The mean train_secs of epochs 2.. of run $1 (the first warms caches).
+# Run $1's mean train_secs per epoch (epochs 2.., the first warms caches) and its training
+# thread's CPU seconds per epoch (validation included).
 epoch_secs() {
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["records"][1:]; print("%.4f" % (sum(x["train_secs"] for x in r)/len(r)))' \
-    "$work/runs/$1/history.json"
+  curl -sf "$addr/api/runs/$1" | python3 -c 'import json,sys
+d=json.load(sys.stdin); r=d["history"]
+print("wall %.4f s/epoch, thread CPU %.4f s/epoch" % (sum(x["train_secs"] for x in r[1:])/(len(r)-1), d["live"]["cpu_secs"]/len(r)))'
+}
+
+# CPU seconds the server process has used so far (training threads included).
+cpu_now() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$serve_pid/stat"
+}
+train_cpu() {
+  curl -sf "$addr/api/runs/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["live"]["cpu_secs"])'
 }
 
 cat >"$work/paced.lua" <<EOF
@@ -36,27 +47,38 @@ function delay() return $pace end
 done = function(summary, latency, requests)
   io.write(string.format("requests %d, errors %d\n", summary.requests,
     summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-  for _, p in pairs({50, 90, 99, 99.9}) do
+  for _, p in ipairs({50, 90, 99, 99.9}) do
     io.write(string.format("p%g %.2f ms\n", p, latency:percentile(p) / 1000))
   end
   io.write(string.format("max %.2f ms\n", latency.max / 1000))
 end
 EOF
 
-epochs=12
-train alone-1 "$epochs"
-echo "alone-1: $(epoch_secs alone-1) s per epoch"
-
-# Under load: the training starts, 50 streams follow it, wrk reads its record.
-curl -sf "${origin[@]}" -d "{\"name\":\"loaded\",\"epochs\":$epochs,$cfg}" "$addr/api/train" >/dev/null
-for _ in $(seq 50); do
-  curl -sN --max-time "$((secs + 5))" "$addr/api/runs/loaded/events" >>"$work/streams.out" &
+epochs=15
+# Alone, under load, alone, under load, alone: the machine's other work drifts.
+for round in 1 2 3; do
+  train "alone-$round" "$epochs"
+  echo "alone-$round: $(epoch_secs "alone-$round")"
+  [ "$round" = 3 ] && break
+  # Under load: the training starts, 50 streams follow it, wrk re-reads its record until it ends.
+  name="loaded-$round"
+  cpu0=$(cpu_now); t0=$(date +%s.%N)
+  curl -sf "${origin[@]}" -d "{\"name\":\"$name\",\"epochs\":$epochs,$cfg}" "$addr/api/train" >/dev/null
+  : >"$work/streams.out"
+  streams=()
+  for _ in $(seq 50); do
+    curl -sN --max-time "$secs" "$addr/api/runs/$name/events" >>"$work/streams.out" &
+    streams+=($!)
+  done
+  wrk -t1 -c50 -d"${secs}s" --timeout 5s --latency -s "$work/paced.lua" "$addr/api/runs/$name" >"$work/wrk.out" &
+  wrk_pid=$!
+  until curl -sf "$addr/api/runs/$name" | grep -q '"status":"finished"'; do sleep 0.5; done
+  kill -INT "$wrk_pid"
+  wait "$wrk_pid" || true
+  cpu1=$(cpu_now); t1=$(date +%s.%N)
+  serving=$(python3 -c "import sys; c=$cpu1-$cpu0-$(train_cpu "$name"); w=$t1-$t0; print('%.2f CPU s in %.1f s: %.1f%% of a core' % (c, w, 100*c/w))")
+  echo "$name: $(epoch_secs "$name"); $(grep -c '^event: update' "$work/streams.out") stream updates"
+  echo "  serving (the server's CPU but the training thread's): $serving; wrk:"
+  sed -n '/^requests/,$p' "$work/wrk.out"
+  kill "${streams[@]}" 2>/dev/null || true
 done
-sleep 1
-wrk -t1 -c50 -d"${secs}s" --timeout 5s --latency -s "$work/paced.lua" "$addr/api/runs/loaded" | tee "$work/wrk.out"
-until curl -sf "$addr/api/runs/loaded" | grep -q '"status":"finished"'; do sleep 1; done
-echo "loaded: $(epoch_secs loaded) s per epoch (wrk ran for the first ${secs} s)"
-echo "stream updates received: $(grep -c '^event: update' "$work/streams.out")"
-
-train alone-2 "$epochs"
-echo "alone-2: $(epoch_secs alone-2) s per epoch"

@@ -614,6 +614,28 @@ fn a_training_is_started_followed_stopped_resumed_and_slots_are_bounded() {
     assert_eq!(d["manifest"]["outcome"], "finished");
     assert!(s.post("/api/runs/tiny/resume", r#"{"threads":2}"#).status >= 400);
     assert_eq!(s.post("/api/runs/missing/resume", "").status, 404);
+    // Stopped and resumed, it ends with the same bits as the same training never stopped.
+    let straight = TINY
+        .replace("\"tiny\"", "\"straight\"")
+        .replace("3000", &(epochs_then + 3).to_string());
+    assert_eq!(s.post("/api/train", &straight).status, 202);
+    let d2 = s.wait_status("straight", "finished", 120);
+    let losses = |d: &serde_json::Value| -> Vec<(f64, f64)> {
+        d["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["train_loss"].as_f64().unwrap(),
+                    r["val_loss"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(losses(&d), losses(&d2));
+    let weights = |n: &str| std::fs::read(s.runs().join(n).join("weights.safetensors")).unwrap();
+    assert!(weights("tiny") == weights("straight"), "the weights differ");
 }
 
 #[test]
