@@ -26,20 +26,22 @@ train() {
   until curl -sf "$addr/api/runs/$1" | grep -q '"status":"finished"'; do sleep 1; done
 }
 
-# Run $1's mean train_secs per epoch (epochs 2.., the first warms caches) and its training
-# thread's CPU seconds per epoch (validation included).
+# Run $1's mean train_secs per epoch (epochs 2.., the first warms caches).
 epoch_secs() {
   curl -sf "$addr/api/runs/$1" | python3 -c 'import json,sys
-d=json.load(sys.stdin); r=d["history"]
-print("wall %.4f s/epoch, thread CPU %.4f s/epoch" % (sum(x["train_secs"] for x in r[1:])/(len(r)-1), d["live"]["cpu_secs"]/len(r)))'
+r=json.load(sys.stdin)["history"]
+print("%.4f s per epoch" % (sum(x["train_secs"] for x in r[1:])/(len(r)-1)))'
 }
 
-# CPU seconds the server process has used so far (training threads included).
+# CPU seconds the server's threads have used so far, but its trainings' ("train-<name>").
 cpu_now() {
-  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$serve_pid/stat"
-}
-train_cpu() {
-  curl -sf "$addr/api/runs/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["live"]["cpu_secs"])'
+  local hz t sum=0
+  hz=$(getconf CLK_TCK)
+  for t in /proc/"$serve_pid"/task/*; do
+    case "$(cat "$t/comm" 2>/dev/null)" in train-*) continue ;; esac
+    sum=$(awk -v s="$sum" -v hz="$hz" '{print s + ($14 + $15) / hz}' "$t/stat" 2>/dev/null || echo "$sum")
+  done
+  echo "$sum"
 }
 
 cat >"$work/paced.lua" <<EOF
@@ -76,9 +78,9 @@ for round in 1 2 3; do
   kill -INT "$wrk_pid"
   wait "$wrk_pid" || true
   cpu1=$(cpu_now); t1=$(date +%s.%N)
-  serving=$(python3 -c "import sys; c=$cpu1-$cpu0-$(train_cpu "$name"); w=$t1-$t0; print('%.2f CPU s in %.1f s: %.1f%% of a core' % (c, w, 100*c/w))")
+  serving=$(python3 -c "c=$cpu1-$cpu0; w=$t1-$t0; print('%.2f CPU s in %.1f s: %.1f%% of a core' % (c, w, 100*c/w))")
   echo "$name: $(epoch_secs "$name"); $(grep -c '^event: update' "$work/streams.out") stream updates"
-  echo "  serving (the server's CPU but the training thread's): $serving; wrk:"
+  echo "  serving threads (all but the training's): $serving; wrk:"
   sed -n '/^requests/,$p' "$work/wrk.out"
   kill "${streams[@]}" 2>/dev/null || true
 done

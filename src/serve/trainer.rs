@@ -39,22 +39,6 @@ pub struct Live {
     /// The latest lines of output (runs trained by steps, stop reasons).
     pub lines: Vec<String>,
     pub error: Option<String>,
-    /// CPU seconds the training's thread has used (Linux), as of the last epoch or the end.
-    pub cpu_secs: Option<f64>,
-}
-
-/// CPU seconds the calling thread has used (Linux; elsewhere `None`).
-fn thread_cpu_secs() -> Option<f64> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: getrusage writes into the struct we pass and reads nothing else.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } == 0 {
-            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-            return Some(secs(ru.ru_utime) + secs(ru.ru_stime));
-        }
-    }
-    None
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -126,7 +110,6 @@ impl Job {
                 Event::EpochEnd {
                     samples, record, ..
                 } => self.update(|l| {
-                    l.cpu_secs = thread_cpu_secs();
                     if record.train_secs > 0.0 {
                         l.examples_per_sec = Some(l.examples as f64 / record.train_secs);
                     }
@@ -255,8 +238,6 @@ impl Trainer {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     train_with(cfg, &dir, open, &worker.stop, Some(&mut observe))
                 }));
-                let cpu = thread_cpu_secs();
-                worker.update(|l| l.cpu_secs = cpu);
                 worker.update(|l| match result {
                     Ok(Ok(t)) => {
                         let interrupted = match &t {
