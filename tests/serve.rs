@@ -280,6 +280,14 @@ fn runs_from_the_shell_are_listed_detailed_and_answer_questions() {
     assert_eq!(s.get("/api/runs/plain/files/checkpoint").status, 404);
     assert_eq!(s.get("/api/runs/plain/files/nothing.json").status, 404);
     assert_eq!(s.get("/api/runs/missing").status, 404);
+    let samples = json(&s.get("/api/runs/plain/samples"));
+    let samples = samples.as_array().unwrap();
+    assert_eq!(samples.len(), 10, "{samples:?}");
+    for q in samples {
+        let right = q["target"] == q["prediction"];
+        assert_eq!(q["correct"], right, "{q}");
+    }
+    assert_eq!(s.get("/api/runs/%2e%2e/samples").status, 400);
 
     // The playground: an answer with per-character confidences, the attention where the model
     // has it, and predict's message for a bad question.

@@ -209,7 +209,7 @@ async function runPage(name) {
         h("a", { href: "/play?run=" + encodeURIComponent(name) }, "Ask it questions →")),
       h("div", { class: "progress" }, bar), progressText, msg),
     charts,
-    h("h2", {}, "Sample questions (latest epoch)"), samples,
+    h("h2", {}, "Sample questions"), samples,
     lines,
     evaluations(d),
     h("h2", {}, "Config"), h("pre", { id: "config" }, JSON.stringify(d.config, null, 2)),
@@ -232,12 +232,14 @@ async function runPage(name) {
       progressText.textContent = `${hist[hist.length - 1].epoch} ${d.unit} on record`;
     }
     if (live && live.samples && live.samples.length) {
-      samples.replaceChildren(h("table", { id: "sample-table" },
-        h("thead", {}, h("tr", {}, h("th", {}, "question"), h("th", {}, "expected"), h("th", {}, "predicted"), h("th", {}, ""))),
-        h("tbody", {}, live.samples.map((q) => h("tr", { class: q.correct ? "right" : "wrong" },
-          h("td", { class: "mono" }, q.question), h("td", { class: "mono" }, q.target),
-          h("td", { class: "mono" }, q.prediction),
-          h("td", { class: q.correct ? "ok" : "bad" }, q.correct ? "✓" : "✗"))))));
+      samples.replaceChildren(sampleTable(live.samples, `Validation questions after epoch ${live.epoch}.`));
+    } else if (!samples.firstChild && !active) {
+      samples.append(h("p", { class: "muted" }, "…"));
+      api(runApi(name) + "/samples").then((rows) => {
+        if (samples.querySelector("#sample-table")) return;
+        samples.replaceChildren(rows.length ? sampleTable(rows, "Fresh questions answered by the kept weights.")
+          : h("p", { class: "muted" }, "Sample questions appear here after each epoch while this server trains the run."));
+      }).catch((e) => samples.replaceChildren(h("div", { class: "error" }, e.message)));
     } else if (!samples.firstChild) {
       samples.append(h("p", { class: "muted" }, "Sample questions appear here after each epoch while this server trains the run."));
     }
@@ -252,6 +254,15 @@ async function runPage(name) {
     if (u.history) { hist = u.history; drawCharts(); }
     show(u.status, u.live);
   });
+}
+
+function sampleTable(rows, caption) {
+  return h("div", {}, h("p", { class: "muted" }, caption), h("table", { id: "sample-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, "question"), h("th", {}, "expected"), h("th", {}, "predicted"), h("th", {}, ""))),
+    h("tbody", {}, rows.map((q) => h("tr", { class: q.correct ? "right" : "wrong" },
+      h("td", { class: "mono" }, q.question), h("td", { class: "mono" }, q.target),
+      h("td", { class: "mono" }, q.prediction),
+      h("td", { class: q.correct ? "ok" : "bad" }, q.correct ? "✓" : "✗"))))));
 }
 
 function evaluations(d) {

@@ -98,6 +98,7 @@ pub fn router(app: Shared) -> Router {
         .route("/api/runs/{name}/events", get(runs::events))
         .route("/api/runs/{name}/files/{file}", get(runs::file))
         .route("/api/runs/{name}/answer", post(play::answer))
+        .route("/api/runs/{name}/samples", get(play::samples))
         .route("/api/runs/{name}/stop", post(trainer::stop))
         .route("/api/runs/{name}/resume", post(trainer::resume))
         .route("/api/train", post(trainer::start))

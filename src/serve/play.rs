@@ -203,3 +203,51 @@ pub async fn answer(
     .await
     .map_err(ApiError::internal)?
 }
+
+/// Fresh questions for the samples of a run this server is not training.
+const SAMPLES: usize = 10;
+
+/// `GET /api/runs/{name}/samples`: fresh questions of the run's task answered by its kept
+/// weights, marked right or wrong (seq2seq runs; others get none).
+pub async fn samples(
+    State(app): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Vec<super::trainer::LiveSample>>> {
+    let dir = run_dir(&app, &name)?;
+    let cfg = seqcalc::run::load_config(&dir).map_err(|e| ApiError::not_found(e.to_string()))?;
+    let seqcalc::run::RunConfig::Seq2seq(c) = cfg else {
+        return Ok(Json(Vec::new()));
+    };
+    let _turn = app
+        .models
+        .turn
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let problems = seqcalc::task::generate(&c.task, SAMPLES, 2024)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        let run = app2.models.get(&dir).map_err(ApiError::bad)?;
+        let mut run = run.lock().expect("loaded run");
+        let questions: Vec<&str> = problems.iter().map(|p| p.question.as_str()).collect();
+        let answers = run.answer(&questions);
+        Ok(Json(
+            problems
+                .iter()
+                .zip(answers)
+                .filter_map(|(p, a)| {
+                    let a = a.ok()?;
+                    Some(super::trainer::LiveSample {
+                        question: p.question.clone(),
+                        target: p.answer.clone(),
+                        correct: a.output == p.answer,
+                        prediction: a.output,
+                    })
+                })
+                .collect(),
+        ))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
