@@ -4,6 +4,7 @@
 //! SIGTERM).
 
 mod cli;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -57,6 +58,10 @@ enum Cmd {
     ///
     /// Example: seqcalc sweep --grid hidden=32,64,128 --grid digits=3,5,8 --seeds 3
     Sweep(cli::sweep::SweepArgs),
+    /// A local web server: the runs, live curves, a playground and a train form.
+    ///
+    /// Example: seqcalc serve --runs-dir runs --port 8080
+    Serve(cli::serve::ServeArgs),
 }
 
 /// The version, the commit it was built from (where known) and the kernels this CPU runs.
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         Cmd::Experiment { cmd } => cli::experiment::exec(cmd),
         Cmd::Compare(a) => cli::compare::exec(a),
         Cmd::Sweep(a) => cli::sweep::exec(a),
+        Cmd::Serve(a) => cli::serve::exec(a),
     };
     if let Some(code) = cli::signals::exit_code() {
         if let Err(e) = &result {

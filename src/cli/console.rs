@@ -2,7 +2,6 @@
 //! example, the model summary, a progress bar and one line per epoch, sample questions, and
 //! where the run went.
 
-use super::signals;
 use anyhow::Result;
 use seqcalc::config::ExperimentConfig;
 use seqcalc::data::Dataset;
@@ -17,6 +16,7 @@ pub fn run_training(
     cfg: ExperimentConfig,
     dir: &std::path::Path,
     open: seqcalc::rundir::Open,
+    interrupt: &std::sync::atomic::AtomicBool,
     on_start: &mut dyn FnMut(&Dataset, &Dataset, usize),
 ) -> Result<train::Outcome> {
     // A question of this task for the closing hint ("12+345" fits only some tasks).
@@ -34,7 +34,7 @@ pub fn run_training(
     let color = report::stdout_color();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut out = std::io::stdout();
-    let outcome = train::run(cfg, dir, open, &signals::STOP, &mut |ev| match ev {
+    let outcome = train::run(cfg, dir, open, interrupt, &mut |ev| match ev {
         Event::Start {
             cfg,
             model,

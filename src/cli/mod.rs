@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod flags;
 pub mod lengths;
 pub mod predict;
+pub mod serve;
 pub mod signals;
 pub mod sweep;
 pub mod train;

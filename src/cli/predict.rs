@@ -203,13 +203,22 @@ fn human_line(q: &str, ans: &Answer, color: bool) -> String {
     format!("{q} = {shown}{detail}{check}")
 }
 
-/// `predict --explain`: for each answer step, the question characters it attended to most.
-pub fn explain(
+/// The attention of one answer of a seq2seq model with attention.
+pub struct AttentionMap {
+    /// Per input position, the question character it holds and its column (0-based) as typed;
+    /// `None` for padding.
+    pub columns: Vec<Option<(char, usize)>>,
+    /// Per output step up to the end symbol: the symbol written and its weight on each input
+    /// position.
+    pub rows: Vec<(char, Vec<f32>)>,
+}
+
+/// Which question characters each answer step attended to.
+pub fn attention_map(
     engine: &mut Seq2SeqEngine<f32>,
     run: &rundir::LoadedRun,
     question: &str,
-    out: &mut impl Write,
-) -> Result<()> {
+) -> Result<AttentionMap> {
     let (t_in, t_out) = (run.codec.input_len(), run.codec.output_len());
     let mut enc = vec![0u8; t_in];
     run.codec.encode_input(question, &mut enc)?;
@@ -236,6 +245,28 @@ pub fn explain(
             }
         }
     };
+    let columns = (0..t_in)
+        .map(|s| column(s).map(|c| (typed[c], c)))
+        .collect();
+    let mut rows = Vec::new();
+    for s in 0..t_out {
+        let sym = chosen[s];
+        rows.push((run.codec.symbol(sym), w[s * t_in..(s + 1) * t_in].to_vec()));
+        if Some(sym) == run.codec.eos_index() {
+            break;
+        }
+    }
+    Ok(AttentionMap { columns, rows })
+}
+
+/// `predict --explain`: for each answer step, the question characters it attended to most.
+pub fn explain(
+    engine: &mut Seq2SeqEngine<f32>,
+    run: &rundir::LoadedRun,
+    question: &str,
+    out: &mut impl Write,
+) -> Result<()> {
+    let map = attention_map(engine, run, question)?;
     writeln!(
         out,
         "  attention (output step: symbol <- question characters, column and weight){}",
@@ -245,30 +276,19 @@ pub fn explain(
             ""
         }
     )?;
-    for s in 0..t_out {
-        let sym = chosen[s];
-        let row = &w[s * t_in..(s + 1) * t_in];
-        let mut order: Vec<usize> = (0..t_in).collect();
+    for (s, (sym, row)) in map.rows.iter().enumerate() {
+        let mut order: Vec<usize> = (0..row.len()).collect();
         order.sort_by(|&x, &y| row[y].total_cmp(&row[x]));
         let top: Vec<String> = order
             .iter()
             .take(3)
             .filter(|&&i| row[i] >= 0.05)
-            .map(|&i| match column(i) {
-                Some(c) => format!("{:?}@{} {:.2}", typed[c], c + 1, row[i]),
+            .map(|&i| match map.columns[i] {
+                Some((ch, c)) => format!("{ch:?}@{} {:.2}", c + 1, row[i]),
                 None => format!("pad {:.2}", row[i]),
             })
             .collect();
-        writeln!(
-            out,
-            "  {:>2}: {:?} <- {}",
-            s + 1,
-            run.codec.symbol(sym),
-            top.join(", ")
-        )?;
-        if Some(sym) == run.codec.eos_index() {
-            break;
-        }
+        writeln!(out, "  {:>2}: {:?} <- {}", s + 1, sym, top.join(", "))?;
     }
     Ok(())
 }

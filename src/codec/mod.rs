@@ -392,6 +392,18 @@ impl Codec {
     pub fn decode_probs_work(&self, probs: &[f32]) -> Option<String> {
         self.decode_work(&self.argmax_steps(probs).0)
     }
+    /// What the model wrote, step by step in the order it wrote them: the argmax symbol of each
+    /// step up to and including the end symbol, with its probability (the per-character
+    /// confidence; their product is `decode_probs`'s confidence). Padding steps are included.
+    pub fn written_steps(&self, probs: &[f32]) -> Vec<(char, f32)> {
+        let (indices, _) = self.argmax_steps(probs);
+        let v = self.vocab_size();
+        indices
+            .iter()
+            .zip(probs.chunks_exact(v))
+            .map(|(&i, step)| (self.symbol(i), step[usize::from(i)]))
+            .collect()
+    }
     /// The argmax symbol of each step up to the end symbol, and the product of their
     /// probabilities.
     fn argmax_steps(&self, probs: &[f32]) -> (Vec<u8>, f64) {

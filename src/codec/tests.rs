@@ -382,6 +382,10 @@ fn decode_probs_takes_argmax_and_multiplies() {
     assert_eq!(answer, "13");
     let want = 0.9f64 * 0.5 * 0.8 * 1.0;
     assert!((confidence - want).abs() < 1e-6, "{confidence}");
+    assert_eq!(
+        c.written_steps(&probs),
+        [('1', 0.9), ('3', 0.5), (' ', 0.8), (' ', 1.0)]
+    );
 }
 
 #[test]

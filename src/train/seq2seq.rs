@@ -30,6 +30,9 @@ pub(super) struct Seq2seqTrainee<'e> {
     adam: Adam,
     /// The loop state as of the last epoch's end (its position fields are set when saved).
     pub state: LoopState,
+    /// On resume, the hash the checkpoint must carry: the stored config's, before `--epochs`
+    /// moved its bound.
+    stored_hash: Option<String>,
     pub events: &'e mut dyn FnMut(Event),
     /// Batches per epoch.
     batches: usize,
@@ -54,10 +57,12 @@ impl<'e> Seq2seqTrainee<'e> {
         resume: bool,
         events: &'e mut dyn FnMut(Event),
     ) -> Result<Self, TrainError> {
+        let mut stored_hash = None;
         if resume {
             // `--epochs` extends a resumed run.
             let (epochs, threads) = (cfg.train.epochs, cfg.train.threads);
             cfg = rundir::load_config(dir)?;
+            stored_hash = Some(config_hash(&cfg));
             cfg.train.epochs = epochs;
             if threads != 0 {
                 cfg.train.threads = threads;
@@ -100,6 +105,7 @@ impl<'e> Seq2seqTrainee<'e> {
             params: Vec::new(),
             adam,
             state,
+            stored_hash,
             events,
             order: Vec::new(),
             sums: SliceStats::default(),
@@ -159,10 +165,20 @@ impl Trainee for Seq2seqTrainee<'_> {
             })?;
         // Checkpoints written before the hashes existed carry none: nothing to compare.
         for (what, have, want) in [
-            ("configuration", &saved.config_hash, &self.state.config_hash),
-            ("training data", &saved.data_hash, &self.state.data_hash),
+            (
+                "configuration",
+                &saved.config_hash,
+                self.stored_hash
+                    .as_ref()
+                    .or(self.state.config_hash.as_ref()),
+            ),
+            (
+                "training data",
+                &saved.data_hash,
+                self.state.data_hash.as_ref(),
+            ),
         ] {
-            if have.is_some() && have != want {
+            if have.is_some() && have.as_ref() != want {
                 return Err(RunError::File {
                     path: path.to_path_buf(),
                     msg: format!("belongs to another run: its {what} hash differs from this run directory's config.json; restore the run's own checkpoint, or start over with --restart"),
