@@ -167,7 +167,7 @@ fn result_row(
             )
         }
         Trained::Regression(rep) => (
-            "regression".to_string(),
+            format!("{} epochs", rep.history.records.len()),
             format!("RMSE {:.3} on {} new", rep.rmse, rep.pairs.len()),
         ),
         Trained::CoupledTransformer { outcome, .. } => (
@@ -200,12 +200,13 @@ fn measured(dir: &std::path::Path) -> String {
     };
     let day = m.ended.as_deref().unwrap_or(&m.started);
     format!(
-        "{}, {}, {}, {} threads, {} kernels",
+        "{}, {}, {}, {} thread{}, {} kernels",
         day.get(..10).unwrap_or(day),
         m.git_commit
             .map_or("commit unknown".to_string(), |c| format!("commit {c}")),
         m.cpu,
         m.threads,
+        if m.threads == 1 { "" } else { "s" },
         m.kernel_level,
     )
 }
