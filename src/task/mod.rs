@@ -5,6 +5,7 @@
 //! platform and rand version).
 
 mod arithmetic;
+pub mod exhaustive;
 pub mod expression;
 pub mod long_addition;
 mod operand;
@@ -129,6 +130,11 @@ impl Problem {
 pub enum TaskError {
     #[error("invalid task: {0}")]
     Invalid(String),
+    #[error(
+        "the whole domain of {what} has {size} questions, more than the {max} an exhaustive \
+         evaluation scores; score a random sample instead (--n)"
+    )]
+    DomainTooLarge { what: String, size: u128, max: u128 },
     #[error("asked for {wanted} unique questions but the task has only {available} distinct ones")]
     TooFew { wanted: usize, available: u128 },
     #[error(
