@@ -23,7 +23,7 @@ pub struct EvalArgs {
     pub seed: Option<u64>,
     /// Seq2seq runs: score every question of the task's domain instead of a sample (every
     /// ordered pair a+b of 3-digit operands: 1,000,000), when it has at most 10,000,000.
-    #[arg(long, conflicts_with_all = ["n", "seed"])]
+    #[arg(long)]
     pub exhaustive: bool,
     /// Machine-readable output.
     #[arg(long)]
@@ -74,6 +74,9 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
             "--threads {threads} must be in 1..={}",
             seqcalc::parallel::MAX_THREADS
         );
+    }
+    if a.exhaustive && (a.n.is_some() || a.seed.is_some()) {
+        bail!("--exhaustive scores every question of the domain; --n and --seed draw a sample instead");
     }
     let seed = a.seed.unwrap_or(7);
     let run = Run::load(&a.model, threads)?;

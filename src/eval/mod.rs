@@ -359,7 +359,7 @@ impl EvalReport {
         };
         let mut s = if self.exhaustive {
             format!(
-                "every question of {}: {} (ordered operands, each once)\nexact match:        {:.6}  ({} of {}, {} wrong)\nper-character acc.: {:.6}\nanswers/s:          {:.0}\n",
+                "every question of {}: {} (each once)\nexact match:        {:.6}  ({} of {}, {} wrong)\nper-character acc.: {:.6}\nanswers/s:          {:.0}\n",
                 self.task.describe(),
                 self.n,
                 self.exact_match,
