@@ -63,7 +63,7 @@ const INT_FLAGS: &[&str] = &[
     "--samples",
 ];
 
-const FLOAT_FLAGS: &[&str] = &["--lr", "--stop-at-exact"];
+const FLOAT_FLAGS: &[&str] = &["--lr", "--stop-at-exact", "--uniform-fraction"];
 
 /// Integer fields of the config file, by section.
 const INT_FIELDS: &[&str] = &[
@@ -92,6 +92,7 @@ const INT_FIELDS: &[&str] = &[
 ];
 
 const FLOAT_FIELDS: &[&str] = &[
+    "task.uniform_fraction",
     "data.val_fraction",
     "optim.lr",
     "optim.beta1",
@@ -550,7 +551,10 @@ const EXPERIMENT_INT_FLAGS: &[(&str, &[&str])] = &[
 ];
 
 const EXPERIMENT_FLOAT_FLAGS: &[(&str, &[&str])] = &[
-    ("keras-addition", &["--lr", "--stop-at-exact"]),
+    (
+        "keras-addition",
+        &["--lr", "--stop-at-exact", "--uniform-fraction"],
+    ),
     (
         "length-generalisation",
         &["--lr", "--train-seconds", "--pad-fraction"],

@@ -18,9 +18,13 @@ pub struct EvalArgs {
     /// 200 digits, 200 beyond).
     #[arg(long)]
     pub n: Option<usize>,
-    /// Seed of the fresh questions.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    /// Seed of the fresh questions (default 7).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seq2seq runs: score every question of the task's domain instead of a sample (every
+    /// ordered pair a+b of 3-digit operands: 1,000,000), when it has at most 10,000,000.
+    #[arg(long)]
+    pub exhaustive: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -71,6 +75,10 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
             seqcalc::parallel::MAX_THREADS
         );
     }
+    if a.exhaustive && (a.n.is_some() || a.seed.is_some()) {
+        bail!("--exhaustive scores every question of the domain; --n and --seed draw a sample instead");
+    }
+    let seed = a.seed.unwrap_or(7);
     let run = Run::load(&a.model, threads)?;
     let seq2seq_flags = a.digits.is_some() || a.min_digits.is_some() || a.terms.is_some();
     let length_flags =
@@ -78,8 +86,8 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
     let kind = run.kind();
     match run {
         Run::CoupledTransformer { .. } | Run::PairGru { .. } => {
-            if seq2seq_flags {
-                bail!("--digits, --min-digits and --terms apply to seq2seq runs; {kind} runs take --lengths, --stress, --heatmap and --sharpen");
+            if seq2seq_flags || a.exhaustive {
+                bail!("--exhaustive, --digits, --min-digits and --terms apply to seq2seq runs; {kind} runs take --lengths, --stress, --heatmap and --sharpen");
             }
             lengths::eval(
                 run,
@@ -91,15 +99,15 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
                     heatmap: a.heatmap,
                     sharpen: a.sharpen,
                 },
-                a.seed,
+                seed,
                 a.json,
             )
         }
         Run::Regression(m) => {
-            if seq2seq_flags || length_flags {
+            if seq2seq_flags || length_flags || a.exhaustive {
                 bail!("a regression run takes --n, --seed and --json only");
             }
-            let rep = m.evaluate(a.n.unwrap_or(10_000), a.seed);
+            let rep = m.evaluate(a.n.unwrap_or(10_000), seed);
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {
@@ -128,13 +136,11 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
                 }
                 (task.terms_min, task.terms_max) = (lo, hi);
             }
-            let rep = seqcalc::eval::evaluate_fresh_on(
-                &run,
-                &task,
-                a.n.unwrap_or(10_000),
-                a.seed,
-                threads,
-            )?;
+            let rep = if a.exhaustive {
+                seqcalc::eval::evaluate_exhaustive(&run, &task, threads)?
+            } else {
+                seqcalc::eval::evaluate_fresh_on(&run, &task, a.n.unwrap_or(10_000), seed, threads)?
+            };
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {

@@ -8,6 +8,7 @@ use super::{lengths, signals};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use seqcalc::config::ExperimentConfig;
+use seqcalc::eval::EvalReport;
 use seqcalc::experiment::Experiment;
 use seqcalc::run::{self, RunConfig};
 use std::path::PathBuf;
@@ -40,9 +41,10 @@ pub struct ExperimentRunArgs {
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Also write the results as a Markdown table to this file (with the date, machine and
-    /// commit), scored on 10,000 fresh questions per seq2seq run. In a file that has the
-    /// lines `<!-- results:begin -->` and `<!-- results:end -->`, only what is between them
-    /// is replaced.
+    /// commit), scored on 10,000 fresh questions per seq2seq run, and on the whole domain where
+    /// it has at most 10,000,000 questions. In a file that has the lines
+    /// `<!-- results:begin -->` and `<!-- results:end -->`, only what is between them is
+    /// replaced.
     #[arg(long, value_name = "FILE.md")]
     pub results: Option<PathBuf>,
     /// Go on with the runs of these experiments that exist under --runs-dir (a finished one
@@ -120,6 +122,7 @@ fn result_row(
     e: &Experiment,
     trained: &Trained,
     dir: &std::path::Path,
+    whole: Option<&EvalReport>,
     verdict: &str,
     secs: f64,
 ) -> Result<String> {
@@ -183,8 +186,16 @@ fn result_row(
         .split_once(": ")
         .map_or(verdict, |(_, v)| v)
         .replace('|', "/");
+    let whole = whole.map_or(String::new(), |r| {
+        format!(
+            "**{:.6}** ({} of {} wrong)",
+            r.exact_match,
+            r.n - r.exact,
+            r.n
+        )
+    });
     Ok(format!(
-        "| {} | {trained_for} | {score} | {verdict} | {train_secs:.0} |",
+        "| {} | {trained_for} | {score} | {whole} | {verdict} | {train_secs:.0} |",
         e.kind().name()
     ))
 }
@@ -211,11 +222,51 @@ fn measured(dir: &std::path::Path) -> String {
     )
 }
 
+/// Most questions `experiment run --quick` scores over the whole domain (a quick run only
+/// checks that the step runs).
+const QUICK_WHOLE_DOMAIN: u128 = 10_000;
+
+/// Scores a trained seq2seq run on every question of its task's domain when that is small
+/// enough (`eval --exhaustive`), and prints the result; `None` for larger domains.
+fn whole_domain(dir: &std::path::Path, quick: bool) -> Result<Option<EvalReport>> {
+    let run = seqcalc::rundir::load_run(dir)?;
+    let size = seqcalc::task::exhaustive::domain_size(&run.cfg.task)?;
+    let limit = if quick {
+        QUICK_WHOLE_DOMAIN
+    } else {
+        seqcalc::task::exhaustive::MAX_DOMAIN
+    };
+    if size > limit {
+        return Ok(None);
+    }
+    let threads = seqcalc::parallel::default_threads();
+    let rep = match seqcalc::eval::evaluate_exhaustive(&run, &run.cfg.task, threads) {
+        Ok(rep) => rep,
+        // Too many symbols to read (long pq-system questions): no whole-domain score.
+        Err(seqcalc::eval::EvalError::DoesNotFit(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let first = rep
+        .failures
+        .first()
+        .map_or(String::new(), |(q, want, got)| {
+            format!("; the first: {q} = {want}, got {got}")
+        });
+    println!(
+        "Whole domain: {} of {} questions right ({:.6}), {} wrong{first}",
+        rep.exact,
+        rep.n,
+        rep.exact_match,
+        rep.n - rep.exact
+    );
+    Ok(Some(rep))
+}
+
 const RESULTS_HEAD: &str =
     "Rows written by `seqcalc experiment run NAME --results FILE`; exact match is of \
     the whole answer, on fresh questions (none seen in training) unless the row says otherwise.\n\n\
-    | experiment | kind | trained | exact match | verdict | training s | measured |\n\
-    | --- | --- | --- | --- | --- | ---: | --- |\n";
+    | experiment | kind | trained | exact match | whole domain | verdict | training s | measured |\n\
+    | --- | --- | --- | --- | --- | --- | ---: | --- |\n";
 
 /// The results table of `old` (a table this command wrote, or nothing) with `new` rows
 /// (experiment, row) in place of the rows of the same experiments, and after the others.
@@ -327,10 +378,17 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             break;
         }
         let secs = t0.elapsed().as_secs_f64();
+        let mut whole = None;
         let mut verdict = match &mut trained {
             Trained::Seq2seq(outcome) => {
                 let best = outcome.best().cloned();
-                let v = e.verdict(best.as_ref().map_or(0.0, |b| b.val_exact));
+                whole = whole_domain(&dir, a.quick)?;
+                let v = match &whole {
+                    Some(rep) if e.claim_whole_domain => {
+                        e.verdict_whole_domain(rep.n - rep.exact, rep.n)
+                    }
+                    _ => e.verdict(best.as_ref().map_or(0.0, |b| b.val_exact)),
+                };
                 results.push((e.name, best));
                 v
             }
@@ -353,7 +411,7 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             } else {
                 e.name.to_string()
             };
-            let row = result_row(e, &trained, &dir, &verdict, secs)?;
+            let row = result_row(e, &trained, &dir, whole.as_ref(), &verdict, secs)?;
             rows.push((key.clone(), format!("| {key} {row} {} |", measured(&dir))));
         }
         if a.quick {

@@ -17,6 +17,10 @@ pub struct RunFlags {
     /// Shortest operand in digits (default 1); above 1 every operand has at least this many.
     #[arg(long, help_heading = "Task")]
     pub min_digits: Option<usize>,
+    /// Arithmetic: the fraction of questions drawn uniformly over every ordered operand pair
+    /// instead of Keras's way (a length first, so short operands are common); 0 is Keras's.
+    #[arg(long, help_heading = "Task")]
+    pub uniform_fraction: Option<f64>,
     /// Operator of the arithmetic task.
     #[arg(long, help_heading = "Task", value_parser = ["+", "-"])]
     pub op: Option<String>,
@@ -145,6 +149,7 @@ pub struct RunFlags {
 pub const TASK_FLAGS: &[&str] = &[
     "digits",
     "min-digits",
+    "uniform-fraction",
     "op",
     "task",
     "terms",
@@ -232,6 +237,7 @@ impl RunFlags {
         let set = [
             ("digits", self.digits.is_some()),
             ("min-digits", self.min_digits.is_some()),
+            ("uniform-fraction", self.uniform_fraction.is_some()),
             ("op", self.op.is_some()),
             ("task", self.task.is_some()),
             ("terms", self.terms.is_some()),
@@ -375,6 +381,7 @@ impl RunFlags {
         }
         set(&mut cfg.task.digits, self.digits);
         set(&mut cfg.task.min_digits, self.min_digits);
+        set(&mut cfg.task.uniform_fraction, self.uniform_fraction);
         let expression_flags =
             self.terms.is_some() || self.ops.is_some() || self.brackets.is_some();
         if expression_flags && cfg.task.kind != TaskKind::Expression {
@@ -503,6 +510,7 @@ mod tests {
     const SAMPLES: &[(&str, Option<&str>)] = &[
         ("digits", Some("4")),
         ("min-digits", Some("2")),
+        ("uniform-fraction", Some("0.5")),
         ("op", Some("-")),
         ("task", Some("pq-system")),
         ("terms", Some("3")),

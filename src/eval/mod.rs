@@ -29,18 +29,24 @@ pub struct EvalReport {
     pub task: TaskConfig,
     /// Whether `task` differs from the training task (e.g. longer operands).
     pub task_differs: bool,
+    /// Whether every question of the task's domain was scored (`evaluate_exhaustive`), in its
+    /// fixed order; then `seed` is unused and `failures` are the first wrong answers.
+    pub exhaustive: bool,
     pub n: usize,
     /// Whether the run's own questions were excluded (unique tasks); tasks drawn with
     /// repetition are scored on new draws that may repeat training questions.
     pub excludes_seen: bool,
     pub seed: u64,
+    /// Questions answered exactly right.
+    pub exact: usize,
     pub exact_match: f64,
     pub char_accuracy: f64,
     pub by_operand_lengths: Vec<Group>,
     pub by_carries: Vec<Group>,
     /// By the length of the right answer in characters (a sign included).
     pub by_answer_length: Vec<Group>,
-    /// Up to 10 questions answered wrong: (question, expected, predicted).
+    /// Up to 10 questions answered wrong (with `exhaustive`, the first 10 in the domain's
+    /// order): (question, expected, predicted).
     pub failures: Vec<(String, String, String)>,
     pub answers_per_sec: f64,
 }
@@ -170,122 +176,236 @@ pub fn score(
     seed: u64,
     threads: usize,
 ) -> Result<EvalReport, EvalError> {
-    let ds = Dataset::encode(problems, &run.codec)?;
     let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(run.model.clone(), threads);
-    let t0 = std::time::Instant::now();
-    let mut pred = Vec::with_capacity(ds.n * ds.t_out);
-    let chunk = run
-        .model
-        .inference_rows(crate::model::INFERENCE_BUDGET_BYTES);
-    for start in (0..ds.n).step_by(chunk) {
-        let end = (start + chunk).min(ds.n);
-        pred.extend(engine.predict_indices(
-            &run.params,
-            &ds.inputs[start * ds.t_in..end * ds.t_in],
-            end - start,
-        ));
+    let mut tally = Tally::default();
+    tally.add(run, &mut engine, problems)?;
+    Ok(tally.report(run, seed, false))
+}
+
+/// The most symbols (questions times the model's input and output widths) an exhaustive
+/// evaluation reads and writes: the whole 3-digit domain is 11 million.
+pub const MAX_EXHAUSTIVE_SYMBOLS: u128 = 200_000_000;
+
+/// Questions encoded and scored at a time by [`evaluate_exhaustive`].
+const EXHAUSTIVE_CHUNK: usize = 1 << 17;
+
+/// Scores every question of `task`'s domain (`task::exhaustive`): the run's task, or one with
+/// other operand lengths or term counts that fits the model. Refuses a domain of more than
+/// `task::exhaustive::MAX_DOMAIN` questions or [`MAX_EXHAUSTIVE_SYMBOLS`] symbols.
+pub fn evaluate_exhaustive(
+    run: &LoadedRun,
+    task: &TaskConfig,
+    threads: usize,
+) -> Result<EvalReport, EvalError> {
+    task.validate()?;
+    let differs = *task != run.cfg.task;
+    if differs {
+        check_fits(run, task)?;
     }
-    let answers_per_sec = ds.n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-    let mut exact = 0;
-    let mut chars = 0;
-    let mut positions = 0;
-    let mut by_len: BTreeMap<Vec<usize>, (usize, usize)> = BTreeMap::new();
-    let mut by_carry: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-    let mut by_answer: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for i in 0..ds.n {
-        let p = &pred[i * ds.t_out..(i + 1) * ds.t_out];
-        let t = ds.target(i);
-        let scored = run.model.scored_len(t);
-        positions += scored;
-        chars += p[..scored]
-            .iter()
-            .zip(&t[..scored])
-            .filter(|(a, b)| a == b)
-            .count();
-        let ok = run.model.answer_matches(p, t);
-        exact += usize::from(ok);
-        let prob = &ds.problems[i];
-        let e = by_len.entry(prob.operand_lens.clone()).or_default();
-        e.0 += 1;
-        e.1 += usize::from(ok);
-        let e = by_carry.entry(prob.carries).or_default();
-        e.0 += 1;
-        e.1 += usize::from(ok);
-        let e = by_answer.entry(prob.answer.chars().count()).or_default();
-        e.0 += 1;
-        e.1 += usize::from(ok);
-        if !ok && failures.len() < 10 {
-            failures.push((
-                prob.question.clone(),
-                prob.answer.clone(),
-                run.codec.decode_output(p),
+    let domain = crate::task::exhaustive::enumerate(task)?;
+    let width = (run.codec.input_len() + run.codec.output_len()) as u128;
+    let symbols = domain.size() as u128 * width;
+    if symbols > MAX_EXHAUSTIVE_SYMBOLS {
+        return Err(EvalError::DoesNotFit(format!(
+            "the whole domain of {} has {} questions of {width} symbols each ({symbols} in all), \
+             more than the {MAX_EXHAUSTIVE_SYMBOLS} an exhaustive evaluation reads; score a \
+             random sample instead (--n)",
+            task.describe(),
+            domain.size()
+        )));
+    }
+    let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(run.model.clone(), threads);
+    let mut tally = Tally::default();
+    let mut domain = domain.peekable();
+    while domain.peek().is_some() {
+        let chunk: Vec<Problem> = domain.by_ref().take(EXHAUSTIVE_CHUNK).collect();
+        tally.add(run, &mut engine, chunk)?;
+    }
+    let mut rep = tally.report(run, 0, true);
+    rep.task = task.clone();
+    rep.task_differs = differs;
+    Ok(rep)
+}
+
+/// Running counts of one scoring pass, chunk by chunk.
+#[derive(Default)]
+struct Tally {
+    n: usize,
+    exact: usize,
+    chars: usize,
+    positions: usize,
+    by_len: BTreeMap<Vec<usize>, (usize, usize)>,
+    by_carry: BTreeMap<usize, (usize, usize)>,
+    by_answer: BTreeMap<usize, (usize, usize)>,
+    failures: Vec<(String, String, String)>,
+    /// Seconds spent answering (inference only).
+    secs: f64,
+}
+
+/// Wrong answers a report lists.
+const FAILURES_SHOWN: usize = 10;
+
+impl Tally {
+    /// Encodes, answers and scores `problems`.
+    fn add(
+        &mut self,
+        run: &LoadedRun,
+        engine: &mut Seq2SeqEngine<f32>,
+        problems: Vec<Problem>,
+    ) -> Result<(), EvalError> {
+        let ds = Dataset::encode(problems, &run.codec)?;
+        let t0 = std::time::Instant::now();
+        let mut pred = Vec::with_capacity(ds.n * ds.t_out);
+        let chunk = run
+            .model
+            .inference_rows(crate::model::INFERENCE_BUDGET_BYTES);
+        for start in (0..ds.n).step_by(chunk) {
+            let end = (start + chunk).min(ds.n);
+            pred.extend(engine.predict_indices(
+                &run.params,
+                &ds.inputs[start * ds.t_in..end * ds.t_in],
+                end - start,
             ));
         }
+        self.secs += t0.elapsed().as_secs_f64();
+        self.n += ds.n;
+        for i in 0..ds.n {
+            let p = &pred[i * ds.t_out..(i + 1) * ds.t_out];
+            let t = ds.target(i);
+            let scored = run.model.scored_len(t);
+            self.positions += scored;
+            self.chars += p[..scored]
+                .iter()
+                .zip(&t[..scored])
+                .filter(|(a, b)| a == b)
+                .count();
+            let ok = run.model.answer_matches(p, t);
+            self.exact += usize::from(ok);
+            let prob = &ds.problems[i];
+            for e in [
+                self.by_len.entry(prob.operand_lens.clone()).or_default(),
+                self.by_carry.entry(prob.carries).or_default(),
+                self.by_answer
+                    .entry(prob.answer.chars().count())
+                    .or_default(),
+            ] {
+                e.0 += 1;
+                e.1 += usize::from(ok);
+            }
+            if !ok && self.failures.len() < FAILURES_SHOWN {
+                self.failures.push((
+                    prob.question.clone(),
+                    prob.answer.clone(),
+                    run.codec.decode_output(p),
+                ));
+            }
+        }
+        Ok(())
     }
-    let group = |key: String, (n, e): (usize, usize)| Group {
-        key,
-        n,
-        exact: e,
-        exact_match: e as f64 / n as f64,
-    };
-    Ok(EvalReport {
-        task: run.cfg.task.clone(),
-        task_differs: false,
-        n: ds.n,
-        excludes_seen: true,
-        seed,
-        exact_match: exact as f64 / ds.n.max(1) as f64,
-        char_accuracy: chars as f64 / positions.max(1) as f64,
-        by_operand_lengths: by_len
-            .into_iter()
-            .map(|(k, v)| {
-                group(
-                    k.iter()
-                        .map(|l| l.to_string())
-                        .collect::<Vec<_>>()
-                        .join("x"),
-                    v,
-                )
-            })
-            .collect(),
-        by_carries: by_carry
-            .into_iter()
-            .map(|(k, v)| group(k.to_string(), v))
-            .collect(),
-        by_answer_length: by_answer
-            .into_iter()
-            .map(|(k, v)| group(k.to_string(), v))
-            .collect(),
-        failures,
-        answers_per_sec,
-    })
+
+    fn report(self, run: &LoadedRun, seed: u64, exhaustive: bool) -> EvalReport {
+        let group = |key: String, (n, e): (usize, usize)| Group {
+            key,
+            n,
+            exact: e,
+            exact_match: e as f64 / n as f64,
+        };
+        EvalReport {
+            task: run.cfg.task.clone(),
+            task_differs: false,
+            exhaustive,
+            n: self.n,
+            excludes_seen: !exhaustive,
+            seed,
+            exact: self.exact,
+            exact_match: self.exact as f64 / self.n.max(1) as f64,
+            char_accuracy: self.chars as f64 / self.positions.max(1) as f64,
+            by_operand_lengths: self
+                .by_len
+                .into_iter()
+                .map(|(k, v)| {
+                    group(
+                        k.iter()
+                            .map(|l| l.to_string())
+                            .collect::<Vec<_>>()
+                            .join("x"),
+                        v,
+                    )
+                })
+                .collect(),
+            by_carries: self
+                .by_carry
+                .into_iter()
+                .map(|(k, v)| group(k.to_string(), v))
+                .collect(),
+            by_answer_length: self
+                .by_answer
+                .into_iter()
+                .map(|(k, v)| group(k.to_string(), v))
+                .collect(),
+            failures: self.failures,
+            answers_per_sec: self.n as f64 / self.secs.max(1e-9),
+        }
+    }
 }
 
 impl EvalReport {
     /// A table for people.
     pub fn to_table(&self) -> String {
-        let mut s = format!(
-            "{}fresh questions: {} (seed {}), {}\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
-            if self.task_differs {
-                format!("task: {} (not the training task)\n", self.task.describe())
-            } else {
-                String::new()
-            },
-            self.n,
-            self.seed,
-            if self.excludes_seen { "none seen in training or validation" } else { "new draws (this task repeats questions, so some were seen in training)" },
-            self.exact_match,
-            (self.exact_match * self.n as f64).round() as usize,
-            self.n,
-            self.char_accuracy,
-            self.answers_per_sec
-        );
+        let task = if self.task_differs {
+            format!("task: {} (not the training task)\n", self.task.describe())
+        } else {
+            String::new()
+        };
+        let mut s = if self.exhaustive {
+            format!(
+                "every question of {}: {} (each once)\nexact match:        {:.6}  ({} of {}, {} wrong)\nper-character acc.: {:.6}\nanswers/s:          {:.0}\n",
+                self.task.describe(),
+                self.n,
+                self.exact_match,
+                self.exact,
+                self.n,
+                self.n - self.exact,
+                self.char_accuracy,
+                self.answers_per_sec
+            )
+        } else {
+            format!(
+                "{task}fresh questions: {} (seed {}), {}\nexact match:        {:.4}  ({} of {})\nper-character acc.: {:.4}\nanswers/s:          {:.0}\n",
+                self.n,
+                self.seed,
+                if self.excludes_seen { "none seen in training or validation" } else { "new draws (this task repeats questions, so some were seen in training)" },
+                self.exact_match,
+                self.exact,
+                self.n,
+                self.char_accuracy,
+                self.answers_per_sec
+            )
+        };
+        if self.exhaustive {
+            s.insert_str(0, &task);
+        }
         for (title, groups) in [
             ("operand lengths", &self.by_operand_lengths),
             ("carries/borrows", &self.by_carries),
             ("answer length", &self.by_answer_length),
         ] {
+            if self.exhaustive {
+                s.push_str(&format!(
+                    "\nby {title}:\n  {:<12}{:>9}{:>8}{:>11}\n",
+                    "group", "n", "wrong", "exact"
+                ));
+                for g in groups {
+                    s.push_str(&format!(
+                        "  {:<12}{:>9}{:>8}{:>11.6}\n",
+                        g.key,
+                        g.n,
+                        g.n - g.exact,
+                        g.exact_match
+                    ));
+                }
+                continue;
+            }
             s.push_str(&format!(
                 "\nby {title}:\n  {:<12}{:>8}{:>10}\n",
                 "group", "n", "exact"
@@ -298,7 +418,11 @@ impl EvalReport {
             }
         }
         if !self.failures.is_empty() {
-            s.push_str("\nsome wrong answers (question = expected, got):\n");
+            s.push_str(if self.exhaustive {
+                "\nthe first wrong answers (question = expected, got):\n"
+            } else {
+                "\nsome wrong answers (question = expected, got):\n"
+            });
             for (q, e, p) in &self.failures {
                 let p = if p.is_empty() {
                     "\"\" (empty)"

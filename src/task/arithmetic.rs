@@ -14,6 +14,8 @@ pub(super) struct Sampler {
     op: Op,
     digits: usize,
     min_digits: usize,
+    /// The fraction of pairs drawn uniformly over the domain (`TaskConfig::uniform_fraction`).
+    uniform_fraction: f64,
     /// Brownlee's operand range, when set (else the Keras digit-length draw).
     range: Option<(u128, u128)>,
     dedup: Dedup,
@@ -26,6 +28,7 @@ impl Sampler {
                 .ok_or_else(|| TaskError::Invalid(format!("unknown operator {:?}", cfg.op)))?,
             digits: cfg.digits,
             min_digits: cfg.min_digits,
+            uniform_fraction: cfg.uniform_fraction,
             range: cfg
                 .max_value
                 .map(|max| (cfg.min_value as u128, max as u128)),
@@ -84,6 +87,11 @@ impl super::Sampler for Sampler {
     fn draw(&self, rng: &mut ChaCha8Rng) -> (u128, u128) {
         match self.range {
             Some((lo, hi)) => (rng.random_range(lo..=hi), rng.random_range(lo..=hi)),
+            // No random number is spent on the choice at 0: Keras's draws stay as they were.
+            None if self.uniform_fraction > 0.0 && rng.random_bool(self.uniform_fraction) => {
+                let values = operand_floor(self.min_digits)..pow10(self.digits);
+                (rng.random_range(values.clone()), rng.random_range(values))
+            }
             None => (
                 draw_operand(rng, self.min_digits, self.digits),
                 draw_operand(rng, self.min_digits, self.digits),

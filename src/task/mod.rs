@@ -5,6 +5,7 @@
 //! platform and rand version).
 
 mod arithmetic;
+pub mod exhaustive;
 pub mod expression;
 pub mod long_addition;
 mod operand;
@@ -67,6 +68,13 @@ pub struct TaskConfig {
     /// least `min_digits` digits: with `digits` beyond a training run's, this draws operands
     /// strictly longer than any the model saw, for length-generalisation tests.
     pub min_digits: usize,
+    /// Arithmetic with the digit-length draw: the fraction of questions whose operand pair is
+    /// drawn uniformly from the whole domain (every ordered pair equally likely, so long
+    /// operands dominate as they do among all questions) instead of Keras's way (a length
+    /// uniform first, so short operands are common). 0 (the default) is Keras's draw, with its
+    /// random numbers unchanged; 1 is the uniform draw alone. A mixture keeps short questions,
+    /// rare in the domain, well represented while most of the training follows the domain.
+    pub uniform_fraction: f64,
     /// Expression: the number of operands is uniform in `terms_min..=terms_max`.
     pub terms_min: usize,
     pub terms_max: usize,
@@ -88,6 +96,7 @@ impl Default for TaskConfig {
             min_value: 0,
             unique: true,
             min_digits: 1,
+            uniform_fraction: 0.0,
             terms_min: 2,
             terms_max: 2,
             ops: expression::OPERATORS.into(),
@@ -129,6 +138,11 @@ impl Problem {
 pub enum TaskError {
     #[error("invalid task: {0}")]
     Invalid(String),
+    #[error(
+        "the whole domain of {what} has {size} questions, more than the {max} an exhaustive \
+         evaluation scores; score a random sample instead (--n)"
+    )]
+    DomainTooLarge { what: String, size: u128, max: u128 },
     #[error("asked for {wanted} unique questions but the task has only {available} distinct ones")]
     TooFew { wanted: usize, available: u128 },
     #[error(
@@ -172,6 +186,21 @@ impl TaskConfig {
     /// Checks the configuration is possible (digits >= 1, known op, pq_max >= 1, ...).
     pub fn validate(&self) -> Result<(), TaskError> {
         let invalid = |m: String| Err(TaskError::Invalid(m));
+        if !(0.0..=1.0).contains(&self.uniform_fraction) {
+            return invalid(format!(
+                "uniform_fraction must be a number in [0, 1], got {}",
+                self.uniform_fraction
+            ));
+        }
+        if self.uniform_fraction > 0.0
+            && (self.kind != TaskKind::Arithmetic || self.max_value.is_some())
+        {
+            return invalid(
+                "uniform_fraction applies to arithmetic with the digit-length draw (max_value \
+                 already draws operands uniformly)"
+                    .into(),
+            );
+        }
         if self.kind != TaskKind::Expression {
             let d = TaskConfig::default();
             if (self.terms_min, self.terms_max, &self.ops, self.brackets)

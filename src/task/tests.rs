@@ -443,3 +443,67 @@ fn validation() {
         assert!(generate(&cfg, 1, 0).is_err());
     }
 }
+
+#[test]
+fn uniform_fraction_mixes_the_uniform_draw_into_keras_s() {
+    let share_of_three_digit = |f: f64| {
+        let cfg = TaskConfig {
+            uniform_fraction: f,
+            unique: false,
+            ..TaskConfig::default()
+        };
+        let problems = generate(&cfg, 20_000, 9).unwrap();
+        for p in problems.iter().step_by(97) {
+            check_arithmetic(&cfg, p);
+        }
+        let long = problems
+            .iter()
+            .flat_map(|p| &p.operand_lens)
+            .filter(|&&l| l == 3)
+            .count();
+        long as f64 / (2 * problems.len()) as f64
+    };
+    // Keras: a third of the lengths are 3, nine tenths of those values have 3 digits (0.30);
+    // uniform over 0..=999: 0.90; three quarters uniform: 0.75 * 0.9 + 0.25 * 0.3 = 0.75.
+    for (f, want) in [(0.0, 0.30), (1.0, 0.90), (0.75, 0.75)] {
+        let got = share_of_three_digit(f);
+        assert!((got - want).abs() < 0.015, "fraction {f}: {got}");
+    }
+    // At 0 the draws are Keras's, number for number.
+    let keras = generate(&TaskConfig::default(), 1000, 4).unwrap();
+    let zero = TaskConfig {
+        uniform_fraction: 0.0,
+        ..TaskConfig::default()
+    };
+    assert_eq!(generate(&zero, 1000, 4).unwrap(), keras);
+    for bad in [
+        TaskConfig {
+            uniform_fraction: 1.5,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            uniform_fraction: f64::NAN,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            uniform_fraction: -0.1,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            uniform_fraction: 0.5,
+            max_value: Some(10),
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            uniform_fraction: 0.5,
+            ..pq(5)
+        },
+        TaskConfig {
+            uniform_fraction: 0.5,
+            ..TaskConfig::expressions(3, 1, 0)
+        },
+    ] {
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("uniform_fraction") && !e.contains('\n'), "{e}");
+    }
+}

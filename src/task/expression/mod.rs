@@ -26,12 +26,14 @@
 //! `num-bigint`, written in decimal with `-` for negatives.
 
 mod bounds;
+mod enumerate;
 mod generate;
 mod parse;
 mod worked;
 
 pub(crate) use bounds::{distinct_questions, max_answer_len, max_question_len};
 pub use bounds::{max_bracket_pairs, structures};
+pub(crate) use enumerate::Forms;
 pub(crate) use generate::Sampler;
 pub(crate) use parse::{abbreviate, parse, parse_ops};
 pub(crate) use worked::{max_worked_len, worked};
