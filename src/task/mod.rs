@@ -74,6 +74,9 @@ pub struct TaskConfig {
     /// uniform first, so short operands are common). 0 (the default) is Keras's draw, with its
     /// random numbers unchanged; 1 is the uniform draw alone. A mixture keeps short questions,
     /// rare in the domain, well represented while most of the training follows the domain.
+    /// Left out of a saved config when 0, so configs (and the hashes checkpoints carry) of
+    /// runs made before it existed stay as they were.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub uniform_fraction: f64,
     /// Expression: the number of operands is uniform in `terms_min..=terms_max`.
     pub terms_min: usize,
@@ -82,6 +85,10 @@ pub struct TaskConfig {
     pub ops: String,
     /// Expression: the deepest bracket nesting (0: no brackets).
     pub brackets: usize,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for TaskConfig {

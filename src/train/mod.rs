@@ -240,3 +240,20 @@ fn pick_samples(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checkpoints carry this hash and a resume compares it: a config field added in a way that
+    /// changes a default config's text would make every earlier run refuse to resume.
+    #[test]
+    fn the_default_config_hashes_as_it_always_has() {
+        let e = crate::experiment::find("keras-addition").unwrap();
+        let crate::run::RunConfig::Seq2seq(mut cfg) = e.run_config(false) else {
+            panic!("keras-addition is a seq2seq run")
+        };
+        cfg.build().unwrap();
+        assert_eq!(config_hash(&cfg), "fnv1a64:eaa78b380b795472");
+    }
+}
