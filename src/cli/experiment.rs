@@ -315,8 +315,17 @@ const RESULTS_END: &str = "<!-- results:end -->";
 /// `page` split into what comes before the results table, the table (between the marker
 /// lines) and what comes after it; `None` when the page has no such pair of markers.
 fn split_results(page: &str) -> Option<(&str, &str, &str)> {
-    let begin = page.find(&format!("{RESULTS_BEGIN}\n"))? + RESULTS_BEGIN.len() + 1;
-    let end = begin + page[begin..].find(RESULTS_END)?;
+    // Markers stand on lines of their own (a page may quote them in its text).
+    let begin = if page.starts_with(&format!("{RESULTS_BEGIN}\n")) {
+        0
+    } else {
+        page.find(&format!("\n{RESULTS_BEGIN}\n"))? + 1
+    } + RESULTS_BEGIN.len()
+        + 1;
+    let end = begin + page[begin..].find(&format!("{RESULTS_END}\n"))?;
+    if end > begin && !page[..end].ends_with('\n') {
+        return None;
+    }
     Some((&page[..begin], &page[begin..end], &page[end..]))
 }
 
@@ -564,5 +573,13 @@ mod tests {
         assert!(split_results("no markers\n").is_none());
         assert!(split_results(&format!("{RESULTS_END}\n{RESULTS_BEGIN}\n")).is_none());
         assert!(split_results(&format!("{RESULTS_BEGIN}\n")).is_none());
+        // Quoted in the text, not on a line of its own: not a marker.
+        let quoted = format!("see `{RESULTS_BEGIN}`\n{RESULTS_BEGIN}\nx\n{RESULTS_END}\n");
+        assert_eq!(split_results(&quoted).unwrap().1, "x\n");
+        let first = format!("{RESULTS_BEGIN}\nx\n{RESULTS_END}\n");
+        assert_eq!(
+            split_results(&first),
+            Some(("<!-- results:begin -->\n", "x\n", "<!-- results:end -->\n"))
+        );
     }
 }
