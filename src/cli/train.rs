@@ -144,7 +144,12 @@ pub fn train_with(
     let mut manifest = Manifest::start(kind, threads, run::spec_hash(&cfg));
     // A resumed run that had already finished trains nothing, and leaves every file as it was.
     let records = || run::load_history(dir).map(|h| h.records.len()).ok();
-    let before = if resume { records() } else { None };
+    // (A resumed regression run is trained again from the start: its files are all new.)
+    let before = if resume && kind != RunKind::Regression {
+        records()
+    } else {
+        None
+    };
     let finish = |manifest: &mut Manifest, interrupted: bool| -> Result<()> {
         if dir.is_dir() && (before.is_none() || interrupted || before != records()) {
             manifest.finish(
