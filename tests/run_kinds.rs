@@ -223,7 +223,10 @@ fn brownlee_mapping_regression_end_to_end_and_resume_gives_the_same_weights() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("training it again"), "{}", text(&o));
     assert_eq!(files(), before);
-    assert!(dir.join("manifest.json").is_file(), "the manifest is written again");
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "the manifest is written again"
+    );
 }
 
 #[test]
