@@ -1,4 +1,8 @@
 //! Multi-head causal self-attention with a learned relative bias over coupled positions and
+//! an optional local window.
+//!
+//! A kernel file, longer than most: the blocked forward, its backward and the cached decoding
+//! step share one tiling of queries and keys, which splitting them would copy.
 //!
 //! The fast forward and backward (blocked, local-window, key/value caches) are here; their
 //! reference twins `forward_ref` and `backward_ref` are in `mha/reference.rs`, and the tests in

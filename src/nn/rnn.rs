@@ -1,7 +1,8 @@
 //! Recurrent layers (LSTM, GRU, SimpleRNN) with fused forward and backward passes.
 //!
 //! The three cells share one time loop, packed weights and workspace here; their fused
-//! per-step gate arithmetic is in `rnn/cells.rs`, the tests in `rnn/tests.rs`.
+//! per-step gate arithmetic is in `rnn/cells.rs`, the tests in `rnn/tests.rs`. A kernel file,
+//! longer than most: the time loop's forward and backward share the packed-weight layout.
 //!
 //! Shapes (time-major): input symbols `[T, B]` or features `[T, B, I]` or one repeated feature
 //! row `[B, I]`; hidden states `hs` `[T+1, B, H]` with `hs[0]` the initial state (zeros), so
