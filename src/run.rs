@@ -373,6 +373,13 @@ impl Manifest {
         }
     }
 
+    /// The manifest of the run in `dir`, if it has a readable one (runs made before manifests
+    /// existed, or still training for the first time, have none).
+    pub fn load(dir: &Path) -> Option<Manifest> {
+        let text = std::fs::read(dir.join(MANIFEST)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     pub fn save(&self, dir: &Path) -> Result<(), RunError> {
         let text = serde_json::to_string_pretty(self).expect("manifest serialises");
         crate::fsutil::write_atomic(&dir.join(MANIFEST), text.as_bytes()).map_err(RunError::Write)

@@ -11,6 +11,7 @@ use seqcalc::config::ExperimentConfig;
 use seqcalc::eval::EvalReport;
 use seqcalc::experiment::Experiment;
 use seqcalc::run::{self, RunConfig};
+use seqcalc::rundir::LoadedRun;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -121,7 +122,7 @@ pub fn exec(cmd: ExperimentCmd) -> Result<ExitCode> {
 fn result_row(
     e: &Experiment,
     trained: &Trained,
-    dir: &std::path::Path,
+    run: Option<&LoadedRun>,
     whole: Option<&EvalReport>,
     verdict: &str,
     secs: f64,
@@ -141,7 +142,7 @@ fn result_row(
     };
     let (trained_for, score) = match trained {
         Trained::Seq2seq(o) => {
-            let run = seqcalc::rundir::load_run(dir)?;
+            let run = run.ok_or_else(|| anyhow!("a seq2seq row needs its run"))?;
             let best = o.best();
             let val = best.map_or(0.0, |b| b.val_exact);
             // Small tasks have fewer unseen questions than 10,000, some none at all.
@@ -149,7 +150,7 @@ fn result_row(
             let unseen = distinct.saturating_sub(run.cfg.data.size as u128);
             let n = unseen.min(10_000) as usize;
             let fresh = (n > 0)
-                .then(|| seqcalc::eval::evaluate_fresh_on(&run, &run.cfg.task, n, 7, threads))
+                .then(|| seqcalc::eval::evaluate_fresh_on(run, &run.cfg.task, n, 7, threads))
                 .and_then(Result::ok);
             let score = match fresh {
                 Some(rep) => format!(
@@ -203,10 +204,7 @@ fn result_row(
 /// Where and when the run in `dir` was trained, from its manifest: the day it ended, the
 /// commit, the CPU, threads and kernel level.
 fn measured(dir: &std::path::Path) -> String {
-    let manifest: Option<run::Manifest> = std::fs::read(dir.join(run::MANIFEST))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(m) = manifest else {
+    let Some(m) = run::Manifest::load(dir) else {
         return "(no manifest)".into();
     };
     let day = m.ended.as_deref().unwrap_or(&m.started);
@@ -228,8 +226,7 @@ const QUICK_WHOLE_DOMAIN: u128 = 10_000;
 
 /// Scores a trained seq2seq run on every question of its task's domain when that is small
 /// enough (`eval --exhaustive`), and prints the result; `None` for larger domains.
-fn whole_domain(dir: &std::path::Path, quick: bool) -> Result<Option<EvalReport>> {
-    let run = seqcalc::rundir::load_run(dir)?;
+fn whole_domain(run: &LoadedRun, quick: bool) -> Result<Option<EvalReport>> {
     let size = seqcalc::task::exhaustive::domain_size(&run.cfg.task)?;
     let limit = if quick {
         QUICK_WHOLE_DOMAIN
@@ -240,7 +237,7 @@ fn whole_domain(dir: &std::path::Path, quick: bool) -> Result<Option<EvalReport>
         return Ok(None);
     }
     let threads = seqcalc::parallel::default_threads();
-    let rep = match seqcalc::eval::evaluate_exhaustive(&run, &run.cfg.task, threads) {
+    let rep = match seqcalc::eval::evaluate_exhaustive(run, &run.cfg.task, threads) {
         Ok(rep) => rep,
         // Too many symbols to read (long pq-system questions): no whole-domain score.
         Err(seqcalc::eval::EvalError::DoesNotFit(_)) => return Ok(None),
@@ -388,10 +385,17 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
         }
         let secs = t0.elapsed().as_secs_f64();
         let mut whole = None;
+        // A seq2seq run is read back once, for its whole-domain and fresh scores.
+        let loaded = match &trained {
+            Trained::Seq2seq(_) => Some(seqcalc::rundir::load_run(&dir)?),
+            _ => None,
+        };
         let mut verdict = match &mut trained {
             Trained::Seq2seq(outcome) => {
                 let best = outcome.best().cloned();
-                whole = whole_domain(&dir, a.quick)?;
+                if let Some(run) = &loaded {
+                    whole = whole_domain(run, a.quick)?;
+                }
                 let v = match &whole {
                     Some(rep) if e.claim_whole_domain => {
                         e.verdict_whole_domain(rep.n - rep.exact, rep.n)
@@ -420,7 +424,7 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             } else {
                 e.name.to_string()
             };
-            let row = result_row(e, &trained, &dir, whole.as_ref(), &verdict, secs)?;
+            let row = result_row(e, &trained, loaded.as_ref(), whole.as_ref(), &verdict, secs)?;
             rows.push((key.clone(), format!("| {key} {row} {} |", measured(&dir))));
         }
         if a.quick {

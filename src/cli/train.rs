@@ -129,10 +129,22 @@ pub fn train_with(
     interrupt: &AtomicBool,
     observer: Option<Observer<'_>>,
 ) -> Result<Trained> {
-    let resume = open == Open::Resume;
     let quiet = observer.is_some();
     let mut say = Say(observer);
     let kind = cfg.kind();
+    // A regression run keeps no checkpoint (it takes seconds): resuming it trains it again from
+    // the start, a pure function of its config, so it ends with the same weights as a run
+    // never stopped.
+    let open = if open == Open::Resume && kind == RunKind::Regression {
+        say.line(&format!(
+            "{}: regression runs keep no checkpoint; training it again from the start (same weights)",
+            dir.display()
+        ));
+        Open::Restart
+    } else {
+        open
+    };
+    let resume = open == Open::Resume;
     let threads = match &cfg {
         RunConfig::Seq2seq(c) => c.threads(),
         RunConfig::CoupledTransformer(c) => {
@@ -144,12 +156,7 @@ pub fn train_with(
     let mut manifest = Manifest::start(kind, threads, run::spec_hash(&cfg));
     // A resumed run that had already finished trains nothing, and leaves every file as it was.
     let records = || run::load_history(dir).map(|h| h.records.len()).ok();
-    // (A resumed regression run is trained again from the start: its files are all new.)
-    let before = if resume && kind != RunKind::Regression {
-        records()
-    } else {
-        None
-    };
+    let before = if resume { records() } else { None };
     let finish = |manifest: &mut Manifest, interrupted: bool| -> Result<()> {
         if dir.is_dir() && (before.is_none() || interrupted || before != records()) {
             manifest.finish(
@@ -211,18 +218,6 @@ pub fn train_with(
             }
         }
         RunConfig::Regression(c) => {
-            // A regression run keeps no checkpoint (it takes seconds): resuming it trains it
-            // again from the start, a pure function of its config, so it ends with the same
-            // weights as a run never stopped.
-            let open = if resume {
-                say.line(&format!(
-                    "{}: regression runs keep no checkpoint; training it again from the start (same weights)",
-                    dir.display()
-                ));
-                Open::Restart
-            } else {
-                open
-            };
             let rep = seqcalc::regression::train(&c, dir, open, &mut |epoch, loss| {
                 say.line(&format!("Epoch {epoch:>3}  mse {loss:.6}"))
             })?;

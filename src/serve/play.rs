@@ -72,6 +72,29 @@ impl Models {
     }
 }
 
+/// Runs `f` on the run in `dir` (loaded, or from the cache) on a blocking thread, when it is
+/// inference's turn.
+async fn with_run<T: Send + 'static>(
+    app: &Shared,
+    dir: PathBuf,
+    f: impl FnOnce(&mut Run) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let _turn = app
+        .models
+        .turn
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let run = app.models.get(&dir).map_err(ApiError::bad)?;
+        let mut run = run.lock().expect("loaded run");
+        f(&mut run)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Question {
@@ -188,20 +211,10 @@ pub async fn answer(
     if q.question.trim().is_empty() {
         return Err(ApiError::bad("type a question, e.g. 12+345"));
     }
-    let _turn = app
-        .models
-        .turn
-        .acquire()
-        .await
-        .map_err(ApiError::internal)?;
-    let app2 = app.clone();
-    tokio::task::spawn_blocking(move || {
-        let run = app2.models.get(&dir).map_err(ApiError::bad)?;
-        let mut run = run.lock().expect("loaded run");
-        ask(&mut run, &q.question).map(Json).map_err(ApiError::bad)
+    with_run(&app, dir, move |run| {
+        ask(run, &q.question).map(Json).map_err(ApiError::bad)
     })
     .await
-    .map_err(ApiError::internal)?
 }
 
 /// Fresh questions for the samples of a run this server is not training.
@@ -218,18 +231,9 @@ pub async fn samples(
     let seqcalc::run::RunConfig::Seq2seq(c) = cfg else {
         return Ok(Json(Vec::new()));
     };
-    let _turn = app
-        .models
-        .turn
-        .acquire()
-        .await
-        .map_err(ApiError::internal)?;
-    let app2 = app.clone();
-    tokio::task::spawn_blocking(move || {
+    with_run(&app, dir, move |run| {
         let problems = seqcalc::task::generate(&c.task, SAMPLES, 2024)
             .map_err(|e| ApiError::bad(e.to_string()))?;
-        let run = app2.models.get(&dir).map_err(ApiError::bad)?;
-        let mut run = run.lock().expect("loaded run");
         let questions: Vec<&str> = problems.iter().map(|p| p.question.as_str()).collect();
         let answers = run.answer(&questions);
         Ok(Json(
@@ -249,5 +253,4 @@ pub async fn samples(
         ))
     })
     .await
-    .map_err(ApiError::internal)?
 }

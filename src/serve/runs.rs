@@ -122,9 +122,7 @@ fn status(app: &super::App, name: &str, dir: &Path) -> String {
     if let Some(s) = app.trainer.active_state(name) {
         return s.to_string();
     }
-    let manifest: Option<run::Manifest> = std::fs::read_to_string(dir.join(run::MANIFEST))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let manifest = run::Manifest::load(dir);
     if let Some(outcome) = manifest.as_ref().and_then(|m| m.outcome.as_deref()) {
         // A run resumed from the shell keeps the previous manifest until it ends.
         let resumed_since = manifest.as_ref().and_then(|_| {
@@ -174,9 +172,7 @@ fn summary(app: &super::App, name: &str, dir: &Path) -> Option<Summary> {
     let history = run::load_history(dir)
         .map(|h| h.records)
         .unwrap_or_default();
-    let manifest: Option<run::Manifest> = std::fs::read_to_string(dir.join(run::MANIFEST))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let manifest = run::Manifest::load(dir);
     Some(Summary {
         name: name.to_string(),
         kind: cfg.kind().to_string(),
