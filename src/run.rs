@@ -599,6 +599,22 @@ impl Run {
         }
     }
 
+    /// For the long-addition kinds, `a+b` with operands of at most `digits` digits (default:
+    /// the longest the run trained on): the domain `eval --exhaustive` asks them. `None` for
+    /// the other kinds, whose task is in their config.
+    pub fn addition_domain(&self, digits: Option<usize>) -> Option<crate::task::TaskConfig> {
+        let trained = match self {
+            Run::CoupledTransformer { run, .. } => run.cfg.lengthgen.train.max_digits,
+            Run::PairGru { cfg, .. } => cfg.pair_gru.max_digits,
+            _ => return None,
+        };
+        Some(crate::task::TaskConfig {
+            digits: digits.unwrap_or(trained),
+            min_digits: 1,
+            ..crate::task::TaskConfig::default()
+        })
+    }
+
     /// Answers each question, or says why it cannot be asked (one line).
     pub fn answer(&mut self, questions: &[&str]) -> Vec<Result<Answer, String>> {
         match self {

@@ -21,8 +21,9 @@ pub struct EvalArgs {
     /// Seed of the fresh questions (default 7).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Seq2seq runs: score every question of the task's domain instead of a sample (every
-    /// ordered pair a+b of 3-digit operands: 1,000,000), when it has at most 10,000,000.
+    /// Score every question of the task's domain instead of a sample (every ordered pair a+b
+    /// of 3-digit operands: 1,000,000), when it has at most 10,000,000. Long-addition runs:
+    /// every a+b with operands up to the longest trained on, or --digits.
     #[arg(long)]
     pub exhaustive: bool,
     /// Machine-readable output.
@@ -32,7 +33,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Seq2seq runs: operands of up to this many digits instead of the training task's (they
-    /// must fit the model's input width: train with --input-len to leave room).
+    /// must fit the model's input width: train with --input-len to leave room). With
+    /// --exhaustive on a long-addition run: every a+b with operands of at most this many digits.
     #[arg(long, help_heading = "Seq2seq runs")]
     pub digits: Option<usize>,
     /// Seq2seq runs: operands of at least this many digits: with --min-digits 4 --digits 5
@@ -85,9 +87,25 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
         a.lengths.is_some() || a.stress || a.heatmap.is_some() || a.sharpen.is_some();
     let kind = run.kind();
     match run {
+        Run::CoupledTransformer { .. } | Run::PairGru { .. } if a.exhaustive => {
+            if a.min_digits.is_some() || a.terms.is_some() || length_flags {
+                bail!("{kind} runs take --exhaustive with --digits only (every a+b with operands of at most that many digits)");
+            }
+            let task = run
+                .addition_domain(a.digits)
+                .expect("a long-addition run has an addition domain");
+            let mut run = run;
+            let rep = seqcalc::eval::evaluate_exhaustive_with(&task, |qs| run.answer(qs))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                print!("{}", rep.to_table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Run::CoupledTransformer { .. } | Run::PairGru { .. } => {
-            if seq2seq_flags || a.exhaustive {
-                bail!("--exhaustive, --digits, --min-digits and --terms apply to seq2seq runs; {kind} runs take --lengths, --stress, --heatmap and --sharpen");
+            if seq2seq_flags {
+                bail!("--digits, --min-digits and --terms apply to seq2seq runs (and --digits to --exhaustive); {kind} runs take --lengths, --stress, --heatmap and --sharpen");
             }
             lengths::eval(
                 run,

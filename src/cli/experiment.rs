@@ -243,6 +243,31 @@ fn whole_domain(run: &LoadedRun, quick: bool) -> Result<Option<EvalReport>> {
         Err(seqcalc::eval::EvalError::DoesNotFit(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    print_whole(&rep);
+    Ok(Some(rep))
+}
+
+/// Scores a trained long-addition run on every `a+b` with operands up to the longest it
+/// trained on, when those are few enough (`eval --exhaustive`); `None` otherwise.
+fn whole_domain_long(dir: &std::path::Path, quick: bool) -> Result<Option<EvalReport>> {
+    let mut run = seqcalc::run::Run::load(dir, seqcalc::parallel::default_threads())?;
+    let Some(task) = run.addition_domain(None) else {
+        return Ok(None);
+    };
+    let limit = if quick {
+        QUICK_WHOLE_DOMAIN
+    } else {
+        seqcalc::task::exhaustive::MAX_DOMAIN
+    };
+    if task.validate().is_err() || seqcalc::task::exhaustive::domain_size(&task)? > limit {
+        return Ok(None);
+    }
+    let rep = seqcalc::eval::evaluate_exhaustive_with(&task, |qs| run.answer(qs))?;
+    print_whole(&rep);
+    Ok(Some(rep))
+}
+
+fn print_whole(rep: &EvalReport) {
     let first = rep
         .failures
         .first()
@@ -256,7 +281,6 @@ fn whole_domain(run: &LoadedRun, quick: bool) -> Result<Option<EvalReport>> {
         rep.exact_match,
         rep.n - rep.exact
     );
-    Ok(Some(rep))
 }
 
 const RESULTS_HEAD: &str =
@@ -415,7 +439,14 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
                 )
             }
             Trained::CoupledTransformer { .. } | Trained::PairGru { .. } => {
-                lengths::final_report(&mut trained, &cfg, &dir, a.quick)?
+                let v = lengths::final_report(&mut trained, &cfg, &dir, a.quick)?;
+                whole = whole_domain_long(&dir, a.quick)?;
+                match &whole {
+                    Some(rep) if e.claim_whole_domain => {
+                        e.verdict_whole_domain(rep.n - rep.exact, rep.n)
+                    }
+                    _ => v,
+                }
             }
         };
         if a.results.is_some() {

@@ -179,7 +179,7 @@ pub fn score(
     let mut engine: Seq2SeqEngine<f32> = Seq2SeqEngine::new(run.model.clone(), threads);
     let mut tally = Tally::default();
     tally.add(run, &mut engine, problems)?;
-    Ok(tally.report(run, seed, false))
+    Ok(tally.report(&run.cfg.task, seed, false))
 }
 
 /// The most symbols (questions times the model's input and output widths) an exhaustive
@@ -221,10 +221,48 @@ pub fn evaluate_exhaustive(
         let chunk: Vec<Problem> = domain.by_ref().take(EXHAUSTIVE_CHUNK).collect();
         tally.add(run, &mut engine, chunk)?;
     }
-    let mut rep = tally.report(run, 0, true);
+    let mut rep = tally.report(task, 0, true);
     rep.task = task.clone();
     rep.task_differs = differs;
     Ok(rep)
+}
+
+/// Questions [`evaluate_exhaustive_with`] asks at a time.
+const ASK_CHUNK: usize = 4096;
+
+/// Scores every question of `task`'s domain (`task::exhaustive`) through `answer`, which
+/// answers typed questions as `run::Run::answer` does: the whole-domain check of runs that read
+/// questions their own way (the long-addition kinds). Per-character accuracy compares the
+/// written answer with the right one digit by digit from the right.
+pub fn evaluate_exhaustive_with(
+    task: &TaskConfig,
+    mut answer: impl FnMut(&[&str]) -> Vec<Result<crate::run::Answer, String>>,
+) -> Result<EvalReport, EvalError> {
+    task.validate()?;
+    let mut domain = crate::task::exhaustive::enumerate(task)?.peekable();
+    let mut tally = Tally::default();
+    while domain.peek().is_some() {
+        let chunk: Vec<Problem> = domain.by_ref().take(ASK_CHUNK).collect();
+        let questions: Vec<&str> = chunk.iter().map(|p| p.question.as_str()).collect();
+        let t0 = std::time::Instant::now();
+        let answers = answer(&questions);
+        tally.secs += t0.elapsed().as_secs_f64();
+        for (prob, a) in chunk.iter().zip(answers) {
+            let written = a.map_err(|e| {
+                EvalError::DoesNotFit(format!("{:?} cannot be asked: {e}", prob.question))
+            })?;
+            let chars = prob
+                .answer
+                .bytes()
+                .rev()
+                .zip(written.output.bytes().rev())
+                .filter(|(e, w)| e == w)
+                .count();
+            let ok = written.output == prob.answer;
+            tally.record(prob, ok, (chars, prob.answer.len()), || written.output);
+        }
+    }
+    Ok(tally.report(task, 0, true))
 }
 
 /// Running counts of one scoring pass, chunk by chunk.
@@ -268,42 +306,53 @@ impl Tally {
             ));
         }
         self.secs += t0.elapsed().as_secs_f64();
-        self.n += ds.n;
         for i in 0..ds.n {
             let p = &pred[i * ds.t_out..(i + 1) * ds.t_out];
             let t = ds.target(i);
             let scored = run.model.scored_len(t);
-            self.positions += scored;
-            self.chars += p[..scored]
+            let chars = p[..scored]
                 .iter()
                 .zip(&t[..scored])
                 .filter(|(a, b)| a == b)
                 .count();
             let ok = run.model.answer_matches(p, t);
-            self.exact += usize::from(ok);
-            let prob = &ds.problems[i];
-            for e in [
-                self.by_len.entry(prob.operand_lens.clone()).or_default(),
-                self.by_carry.entry(prob.carries).or_default(),
-                self.by_answer
-                    .entry(prob.answer.chars().count())
-                    .or_default(),
-            ] {
-                e.0 += 1;
-                e.1 += usize::from(ok);
-            }
-            if !ok && self.failures.len() < FAILURES_SHOWN {
-                self.failures.push((
-                    prob.question.clone(),
-                    prob.answer.clone(),
-                    run.codec.decode_output(p),
-                ));
-            }
+            self.record(&ds.problems[i], ok, (chars, scored), || {
+                run.codec.decode_output(p)
+            });
         }
         Ok(())
     }
 
-    fn report(self, run: &LoadedRun, seed: u64, exhaustive: bool) -> EvalReport {
+    /// Counts one answered question: `chars` right of `positions` scored, and what the model
+    /// wrote (asked for only when the answer is wrong and still listed).
+    fn record(
+        &mut self,
+        prob: &Problem,
+        ok: bool,
+        (chars, positions): (usize, usize),
+        written: impl FnOnce() -> String,
+    ) {
+        self.n += 1;
+        self.chars += chars;
+        self.positions += positions;
+        self.exact += usize::from(ok);
+        for e in [
+            self.by_len.entry(prob.operand_lens.clone()).or_default(),
+            self.by_carry.entry(prob.carries).or_default(),
+            self.by_answer
+                .entry(prob.answer.chars().count())
+                .or_default(),
+        ] {
+            e.0 += 1;
+            e.1 += usize::from(ok);
+        }
+        if !ok && self.failures.len() < FAILURES_SHOWN {
+            self.failures
+                .push((prob.question.clone(), prob.answer.clone(), written()));
+        }
+    }
+
+    fn report(self, task: &TaskConfig, seed: u64, exhaustive: bool) -> EvalReport {
         let group = |key: String, (n, e): (usize, usize)| Group {
             key,
             n,
@@ -311,7 +360,7 @@ impl Tally {
             exact_match: e as f64 / n as f64,
         };
         EvalReport {
-            task: run.cfg.task.clone(),
+            task: task.clone(),
             task_differs: false,
             exhaustive,
             n: self.n,
