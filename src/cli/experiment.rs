@@ -174,13 +174,13 @@ fn result_row(
             format!("{} epochs", rep.history.records.len()),
             format!("RMSE {:.3} on {} new", rep.rmse, rep.pairs.len()),
         ),
-        Trained::CoupledTransformer { outcome, .. } => (
+        Trained::CoupledTransformer { outcome, .. } | Trained::PairGru { outcome, .. } => (
             format!("{} steps", outcome.steps),
-            "by length: see the verdict".to_string(),
-        ),
-        Trained::PairGru { outcome, .. } => (
-            format!("{} steps", outcome.steps),
-            "by length: see the verdict".to_string(),
+            if whole.is_some() {
+                "every question: see whole domain".to_string()
+            } else {
+                "by length: see the verdict".to_string()
+            },
         ),
     };
     let verdict = verdict
