@@ -20,6 +20,10 @@ pub struct EpochRecord {
     pub epoch_secs: f64,
     /// Wall seconds since the run started (summed over resumed sessions).
     pub elapsed_secs: f64,
+    /// The learning rate at the end of the epoch, schedule applied (absent in older runs and
+    /// for kinds without a schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 /// All epochs so far.
@@ -72,6 +76,7 @@ mod tests {
             train_secs: 0.8,
             epoch_secs: 0.9,
             elapsed_secs: epoch as f64,
+            lr: Some(0.001),
         }
     }
 

@@ -370,6 +370,7 @@ impl Trainee for MappingTrainee<'_> {
             train_secs,
             epoch_secs: self.epoch_started.elapsed().as_secs_f64(),
             elapsed_secs: self.started.elapsed().as_secs_f64(),
+            lr: None,
         });
         self.epoch_loss.push(mean);
         (self.on_epoch)(epoch, mean);

@@ -614,6 +614,7 @@ mod tests {
                         train_secs: 1.0,
                         epoch_secs: 1.1,
                         elapsed_secs: e as f64,
+                        lr: None,
                     })
                     .collect(),
             };

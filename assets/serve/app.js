@@ -63,7 +63,7 @@ function lineChart(title, series, opt) {
   let y0 = opt.ymin !== undefined ? opt.ymin : Math.min(...pts.map((p) => p[1]));
   let y1 = opt.ymax !== undefined ? opt.ymax : Math.max(...pts.map((p) => p[1]));
   if (x1 === x0) { x0 -= 1; x1 += 1; }
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  if (y1 === y0) { const d = y0 === 0 ? 0.5 : Math.abs(y0) * 0.5; y0 -= d; y1 += d; }
   if (opt.ymin === undefined) {
     const pad = (y1 - y0) * 0.06;
     y0 = y0 >= 0 ? Math.max(0, y0 - pad) : y0 - pad;
@@ -74,7 +74,7 @@ function lineChart(title, series, opt) {
   for (let i = 0; i <= 4; i++) {
     const v = y0 + ((y1 - y0) * i) / 4, y = Y(v);
     svg.append(s("line", { x1: L, x2: W - R, y1: y, y2: y, stroke: "#eef0f3" }));
-    svg.append(s("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7280" }, fmt(v, Math.abs(y1 - y0) < 0.5 ? 3 : 2)));
+    svg.append(s("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7280" }, Math.max(Math.abs(y0), Math.abs(y1)) < 0.01 ? v.toExponential(1) : fmt(v, Math.abs(y1 - y0) < 0.5 ? 3 : 2)));
   }
   // Whole-number ticks (epochs and steps are counts).
   const xstep = Math.max(1, Math.ceil((x1 - x0) / 6));
@@ -112,6 +112,9 @@ function curveCharts(history, unit) {
       { name: "validation per-character", color: COLORS[1], points: xs((r) => r.val_char_acc) },
       { name: "validation exact match", color: COLORS[2], points: xs((r) => r.val_exact) },
     ], { xlabel, ymin: 0, ymax: 1 }),
+    ...(history.some((r) => r.lr != null) ? [lineChart("Learning rate", [
+      { name: "learning rate", color: COLORS[3], points: history.filter((r) => r.lr != null).map((r) => [r.epoch, r.lr]) },
+    ], { xlabel })] : []),
   );
 }
 

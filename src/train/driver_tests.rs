@@ -143,6 +143,7 @@ impl Trainee for Toy<'_> {
             train_secs: 0.0,
             epoch_secs: 0.0,
             elapsed_secs: 0.0,
+            lr: None,
         });
         if self.stop_at == Some(pos.step) {
             self.stopped = Some("enough".into());

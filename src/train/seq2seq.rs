@@ -304,6 +304,7 @@ impl Trainee for Seq2seqTrainee<'_> {
             train_secs,
             epoch_secs: self.epoch_started.elapsed().as_secs_f64(),
             elapsed_secs: self.elapsed_before + self.started.elapsed().as_secs_f64(),
+            lr: Some(self.adam.cfg.lr * self.adam.lr_factor),
         };
         let t = &self.cfg.train;
         let state = &mut self.state;

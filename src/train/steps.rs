@@ -168,6 +168,7 @@ pub fn as_history(evals: &[EvalRecord]) -> History {
                 train_secs: r.train_secs,
                 epoch_secs: 0.0,
                 elapsed_secs: r.train_secs,
+                lr: Some(r.lr),
             }
         })
         .collect();

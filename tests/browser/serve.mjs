@@ -113,6 +113,7 @@ try {
     const first = await points("Loss", "validation loss");
     await page.waitForFunction((n) => Number(document.querySelector('[data-chart="Loss"] path[data-series="validation loss"]')?.dataset.points) > n, first);
     check((await points("Loss", "validation loss")) > first, "no new points");
+    check((await points("Learning rate", "learning rate")) >= 2, "no learning-rate curve");
     await page.waitForSelector("#sample-table tbody tr");
     const rows = await page.$$eval("#sample-table tbody tr", (r) => r.length);
     check(rows >= 1, "empty sample table");
