@@ -444,6 +444,32 @@ impl RunLock {
     }
 }
 
+/// The process holding the training lock of `dir`, if any: read from the kernel's table of
+/// locks (`/proc/locks`), so asking takes no lock and cannot get in a training's way. `None`
+/// when no process holds it, or where the table is not available (not Linux).
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir.join(LOCK)).ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let file = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    parse_lock_holder(&table, &file)
+}
+
+/// The pid of the `FLOCK` write lock on `file` (`major:minor:inode` as `/proc/locks` writes
+/// it) in the table `text`.
+fn parse_lock_holder(text: &str, file: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 7364 fe:00:10168403 0 EOF"; a blocked waiter's line has
+        // "->" after the number.
+        match f.as_slice() {
+            [_, "FLOCK", _, "WRITE", pid, id, ..] if *id == file => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
 /// How [`open_run`] treats what the run directory already holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Open {
@@ -586,6 +612,25 @@ pub fn load_run_with(dir: &Path, mut cfg: ExperimentConfig) -> Result<LoadedRun,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_holder_is_found_while_the_lock_is_held_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = RunLock::acquire(dir.path()).unwrap();
+        if std::path::Path::new("/proc/locks").exists() {
+            assert_eq!(lock_holder(dir.path()), Some(std::process::id()));
+        }
+        drop(lock);
+        assert_eq!(lock_holder(dir.path()), None);
+        let table = "1: POSIX  ADVISORY  WRITE 11 fe:00:42 0 EOF\n\
+                     2: FLOCK  ADVISORY  READ 12 fe:00:42 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 13 fe:00:421 0 EOF\n\
+                     4: -> FLOCK  ADVISORY  WRITE 14 fe:00:42 0 EOF\n\
+                     5: FLOCK  ADVISORY  WRITE 15 fe:00:42 0 EOF\n";
+        assert_eq!(parse_lock_holder(table, "fe:00:42"), Some(15));
+        assert_eq!(parse_lock_holder(table, "fe:00:43"), None);
+        assert_eq!(parse_lock_holder("", "fe:00:42"), None);
+    }
     use crate::model::ModelConfig;
 
     fn model(hidden: usize) -> Seq2Seq {

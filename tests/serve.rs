@@ -685,3 +685,69 @@ fn ctrl_c_checkpoints_every_training_then_ends() {
     ]);
     assert!(o.status.success(), "{}", common::text(&o));
 }
+
+#[test]
+fn a_training_started_in_a_shell_is_seen_training_and_stopped_from_the_server() {
+    let s = serve(&[]);
+    let runs = s.runs();
+    std::fs::create_dir_all(&runs).unwrap();
+    let mut shell = common::bin()
+        .args(["train", "--name", "shell", "--runs-dir"])
+        .arg(&runs)
+        .args([
+            "--digits",
+            "2",
+            "--size",
+            "600",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "3000",
+            "--patience",
+            "0",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The shell's process holds the run's lock: the server says it is training.
+    s.wait_status("shell", "training", 60);
+    let t0 = Instant::now();
+    while !runs.join("shell/checkpoint").is_dir() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stop needs the token or the same origin, like every change.
+    let r = raw(
+        &s.addr,
+        format!(
+            "POST /api/runs/shell/stop HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            s.addr
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        shell.try_wait().unwrap().is_none(),
+        "stopped without the token"
+    );
+    // With it, the shell's training stops as on Ctrl-C: a checkpoint, outcome interrupted.
+    assert_eq!(s.post("/api/runs/shell/stop", "").status, 202);
+    let status = shell.wait().unwrap();
+    assert!(!status.success(), "an interrupted training exits non-zero");
+    let d = s.wait_status("shell", "stopped", 30);
+    assert_eq!(d["manifest"]["outcome"], "interrupted", "{d}");
+    assert_eq!(s.post("/api/runs/shell/stop", "").status, 409);
+    // The server can resume it.
+    let done = d["history"].as_array().unwrap().len();
+    let r = s.post(
+        "/api/runs/shell/resume",
+        &format!(r#"{{"epochs":{}}}"#, done + 1),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    s.wait_status("shell", "finished", 60);
+}

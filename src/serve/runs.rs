@@ -122,6 +122,10 @@ fn status(app: &super::App, name: &str, dir: &Path) -> String {
     if let Some(s) = app.trainer.active_state(name) {
         return s.to_string();
     }
+    // Trained by another process (the shell's `seqcalc train`): it holds the run's lock.
+    if seqcalc::rundir::lock_holder(dir).is_some() {
+        return "training".into();
+    }
     let manifest = run::Manifest::load(dir);
     if let Some(outcome) = manifest.as_ref().and_then(|m| m.outcome.as_deref()) {
         // A run resumed from the shell keeps the previous manifest until it ends.

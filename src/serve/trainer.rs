@@ -424,20 +424,47 @@ async fn started(app: &super::App, name: &str, dir: &std::path::Path) -> ApiResu
     Ok(())
 }
 
-/// `POST /api/runs/{name}/stop`: the run checkpoints after its current batch and stops.
+/// `POST /api/runs/{name}/stop`: the run checkpoints after its current batch and stops, whether
+/// this server trains it or a `seqcalc` process elsewhere on the machine (signalled as Ctrl-C).
 pub async fn stop(
     State(app): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<(StatusCode, Json<Started>)> {
-    run_dir(&app, &name)?;
-    let job = app
-        .trainer
-        .job(&name)
-        .filter(|j| j.active())
-        .ok_or_else(|| ApiError::conflict(format!("{name:?} is not training on this server")))?;
-    job.stop.store(true, Ordering::SeqCst);
-    job.update(|l| l.state = "stopping");
+    let dir = run_dir(&app, &name)?;
+    if let Some(job) = app.trainer.job(&name).filter(|j| j.active()) {
+        job.stop.store(true, Ordering::SeqCst);
+        job.update(|l| l.state = "stopping");
+        return Ok((StatusCode::ACCEPTED, Json(Started { name })));
+    }
+    // A training started elsewhere (`seqcalc train` in a shell) is asked to stop as Ctrl-C
+    // asks it: SIGTERM to the seqcalc process that holds the run's lock, which checkpoints.
+    let pid = seqcalc::rundir::lock_holder(&dir)
+        .ok_or_else(|| ApiError::conflict(format!("{name:?} is not training")))?;
+    if pid == std::process::id() {
+        return Err(ApiError::conflict(format!("{name:?} is finishing")));
+    }
+    if !is_seqcalc(pid) {
+        return Err(ApiError::conflict(format!(
+            "{name:?} is locked by process {pid}, which is not seqcalc; stop it where it runs"
+        )));
+    }
+    // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
+        return Err(ApiError::conflict(format!(
+            "could not signal process {pid} training {name:?}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
     Ok((StatusCode::ACCEPTED, Json(Started { name })))
+}
+
+/// Whether process `pid` runs a seqcalc binary (its executable's file name starts with
+/// "seqcalc"), so the server signals nothing else, whatever a lock file says.
+fn is_seqcalc(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("seqcalc"))
 }
 
 /// Optional body of a resume: a new epoch bound (as `train --resume --epochs`).
