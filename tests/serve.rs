@@ -751,3 +751,52 @@ fn a_training_started_in_a_shell_is_seen_training_and_stopped_from_the_server() 
     assert_eq!(r.status, 202, "{}", r.body);
     s.wait_status("shell", "finished", 60);
 }
+
+#[test]
+fn a_long_addition_run_gets_samples_at_and_beyond_its_training_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let o = common::run(&[
+        "experiment",
+        "run",
+        "addition-exact-aligned",
+        "--threads",
+        "1",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let s = serve_in(dir, &[]);
+    let d = json(&s.get("/api/runs/addition-exact-aligned"));
+    assert_eq!(
+        (&d["kind"], &d["status"]),
+        (&"pair-gru".into(), &"finished".into()),
+        "{d}"
+    );
+    let samples = json(&s.get("/api/runs/addition-exact-aligned/samples"));
+    let samples = samples.as_array().unwrap();
+    assert_eq!(samples.len(), 10, "{samples:?}");
+    let lens: Vec<usize> = samples
+        .iter()
+        .map(|q| {
+            q["question"]
+                .as_str()
+                .unwrap()
+                .split('+')
+                .next()
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(lens, [3, 3, 3, 3, 6, 6, 6, 15, 15, 15]);
+    for q in samples {
+        assert_eq!(q["correct"], q["target"] == q["prediction"], "{q}");
+    }
+    // The trained lengths are answered right, and the targets are the sums.
+    for q in &samples[..4] {
+        let (a, b) = q["question"].as_str().unwrap().split_once('+').unwrap();
+        let sum = a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap();
+        assert_eq!(q["target"], sum.to_string(), "{q}");
+        assert_eq!(q["correct"], true, "{q}");
+    }
+}

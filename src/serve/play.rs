@@ -221,31 +221,38 @@ pub async fn answer(
 const SAMPLES: usize = 10;
 
 /// `GET /api/runs/{name}/samples`: fresh questions of the run's task answered by its kept
-/// weights, marked right or wrong (seq2seq runs; others get none).
+/// weights, marked right or wrong. Long-addition runs get additions of the longest operands
+/// they trained on, then twice and five times as long; regression runs get none.
 pub async fn samples(
     State(app): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<Json<Vec<super::trainer::LiveSample>>> {
+    use seqcalc::run::RunConfig;
     let dir = run_dir(&app, &name)?;
     let cfg = seqcalc::run::load_config(&dir).map_err(|e| ApiError::not_found(e.to_string()))?;
-    let seqcalc::run::RunConfig::Seq2seq(c) = cfg else {
-        return Ok(Json(Vec::new()));
+    let problems: Vec<(String, String)> = match &cfg {
+        RunConfig::Seq2seq(c) => seqcalc::task::generate(&c.task, SAMPLES, 2024)
+            .map_err(|e| ApiError::bad(e.to_string()))?
+            .into_iter()
+            .map(|p| (p.question, p.answer))
+            .collect(),
+        RunConfig::CoupledTransformer(c) => long_additions(c.lengthgen.train.max_digits),
+        RunConfig::PairGru(c) => long_additions(c.pair_gru.max_digits),
+        RunConfig::Regression(_) => return Ok(Json(Vec::new())),
     };
     with_run(&app, dir, move |run| {
-        let problems = seqcalc::task::generate(&c.task, SAMPLES, 2024)
-            .map_err(|e| ApiError::bad(e.to_string()))?;
-        let questions: Vec<&str> = problems.iter().map(|p| p.question.as_str()).collect();
+        let questions: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
         let answers = run.answer(&questions);
         Ok(Json(
             problems
                 .iter()
                 .zip(answers)
-                .filter_map(|(p, a)| {
+                .filter_map(|((question, target), a)| {
                     let a = a.ok()?;
                     Some(super::trainer::LiveSample {
-                        question: p.question.clone(),
-                        target: p.answer.clone(),
-                        correct: a.output == p.answer,
+                        question: question.clone(),
+                        target: target.clone(),
+                        correct: a.output == *target,
                         prediction: a.output,
                     })
                 })
@@ -253,4 +260,19 @@ pub async fn samples(
         ))
     })
     .await
+}
+
+/// Seeded additions of operands `max_digits` long, then 2x and 5x as long (at most 1,000
+/// digits): questions and right answers.
+fn long_additions(max_digits: usize) -> Vec<(String, String)> {
+    use rand::SeedableRng;
+    use seqcalc::task::long_addition::{random_questions, to_decimal};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2024);
+    let lens = [1, 2, 5].map(|k| max_digits.saturating_mul(k).clamp(1, 1000));
+    let per = [4, 3, 3];
+    lens.iter()
+        .zip(per)
+        .flat_map(|(&len, n)| random_questions(&mut rng, len, n))
+        .map(|q| (q.question(), to_decimal(&q.sum())))
+        .collect()
 }
