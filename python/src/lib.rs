@@ -79,28 +79,31 @@ fn from_python(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::V
     serde_json::from_str(&text).map_err(|e| error(py, "ConfigError", e))
 }
 
-fn check_n(py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
-    if n == 0 || n > MAX_N {
-        return Err(bad_argument(
-            py,
-            format!("{what} {n} must be in 1..={MAX_N}"),
-        ));
+/// A whole number from Python within `lo..=hi`, or `ArgumentError` naming it. (Taken as i128
+/// so that negative and huge numbers get the message, not an overflow.)
+fn bounded(py: Python<'_>, v: i128, what: &str, lo: u64, hi: u64) -> PyResult<u64> {
+    if v < i128::from(lo) || v > i128::from(hi) {
+        return Err(bad_argument(py, format!("{what} {v} must be in {lo}..={hi}")));
     }
-    Ok(())
+    Ok(v as u64)
 }
 
-fn check_threads(py: Python<'_>, threads: Option<usize>) -> PyResult<usize> {
-    let t = threads.unwrap_or_else(seqcalc::parallel::default_threads);
-    if t == 0 || t > seqcalc::parallel::MAX_THREADS {
-        return Err(bad_argument(
-            py,
-            format!(
-                "threads {t} must be in 1..={}",
-                seqcalc::parallel::MAX_THREADS
-            ),
-        ));
+fn check_n(py: Python<'_>, n: i128, what: &str) -> PyResult<usize> {
+    Ok(bounded(py, n, what, 1, MAX_N as u64)? as usize)
+}
+
+fn check_seed(py: Python<'_>, seed: Option<i128>) -> PyResult<Option<u64>> {
+    seed.map(|s| bounded(py, s, "seed", 0, u64::MAX)).transpose()
+}
+
+fn check_threads(py: Python<'_>, threads: Option<i128>) -> PyResult<usize> {
+    match threads {
+        None => Ok(seqcalc::parallel::default_threads()),
+        Some(t) => {
+            let max = seqcalc::parallel::MAX_THREADS as u64;
+            Ok(bounded(py, t, "threads", 1, max)? as usize)
+        }
     }
-    Ok(t)
 }
 
 /// A config from Python: a dict (the config as data), an experiment's name, a TOML or JSON
@@ -369,15 +372,24 @@ impl Model {
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
-        n: Option<usize>,
-        seed: Option<u64>,
+        n: Option<i128>,
+        seed: Option<i128>,
         exhaustive: bool,
-        lengths: Option<Vec<usize>>,
+        lengths: Option<Vec<i128>>,
         stress: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(n) = n {
-            check_n(py, n, "n")?;
-        }
+        let n = n.map(|n| check_n(py, n, "n")).transpose()?;
+        let seed = check_seed(py, seed)?;
+        let lengths = lengths
+            .map(|ls| {
+                ls.into_iter()
+                    .map(|l| {
+                        bounded(py, l, "length", 1, seqcalc::codec::coupled::MAX_DIGITS as u64)
+                            .map(|l| l as usize)
+                    })
+                    .collect::<PyResult<Vec<usize>>>()
+            })
+            .transpose()?;
         if exhaustive && (n.is_some() || seed.is_some()) {
             return Err(bad_argument(
                 py,
@@ -492,7 +504,7 @@ impl Model {
 /// kind needs); `threads` engine workers (default one per core).
 #[pyfunction]
 #[pyo3(signature = (run_dir, *, threads = None))]
-fn load(py: Python<'_>, run_dir: PathBuf, threads: Option<usize>) -> PyResult<Model> {
+fn load(py: Python<'_>, run_dir: PathBuf, threads: Option<i128>) -> PyResult<Model> {
     let threads = check_threads(py, threads)?;
     let dir = run_dir.clone();
     let run = py
@@ -569,14 +581,13 @@ fn task_of(
 #[pyo3(signature = (n = 1000, seed = None, *, task = None, config = None))]
 fn generate<'py>(
     py: Python<'py>,
-    n: usize,
-    seed: Option<u64>,
+    n: i128,
+    seed: Option<i128>,
     task: Option<&Bound<'py, PyAny>>,
     config: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if n > MAX_N {
-        return Err(bad_argument(py, format!("n {n} must be at most {MAX_N}")));
-    }
+    let n = bounded(py, n, "n", 0, MAX_N as u64)? as usize;
+    let seed = check_seed(py, seed)?;
     let cfg = task_of(py, config, task)?;
     let seed = seed.unwrap_or(cfg.seed);
     let problems = py
