@@ -83,7 +83,10 @@ fn from_python(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::V
 /// so that negative and huge numbers get the message, not an overflow.)
 fn bounded(py: Python<'_>, v: i128, what: &str, lo: u64, hi: u64) -> PyResult<u64> {
     if v < i128::from(lo) || v > i128::from(hi) {
-        return Err(bad_argument(py, format!("{what} {v} must be in {lo}..={hi}")));
+        return Err(bad_argument(
+            py,
+            format!("{what} {v} must be in {lo}..={hi}"),
+        ));
     }
     Ok(v as u64)
 }
@@ -93,7 +96,8 @@ fn check_n(py: Python<'_>, n: i128, what: &str) -> PyResult<usize> {
 }
 
 fn check_seed(py: Python<'_>, seed: Option<i128>) -> PyResult<Option<u64>> {
-    seed.map(|s| bounded(py, s, "seed", 0, u64::MAX)).transpose()
+    seed.map(|s| bounded(py, s, "seed", 0, u64::MAX))
+        .transpose()
 }
 
 fn check_threads(py: Python<'_>, threads: Option<i128>) -> PyResult<usize> {
@@ -318,15 +322,19 @@ impl Model {
                 PyTypeError::new_err("questions is a string or a sequence of strings")
             })?
         };
+        // Subnormals flushed as the command line does (same bits, same speed), on this thread
+        // only while the engine runs.
         let results = py.detach(|| {
-            let mut run = self.lock();
-            let rows = run.batch_rows();
-            let mut out = Vec::with_capacity(qs.len());
-            for chunk in qs.chunks(rows) {
-                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                out.extend(run.answer(&refs));
-            }
-            out
+            seqcalc::nn::with_flushed_denormals(|| {
+                let mut run = self.lock();
+                let rows = run.batch_rows();
+                let mut out = Vec::with_capacity(qs.len());
+                for chunk in qs.chunks(rows) {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    out.extend(run.answer(&refs));
+                }
+                out
+            })
         });
         let mut answers = Vec::with_capacity(qs.len());
         for (q, r) in qs.into_iter().zip(results) {
@@ -384,8 +392,14 @@ impl Model {
             .map(|ls| {
                 ls.into_iter()
                     .map(|l| {
-                        bounded(py, l, "length", 1, seqcalc::codec::coupled::MAX_DIGITS as u64)
-                            .map(|l| l as usize)
+                        bounded(
+                            py,
+                            l,
+                            "length",
+                            1,
+                            seqcalc::codec::coupled::MAX_DIGITS as u64,
+                        )
+                        .map(|l| l as usize)
                     })
                     .collect::<PyResult<Vec<usize>>>()
             })
@@ -420,40 +434,42 @@ impl Model {
         let dir = self.dir.display().to_string();
         // Errors cross the detached section as (class, message).
         let out: Result<serde_json::Value, (&str, String)> = py.detach(|| {
-            let mut run = self.lock();
-            match &mut *run {
-                Run::Seq2seq { run, .. } => {
-                    let task = run.cfg.task.clone();
-                    let rep = if exhaustive {
-                        seqcalc::eval::evaluate_exhaustive(run, &task, threads)
-                    } else {
-                        seqcalc::eval::evaluate_fresh_on(
-                            run,
-                            &task,
-                            n.unwrap_or(10_000),
-                            seed,
-                            threads,
-                        )
-                    };
-                    rep.map(|r| serde_json::to_value(r).expect("report serialises"))
-                        .map_err(|e| ("ArgumentError", e.to_string()))
+            seqcalc::nn::with_flushed_denormals(|| {
+                let mut run = self.lock();
+                match &mut *run {
+                    Run::Seq2seq { run, .. } => {
+                        let task = run.cfg.task.clone();
+                        let rep = if exhaustive {
+                            seqcalc::eval::evaluate_exhaustive(run, &task, threads)
+                        } else {
+                            seqcalc::eval::evaluate_fresh_on(
+                                run,
+                                &task,
+                                n.unwrap_or(10_000),
+                                seed,
+                                threads,
+                            )
+                        };
+                        rep.map(|r| serde_json::to_value(r).expect("report serialises"))
+                            .map_err(|e| ("ArgumentError", e.to_string()))
+                    }
+                    Run::Regression(m) => {
+                        Ok(serde_json::to_value(m.evaluate(n.unwrap_or(10_000), seed))
+                            .expect("report serialises"))
+                    }
+                    long_run => {
+                        let req = LengthRequest {
+                            lengths: lengths.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec()),
+                            n,
+                            stress,
+                            pairs: Vec::new(),
+                        };
+                        req.score(long_run, seed, &mut |_| {})
+                            .map(|s| s.to_json(&dir, seed, &req.pairs))
+                            .map_err(|e| ("ArgumentError", e))
+                    }
                 }
-                Run::Regression(m) => {
-                    Ok(serde_json::to_value(m.evaluate(n.unwrap_or(10_000), seed))
-                        .expect("report serialises"))
-                }
-                long_run => {
-                    let req = LengthRequest {
-                        lengths: lengths.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec()),
-                        n,
-                        stress,
-                        pairs: Vec::new(),
-                    };
-                    req.score(long_run, seed, &mut |_| {})
-                        .map(|s| s.to_json(&dir, seed, &req.pairs))
-                        .map_err(|e| ("ArgumentError", e))
-                }
-            }
+            })
         });
         match out {
             Ok(v) => to_python(py, &v),
@@ -760,6 +776,7 @@ fn train_run(
         let stop = &stop;
         let dir = &run_dir;
         let worker = s.spawn(move || {
+            seqcalc::nn::flush_denormals();
             let mut observe = |p: Progress<'_, '_>| match p {
                 Progress::Event(Event::EpochEnd {
                     record, improved, ..
@@ -874,6 +891,11 @@ fn version() -> (String, &'static str) {
 
 #[pymodule]
 fn _seqcalc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The pool of any parallel loop outside the engines flushes subnormals too, as the
+    // command line's does (a pool already built elsewhere in the process is left as it is).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .start_handler(|_| seqcalc::nn::flush_denormals())
+        .build_global();
     m.add_class::<Model>()?;
     m.add_class::<Answer>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
