@@ -4,9 +4,9 @@ and encode the data it learns from, and train in this process, all on seqcalc's 
     >>> import seqcalc
     >>> model = seqcalc.load("runs/keras-addition")
     >>> model.predict("12+345")
-    Answer("12+345" = "357", confidence=0.998..., correct=True)
+    Answer("12+345" = "357", confidence=0.996449, correct=True)
     >>> model.evaluate(n=1000, seed=7)["exact_match"]
-    0.998
+    0.999
 
 Every function calls the seqcalc library itself (the same code as the ``seqcalc`` command), so
 answers, scores, generated data and trained weights are those the command line gives. Errors
