@@ -138,6 +138,16 @@ pub fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// A check mark or cross, green or red where colour is on.
+pub fn mark(correct: bool, color: bool) -> &'static str {
+    match (correct, color) {
+        (true, true) => "\x1b[32m✓\x1b[0m",
+        (true, false) => "✓",
+        (false, true) => "\x1b[31m✗\x1b[0m",
+        (false, false) => "✗",
+    }
+}
+
 /// A picture that could not be drawn or written, with the reason (one line).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -530,6 +530,11 @@ pub struct Answer {
     /// Whether the answer is right, where the question's task can tell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correct: Option<bool>,
+    /// What the model wrote, step by step in writing order, each symbol with its probability
+    /// (the per-character confidences of models with a softmax output; see
+    /// `Codec::written_steps`). Not part of `predict --jsonl`'s lines.
+    #[serde(skip)]
+    pub steps: Option<Vec<(char, f32)>>,
 }
 
 impl Run {
@@ -638,6 +643,7 @@ impl Run {
                         confidence: None,
                         work: None,
                         value: Some((y * 1e4).round() / 1e4),
+                        steps: None,
                     })
                 })
                 .collect(),
@@ -684,6 +690,7 @@ fn answer_seq2seq(
                 work: run.codec.decode_probs_work(row),
                 value: None,
                 correct,
+                steps: Some(run.codec.written_steps(row)),
             });
         }
     }
@@ -714,6 +721,7 @@ fn answer_operands(
                     work: None,
                     value: None,
                     correct: Some(check_answer(o, &g).exact),
+                    steps: None,
                 }
             })
         })

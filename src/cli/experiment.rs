@@ -3,7 +3,7 @@
 //! the result against the tutorial's claim. `compare-decoders` is a report over 18 runs.
 
 use super::flags::RunFlags;
-use super::train::{self, Trained};
+use super::train;
 use super::{lengths, signals};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
@@ -12,6 +12,7 @@ use seqcalc::eval::EvalReport;
 use seqcalc::experiment::Experiment;
 use seqcalc::run::{self, RunConfig};
 use seqcalc::rundir::LoadedRun;
+use seqcalc::training::Trained;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

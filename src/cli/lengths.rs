@@ -2,23 +2,17 @@
 //! additions (coupled-transformer and pair-gru): `eval` on such a run, and the final table and
 //! verdict of their experiments.
 
-use super::train::Trained;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
-use seqcalc::codec::coupled::{Operands, MAX_DIGITS};
+use seqcalc::codec::coupled::Operands;
 use seqcalc::eval::lengths::{
-    evaluate_lengths, length_pairs, table_header, table_row, transformer_scorer, LengthResult,
-    Scorer,
+    default_count, evaluate_lengths, table_header, table_row, transformer_scorer, LengthRequest,
+    LengthResult, DEFAULT_LENGTHS,
 };
 use seqcalc::run::{Run, RunConfig};
+use seqcalc::training::Trained;
 use std::path::Path;
 use std::process::ExitCode;
-
-/// The most digits `eval` asks per operand length (questions times their length).
-const MAX_DIGITS_PER_LENGTH: usize = 10_000_000;
-
-/// The lengths `eval` scores by default.
-const DEFAULT_LENGTHS: [usize; 7] = [10, 20, 50, 100, 200, 500, 1000];
 
 /// The lengths a finished run is scored at, and questions per length (`quick`: tiny ones).
 type Counts = Box<dyn Fn(usize) -> usize>;
@@ -27,15 +21,6 @@ fn final_lengths(quick: bool) -> (Vec<usize>, Counts) {
         (vec![3, 6, 12], Box::new(|_| 20))
     } else {
         (vec![20, 100, 200, 500, 1000], Box::new(default_count))
-    }
-}
-
-/// Questions per length: 500 up to 200 digits, 200 beyond.
-fn default_count(n: usize) -> usize {
-    if n <= 200 {
-        500
-    } else {
-        200
     }
 }
 
@@ -82,14 +67,6 @@ fn sharpen(run: &mut Run, f: f32) -> Result<()> {
     }
 }
 
-fn scorer(run: &mut Run) -> Box<Scorer<'_>> {
-    match run {
-        Run::CoupledTransformer { run, engine } => transformer_scorer(engine, &run.params),
-        Run::PairGru { engine, params, .. } => Box::new(|qs: &[Operands]| engine.score(params, qs)),
-        _ => unreachable!("scored by length only for long-addition runs"),
-    }
-}
-
 /// `eval` on a length-generalisation run.
 pub fn eval(
     mut model: Run,
@@ -103,29 +80,16 @@ pub fn eval(
         sharpen(&mut model, f)?;
     }
     let table = sets.lengths.is_some() || sets.stress || sets.heatmap.is_none();
-    let lengths = match (table, sets.lengths) {
-        (false, _) => Vec::new(),
-        (true, l) => l.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec()),
+    let req = LengthRequest {
+        lengths: match (table, sets.lengths) {
+            (false, _) => Vec::new(),
+            (true, l) => l.unwrap_or_else(|| DEFAULT_LENGTHS.to_vec()),
+        },
+        n,
+        stress: sets.stress,
+        pairs: sets.heatmap.unwrap_or_default(),
     };
-    let pairs = sets.heatmap.unwrap_or_default();
-    for (flag, list) in [("--lengths", &lengths), ("--heatmap", &pairs)] {
-        if let Some(&bad) = list.iter().find(|&&l| l == 0 || l > MAX_DIGITS) {
-            bail!("{flag}: {bad} is not in 1..={MAX_DIGITS}");
-        }
-    }
-    // The work of one length is its questions times their digits; bound it (the default, 200
-    // questions of 1000 digits, is 200,000).
-    if let Some(n) = n {
-        let longest = lengths.iter().chain(&pairs).copied().max().unwrap_or(1);
-        if n.saturating_mul(longest) > MAX_DIGITS_PER_LENGTH {
-            bail!(
-                "--n {n} questions of {longest} digits is more than {MAX_DIGITS_PER_LENGTH} digits per length; ask for at most {}",
-                MAX_DIGITS_PER_LENGTH / longest
-            );
-        }
-    }
-    let stress = sets.stress;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    req.check().map_err(anyhow::Error::msg)?;
     if !json {
         let (lo, hi) = trained_on(&model);
         println!(
@@ -145,34 +109,27 @@ pub fn eval(
             println!("{}", table_header());
         }
     }
-    let mut scorer = scorer(&mut model);
-    let results: Vec<LengthResult> = evaluate_lengths(
-        &mut *scorer,
-        &lengths,
-        |l| n.unwrap_or_else(|| default_count(l)),
-        stress,
-        &mut rng,
-        &mut |r| {
+    let scores = req
+        .score(&mut model, seed, &mut |r| {
             if !json {
                 println!("{}", table_row(r));
             }
-        },
-    );
-    let grid = if pairs.is_empty() {
-        Vec::new()
-    } else {
+        })
+        .map_err(anyhow::Error::msg)?;
+    let pairs = &req.pairs;
+    if !pairs.is_empty() {
+        let grid = &scores.grid;
         let per_cell = n.unwrap_or(50);
-        let grid = length_pairs(&mut *scorer, &pairs, per_cell, &mut rng);
         let (svg, png) = (dir.join("length-pairs.svg"), dir.join("length-pairs.png"));
-        draw_length_pairs(&pairs, &grid, &svg, &png)?;
+        draw_length_pairs(pairs, grid, &svg, &png)?;
         if !json {
             println!("\nexact match by (length of a: rows, length of b: columns), {per_cell} questions per cell");
             print!("{:>8}", "a \\ b");
-            for l in &pairs {
+            for l in pairs {
                 print!("{l:>8}");
             }
             println!();
-            for (la, row) in pairs.iter().zip(&grid) {
+            for (la, row) in pairs.iter().zip(grid) {
                 print!("{la:>8}");
                 for &(k, m) in row {
                     print!("{:>8.3}", k as f64 / m.max(1) as f64);
@@ -181,24 +138,9 @@ pub fn eval(
             }
             println!("Wrote {} and .png", svg.display());
         }
-        grid
-    };
+    }
     if json {
-        let cells: Vec<serde_json::Value> = pairs
-            .iter()
-            .zip(&grid)
-            .flat_map(|(&la, row)| {
-                pairs.iter().zip(row).map(move |(&lb, &(k, m))| {
-                    serde_json::json!({"len_a": la, "len_b": lb, "right": k, "n": m})
-                })
-            })
-            .collect();
-        let v = serde_json::json!({
-            "model": dir.display().to_string(),
-            "seed": seed,
-            "results": results,
-            "length_pairs": cells,
-        });
+        let v = scores.to_json(&dir.display().to_string(), seed, pairs);
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,6 @@
 
 pub mod bench;
 pub mod compare;
-pub mod console;
 pub mod data;
 pub mod eval;
 pub mod experiment;
@@ -32,10 +31,5 @@ pub fn color() -> bool {
 
 /// A check mark or cross, green or red where colour is on.
 pub fn mark(correct: bool, color: bool) -> &'static str {
-    match (correct, color) {
-        (true, true) => "\x1b[32m✓\x1b[0m",
-        (true, false) => "✓",
-        (false, true) => "\x1b[31m✗\x1b[0m",
-        (false, false) => "✗",
-    }
+    seqcalc::report::mark(correct, color)
 }

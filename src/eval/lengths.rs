@@ -199,6 +199,137 @@ pub fn length_pairs(
         .collect()
 }
 
+/// The operand lengths `eval` scores by default.
+pub const DEFAULT_LENGTHS: [usize; 7] = [10, 20, 50, 100, 200, 500, 1000];
+
+/// The most digits `eval` asks per operand length (questions times their length).
+pub const MAX_DIGITS_PER_LENGTH: usize = 10_000_000;
+
+/// Questions per length when none are asked for: 500 up to 200 digits, 200 beyond.
+pub fn default_count(n: usize) -> usize {
+    if n <= 200 {
+        500
+    } else {
+        200
+    }
+}
+
+/// What `eval` scores on a long-addition run (coupled-transformer or pair-gru).
+#[derive(Clone, Debug, Default)]
+pub struct LengthRequest {
+    /// Operand lengths of the table (empty: no table).
+    pub lengths: Vec<usize>,
+    /// Questions per length (default [`default_count`]) and per heatmap cell (default 50).
+    pub n: Option<usize>,
+    /// Also the carry-stress sets at each length.
+    pub stress: bool,
+    /// Operand lengths whose every pair (length of a, length of b) is scored.
+    pub pairs: Vec<usize>,
+}
+
+/// A long-addition run's scores: the table's rows, and the grid of `LengthRequest::pairs`
+/// (`[row = len a][col = len b]` as (right, asked)).
+pub struct LengthScores {
+    pub results: Vec<LengthResult>,
+    pub grid: Vec<Vec<(usize, usize)>>,
+}
+
+impl LengthRequest {
+    /// Refuses lengths out of `1..=MAX_DIGITS` and more work per length than
+    /// [`MAX_DIGITS_PER_LENGTH`] (one line, naming `eval`'s flag).
+    pub fn check(&self) -> Result<(), String> {
+        use crate::codec::coupled::MAX_DIGITS;
+        for (flag, list) in [("--lengths", &self.lengths), ("--heatmap", &self.pairs)] {
+            if let Some(&bad) = list.iter().find(|&&l| l == 0 || l > MAX_DIGITS) {
+                return Err(format!("{flag}: {bad} is not in 1..={MAX_DIGITS}"));
+            }
+        }
+        // The work of one length is its questions times their digits; bound it (the default,
+        // 200 questions of 1000 digits, is 200,000).
+        if let Some(n) = self.n {
+            if n == 0 {
+                return Err("--n 0: ask for at least one question".into());
+            }
+            let longest = self
+                .lengths
+                .iter()
+                .chain(&self.pairs)
+                .copied()
+                .max()
+                .unwrap_or(1);
+            if n.saturating_mul(longest) > MAX_DIGITS_PER_LENGTH {
+                return Err(format!(
+                    "--n {n} questions of {longest} digits is more than {MAX_DIGITS_PER_LENGTH} digits per length; ask for at most {}",
+                    MAX_DIGITS_PER_LENGTH / longest
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores a long-addition run (`eval` on it): the table's rows first, each told to
+    /// `on_row` as it is done, then the grid, all from one generator seeded with `seed`.
+    pub fn score(
+        &self,
+        run: &mut crate::run::Run,
+        seed: u64,
+        on_row: &mut dyn FnMut(&LengthResult),
+    ) -> Result<LengthScores, String> {
+        use crate::run::Run;
+        use rand::SeedableRng;
+        self.check()?;
+        let mut scorer: Box<Scorer<'_>> = match run {
+            Run::CoupledTransformer { run, engine } => transformer_scorer(engine, &run.params),
+            Run::PairGru { engine, params, .. } => {
+                Box::new(|qs: &[Operands]| engine.score(params, qs))
+            }
+            other => {
+                return Err(format!(
+                    "scored by length only for long-addition runs (coupled-transformer, pair-gru); this is a {} run",
+                    other.kind()
+                ))
+            }
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = self.n;
+        let results = evaluate_lengths(
+            &mut *scorer,
+            &self.lengths,
+            |l| n.unwrap_or_else(|| default_count(l)),
+            self.stress,
+            &mut rng,
+            on_row,
+        );
+        let grid = if self.pairs.is_empty() {
+            Vec::new()
+        } else {
+            length_pairs(&mut *scorer, &self.pairs, n.unwrap_or(50), &mut rng)
+        };
+        Ok(LengthScores { results, grid })
+    }
+}
+
+impl LengthScores {
+    /// `eval --json`'s object for a long-addition run.
+    pub fn to_json(&self, model: &str, seed: u64, pairs: &[usize]) -> serde_json::Value {
+        let cells: Vec<serde_json::Value> = pairs
+            .iter()
+            .zip(&self.grid)
+            .flat_map(|(&la, row)| {
+                pairs.iter().zip(row).map(move |(&lb, &(k, m))| {
+                    serde_json::json!({"len_a": la, "len_b": lb, "right": k, "n": m})
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "model": model,
+            "seed": seed,
+            "results": self.results,
+            "length_pairs": cells,
+        })
+    }
+}
+
 /// The report as a table for people.
 pub fn table_header() -> String {
     format!(

@@ -156,6 +156,31 @@ pub fn flush_denormals() {
     }
 }
 
+/// Runs `f` with subnormals flushed on this thread (as [`flush_denormals`]), then puts the
+/// thread's floating-point mode back as it was: for a thread the caller owns, such as the one
+/// a Python interpreter calls in on.
+pub fn with_flushed_denormals<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// Restores the saved MXCSR, however `f` ends.
+        struct Restore(u32);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: writes back the value read from this thread's MXCSR below.
+                unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &self.0, options(nostack)) };
+            }
+        }
+        let mut csr: u32 = 0;
+        // SAFETY: reads this thread's MXCSR.
+        unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack)) };
+        let _restore = Restore(csr);
+        flush_denormals();
+        f()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    f()
+}
+
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 

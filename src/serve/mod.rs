@@ -3,7 +3,7 @@
 //! questions, and trainings started, stopped and resumed from the browser on the server's cores.
 //!
 //! Everything shown is read from run directories (runs trained from the shell appear too), and
-//! every training is a `RunConfig` trained by `cli::train::train_with`, the function `train`
+//! every training is a `RunConfig` trained by `seqcalc::training::train_with`, the function `train`
 //! uses, into a normal run directory.
 //!
 //! Safety: run and file names from requests are checked with `rundir::validate_name` and then

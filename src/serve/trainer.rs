@@ -1,18 +1,18 @@
 //! Trainings started from the browser: each a `RunConfig` (built-in experiment or default, the
-//! form's knobs applied as `train`'s flags are) trained by `cli::train::train_with` on a worker
+//! form's knobs applied as `train`'s flags are) trained by `seqcalc::training::train_with` on a worker
 //! thread of one core into a normal run directory. Stop sets the run's own interrupt flag (it
 //! checkpoints as on Ctrl-C); Resume reopens it with `Open::Resume`. At most one training per
 //! slot (default: one per core); more are refused.
 
 use super::{run_dir, ApiError, ApiResult, Shared};
 use crate::cli::flags::{accepted, RunFlags};
-use crate::cli::train::{train_with, Progress, Trained};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
 use seqcalc::run::RunConfig;
 use seqcalc::rundir::Open;
 use seqcalc::train::Event;
+use seqcalc::training::{train_with, Progress, Trained};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;

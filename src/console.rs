@@ -2,12 +2,11 @@
 //! example, the model summary, a progress bar and one line per epoch, sample questions, and
 //! where the run went.
 
-use anyhow::Result;
-use seqcalc::config::ExperimentConfig;
-use seqcalc::data::Dataset;
-use seqcalc::report;
-use seqcalc::task::{self, TaskKind};
-use seqcalc::train::{self, Event};
+use crate::config::ExperimentConfig;
+use crate::data::Dataset;
+use crate::report;
+use crate::task::{self, TaskKind};
+use crate::train::{self, Event};
 use std::io::Write;
 
 /// Trains with the tutorial's printout: data statistics, an encoded example, the summary, a
@@ -15,10 +14,10 @@ use std::io::Write;
 pub fn run_training(
     cfg: ExperimentConfig,
     dir: &std::path::Path,
-    open: seqcalc::rundir::Open,
+    open: crate::rundir::Open,
     interrupt: &std::sync::atomic::AtomicBool,
     on_start: &mut dyn FnMut(&Dataset, &Dataset, usize),
-) -> Result<train::Outcome> {
+) -> Result<train::Outcome, train::TrainError> {
     // A question of this task for the closing hint ("12+345" fits only some tasks).
     // (pq questions start with '-', so they go after `--` or the flag parser takes them.)
     let example = match cfg.task.kind {
