@@ -531,7 +531,14 @@ fn run_local<'s>(
             }
             let i = next.fetch_add(1, Ordering::SeqCst);
             let Some(job) = todo.get(i) else { break };
-            let r = run_cell(job, &opts.dir, opts.threads, opts.eval_n, opts.target, interrupt);
+            let r = run_cell(
+                job,
+                &opts.dir,
+                opts.threads,
+                opts.eval_n,
+                opts.target,
+                interrupt,
+            );
             let stop = r.is_err();
             if tx.send(r).is_err() || stop {
                 break;
@@ -582,7 +589,36 @@ pub fn run_cell(
         seconds_to_target: None,
         kernel: Some(crate::run::kernel_level().to_string()),
     };
-    let outcome = match train::run(cfg, &dir, open, interrupt, &mut |_| {}) {
+    // The manifest records where the run trained: threads, CPU and kernel level.
+    let spec = crate::run::spec_hash(&crate::run::RunConfig::Seq2seq(cfg.clone()));
+    let mut manifest = crate::run::Manifest::start(crate::run::RunKind::Seq2seq, threads, spec);
+    let mut data_hash = None;
+    let trained = train::run(cfg, &dir, open, interrupt, &mut |ev| {
+        if let train::Event::Start { train, val, .. } = ev {
+            let texts = train
+                .problems
+                .iter()
+                .chain(&val.problems)
+                .flat_map(|p| [p.question.as_bytes(), p.answer.as_bytes()]);
+            data_hash = Some(crate::run::fnv1a64(texts));
+        }
+    });
+    if let Some(h) = data_hash {
+        manifest.data_hash = format!("fnv1a64:{h:016x}");
+    }
+    // Only a run that trained (and so held the directory's lock) writes it.
+    let how = match &trained {
+        Ok(o) if o.interrupted => Some("interrupted"),
+        Ok(_) => Some("finished"),
+        Err(TrainError::NonFinite { .. } | TrainError::Diverged(_)) => Some("failed"),
+        Err(_) => None,
+    };
+    if let Some(how) = how {
+        manifest
+            .finish(&dir, how)
+            .map_err(|e| SweepError::Io(format!("run {}: {e}", job.id)))?;
+    }
+    let outcome = match trained {
         Ok(o) => o,
         Err(TrainError::NonFinite { epoch, batch, loss }) => {
             result.error = Some(format!(

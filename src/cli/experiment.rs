@@ -517,17 +517,23 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
         eval_n,
         target: 0.99,
     };
-    let results = sweep::run_on(&executor, &jobs, &opts, &signals::STOP, &mut |r, done, total| {
-        let what = match (&r.error, r.fresh_exact) {
-            (Some(e), _) => format!("FAILED: {e}"),
-            (None, Some(x)) => format!(
-                "fresh exact {x:.4}, {} epochs, {:.0} s",
-                r.epochs, r.seconds
-            ),
-            (None, None) => "no score".into(),
-        };
-        println!("[{done}/{total}] {}: {what}", r.id);
-    })?;
+    let results = sweep::run_on(
+        &executor,
+        &jobs,
+        &opts,
+        &signals::STOP,
+        &mut |r, done, total| {
+            let what = match (&r.error, r.fresh_exact) {
+                (Some(e), _) => format!("FAILED: {e}"),
+                (None, Some(x)) => format!(
+                    "fresh exact {x:.4}, {} epochs, {:.0} s",
+                    r.epochs, r.seconds
+                ),
+                (None, None) => "no score".into(),
+            };
+            println!("[{done}/{total}] {}: {what}", r.id);
+        },
+    )?;
     let out = a.report_dir.clone().unwrap_or_else(|| dir.join("report"));
     compare::write_report(&dir, &out, &jobs, &results, eval_n, parallel)?;
     println!("Report: {}", out.join("report.md").display());

@@ -57,10 +57,20 @@ pub struct RayFlags {
     #[arg(long, value_name = "ADDRESS", help_heading = "Ray cluster")]
     pub ray: Option<String>,
     /// A Python that can import ray [default: python3].
-    #[arg(long, requires = "ray", value_name = "PATH", help_heading = "Ray cluster")]
+    #[arg(
+        long,
+        requires = "ray",
+        value_name = "PATH",
+        help_heading = "Ray cluster"
+    )]
     pub python: Option<PathBuf>,
     /// The seqcalc binary's path on every node [default: this binary travels with the job].
-    #[arg(long, requires = "ray", value_name = "PATH", help_heading = "Ray cluster")]
+    #[arg(
+        long,
+        requires = "ray",
+        value_name = "PATH",
+        help_heading = "Ray cluster"
+    )]
     pub ray_binary: Option<PathBuf>,
     /// Times a run lost with its node is started again elsewhere, from its last checkpoint
     /// [default: 3].
@@ -170,17 +180,23 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
         eval_n: a.eval_n,
         target: a.target,
     };
-    let results = sweep::run_on(&executor, &jobs, &opts, &signals::STOP, &mut |r, done, total| {
-        let what = match (&r.error, r.fresh_exact) {
-            (Some(e), _) => format!("FAILED: {e}"),
-            (None, Some(x)) => format!(
-                "fresh exact {x:.4}, best val exact {:.4}, {} epochs, {:.0} s",
-                r.best_val_exact, r.epochs, r.seconds
-            ),
-            (None, None) => "no score".into(),
-        };
-        println!("[{done}/{total}] {}: {what}", r.id);
-    })?;
+    let results = sweep::run_on(
+        &executor,
+        &jobs,
+        &opts,
+        &signals::STOP,
+        &mut |r, done, total| {
+            let what = match (&r.error, r.fresh_exact) {
+                (Some(e), _) => format!("FAILED: {e}"),
+                (None, Some(x)) => format!(
+                    "fresh exact {x:.4}, best val exact {:.4}, {} epochs, {:.0} s",
+                    r.best_val_exact, r.epochs, r.seconds
+                ),
+                (None, None) => "no score".into(),
+            };
+            println!("[{done}/{total}] {}: {what}", r.id);
+        },
+    )?;
     if signals::stopped() {
         eprintln!(
             "Interrupted after {} of {} runs; rerun the same command to continue.",

@@ -108,7 +108,10 @@ fn kernel_levels_are_noted_only_when_runs_differ() {
         seconds_to_target: None,
         kernel: kernel.map(String::from),
     };
-    assert_eq!(kernel_note(&[r("a", Some("avx2")), r("b", Some("avx2"))]), None);
+    assert_eq!(
+        kernel_note(&[r("a", Some("avx2")), r("b", Some("avx2"))]),
+        None
+    );
     assert_eq!(kernel_note(&[r("a", None), r("b", Some("avx2"))]), None);
     let note = kernel_note(&[
         r("a", Some("avx2")),
