@@ -137,7 +137,7 @@ def main():
             address=address,
             runtime_env=runtime_env,
             log_to_driver=False,
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR,
         )
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
