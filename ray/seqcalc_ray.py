@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ import threading
 import time
 from collections import deque
 
+# Seconds to wait for a HOST:PORT address to answer.
+CONNECT_SECS = 10
 # Seconds a cancelled run gets to write its checkpoint before it is killed.
 STOP_GRACE_SECS = 60
 
@@ -98,6 +101,17 @@ def run_cell(binary, ship, request):
     return {"error": f"{message} (on {node})", "node": node}
 
 
+def reachable(address):
+    """A HOST:PORT that does not answer is one line now, not Ray's minutes of retrying."""
+    if "://" in address or ":" not in address:
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECS).close()
+    except (OSError, ValueError) as e:
+        fatal(f"could not connect to the Ray cluster at {address}: {e}")
+
+
 def main():
     plan_path = sys.argv[1]
     with open(plan_path) as f:
@@ -111,6 +125,8 @@ def main():
             '(pip install "ray[default]") or name a Python that has it with --python'
         )
 
+    connected = threading.Event()
+
     def watch_stdin():
         # Raw reads: a buffered reader's lock would stall the interpreter's shutdown.
         try:
@@ -119,6 +135,9 @@ def main():
         except OSError:
             pass
         _stop.set()
+        if not connected.is_set():
+            # Stopped while connecting: nothing submitted, nothing to cancel.
+            os._exit(3)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
 
@@ -132,6 +151,7 @@ def main():
         tmp = tempfile.mkdtemp(prefix="seqcalc-ray-")
         shutil.copy2(binary, os.path.join(tmp, "seqcalc"))
         runtime_env["working_dir"] = tmp
+    reachable(address)
     try:
         ray.init(
             address=address,
@@ -145,6 +165,7 @@ def main():
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    connected.set()
 
     need = max(c["num_cpus"] for c in cells)
     cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]

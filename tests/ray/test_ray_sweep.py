@@ -250,3 +250,11 @@ def test_a_python_without_ray_is_one_line(tmp_path):
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.strip().count("\n") == 0, out.stderr
     assert "cannot import ray" in out.stderr, out.stderr
+
+
+def test_a_cluster_that_does_not_answer_is_one_line(tmp_path):
+    cmd = sweep_cmd(tmp_path, "s") + ["--ray", "127.0.0.1:1", "--python", sys.executable]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip().count("\n") == 0, out.stderr
+    assert "could not connect to the Ray cluster at 127.0.0.1:1" in out.stderr, out.stderr
