@@ -354,6 +354,8 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
             seqcalc::compare::NAME
         );
     }
+    // The cluster's options are checked before anything trains.
+    a.ray.executor(None)?;
     let exps = a
         .names
         .iter()
@@ -500,7 +502,7 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
     };
     sweep::prepare(&spec, &dir)?;
     let parallel = seqcalc::parallel::default_threads().max(1);
-    let executor = a.ray.executor(None);
+    let executor = a.ray.executor(None)?;
     let where_ = match &a.ray.ray {
         None => format!("{parallel} at a time"),
         Some(address) => format!("on the Ray cluster at {address}"),

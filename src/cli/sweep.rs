@@ -79,21 +79,24 @@ pub struct RayFlags {
 }
 
 impl RayFlags {
-    /// Where the runs train: on the cluster with at most `parallel` in flight, or here.
-    pub fn executor(&self, parallel: Option<usize>) -> sweep::Executor {
-        match &self.ray {
-            None => sweep::Executor::Local,
-            Some(address) => sweep::Executor::Ray(sweep::ray::RayOptions {
-                address: address.clone(),
-                python: self
-                    .python
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("python3")),
-                binary: self.ray_binary.clone(),
-                retries: self.ray_retries.unwrap_or(3),
-                max_in_flight: parallel,
-            }),
-        }
+    /// Where the runs train: on the cluster with at most `parallel` in flight, or here; the
+    /// cluster's options checked before anything is written.
+    pub fn executor(&self, parallel: Option<usize>) -> Result<sweep::Executor> {
+        let Some(address) = &self.ray else {
+            return Ok(sweep::Executor::Local);
+        };
+        let ray = sweep::ray::RayOptions {
+            address: address.clone(),
+            python: self
+                .python
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("python3")),
+            binary: self.ray_binary.clone(),
+            retries: self.ray_retries.unwrap_or(3),
+            max_in_flight: parallel,
+        };
+        ray.validate()?;
+        Ok(sweep::Executor::Ray(ray))
     }
 }
 
@@ -137,7 +140,7 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
     } else {
         base.train.threads
     };
-    let executor = a.ray.executor(a.parallel);
+    let executor = a.ray.executor(a.parallel)?;
     // On a cluster, --parallel caps the runs in flight (checked with the cluster's options).
     let parallel = match executor {
         sweep::Executor::Local => a.parallel.unwrap_or((cores / threads).max(1)),
