@@ -62,6 +62,10 @@ enum Cmd {
     ///
     /// Example: seqcalc serve --runs-dir runs --port 8080
     Serve(cli::serve::ServeArgs),
+    /// One run of a sweep on a cluster's node: reads its request as JSON on standard input and
+    /// prints its result (started by `sweep --ray`).
+    #[command(hide = true)]
+    SweepCell(cli::sweep_cell::SweepCellArgs),
 }
 
 /// The version, the commit it was built from (where known) and the kernels this CPU runs.
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
         Cmd::Compare(a) => cli::compare::exec(a),
         Cmd::Sweep(a) => cli::sweep::exec(a),
         Cmd::Serve(a) => cli::serve::exec(a),
+        Cmd::SweepCell(a) => cli::sweep_cell::exec(a),
     };
     if let Some(code) = cli::signals::exit_code() {
         if let Err(e) = &result {

@@ -126,7 +126,7 @@ fn set_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), String
 }
 
 /// One training run of the sweep.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Unique, also the run directory's name: `hidden=64,digits=3,seed=1337`.
     pub id: String,
@@ -276,6 +276,10 @@ pub struct RunResult {
     /// until then.
     pub epochs_to_target: Option<usize>,
     pub seconds_to_target: Option<f64>,
+    /// The kernels of the CPU that trained and scored the run (avx512, avx2 or portable);
+    /// absent in results written before it was recorded.
+    #[serde(default)]
+    pub kernel: Option<String>,
 }
 
 /// How to run a sweep.
@@ -395,6 +399,17 @@ pub fn prepare(spec: &Spec, dir: &Path) -> Result<(), SweepError> {
     crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| io(e, &path))
 }
 
+/// Where the runs of a sweep train.
+#[derive(Clone, Debug, Default)]
+pub enum Executor {
+    /// On this machine, `Options::parallel` runs at once in threads of this process.
+    #[default]
+    Local,
+    /// As tasks on a Ray cluster, each a `seqcalc sweep-cell` process on some node
+    /// (see [`ray`]); `Options::parallel` caps the runs in flight.
+    Ray(ray::RayOptions),
+}
+
 /// Runs the jobs without a result yet, `opts.parallel` at a time, appending each result to
 /// `results.jsonl` as it finishes and reporting it through `on_result` (done, total). Stops
 /// taking new jobs when `interrupt` is set (running ones checkpoint and stop); returns all
@@ -405,7 +420,23 @@ pub fn run(
     interrupt: &AtomicBool,
     on_result: &mut dyn FnMut(&RunResult, usize, usize),
 ) -> Result<Vec<RunResult>, SweepError> {
+    run_on(&Executor::Local, jobs, opts, interrupt, on_result)
+}
+
+/// [`run`] with the runs trained by `executor`: the bookkeeping (what is done, the appends to
+/// `results.jsonl`, the order of the results) is the same wherever the runs train, and every
+/// run goes through [`run_cell`].
+pub fn run_on(
+    executor: &Executor,
+    jobs: &[Job],
+    opts: &Options,
+    interrupt: &AtomicBool,
+    on_result: &mut dyn FnMut(&RunResult, usize, usize),
+) -> Result<Vec<RunResult>, SweepError> {
     opts.validate(jobs)?;
+    if let Executor::Ray(r) = executor {
+        r.validate()?;
+    }
     let (recorded, damaged) = read_results_checked(&opts.dir);
     for d in &damaged {
         eprintln!("warning: {d}");
@@ -430,31 +461,30 @@ pub fn run(
             SweepError::Io(format!("could not write {}: {e}", results_path.display()))
         })?;
     }
+    let todo_ids: std::collections::BTreeSet<&str> = todo.iter().map(|j| j.id.as_str()).collect();
     let next = AtomicUsize::new(0);
     let (tx, rx) = std::sync::mpsc::channel::<Result<RunResult, SweepError>>();
     let mut first_error = None;
     std::thread::scope(|s| {
-        for _ in 0..opts.parallel.max(1).min(todo.len().max(1)) {
-            let tx = tx.clone();
-            let (next, todo) = (&next, &todo);
-            s.spawn(move || loop {
-                crate::nn::flush_denormals();
-                if interrupt.load(Ordering::SeqCst) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(job) = todo.get(i) else { break };
-                let r = run_one(job, opts, interrupt);
-                let stop = r.is_err();
-                if tx.send(r).is_err() || stop {
-                    break;
-                }
-            });
+        match executor {
+            Executor::Local => run_local(s, &todo, &next, opts, interrupt, &tx),
+            Executor::Ray(r) => {
+                let (tx, todo) = (tx.clone(), &todo);
+                s.spawn(move || {
+                    if let Err(e) = ray::run_cells(r, todo, opts, interrupt, &tx) {
+                        let _ = tx.send(Err(e));
+                    }
+                });
+            }
         }
         drop(tx);
         for r in rx {
             match r {
                 Ok(r) if r.error.as_deref() == Some(INTERRUPTED) => {}
+                Ok(r) if done.contains_key(&r.id) || !todo_ids.contains(r.id.as_str()) => {
+                    // A result for a run that is not to do (one an executor reported twice):
+                    // recorded once only.
+                }
                 Ok(r) => {
                     let line = serde_json::to_string(&r).expect("result serialises") + "\n";
                     let written = file
@@ -483,11 +513,56 @@ pub fn run(
     Ok(jobs.iter().filter_map(|j| done.remove(&j.id)).collect())
 }
 
-const INTERRUPTED: &str = "interrupted";
+/// Trains `todo` in `opts.parallel` threads of this process, sending each result to `tx`.
+fn run_local<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    todo: &'s [&'s Job],
+    next: &'s AtomicUsize,
+    opts: &'s Options,
+    interrupt: &'s AtomicBool,
+    tx: &std::sync::mpsc::Sender<Result<RunResult, SweepError>>,
+) {
+    for _ in 0..opts.parallel.max(1).min(todo.len().max(1)) {
+        let tx = tx.clone();
+        s.spawn(move || loop {
+            crate::nn::flush_denormals();
+            if interrupt.load(Ordering::SeqCst) {
+                break;
+            }
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(job) = todo.get(i) else { break };
+            let r = run_cell(
+                job,
+                &opts.dir,
+                opts.threads,
+                opts.eval_n,
+                opts.target,
+                interrupt,
+            );
+            let stop = r.is_err();
+            if tx.send(r).is_err() || stop {
+                break;
+            }
+        });
+    }
+}
 
-/// Trains (or resumes) one job in `opts.dir/runs/<name>` and scores it on fresh questions.
-fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResult, SweepError> {
-    let dir = rundir::run_path(&opts.dir.join("runs"), &job.cfg.name)
+/// The `error` of a run stopped by an interrupt before it finished: not recorded, the run is
+/// resumed by the next run of the sweep.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Trains (or resumes) one job in `dir/runs/<name>` with `threads` threads and scores it on
+/// `eval_n` fresh questions: the one piece of code every run of a sweep goes through, on this
+/// machine or on a cluster's node.
+pub fn run_cell(
+    job: &Job,
+    dir: &Path,
+    threads: usize,
+    eval_n: usize,
+    target: f64,
+    interrupt: &AtomicBool,
+) -> Result<RunResult, SweepError> {
+    let dir = rundir::run_path(&dir.join("runs"), &job.cfg.name)
         .map_err(|e| SweepError::Spec(format!("run {}: {e}", job.id)))?;
     // A run that wrote its config has a checkpoint to go on from (see `train::run`).
     let open = if dir.join(rundir::CONFIG).exists() {
@@ -496,7 +571,7 @@ fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResul
         rundir::Open::New
     };
     let mut cfg = job.cfg.clone();
-    cfg.train.threads = opts.threads;
+    cfg.train.threads = threads;
     cfg.train.samples = 0;
     let mut result = RunResult {
         id: job.id.clone(),
@@ -512,8 +587,38 @@ fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResul
         fresh_n: 0,
         epochs_to_target: None,
         seconds_to_target: None,
+        kernel: Some(crate::run::kernel_level().to_string()),
     };
-    let outcome = match train::run(cfg, &dir, open, interrupt, &mut |_| {}) {
+    // The manifest records where the run trained: threads, CPU and kernel level.
+    let spec = crate::run::spec_hash(&crate::run::RunConfig::Seq2seq(cfg.clone()));
+    let mut manifest = crate::run::Manifest::start(crate::run::RunKind::Seq2seq, threads, spec);
+    let mut data_hash = None;
+    let trained = train::run(cfg, &dir, open, interrupt, &mut |ev| {
+        if let train::Event::Start { train, val, .. } = ev {
+            let texts = train
+                .problems
+                .iter()
+                .chain(&val.problems)
+                .flat_map(|p| [p.question.as_bytes(), p.answer.as_bytes()]);
+            data_hash = Some(crate::run::fnv1a64(texts));
+        }
+    });
+    if let Some(h) = data_hash {
+        manifest.data_hash = format!("fnv1a64:{h:016x}");
+    }
+    // Only a run that trained (and so held the directory's lock) writes it.
+    let how = match &trained {
+        Ok(o) if o.interrupted => Some("interrupted"),
+        Ok(_) => Some("finished"),
+        Err(TrainError::NonFinite { .. } | TrainError::Diverged(_)) => Some("failed"),
+        Err(_) => None,
+    };
+    if let Some(how) = how {
+        manifest
+            .finish(&dir, how)
+            .map_err(|e| SweepError::Io(format!("run {}: {e}", job.id)))?;
+    }
+    let outcome = match trained {
         Ok(o) => o,
         Err(TrainError::NonFinite { epoch, batch, loss }) => {
             result.error = Some(format!(
@@ -533,13 +638,13 @@ fn run_one(job: &Job, opts: &Options, interrupt: &AtomicBool) -> Result<RunResul
     result.epochs = h.len();
     result.seconds = h.last().map_or(0.0, |r| r.elapsed_secs);
     result.best_val_exact = h.iter().map(|r| r.val_exact).fold(0.0, f64::max);
-    if let Some(r) = h.iter().find(|r| r.val_exact >= opts.target) {
+    if let Some(r) = h.iter().find(|r| r.val_exact >= target) {
         result.epochs_to_target = Some(r.epoch);
         result.seconds_to_target = Some(r.elapsed_secs);
     }
     let loaded = rundir::load_run(&dir).map_err(|e| SweepError::Io(e.to_string()))?;
     result.params = loaded.model.param_count();
-    match crate::eval::evaluate_fresh(&loaded, opts.eval_n, 7, opts.threads) {
+    match crate::eval::evaluate_fresh(&loaded, eval_n, 7, threads) {
         Ok(rep) => {
             result.fresh_exact = Some(rep.exact_match);
             result.fresh_char = Some(rep.char_accuracy);
@@ -681,6 +786,26 @@ pub fn table(axes: &[Axis], cells: &[CellSummary], target: f64) -> String {
     out
 }
 
+/// A sentence naming the kernel levels the runs trained with, when they differ (runs on CPUs
+/// of different levels can differ in the last bits, so their numbers are not strictly
+/// comparable); `None` when all runs used one level or none is recorded.
+pub fn kernel_note(results: &[RunResult]) -> Option<String> {
+    let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in results {
+        if let Some(k) = &r.kernel {
+            *levels.entry(k).or_default() += 1;
+        }
+    }
+    if levels.len() < 2 {
+        return None;
+    }
+    let list: Vec<String> = levels.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    Some(format!(
+        "Runs trained on CPUs of different kernel levels ({} runs), so their numbers may differ in the last bits from runs on one kind of CPU.",
+        list.join(", ")
+    ))
+}
+
 /// Heatmap layout: the last axis across, every other axis combined down (one row for a
 /// one-axis grid). Returns (row labels, column labels, [row][col] mean exact, cell texts).
 #[allow(clippy::type_complexity)]
@@ -755,6 +880,8 @@ fn cell_text(c: Option<&CellSummary>) -> String {
         None => "-".into(),
     }
 }
+
+pub mod ray;
 
 #[cfg(test)]
 mod tests;

@@ -115,6 +115,7 @@ fn result_line(id: &str) -> String {
         fresh_n: 10,
         epochs_to_target: None,
         seconds_to_target: None,
+        kernel: None,
     };
     serde_json::to_string(&r).unwrap()
 }

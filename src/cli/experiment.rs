@@ -58,6 +58,9 @@ pub struct ExperimentRunArgs {
     /// <runs-dir>/compare-decoders/report).
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// compare-decoders: its runs on a Ray cluster (the other experiments train here).
+    #[command(flatten)]
+    pub ray: super::sweep::RayFlags,
     #[command(flatten)]
     pub flags: RunFlags,
 }
@@ -370,6 +373,14 @@ fn compare_decoders_toml(quick: bool) -> Result<String> {
 }
 
 fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
+    if a.ray.ray.is_some() && a.names.iter().any(|n| n != seqcalc::compare::NAME) {
+        bail!(
+            "--ray trains the runs of {} on a cluster; run the other experiments without it",
+            seqcalc::compare::NAME
+        );
+    }
+    // The cluster's options are checked before anything trains.
+    a.ray.executor(None)?;
     let exps = a
         .names
         .iter()
@@ -523,8 +534,13 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
     };
     sweep::prepare(&spec, &dir)?;
     let parallel = seqcalc::parallel::default_threads().max(1);
+    let executor = a.ray.executor(None)?;
+    let where_ = match &a.ray.ray {
+        None => format!("{parallel} at a time"),
+        Some(address) => format!("on the Ray cluster at {address}"),
+    };
     println!(
-        "=== {name}: {} runs, {parallel} at a time with 1 thread each, in {}",
+        "=== {name}: {} runs, {where_} with 1 thread each, in {}",
         jobs.len(),
         dir.display()
     );
@@ -535,17 +551,23 @@ fn run_compare_decoders(a: &ExperimentRunArgs) -> Result<()> {
         eval_n,
         target: 0.99,
     };
-    let results = sweep::run(&jobs, &opts, &signals::STOP, &mut |r, done, total| {
-        let what = match (&r.error, r.fresh_exact) {
-            (Some(e), _) => format!("FAILED: {e}"),
-            (None, Some(x)) => format!(
-                "fresh exact {x:.4}, {} epochs, {:.0} s",
-                r.epochs, r.seconds
-            ),
-            (None, None) => "no score".into(),
-        };
-        println!("[{done}/{total}] {}: {what}", r.id);
-    })?;
+    let results = sweep::run_on(
+        &executor,
+        &jobs,
+        &opts,
+        &signals::STOP,
+        &mut |r, done, total| {
+            let what = match (&r.error, r.fresh_exact) {
+                (Some(e), _) => format!("FAILED: {e}"),
+                (None, Some(x)) => format!(
+                    "fresh exact {x:.4}, {} epochs, {:.0} s",
+                    r.epochs, r.seconds
+                ),
+                (None, None) => "no score".into(),
+            };
+            println!("[{done}/{total}] {}: {what}", r.id);
+        },
+    )?;
     let out = a.report_dir.clone().unwrap_or_else(|| dir.join("report"));
     compare::write_report(&dir, &out, &jobs, &results, eval_n, parallel)?;
     println!("Report: {}", out.join("report.md").display());

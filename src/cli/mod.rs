@@ -12,6 +12,7 @@ pub mod predict;
 pub mod serve;
 pub mod signals;
 pub mod sweep;
+pub mod sweep_cell;
 pub mod train;
 
 use anyhow::{Context, Result};

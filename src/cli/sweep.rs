@@ -43,7 +43,61 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 0.99)]
     target: f64,
     #[command(flatten)]
+    ray: RayFlags,
+    #[command(flatten)]
     flags: RunFlags,
+}
+
+/// Training the runs on a Ray cluster instead of this machine (see docs/distributed.md).
+#[derive(Args, Clone, Debug, Default)]
+pub struct RayFlags {
+    /// Train the runs as tasks on the Ray cluster at ADDRESS (auto, HOST:PORT of its head, or
+    /// ray://HOST:PORT); --runs-dir must be on storage every node mounts at the same path.
+    /// --parallel then caps the runs in flight (default: as many as the cluster holds).
+    #[arg(long, value_name = "ADDRESS", help_heading = "Ray cluster")]
+    pub ray: Option<String>,
+    /// A Python that can import ray [default: python3].
+    #[arg(
+        long,
+        requires = "ray",
+        value_name = "PATH",
+        help_heading = "Ray cluster"
+    )]
+    pub python: Option<PathBuf>,
+    /// The seqcalc binary's path on every node [default: this binary travels with the job].
+    #[arg(
+        long,
+        requires = "ray",
+        value_name = "PATH",
+        help_heading = "Ray cluster"
+    )]
+    pub ray_binary: Option<PathBuf>,
+    /// Times a run lost with its node is started again elsewhere, from its last checkpoint
+    /// [default: 3].
+    #[arg(long, requires = "ray", value_name = "N", help_heading = "Ray cluster")]
+    pub ray_retries: Option<u32>,
+}
+
+impl RayFlags {
+    /// Where the runs train: on the cluster with at most `parallel` in flight, or here; the
+    /// cluster's options checked before anything is written.
+    pub fn executor(&self, parallel: Option<usize>) -> Result<sweep::Executor> {
+        let Some(address) = &self.ray else {
+            return Ok(sweep::Executor::Local);
+        };
+        let ray = sweep::ray::RayOptions {
+            address: address.clone(),
+            python: self
+                .python
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("python3")),
+            binary: self.ray_binary.clone(),
+            retries: self.ray_retries.unwrap_or(3),
+            max_in_flight: parallel,
+        };
+        ray.validate()?;
+        Ok(sweep::Executor::Ray(ray))
+    }
 }
 
 pub fn exec(a: SweepArgs) -> Result<ExitCode> {
@@ -86,7 +140,12 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
     } else {
         base.train.threads
     };
-    let parallel = a.parallel.unwrap_or((cores / threads).max(1));
+    let executor = a.ray.executor(a.parallel)?;
+    // On a cluster, --parallel caps the runs in flight (checked with the cluster's options).
+    let parallel = match executor {
+        sweep::Executor::Local => a.parallel.unwrap_or((cores / threads).max(1)),
+        sweep::Executor::Ray(_) => 1,
+    };
     if parallel == 0 || parallel > seqcalc::parallel::MAX_THREADS {
         bail!(
             "--parallel {parallel} must be in 1..={}",
@@ -103,8 +162,12 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
     };
     sweep::prepare(&spec, &dir)?;
     let already = sweep::read_results(&dir).len();
+    let where_ = match &a.ray.ray {
+        None => format!("{parallel} at a time"),
+        Some(address) => format!("on the Ray cluster at {address}"),
+    };
     println!(
-        "Sweep {}: {} cells x {} seeds = {} runs ({} done before), {parallel} at a time with {threads} thread{} each",
+        "Sweep {}: {} cells x {} seeds = {} runs ({} done before), {where_} with {threads} thread{} each",
         dir.display(),
         jobs.len() / a.seeds,
         a.seeds,
@@ -120,17 +183,23 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
         eval_n: a.eval_n,
         target: a.target,
     };
-    let results = sweep::run(&jobs, &opts, &signals::STOP, &mut |r, done, total| {
-        let what = match (&r.error, r.fresh_exact) {
-            (Some(e), _) => format!("FAILED: {e}"),
-            (None, Some(x)) => format!(
-                "fresh exact {x:.4}, best val exact {:.4}, {} epochs, {:.0} s",
-                r.best_val_exact, r.epochs, r.seconds
-            ),
-            (None, None) => "no score".into(),
-        };
-        println!("[{done}/{total}] {}: {what}", r.id);
-    })?;
+    let results = sweep::run_on(
+        &executor,
+        &jobs,
+        &opts,
+        &signals::STOP,
+        &mut |r, done, total| {
+            let what = match (&r.error, r.fresh_exact) {
+                (Some(e), _) => format!("FAILED: {e}"),
+                (None, Some(x)) => format!(
+                    "fresh exact {x:.4}, best val exact {:.4}, {} epochs, {:.0} s",
+                    r.best_val_exact, r.epochs, r.seconds
+                ),
+                (None, None) => "no score".into(),
+            };
+            println!("[{done}/{total}] {}: {what}", r.id);
+        },
+    )?;
     if signals::stopped() {
         eprintln!(
             "Interrupted after {} of {} runs; rerun the same command to continue.",
@@ -141,7 +210,10 @@ pub fn exec(a: SweepArgs) -> Result<ExitCode> {
     }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     let cells = sweep::summarise(&results);
-    let table = sweep::table(&axes, &cells, a.target);
+    let mut table = sweep::table(&axes, &cells, a.target);
+    if let Some(note) = sweep::kernel_note(&results) {
+        table.push_str(&format!("\n{note}\n"));
+    }
     let md = format!(
         "# Sweep {}\n\nBase: {} ({}); {} seed{} per cell (from {}); exact match on {} fresh questions per run (never seen in training or validation); \"reached\" counts runs whose validation exact match reached {}.\n\n{table}",
         a.name,

@@ -66,6 +66,7 @@ fn summaries_give_mean_spread_and_heatmap_cells() {
         fresh_n: 100,
         epochs_to_target: reach,
         seconds_to_target: reach.map(|e| e as f64),
+        kernel: None,
     };
     let res = [
         r("32", 1, Some(0.5), None),
@@ -87,4 +88,72 @@ fn summaries_give_mean_spread_and_heatmap_cells() {
     assert_eq!((rows.len(), cols.len()), (1, 2));
     assert_eq!(vals[0][1], Some(0.99));
     assert_eq!(texts[0][0], "0.600±0.141");
+}
+
+#[test]
+fn kernel_levels_are_noted_only_when_runs_differ() {
+    let r = |id: &str, kernel: Option<&str>| RunResult {
+        id: id.into(),
+        cell: vec![],
+        seed: 1,
+        error: None,
+        params: 1,
+        epochs: 1,
+        seconds: 1.0,
+        best_val_exact: 1.0,
+        fresh_exact: Some(1.0),
+        fresh_char: Some(1.0),
+        fresh_n: 1,
+        epochs_to_target: None,
+        seconds_to_target: None,
+        kernel: kernel.map(String::from),
+    };
+    assert_eq!(
+        kernel_note(&[r("a", Some("avx2")), r("b", Some("avx2"))]),
+        None
+    );
+    assert_eq!(kernel_note(&[r("a", None), r("b", Some("avx2"))]), None);
+    let note = kernel_note(&[
+        r("a", Some("avx2")),
+        r("b", Some("avx512")),
+        r("c", Some("avx2")),
+    ])
+    .unwrap();
+    assert!(note.contains("avx2: 2, avx512: 1"), "{note}");
+    // Results written before the kernel was recorded still read.
+    let old = r#"{"id":"x","cell":[],"seed":1,"error":null,"params":1,"epochs":1,"seconds":1.0,"best_val_exact":1.0,"fresh_exact":1.0,"fresh_char":1.0,"fresh_n":1,"epochs_to_target":null,"seconds_to_target":null}"#;
+    let parsed: RunResult = serde_json::from_str(old).unwrap();
+    assert_eq!(parsed.kernel, None);
+}
+
+#[test]
+fn a_cell_request_travels_as_json_unchanged_and_checks_its_directory() {
+    let mut base = ExperimentConfig::default();
+    base.task.digits = 2;
+    base.data.size = 500;
+    let jobs = expand(&base, &[Axis::parse("hidden=4,8").unwrap()], 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        dir: dir.path().to_path_buf(),
+        parallel: 1,
+        threads: 1,
+        eval_n: 10,
+        target: 0.5,
+    };
+    let req = ray::CellRequest::new(&jobs[1], &opts).unwrap();
+    let back: ray::CellRequest =
+        serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
+    assert_eq!(back, req);
+    // No sweep.json: the directory is not this node's, and nothing is trained.
+    let e = back.check().unwrap_err().to_string();
+    assert!(e.contains("shared") || e.contains("mounts"), "{e}");
+    let spec = Spec {
+        axes: vec![],
+        seeds: 1,
+        eval_n: 10,
+        target: 0.5,
+        base,
+    };
+    prepare(&spec, dir.path()).unwrap();
+    back.check().unwrap();
 }
