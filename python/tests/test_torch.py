@@ -9,7 +9,6 @@ questions each run is asked (default 2,000).
 import json
 import os
 import subprocess
-import tempfile
 
 import pytest
 
@@ -39,13 +38,13 @@ def seqcalc(*args, stdin=None):
 
 
 @pytest.fixture(scope="session")
-def runs():
+def runs(tmp_path_factory):
     if not os.path.exists(BIN):
         pytest.skip(f"no seqcalc binary at {BIN} (cargo build --release)")
     given = os.environ.get("SEQCALC_TORCH_RUNS")
     if given:
         return [p for p in given.split(":") if p]
-    tmp = tempfile.mkdtemp(prefix="seqcalc-torch-")
+    tmp = str(tmp_path_factory.mktemp("runs"))
     out = []
     for name, flags in TINY:
         seqcalc("train", "--runs-dir", tmp, "--name", name, "--seed", "7", "--threads", "1", *flags)

@@ -36,9 +36,15 @@ pub fn export(dir: &Path, format: Format) -> Result<Vec<u8>, ExportError> {
             match format {
                 Format::Onnx => onnx::to_onnx(&run),
             }
+            .map_err(|e| match e {
+                ExportError::Unsupported(msg) => {
+                    ExportError::Unsupported(format!("{}: {msg}", dir.display()))
+                }
+                e => e,
+            })
         }
         other => Err(ExportError::Unsupported(format!(
-            "{} is a {} run; ONNX export covers seq2seq runs (the recurrent encoder-decoders)",
+            "{}: a {} run; ONNX export covers seq2seq runs (the recurrent encoder-decoders)",
             dir.display(),
             other.kind()
         ))),
@@ -55,6 +61,16 @@ pub fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<(), Export
     };
     if path.is_dir() {
         return Err(err("is a directory; give a file name".into()));
+    }
+    let parent = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(err(format!(
+            "cannot be written: the directory {} does not exist",
+            parent.display()
+        )));
     }
     if force {
         return crate::fsutil::write_atomic(path, bytes).map_err(|e| err(e.to_string()));

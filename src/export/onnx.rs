@@ -40,17 +40,17 @@ const IR_VERSION: i64 = 8;
 /// The ONNX model of a loaded seq2seq run, serialised.
 pub fn to_onnx(run: &LoadedRun) -> Result<Vec<u8>, ExportError> {
     let m = &run.model;
-    let rnn = match &m.net {
-        Network::Recurrent(rnn) => rnn,
-        Network::Transformer(_) => {
-            return Err(ExportError::Unsupported(
-                "ONNX export covers the recurrent seq2seq models (repeat-seq2seq); this run is a transformer".into(),
-            ))
-        }
-    };
+    let rnn =
+        match &m.net {
+            Network::Recurrent(rnn) => rnn,
+            Network::Transformer(_) => return Err(ExportError::Unsupported(
+                "a transformer; ONNX export covers the recurrent seq2seq models (repeat-seq2seq)"
+                    .into(),
+            )),
+        };
     if m.cfg.mask {
         return Err(ExportError::Unsupported(
-            "ONNX export does not cover masked encoders (model.mask): ONNX's recurrent operators skip only trailing padding".into(),
+            "a masked encoder (model.mask), which ONNX export does not cover: ONNX's recurrent operators skip only trailing padding".into(),
         ));
     }
     let p = &run.params;
