@@ -113,6 +113,33 @@ fn recurrent_runs_export_to_onnx_graphs_on_its_recurrent_operators() {
 }
 
 #[test]
+fn transformer_runs_export_with_greedy_steps_unrolled() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = train(
+        dir.path(),
+        "transformer",
+        &["--arch", "transformer", "--heads", "2", "--layers", "2"],
+    );
+    let out = dir.path().join("transformer.onnx");
+    let o = export(&run_dir, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    let t_out = cfg["codec"]["output_len"].as_u64().unwrap() as usize;
+    let g = ModelProto::decode(&std::fs::read(&out).unwrap()[..])
+        .unwrap()
+        .graph
+        .unwrap();
+    // One argmax per answer step, each step a causal pass through both blocks.
+    let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(count("ArgMax"), t_out);
+    assert_eq!(count("Softmax"), t_out * (2 + 1));
+    let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(outputs, ["logits", "probs"]);
+}
+
+#[test]
 fn export_errors_are_one_line_and_overwrite_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = train(dir.path(), "small", &[]);

@@ -14,7 +14,7 @@ pub enum FormatArg {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// Run directory of a trained seq2seq model (recurrent encoder-decoder).
+    /// Run directory of a trained seq2seq model (recurrent encoder-decoder or transformer).
     pub run: PathBuf,
     /// Output format.
     #[arg(long, value_enum)]

@@ -6,6 +6,7 @@
 
 pub mod onnx;
 pub mod onnx_proto;
+mod onnx_transformer;
 
 use crate::run::{load_config, RunConfig};
 use crate::rundir::RunError;
@@ -44,7 +45,7 @@ pub fn export(dir: &Path, format: Format) -> Result<Vec<u8>, ExportError> {
             })
         }
         other => Err(ExportError::Unsupported(format!(
-            "{}: a {} run; ONNX export covers seq2seq runs (the recurrent encoder-decoders)",
+            "{}: a {} run; ONNX export covers seq2seq runs (recurrent encoder-decoders and transformers)",
             dir.display(),
             other.kind()
         ))),

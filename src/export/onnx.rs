@@ -1,5 +1,6 @@
-//! A recurrent seq2seq run as an ONNX graph (opset 17) on ONNX's own `LSTM`, `GRU` and `RNN`
-//! operators.
+//! A seq2seq run as an ONNX graph (opset 17): the recurrent encoder-decoders on ONNX's own
+//! `LSTM`, `GRU` and `RNN` operators (here), the transformer on plain operators
+//! (`onnx_transformer`).
 //!
 //! ```text
 //! question  int64 [N, T_in]   symbol indices, encoded by the run's codec (padded, reversed)
@@ -40,14 +41,10 @@ const IR_VERSION: i64 = 8;
 /// The ONNX model of a loaded seq2seq run, serialised.
 pub fn to_onnx(run: &LoadedRun) -> Result<Vec<u8>, ExportError> {
     let m = &run.model;
-    let rnn =
-        match &m.net {
-            Network::Recurrent(rnn) => rnn,
-            Network::Transformer(_) => return Err(ExportError::Unsupported(
-                "a transformer; ONNX export covers the recurrent seq2seq models (repeat-seq2seq)"
-                    .into(),
-            )),
-        };
+    let rnn = match &m.net {
+        Network::Recurrent(rnn) => Some(rnn),
+        Network::Transformer(_) => None,
+    };
     if m.cfg.mask {
         return Err(ExportError::Unsupported(
             "a masked encoder (model.mask), which ONNX export does not cover: ONNX's recurrent operators skip only trailing padding".into(),
@@ -57,6 +54,14 @@ pub fn to_onnx(run: &LoadedRun) -> Result<Vec<u8>, ExportError> {
     let (v, t_in, t_out) = (m.vocab, m.t_in, m.t_out);
     let mut g = Graph::default();
     let question = "question";
+    let rnn = match (rnn, &m.net) {
+        (Some(rnn), _) => rnn,
+        (None, Network::Transformer(tr)) => {
+            super::onnx_transformer::transformer_greedy(&mut g, tr, p, v, t_in, t_out);
+            return Ok(finish(run, g));
+        }
+        (None, Network::Recurrent(_)) => unreachable!("a recurrent network has its net"),
+    };
     // x: [T_in, N, I].
     let q_t = g.node("Transpose", &[question], vec![ints("perm", &[1, 0])]);
     let table = match &rnn.embedding {
@@ -83,6 +88,19 @@ pub fn to_onnx(run: &LoadedRun) -> Result<Vec<u8>, ExportError> {
         }
         DecoderKind::TeacherForced => g.greedy(rnn, p, &enc, &enc_seq, v, t_out),
     }
+    Ok(finish(run, g))
+}
+
+/// The model around the finished graph, serialised.
+fn finish(run: &LoadedRun, g: Graph) -> Vec<u8> {
+    let m = &run.model;
+    let (v, t_in, t_out) = (m.vocab, m.t_in, m.t_out);
+    let question = "question";
+    let decoding = match (&m.net, m.cfg.decoder) {
+        (Network::Transformer(_), _) => "greedy: output steps unrolled, each a causal pass over the question and the symbols chosen before",
+        (_, DecoderKind::Repeat) => "repeat: all output steps at once",
+        (_, DecoderKind::TeacherForced) => "greedy: output steps unrolled, each reading the symbol chosen before",
+    };
     let model = ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
@@ -112,20 +130,12 @@ pub fn to_onnx(run: &LoadedRun) -> Result<Vec<u8>, ExportError> {
                 "seqcalc.codec",
                 &serde_json::to_string(run.codec.config()).expect("codec serialises"),
             ),
-            entry(
-                "seqcalc.decoding",
-                match m.cfg.decoder {
-                    DecoderKind::Repeat => "repeat: all output steps at once",
-                    DecoderKind::TeacherForced => {
-                        "greedy: output steps unrolled, each reading the symbol chosen before"
-                    }
-                },
-            ),
+            entry("seqcalc.decoding", decoding),
             entry("seqcalc.run", &run.cfg.name),
         ],
         ..Default::default()
     };
-    Ok(model.encode_to_vec())
+    model.encode_to_vec()
 }
 
 /// Outputs of one recurrent node.
@@ -140,7 +150,7 @@ struct RnnOut {
 
 /// Nodes and initialisers under construction; value names are unique by a counter.
 #[derive(Default)]
-struct Graph {
+pub(super) struct Graph {
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     count: usize,
@@ -156,7 +166,7 @@ impl Graph {
         format!("{}_{}", op.to_lowercase(), self.count)
     }
 
-    fn init_f32(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
+    pub(super) fn init_f32(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
         self.inits.push(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
@@ -198,7 +208,12 @@ impl Graph {
     }
 
     /// A float initialiser added the first time its name is asked for.
-    fn init_once(&mut self, name: &str, dims: &[usize], data: impl FnOnce() -> Vec<f32>) -> String {
+    pub(super) fn init_once(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        data: impl FnOnce() -> Vec<f32>,
+    ) -> String {
         if self.inits.iter().any(|t| t.name == name) {
             return name.to_string();
         }
@@ -206,13 +221,19 @@ impl Graph {
     }
 
     /// A node with one output, named by the counter.
-    fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+    pub(super) fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
         let out = self.fresh(op);
         self.push(op, inputs, attrs, vec![out.clone()]);
         out
     }
 
-    fn node_named(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: &str) {
+    pub(super) fn node_named(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        out: &str,
+    ) {
         self.push(op, inputs, attrs, vec![out.to_string()]);
     }
 
@@ -222,8 +243,16 @@ impl Graph {
         self.node("Squeeze", &[y, &axes], vec![])
     }
 
+    /// An int64 scalar constant shared by name.
+    pub(super) fn const_i64_scalar(&mut self, name: &str, value: i64) -> String {
+        if !self.inits.iter().any(|t| t.name == name) {
+            self.init_i64(name, &[], &[value]);
+        }
+        name.into()
+    }
+
     /// An int64 constant shared by name.
-    fn const_i64(&mut self, name: &str, data: &[i64]) -> String {
+    pub(super) fn const_i64(&mut self, name: &str, data: &[i64]) -> String {
         if !self.inits.iter().any(|t| t.name == name) {
             self.init_i64(name, &[data.len()], data);
         }
@@ -423,7 +452,7 @@ impl Graph {
 }
 
 /// A row-major `[rows, cols]` matrix transposed to `[cols, rows]`.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(super) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols)
         .flat_map(|c| (0..rows).map(move |r| m[r * cols + c]))
         .collect()
@@ -438,7 +467,7 @@ fn eye(n: usize) -> Vec<f32> {
     m
 }
 
-fn int(name: &str, i: i64) -> AttributeProto {
+pub(super) fn int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: attribute_type::INT,
@@ -447,7 +476,7 @@ fn int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(super) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: attribute_type::INTS,
