@@ -13,6 +13,7 @@ pub mod console;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 /// The expression task, also reachable at the crate root.
 pub use task::expression;
 pub mod fsutil;

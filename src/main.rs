@@ -58,6 +58,10 @@ enum Cmd {
     ///
     /// Example: seqcalc sweep --grid hidden=32,64,128 --grid digits=3,5,8 --seeds 3
     Sweep(cli::sweep::SweepArgs),
+    /// Write a trained run in a standard format: ONNX, for onnxruntime and other runtimes.
+    ///
+    /// Example: seqcalc export --format onnx runs/keras-addition -o keras-addition.onnx
+    Export(cli::export::ExportArgs),
     /// A local web server: the runs, live curves, a playground and a train form.
     ///
     /// Example: seqcalc serve --runs-dir runs --port 8080
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Cmd::Sweep(a) => cli::sweep::exec(a),
         Cmd::Serve(a) => cli::serve::exec(a),
         Cmd::SweepCell(a) => cli::sweep_cell::exec(a),
+        Cmd::Export(a) => cli::export::exec(a),
     };
     if let Some(code) = cli::signals::exit_code() {
         if let Err(e) = &result {

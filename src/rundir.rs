@@ -76,6 +76,9 @@ fn serialize(
         .iter()
         .map(|s| (s.name.clone(), s.shape.clone(), to_bytes(&flat[s.range()])))
         .collect();
+    for (spec, hh) in implied_bias_hh(layout) {
+        bufs.push((hh, spec.shape.clone(), to_bytes(&vec![0.0; spec.len()])));
+    }
     for (name, v) in extra {
         bufs.push((name.to_string(), vec![v.len()], to_bytes(v)));
     }
@@ -103,6 +106,21 @@ fn serialize(
         serde_json::to_string(&sorted).expect("metadata serialises"),
     )]);
     safetensors::serialize(views, Some(info)).expect("safetensors serialises")
+}
+
+/// The recurrent biases PyTorch splits in two that seqcalc keeps as one (LSTM and SimpleRNN,
+/// as Keras): each `X.bias_ihS` with no `X.bias_hhS` in the layout, and that missing name.
+/// Files carry both, `bias_hh` all zeros, so `torch.nn.LSTM`/`RNN` load them as they are
+/// (PyTorch adds `b_ih + b_hh`, which is then exactly Keras's bias).
+fn implied_bias_hh(layout: &ParamLayout) -> Vec<(&crate::nn::params::ParamSpec, String)> {
+    layout
+        .specs
+        .iter()
+        .filter_map(|s| {
+            let hh = s.name.replacen(".bias_ih", ".bias_hh", 1);
+            (hh != s.name && layout.get(&hh).is_none()).then_some((s, hh))
+        })
+        .collect()
 }
 
 /// The metadata key of the checksum over every other metadata entry and every tensor.
@@ -210,22 +228,40 @@ fn deserialize(
             .collect())
     };
     let mut flat = vec![0.0f32; layout.total];
+    let mut known: Vec<String> = Vec::with_capacity(layout.specs.len() + extra.len());
+    let present = |name: &str| st.tensor(name).is_ok();
+    let implied = implied_bias_hh(layout);
     for s in &layout.specs {
-        let v = read(&s.name, &s.shape)?;
+        let v = match implied.iter().find(|(spec, _)| spec.name == s.name) {
+            // Files written before the split carry Keras's bias as `X.biasS`.
+            Some(_) if !present(&s.name) && present(&s.name.replacen(".bias_ih", ".bias", 1)) => {
+                let old = s.name.replacen(".bias_ih", ".bias", 1);
+                known.push(old.clone());
+                read(&old, &s.shape)?
+            }
+            Some((_, hh)) if present(hh) => {
+                let (mut b, b_hh) = (read(&s.name, &s.shape)?, read(hh, &s.shape)?);
+                known.extend([s.name.clone(), hh.clone()]);
+                // All zeros as seqcalc writes it (then `b` stays bit for bit); a file from
+                // PyTorch may hold two nonzero halves, which act as their sum.
+                if b_hh.iter().any(|&x| x != 0.0) {
+                    b.iter_mut().zip(&b_hh).for_each(|(x, y)| *x += y);
+                }
+                b
+            }
+            _ => {
+                known.push(s.name.clone());
+                read(&s.name, &s.shape)?
+            }
+        };
         flat[s.range()].copy_from_slice(&v);
     }
-    let expected = layout.specs.len() + extra.len();
-    if st.len() != expected {
-        let known: Vec<&str> = layout
-            .specs
-            .iter()
-            .map(|s| s.name.as_str())
-            .chain(extra.iter().map(|e| e.0))
-            .collect();
+    known.extend(extra.iter().map(|e| e.0.to_string()));
+    if st.len() != known.len() {
         let unknown: Vec<String> = st
             .names()
             .into_iter()
-            .filter(|n| !known.contains(n))
+            .filter(|n| !known.iter().any(|k| k == n))
             .map(|s| s.to_string())
             .collect();
         return Err(file_err(
@@ -660,10 +696,12 @@ mod tests {
         assert_eq!(
             names,
             [
-                "decoder.bias_l0",
+                "decoder.bias_hh_l0",
+                "decoder.bias_ih_l0",
                 "decoder.weight_hh_l0",
                 "decoder.weight_ih_l0",
-                "encoder.bias_l0",
+                "encoder.bias_hh_l0",
+                "encoder.bias_ih_l0",
                 "encoder.weight_hh_l0",
                 "encoder.weight_ih_l0",
                 "head.bias",
@@ -674,9 +712,98 @@ mod tests {
             st.tensor("encoder.weight_ih_l0").unwrap().shape(),
             &[32, 12]
         );
+        // PyTorch's second LSTM bias is written as zeros.
+        let hh = st.tensor("encoder.bias_hh_l0").unwrap();
+        assert_eq!(hh.shape(), &[32]);
+        assert!(hh.data().iter().all(|&b| b == 0));
         // Saving the same weights twice gives the same bytes.
         save_weights(dir.path(), &m, &p).unwrap();
         assert_eq!(std::fs::read(dir.path().join(WEIGHTS)).unwrap(), bytes);
+    }
+
+    /// Writes `m`'s weights `p` with the recurrent biases renamed by `rename` (which returns
+    /// the new name, or `None` to leave a tensor out) plus the `added` tensors.
+    fn write_renamed(
+        dir: &Path,
+        m: &Seq2Seq,
+        p: &[f32],
+        rename: impl Fn(&str) -> Option<String>,
+        added: &[(&str, Vec<f32>)],
+    ) {
+        let mut layout = ParamLayout::default();
+        let mut flat = Vec::new();
+        for s in &m.layout.specs {
+            if let Some(name) = rename(&s.name) {
+                layout.add(name, &s.shape);
+                flat.extend_from_slice(&p[s.range()]);
+            }
+        }
+        for (name, v) in added {
+            layout.add(*name, &[v.len()]);
+            flat.extend_from_slice(v);
+        }
+        std::fs::write(
+            dir.join(WEIGHTS),
+            serialize(&layout, &flat, &[], base_meta()),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn weights_with_keras_single_bias_names_still_load() {
+        // Files written before the PyTorch names carry `encoder.bias_l0` and no `bias_hh_l0`.
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(8);
+        let p: Vec<f32> = m.init_params(9);
+        write_renamed(
+            dir.path(),
+            &m,
+            &p,
+            |n| Some(n.replacen(".bias_ih", ".bias", 1)),
+            &[],
+        );
+        let st_bytes = std::fs::read(dir.path().join(WEIGHTS)).unwrap();
+        let st = SafeTensors::deserialize(&st_bytes).unwrap();
+        assert!(st.tensor("encoder.bias_l0").is_ok() && st.tensor("encoder.bias_ih_l0").is_err());
+        assert_eq!(load_weights(dir.path(), &m).unwrap(), p);
+    }
+
+    #[test]
+    fn a_nonzero_bias_hh_from_pytorch_acts_as_the_sum() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(2);
+        let p: Vec<f32> = m.init_params(4);
+        let enc_b = m.layout.get("encoder.bias_ih_l0").unwrap().clone();
+        let half: Vec<f32> = (0..enc_b.len()).map(|i| 0.25 * i as f32).collect();
+        write_renamed(
+            dir.path(),
+            &m,
+            &p,
+            |n| Some(n.to_string()),
+            &[
+                ("encoder.bias_hh_l0", half.clone()),
+                ("decoder.bias_hh_l0", vec![0.0; enc_b.len()]),
+            ],
+        );
+        let got = load_weights(dir.path(), &m).unwrap();
+        let mut want = p.clone();
+        for (w, h) in want[enc_b.range()].iter_mut().zip(&half) {
+            *w += h;
+        }
+        assert_eq!(got, want);
+        // A file with an extra tensor of another model is still refused.
+        write_renamed(
+            dir.path(),
+            &m,
+            &p,
+            |n| Some(n.to_string()),
+            &[("encoder.bias_hh_l1", half)],
+        );
+        let e = load_weights(dir.path(), &m).unwrap_err().to_string();
+        assert!(
+            e.contains("unexpected tensors") && e.contains("bias_hh_l1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod flags;
 pub mod lengths;
 pub mod predict;

@@ -26,6 +26,10 @@ pub struct PredictArgs {
     /// with attention).
     #[arg(long)]
     pub explain: bool,
+    /// With --jsonl, add each answer's per-step probabilities (`probs`, `[output steps][V]`,
+    /// symbols in the codec's alphabet order; seq2seq runs), e.g. to compare an exported model.
+    #[arg(long, requires = "jsonl")]
+    pub probs: bool,
     /// Worker threads (default 1).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -39,6 +43,8 @@ struct JsonlLine<'a> {
     answer: Option<&'a Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probs: Option<Vec<&'a [f32]>>,
 }
 
 pub fn exec(a: PredictArgs) -> Result<ExitCode> {
@@ -50,6 +56,13 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
         );
     }
     let mut run = Run::load(&a.model, a.threads)?;
+    if a.probs && !matches!(run, Run::Seq2seq { .. }) {
+        bail!(
+            "--probs gives the per-step probabilities of seq2seq models; {} is a {} run",
+            a.model.display(),
+            run.kind()
+        );
+    }
     if a.explain && !matches!(run, Run::Seq2seq { .. }) {
         bail!(
             "--explain shows the attention of seq2seq models trained with --attention; {} is a {} run",
@@ -76,10 +89,22 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
             .map(|(q, _)| q.as_str())
             .collect();
         let mut answers = run.answer(&valid).into_iter();
+        let step_probs = match (&mut run, a.probs) {
+            (Run::Seq2seq { run, engine }, true) => step_probabilities(engine, run, &valid),
+            _ => Vec::new(),
+        };
+        let mut step_probs = step_probs.iter();
+        let v = match &run {
+            Run::Seq2seq { run, .. } => run.codec.vocab_size(),
+            _ => 1,
+        };
         for (q, bad) in lines {
-            let r = match bad {
-                None => answers.next().expect("one answer per valid line"),
-                Some(why) => Err(why.to_string()),
+            let (r, probs) = match bad {
+                None => (
+                    answers.next().expect("one answer per valid line"),
+                    step_probs.next(),
+                ),
+                Some(why) => (Err(why.to_string()), None),
             };
             *failed |= r.is_err();
             if a.jsonl {
@@ -87,6 +112,9 @@ pub fn exec(a: PredictArgs) -> Result<ExitCode> {
                     input: q,
                     answer: r.as_ref().ok(),
                     error: r.as_ref().err().map(String::as_str),
+                    probs: probs
+                        .and_then(Option::as_ref)
+                        .map(|p| p.chunks_exact(v).collect()),
                 };
                 writeln!(out, "{}", serde_json::to_string(&line)?)?;
                 continue;
@@ -260,6 +288,38 @@ pub fn attention_map(
 }
 
 /// `predict --explain`: for each answer step, the question characters it attended to most.
+/// Each question's per-step probabilities `[T_out * V]` as the model computes them for its
+/// answer (`None` for a question the codec refuses).
+fn step_probabilities(
+    engine: &mut Seq2SeqEngine<f32>,
+    run: &rundir::LoadedRun,
+    questions: &[&str],
+) -> Vec<Option<Vec<f32>>> {
+    let (t_in, t_out, v) = (
+        run.codec.input_len(),
+        run.codec.output_len(),
+        run.codec.vocab_size(),
+    );
+    let mut enc = Vec::with_capacity(questions.len() * t_in);
+    let mut rows = Vec::with_capacity(questions.len());
+    let mut buf = vec![0u8; t_in];
+    for (i, q) in questions.iter().enumerate() {
+        if run.codec.encode_input(q.trim(), &mut buf).is_ok() {
+            enc.extend_from_slice(&buf);
+            rows.push(i);
+        }
+    }
+    let mut out = vec![None; questions.len()];
+    if !rows.is_empty() {
+        let mut probs = Vec::new();
+        engine.predict(&run.params, &enc, rows.len(), &mut probs);
+        for (k, &i) in rows.iter().enumerate() {
+            out[i] = Some(probs[k * t_out * v..(k + 1) * t_out * v].to_vec());
+        }
+    }
+    out
+}
+
 pub fn explain(
     engine: &mut Seq2SeqEngine<f32>,
     run: &rundir::LoadedRun,

@@ -105,7 +105,7 @@ pub struct RnnLayer {
     pub w_ih: ParamRef,
     /// `weight_hh` `[G*H, H]`.
     pub w_hh: ParamRef,
-    /// `bias` (LSTM, SimpleRNN) or `bias_ih` (GRU), `[G*H]`.
+    /// `bias_ih` `[G*H]` (for LSTM and SimpleRNN, Keras's single bias).
     pub b_ih: ParamRef,
     /// GRU only: `bias_hh` `[G*H]`.
     pub b_hh: Option<ParamRef>,
@@ -194,14 +194,11 @@ impl RnnLayer {
         let gh = cell.gates() * hidden;
         let w_ih = layout.add(format!("{prefix}.weight_ih{suffix}"), &[gh, input]);
         let w_hh = layout.add(format!("{prefix}.weight_hh{suffix}"), &[gh, hidden]);
-        let (b_ih, b_hh) = if cell == CellKind::Gru {
-            (
-                layout.add(format!("{prefix}.bias_ih{suffix}"), &[gh]),
-                Some(layout.add(format!("{prefix}.bias_hh{suffix}"), &[gh])),
-            )
-        } else {
-            (layout.add(format!("{prefix}.bias{suffix}"), &[gh]), None)
-        };
+        // LSTM and SimpleRNN keep Keras's single bias under PyTorch's name `bias_ih`; weight
+        // files add PyTorch's `bias_hh` as zeros (see `rundir`), which computes the same.
+        let b_ih = layout.add(format!("{prefix}.bias_ih{suffix}"), &[gh]);
+        let b_hh =
+            (cell == CellKind::Gru).then(|| layout.add(format!("{prefix}.bias_hh{suffix}"), &[gh]));
         RnnLayer {
             cell,
             input,
