@@ -414,6 +414,9 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
                     rep.pairs.len()
                 )
             }
+            Trained::CoupledTransformer { .. } if matches!(&cfg, RunConfig::CoupledTransformer(c) if !c.lengthgen.task.is_addition()) => {
+                super::grids::final_report(&mut trained, &cfg, &dir, a.quick)?
+            }
             Trained::CoupledTransformer { .. } | Trained::PairGru { .. } => {
                 lengths::final_report(&mut trained, &cfg, &dir, a.quick)?
             }

@@ -8,6 +8,7 @@ pub mod data;
 pub mod eval;
 pub mod experiment;
 pub mod flags;
+pub mod grids;
 pub mod lengths;
 pub mod predict;
 pub mod serve;

@@ -197,6 +197,34 @@ impl Product {
             .collect()
     }
 
+    /// The rows of a scratchpad that keeps only what is still open: `q_j = floor(q_{j-1} / 10) +
+    /// a b_j` (`q_{-1} = 0`), `La + 1` digits each, least significant first. The product's
+    /// digit `j` (for `j < Lb - 1`) is `q_j`'s units digit; its top `La + 1` digits are
+    /// `q_{Lb-1}`. Every digit of `q_j` depends on digits of `q_{j-1}` and of `a b_j` at most one
+    /// place away.
+    pub fn open_rows(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let w = self.a.len() + 1;
+        let mut q = vec![0u8; w];
+        self.b
+            .iter()
+            .map(|&d| {
+                let (partial, _) = self.partial(d);
+                let mut next: Vec<u8> = q[1..].to_vec();
+                next.push(0);
+                add_into(&mut next, &partial);
+                q = next;
+                (partial, q.clone())
+            })
+            .collect()
+    }
+
+    /// The product read off [`Product::open_rows`], least significant first.
+    pub fn product_from_open_rows(rows: &[Vec<u8>]) -> Vec<u8> {
+        let mut out: Vec<u8> = rows[..rows.len() - 1].iter().map(|r| r[0]).collect();
+        out.extend_from_slice(&rows[rows.len() - 1]);
+        out
+    }
+
     /// Columns of the partial products whose carry is not zero, and columns of the row sums
     /// that carried.
     pub fn carries(&self) -> (usize, usize) {
@@ -565,6 +593,10 @@ mod tests {
         // 47*6 = 282; + 47*3*10 = 1410 -> 1692.
         assert_eq!(p.partial(6), (vec![2, 8, 2], vec![4, 2]));
         assert_eq!(p.rows(), vec![vec![2, 8, 2, 0], vec![2, 9, 6, 1]]);
+        // q_0 = 282; q_1 = 28 + 47*3 = 169; product 1692 = 169 then 2.
+        let open = p.open_rows();
+        assert_eq!(open[1], (vec![1, 4, 1], vec![9, 6, 1]));
+        assert_eq!(open[0].1, vec![2, 8, 2]);
         assert_eq!(p.question(), "47*36");
     }
 
@@ -601,6 +633,11 @@ mod tests {
                 let low: BigUint = to_big(&p.b[..=j]);
                 assert_eq!(to_big(r), big(a) * low);
             }
+            let open: Vec<Vec<u8>> = p.open_rows().into_iter().map(|r| r.1).collect();
+            assert!(open.iter().all(|r| r.len() == p.a.len() + 1));
+            let got = Product::product_from_open_rows(&open);
+            assert_eq!(got.len(), p.width());
+            assert_eq!(to_big(&got), big(a) * big(b));
         }
     }
 
