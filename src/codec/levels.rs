@@ -220,6 +220,76 @@ pub fn read_answer(seq: &Sequence, written: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// Parses a typed question: `a+b+...` (`product` false) or `a*b` (`product` true), digits
+/// and spaces around the numbers only; refused with a one-line reason.
+pub fn parse_question(text: &str, product: bool) -> Result<Question, String> {
+    let t = text.trim();
+    let (sep, example) = if product {
+        ('*', "1234*567")
+    } else {
+        ('+', "12+345+6789")
+    };
+    if t.is_empty() {
+        return Err(format!("empty question; ask like {example}"));
+    }
+    if let Some((i, c)) = t
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_digit() || c == sep || c == ' '))
+    {
+        return Err(format!(
+            "unknown character {c:?} at column {}; this model answers {example}",
+            t[..i].chars().count() + 1
+        ));
+    }
+    let parts: Vec<&str> = t.split(sep).map(str::trim).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("a number is missing next to a '{sep}'"));
+    }
+    if let Some(p) = parts.iter().find(|p| p.contains(' ')) {
+        return Err(format!("{p:?} is not one number (it has a space inside)"));
+    }
+    if let Some(p) = parts
+        .iter()
+        .find(|p| p.len() > crate::task::many_operands::MAX_DIGITS)
+    {
+        return Err(format!(
+            "a number of {} digits is longer than the {} digits this command answers",
+            p.len(),
+            crate::task::many_operands::MAX_DIGITS
+        ));
+    }
+    let q = if product {
+        if parts.len() != 2 {
+            return Err(format!("expected a*b; found {} '*'", parts.len() - 1));
+        }
+        Question::Product(Product::from_decimal(parts[0], parts[1]))
+    } else {
+        if parts.len() < 2 || parts.len() > crate::task::many_operands::MAX_OPERANDS {
+            return Err(format!(
+                "expected 2..={} numbers joined by '+'; found {}",
+                crate::task::many_operands::MAX_OPERANDS,
+                parts.len()
+            ));
+        }
+        Question::Sum(ManyOperands::from_decimal(&parts))
+    };
+    check_fits(&q)?;
+    Ok(q)
+}
+
+/// The working a sequence holds, as text: each line of it, least significant digit first,
+/// lines separated by `;`.
+pub fn work_text(seq: &Sequence, written: &[u8]) -> String {
+    written[seq.prompt..written.len() - 1]
+        .iter()
+        .map(|&t| match t {
+            0..=9 => char::from(b'0' + t),
+            SEMI => ';',
+            _ => '?',
+        })
+        .collect()
+}
+
 /// Checks that a question fits the format's fields.
 pub fn check_fits(q: &Question) -> Result<(), String> {
     let (levels, width) = match q {
@@ -238,6 +308,29 @@ pub fn check_fits(q: &Question) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::nn::mha::{bucket, sees};
+
+    #[test]
+    fn typed_questions_parse_or_are_refused_with_a_reason() {
+        let q = parse_question(" 12 + 345+6 ", false).unwrap();
+        assert_eq!(q.text(), "12+345+6");
+        assert_eq!(
+            parse_question("47*36", true).unwrap().answer(),
+            vec![2, 9, 6, 1]
+        );
+        for (text, product, want) in [
+            ("", false, "empty"),
+            ("1+x", false, "unknown character 'x' at column 3"),
+            ("12*3", false, "unknown character '*'"),
+            ("12+3", true, "unknown character '+'"),
+            ("5", false, "expected 2..=1000 numbers"),
+            ("1*2*3", true, "found 2 '*'"),
+            ("1++2", false, "missing"),
+            ("1 2+3", false, "space inside"),
+        ] {
+            let e = parse_question(text, product).unwrap_err();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
 
     #[test]
     fn an_addition_written_by_hand() {

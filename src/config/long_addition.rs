@@ -324,7 +324,6 @@ pub fn many_operands_config(quick: bool) -> LengthGenRunConfig {
     (t.min_digits, t.max_digits, t.min_operands, t.max_operands) = (1, 10, 2, 10);
     (t.batch_size, t.steps, t.lr, t.eval_every) = (64, 8000, 3e-3, 1000);
     (t.eval_lengths, t.eval_count, t.stress_fraction) = (vec![10, 30], 20, 0.1);
-    (t.pad_fraction, t.pad_to_digits) = (0.25, 14);
     if quick {
         c.name = "many-operand-addition-quick".into();
         let m = &mut c.lengthgen.model;
@@ -355,7 +354,6 @@ pub fn multiplication_config(quick: bool) -> LengthGenRunConfig {
     c.lengthgen.task = LongTask::Multiplication;
     let t = &mut c.lengthgen.train;
     (t.min_operands, t.max_operands, t.stress_fraction) = (2, 2, 0.0);
-    (t.pad_fraction, t.pad_to_digits) = (0.0, 0);
     if !quick {
         c.lengthgen.model.layers = 2;
         t.eval_lengths = vec![10, 20];

@@ -93,6 +93,7 @@ pub enum GridKind {
 /// Scores every (row, col) cell: `per_cell` unique random questions and (with `stress_per_part`
 /// above 0) the stress set, each cell seeded from `seed` and its place so that cells do not
 /// depend on one another. `progress` sees each cell as it is done.
+#[allow(clippy::too_many_arguments)]
 pub fn grid(
     kind: GridKind,
     score: &mut dyn FnMut(&[Question]) -> Vec<Check>,
