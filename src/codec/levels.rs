@@ -45,6 +45,9 @@ pub const VOCAB: usize = 16;
 /// Segments: other; operand or partial product, sum or open row, multiplier digit (each by
 /// level modulo 3); multiplicand digit; a partial product's carry (by level modulo 3).
 pub const SEGMENTS: usize = 14;
+/// The segment table of a many-operand addition model (its sequences use segments 0..7; the
+/// table keeps the size such models were first trained with, so their weights load).
+pub const SUM_SEGMENTS: usize = 11;
 const SEG_OTHER: u8 = 0;
 fn seg_operand(level: usize) -> u8 {
     1 + (level % 3) as u8

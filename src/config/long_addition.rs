@@ -273,7 +273,11 @@ impl LengthGenRunConfig {
         Transformer::new(
             &self.lengthgen.model,
             crate::codec::levels::VOCAB,
-            crate::codec::levels::SEGMENTS,
+            if task == LongTask::Multiplication {
+                crate::codec::levels::SEGMENTS
+            } else {
+                crate::codec::levels::SUM_SEGMENTS
+            },
         )
     }
 
@@ -356,7 +360,7 @@ pub fn multiplication_config(quick: bool) -> LengthGenRunConfig {
     (t.min_operands, t.max_operands, t.stress_fraction) = (2, 2, 0.0);
     if !quick {
         c.lengthgen.model.layers = 2;
-        t.eval_lengths = vec![10, 20];
+        (t.steps, t.eval_every, t.eval_lengths) = (2500, 500, vec![10, 20]);
     }
     c
 }
