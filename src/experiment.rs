@@ -35,6 +35,9 @@ pub enum Recipe {
     CoupledTransformer,
     /// The aligned-pairs GRU (its default config, changed by this function).
     PairGru(fn(&mut PairGruRunConfig)),
+    /// The coupled-position transformer on a two-level scratchpad task
+    /// (`config::long_addition::many_operands_config`, `multiplication_config`).
+    Levels(crate::config::long_addition::LongTask),
 }
 
 impl Experiment {
@@ -42,7 +45,7 @@ impl Experiment {
         match self.recipe {
             Recipe::Seq2seq(_) => RunKind::Seq2seq,
             Recipe::Regression(_) => RunKind::Regression,
-            Recipe::CoupledTransformer => RunKind::CoupledTransformer,
+            Recipe::CoupledTransformer | Recipe::Levels(_) => RunKind::CoupledTransformer,
             Recipe::PairGru(_) => RunKind::PairGru,
         }
     }
@@ -74,6 +77,17 @@ impl Experiment {
             }
             Recipe::CoupledTransformer => {
                 let mut c = crate::config::long_addition::experiment_config(quick);
+                c.name = name;
+                RunConfig::CoupledTransformer(c)
+            }
+            Recipe::Levels(task) => {
+                use crate::config::long_addition::{
+                    many_operands_config, multiplication_config, LongTask,
+                };
+                let mut c = match task {
+                    LongTask::Multiplication => multiplication_config(quick),
+                    _ => many_operands_config(quick),
+                };
                 c.name = name;
                 RunConfig::CoupledTransformer(c)
             }
@@ -357,6 +371,8 @@ pub fn all() -> Vec<Experiment> {
         Experiment { name: "length-generalisation", reproduces: "train on 1..20-digit addition, answer 100..1000 digits (1-layer transformer, coupled positions, relative bias, local attention)", expected_time: "about 8 min, then about 1 min of evaluation", claim_exact: Some(0.99), claim_whole_domain: false, recipe: Recipe::CoupledTransformer },
         Experiment { name: crate::config::long_addition::EXPERIMENT, reproduces: crate::config::long_addition::DESCRIPTION, expected_time: "about 2 min", claim_exact: None, claim_whole_domain: false, recipe: Recipe::PairGru(|_| {}) },
         Experiment { name: "addition-exact-aligned", reproduces: "beyond the tutorials: 3-digit addition right on all 1,000,000 ordered questions after a second of training: a GRU over aligned digit pairs", expected_time: "a second, then a second of evaluation", claim_exact: None, claim_whole_domain: true, recipe: Recipe::PairGru(addition_exact_aligned) },
+        Experiment { name: "many-operand-addition", reproduces: "beyond the papers: train on 2..10 operands of 1..10 digits, answer 30 x 30 and 100 x 100 (running sums in a two-level scratchpad, coupled positions, local attention)", expected_time: "about 15 min, then about 25 min of grids", claim_exact: Some(0.99), claim_whole_domain: false, recipe: Recipe::Levels(crate::config::long_addition::LongTask::ManyOperandAddition) },
+        Experiment { name: "multiplication", reproduces: "beyond the papers: train on 1..10 x 1..10 digits, answer 20 x 15 and 30 x 30 (partial products and open rows in a two-level scratchpad)", expected_time: "about 35 min, then the grids", claim_exact: Some(0.99), claim_whole_domain: false, recipe: Recipe::Levels(crate::config::long_addition::LongTask::Multiplication) },
         Experiment { name: "pq-system-small", reproduces: "B3 at up to 20 dashes: does the model learn the rule?", expected_time: "under a minute", claim_exact: None, claim_whole_domain: false, recipe: Recipe::Seq2seq(pq_system_small) },
     ]
 }

@@ -14,8 +14,8 @@
 //! Files written before the tag existed carry no `kind`; their kind is told by their sections
 //! (`lengthgen`, `pair_gru`, `mapping`), here and nowhere else.
 
-use crate::config::long_addition::LengthGenRunConfig;
 pub use crate::config::long_addition::PairGruRunConfig;
+use crate::config::long_addition::{LengthGenRunConfig, LongTask};
 use crate::config::{ExperimentConfig, FORMAT_VERSION};
 use crate::regression::MappingRunConfig;
 use crate::rundir::{file_err, RunError, CONFIG};
@@ -597,9 +597,12 @@ impl Run {
                 .ok()
                 .and_then(|v| v.into_iter().next())
                 .map_or_else(|| "12+345".to_string(), |p| p.question),
-            Run::CoupledTransformer { .. } | Run::PairGru { .. } => {
-                format!("{}+1", "9".repeat(30))
-            }
+            Run::CoupledTransformer { run, .. } => match run.cfg.lengthgen.task {
+                LongTask::Addition => format!("{}+1", "9".repeat(30)),
+                LongTask::ManyOperandAddition => "12+345+6789+99999".into(),
+                LongTask::Multiplication => "1234*567".into(),
+            },
+            Run::PairGru { .. } => format!("{}+1", "9".repeat(30)),
             Run::Regression(_) => "12+57".into(),
         }
     }
@@ -609,7 +612,9 @@ impl Run {
     /// the other kinds, whose task is in their config.
     pub fn addition_domain(&self, digits: Option<usize>) -> Option<crate::task::TaskConfig> {
         let trained = match self {
-            Run::CoupledTransformer { run, .. } => run.cfg.lengthgen.train.max_digits,
+            Run::CoupledTransformer { run, .. } if run.cfg.lengthgen.task.is_addition() => {
+                run.cfg.lengthgen.train.max_digits
+            }
             Run::PairGru { cfg, .. } => cfg.pair_gru.max_digits,
             _ => return None,
         };
@@ -624,6 +629,10 @@ impl Run {
     pub fn answer(&mut self, questions: &[&str]) -> Vec<Result<Answer, String>> {
         match self {
             Run::Seq2seq { run, engine } => answer_seq2seq(run, engine, questions),
+            Run::CoupledTransformer { run, engine } if !run.cfg.lengthgen.task.is_addition() => {
+                let product = run.cfg.lengthgen.task == LongTask::Multiplication;
+                answer_levels(questions, product, engine, &run.params)
+            }
             Run::CoupledTransformer { run, engine } => {
                 answer_operands(questions, |ops| engine.greedy(&run.params, ops))
             }
@@ -649,6 +658,37 @@ impl Run {
                 .collect(),
         }
     }
+}
+
+/// Answers many-operand additions or products with a two-level scratchpad model: it writes
+/// its whole working from the question, and the answer is read from it.
+fn answer_levels(
+    questions: &[&str],
+    product: bool,
+    engine: &mut crate::model::coupled::CoupledAdditionEngine,
+    params: &[f32],
+) -> Vec<Result<Answer, String>> {
+    use crate::codec::levels::{parse_question, read_answer, sequence, work_text};
+    questions
+        .iter()
+        .map(|text| {
+            let q = parse_question(text, product)?;
+            let seq = sequence(&q);
+            let written = engine.greedy_layout(params, &seq, &[seq.tokens[..seq.prompt].to_vec()]);
+            let (w, _) = &written[0];
+            let got = read_answer(&seq, w);
+            let output = crate::task::many_operands::decimal(&got);
+            let want = crate::task::many_operands::decimal(&q.answer());
+            Ok(Answer {
+                correct: Some(output == want),
+                output,
+                confidence: None,
+                work: Some(work_text(&seq, w)),
+                value: None,
+                steps: None,
+            })
+        })
+        .collect()
 }
 
 fn answer_seq2seq(

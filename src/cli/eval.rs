@@ -87,6 +87,14 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
         a.lengths.is_some() || a.stress || a.heatmap.is_some() || a.sharpen.is_some();
     let kind = run.kind();
     match run {
+        Run::CoupledTransformer { run, engine } if !run.cfg.lengthgen.task.is_addition() => {
+            if seq2seq_flags || a.exhaustive || a.heatmap.is_some() || a.sharpen.is_some() {
+                bail!("a many-operand or multiplication run takes --lengths (its grid's rows and columns), --stress, --n, --seed and --json");
+            }
+            super::grids::eval(
+                run, engine, &a.model, a.n, a.lengths, a.stress, seed, a.json,
+            )
+        }
         Run::CoupledTransformer { .. } | Run::PairGru { .. } if a.exhaustive => {
             if a.min_digits.is_some() || a.terms.is_some() || length_flags {
                 bail!("{kind} runs take --exhaustive with --digits only (every a+b with operands of at most that many digits)");

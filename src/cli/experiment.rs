@@ -450,6 +450,9 @@ fn run(a: &ExperimentRunArgs) -> Result<ExitCode> {
                     rep.pairs.len()
                 )
             }
+            Trained::CoupledTransformer { .. } if matches!(&cfg, RunConfig::CoupledTransformer(c) if !c.lengthgen.task.is_addition()) => {
+                super::grids::final_report(&mut trained, &cfg, &dir, a.quick)?
+            }
             Trained::CoupledTransformer { .. } | Trained::PairGru { .. } => {
                 let v = lengths::final_report(&mut trained, &cfg, &dir, a.quick)?;
                 whole = whole_domain_long(&dir, a.quick)?;

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod experiment;
 pub mod export;
 pub mod flags;
+pub mod grids;
 pub mod lengths;
 pub mod predict;
 pub mod serve;

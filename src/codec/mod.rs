@@ -6,6 +6,7 @@
 //! reversed (as Keras does: pad right, then reverse).
 
 pub mod coupled;
+pub mod levels;
 mod scratchpad;
 
 use crate::task::expression::{PART_SEP, STEP_SEP};

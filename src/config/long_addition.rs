@@ -23,6 +23,35 @@ pub enum Format {
     Coupled,
 }
 
+/// What the run learns to answer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LongTask {
+    /// Two-operand addition in the coupled format (`codec::coupled`).
+    #[default]
+    Addition,
+    /// `a1+...+ak`, `k` uniform in `min_operands..=max_operands`, written with running sums in
+    /// the two-level scratchpad format (`codec::levels`).
+    ManyOperandAddition,
+    /// `a*b`, each operand's length uniform in `min_digits..=max_digits`, written with partial
+    /// products and open rows in the two-level scratchpad format.
+    Multiplication,
+}
+
+impl LongTask {
+    pub fn is_addition(&self) -> bool {
+        *self == LongTask::Addition
+    }
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_two(x: &usize) -> bool {
+    *x == 2
+}
+
 /// Training settings.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +88,16 @@ pub struct LengthGenTrain {
     pub pad_fraction: f64,
     /// The longest padded length of those batches.
     pub pad_to_digits: usize,
+    /// Many-operand addition: each batch's operand count is uniform in
+    /// `min_operands..=max_operands` (evaluations during training use `max_operands`).
+    #[serde(skip_serializing_if = "is_two")]
+    pub min_operands: usize,
+    #[serde(skip_serializing_if = "is_two")]
+    pub max_operands: usize,
+    /// Many-operand addition: fraction of training questions rewritten as carry-stress ones
+    /// (all nines, or a total that is a multiple of `10^L`). 0: none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stress_fraction: f64,
 }
 
 impl Default for LengthGenTrain {
@@ -82,6 +121,9 @@ impl Default for LengthGenTrain {
             eval_count: 50,
             pad_fraction: 0.0,
             pad_to_digits: 0,
+            min_operands: 2,
+            max_operands: 2,
+            stress_fraction: 0.0,
         }
     }
 }
@@ -90,6 +132,9 @@ impl Default for LengthGenTrain {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct LengthGenConfig {
+    /// Two-operand addition unless told otherwise (left out of the file then).
+    #[serde(skip_serializing_if = "LongTask::is_addition")]
+    pub task: LongTask,
     pub format: Format,
     pub model: TransformerConfig,
     pub train: LengthGenTrain,
@@ -198,7 +243,42 @@ impl LengthGenRunConfig {
                 format::MAX_DIGITS
             ));
         }
-        Transformer::new(&self.lengthgen.model, format::VOCAB, format::SEGMENTS)
+        if !(0.0..=1.0).contains(&t.stress_fraction) {
+            return Err("stress_fraction must be in [0, 1]".into());
+        }
+        let task = self.lengthgen.task;
+        if task.is_addition() {
+            if t.min_operands != 2 || t.max_operands != 2 || t.stress_fraction > 0.0 {
+                return Err("min_operands, max_operands and stress_fraction are for task = \"many-operand-addition\"".into());
+            }
+            return Transformer::new(&self.lengthgen.model, format::VOCAB, format::SEGMENTS);
+        }
+        if task == LongTask::ManyOperandAddition {
+            if t.min_operands < 2 || t.min_operands > t.max_operands || t.max_operands > 1000 {
+                return Err(format!(
+                    "operand counts {}..={} must satisfy 2 <= min <= max <= 1000",
+                    t.min_operands, t.max_operands
+                ));
+            }
+        } else if t.min_operands != 2
+            || t.max_operands != 2
+            || t.stress_fraction > 0.0
+            || t.pad_fraction > 0.0
+        {
+            return Err("min_operands, max_operands and stress_fraction are for task = \"many-operand-addition\"".into());
+        }
+        if self.lengthgen.model.local_window == 0 {
+            return Err("the two-level scratchpad needs a local window (local_window >= 1)".into());
+        }
+        Transformer::new(
+            &self.lengthgen.model,
+            crate::codec::levels::VOCAB,
+            if task == LongTask::Multiplication {
+                crate::codec::levels::SEGMENTS
+            } else {
+                crate::codec::levels::SUM_SEGMENTS
+            },
+        )
     }
 
     pub fn to_toml(&self) -> String {
@@ -224,6 +304,63 @@ pub fn experiment_config(quick: bool) -> LengthGenRunConfig {
         let t = &mut c.lengthgen.train;
         (t.max_digits, t.batch_size, t.steps, t.eval_every) = (3, 32, 40, 20);
         (t.eval_lengths, t.eval_count) = (vec![3, 6], 10);
+    }
+    c
+}
+
+/// The built-in many-operand addition experiment (`quick`: a tiny version that runs in
+/// seconds): trained on 2..10 operands of 1..10 digits.
+pub fn many_operands_config(quick: bool) -> LengthGenRunConfig {
+    let mut c = LengthGenRunConfig {
+        name: "many-operand-addition".into(),
+        description: "train on 2..10 operands of 1..10 digits, answer up to 100 operands of 100 digits: running sums in a two-level scratchpad, a 1-layer transformer with local attention over (operand, digit) positions".into(),
+        ..LengthGenRunConfig::default()
+    };
+    c.lengthgen.task = LongTask::ManyOperandAddition;
+    c.lengthgen.model = TransformerConfig {
+        dim: 64,
+        heads: 4,
+        ffn: 256,
+        layers: 1,
+        local_window: 2,
+    };
+    let t = &mut c.lengthgen.train;
+    (t.min_digits, t.max_digits, t.min_operands, t.max_operands) = (1, 10, 2, 10);
+    (t.batch_size, t.steps, t.lr, t.eval_every) = (64, 8000, 3e-3, 1000);
+    (t.eval_lengths, t.eval_count, t.stress_fraction) = (vec![10, 30], 20, 0.1);
+    if quick {
+        c.name = "many-operand-addition-quick".into();
+        let m = &mut c.lengthgen.model;
+        (m.dim, m.heads, m.ffn) = (32, 2, 64);
+        let t = &mut c.lengthgen.train;
+        (
+            t.max_digits,
+            t.max_operands,
+            t.batch_size,
+            t.steps,
+            t.eval_every,
+        ) = (3, 3, 32, 40, 20);
+        (t.eval_lengths, t.eval_count) = (vec![3], 10);
+    }
+    c
+}
+
+/// The built-in multiplication experiment (`quick`: a tiny version that runs in seconds):
+/// trained on operands of 1..10 digits.
+pub fn multiplication_config(quick: bool) -> LengthGenRunConfig {
+    let mut c = many_operands_config(quick);
+    c.name = if quick {
+        "multiplication-quick".into()
+    } else {
+        "multiplication".into()
+    };
+    c.description = "train on operands of 1..10 digits, answer 30 x 30 digits and more: partial products and open rows in a two-level scratchpad, a transformer with local attention over (line, digit) positions".into();
+    c.lengthgen.task = LongTask::Multiplication;
+    let t = &mut c.lengthgen.train;
+    (t.min_operands, t.max_operands, t.stress_fraction) = (2, 2, 0.0);
+    if !quick {
+        c.lengthgen.model.layers = 2;
+        (t.steps, t.eval_every, t.eval_lengths) = (2500, 500, vec![10, 20]);
     }
     c
 }

@@ -4,6 +4,7 @@
 //!
 //! [`lengths`]: long additions scored by operand length, with carry-stress sets.
 
+pub mod grids;
 pub mod lengths;
 
 use crate::data::Dataset;

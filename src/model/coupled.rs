@@ -4,6 +4,7 @@
 //! same bits), and greedy decoding with key/value caches, questions split across workers.
 
 use crate::codec::coupled::{self as format, Operands, EOS};
+use crate::codec::levels;
 use crate::nn::loss::argmax;
 use crate::nn::transformer::{DecodeState, Transformer, Workspace};
 
@@ -73,16 +74,30 @@ impl CoupledAdditionEngine {
     /// Forward and backward on `n` sequences of operand length `l`: `seqs` holds each one's
     /// `3L + 5` tokens (see `format::tokens`). The mean-loss gradient is left in `self.grad`.
     pub fn train_step(&mut self, p: &[f32], l: usize, n: usize, seqs: &[u8]) -> StepStats {
-        let full = 3 * l + 5;
+        let (seg_row, pos_row) = format::layout(l);
+        self.train_rows(p, n, seqs, &seg_row, &pos_row, format::first_scored_row(l))
+    }
+
+    /// Forward and backward on `n` sequences that share one layout: `seqs` holds each one's
+    /// `T + 1` tokens (the last is only a target), `seg_row` and `pos_row` their segments and
+    /// coupled positions; rows `q_from..T` are scored. The mean-loss gradient is left in
+    /// `self.grad`.
+    pub fn train_rows(
+        &mut self,
+        p: &[f32],
+        n: usize,
+        seqs: &[u8],
+        seg_row: &[u8],
+        pos_row: &[u32],
+        q_from: usize,
+    ) -> StepStats {
+        let full = seg_row.len();
         let t = full - 1;
-        let q_from = format::first_scored_row(l);
         let tq = t - q_from;
         assert_eq!(seqs.len(), n * full);
-        let (seg_row, pos_row) = format::layout(l);
         let scale = 1.0 / (n * tq) as f32;
         let slices = self.slices(n);
         let model = &self.model;
-        let (seg_row, pos_row) = (&seg_row, &pos_row);
         let stats = crate::parallel::run_on_slices(
             &self.pool,
             &mut self.workers,
@@ -158,6 +173,90 @@ impl CoupledAdditionEngine {
         });
         out.into_iter().flatten().collect()
     }
+}
+
+impl CoupledAdditionEngine {
+    /// Greedy decoding of sequences that share one layout (`layout`'s segments, positions and
+    /// which rows are digits): each prompt is `layout.prompt` tokens; at every later row the
+    /// model's most likely digit is taken where the layout has a digit, the layout's token
+    /// elsewhere. Returns each whole written sequence and whether free greedy decoding (any
+    /// token) would have written exactly it.
+    pub fn greedy_layout(
+        &mut self,
+        p: &[f32],
+        layout: &levels::Sequence,
+        prompts: &[Vec<u8>],
+    ) -> Vec<(Vec<u8>, bool)> {
+        let slices = self.slices(prompts.len());
+        let model = &self.model;
+        let mut out: Vec<Vec<(Vec<u8>, bool)>> = vec![Vec::new(); slices.len()];
+        let cap = layout.tokens.len();
+        let per_seq = DecodeState::bytes_per_sequence(model.cfg.dim, model.cfg.layers, cap);
+        let max_n = (DECODE_BUDGET_BYTES / per_seq).clamp(1, 64);
+        self.pool.scope(|sc| {
+            for (o, &(a, b)) in out.iter_mut().zip(&slices) {
+                sc.spawn(move |_| {
+                    for chunk in prompts[a..b].chunks(max_n) {
+                        o.extend(greedy_layout_chunk(model, p, layout, chunk));
+                    }
+                });
+            }
+        });
+        out.into_iter().flatten().collect()
+    }
+}
+
+fn greedy_layout_chunk(
+    model: &Transformer,
+    p: &[f32],
+    layout: &levels::Sequence,
+    prompts: &[Vec<u8>],
+) -> Vec<(Vec<u8>, bool)> {
+    let n = prompts.len();
+    let t = layout.tokens.len();
+    let mut st = model.decode_start::<f32>(n, t - 1);
+    let v = model.vocab;
+    let mut logits = vec![0.0f32; n * v];
+    let mut col = vec![0u8; n];
+    let mut written: Vec<(Vec<u8>, bool)> = prompts
+        .iter()
+        .map(|pr| {
+            let mut w = Vec::with_capacity(t);
+            w.extend_from_slice(&pr[..layout.prompt]);
+            (w, true)
+        })
+        .collect();
+    for i in 0..t - 1 {
+        if i >= layout.prompt {
+            for (k, (w, free)) in written.iter_mut().enumerate() {
+                let row = &logits[k * v..(k + 1) * v];
+                let token = if layout.is_digit_row(i) {
+                    argmax(&row[..10]) as u8
+                } else {
+                    layout.tokens[i]
+                };
+                *free &= argmax(row) as u8 == token;
+                w.push(token);
+            }
+        }
+        for (c, (w, _)) in col.iter_mut().zip(&written) {
+            *c = w[i];
+        }
+        model.decode_step(
+            p,
+            &mut st,
+            &col,
+            &vec![layout.seg[i]; n],
+            &vec![layout.pos[i]; n],
+            &mut logits,
+        );
+    }
+    for (k, (w, free)) in written.iter_mut().enumerate() {
+        let last = layout.tokens[t - 1];
+        *free &= argmax(&logits[k * v..(k + 1) * v]) as u8 == last;
+        w.push(last);
+    }
+    written
 }
 
 /// A greedy answer in the format's fixed length.
@@ -283,6 +382,77 @@ mod tests {
             }
         }
         assert!(saw_no_end, "an untrained model never ends right");
+    }
+
+    #[test]
+    fn layout_decoding_agrees_with_a_full_forward_over_what_it_wrote() {
+        use crate::codec::levels::{sequence, Question, SEGMENTS, VOCAB};
+        use crate::task::many_operands::{ManyOperands, Product};
+        let cfg = crate::nn::transformer::TransformerConfig {
+            dim: 16,
+            heads: 2,
+            ffn: 32,
+            layers: 2,
+            local_window: 2,
+        };
+        let model = Transformer::new(&cfg, VOCAB, SEGMENTS).unwrap();
+        let sums = [["12", "345", "6"], ["99", "900", "1"]];
+        let products = [("123", "45"), ("908", "70")];
+        let groups: Vec<Vec<Question>> = vec![
+            sums.iter()
+                .map(|q| Question::Sum(ManyOperands::from_decimal(q)))
+                .collect(),
+            products
+                .iter()
+                .map(|(a, b)| Question::Product(Product::from_decimal(a, b)))
+                .collect(),
+        ];
+        let mut saw_unfree = false;
+        for qs in &groups {
+            for seed in 0..3 {
+                let p = model.init_params(seed);
+                let mut engine = CoupledAdditionEngine::new(model.clone(), 2);
+                let seqs: Vec<_> = qs.iter().map(sequence).collect();
+                let layout = &seqs[0];
+                let prompts: Vec<Vec<u8>> =
+                    seqs.iter().map(|s| s.tokens[..s.prompt].to_vec()).collect();
+                let written = engine.greedy_layout(&p, layout, &prompts);
+                let t = layout.tokens.len() - 1;
+                let q_from = layout.first_scored_row();
+                let v = model.vocab;
+                for ((w, free), s) in written.iter().zip(&seqs) {
+                    assert_eq!(w.len(), t + 1);
+                    assert_eq!(&w[..s.prompt], &s.tokens[..s.prompt]);
+                    let mut ws = Workspace::default();
+                    model.forward(
+                        &p,
+                        &mut ws,
+                        &w[..t],
+                        &layout.seg[..t],
+                        &layout.pos[..t],
+                        1,
+                        t,
+                        q_from,
+                    );
+                    let mut agrees = true;
+                    for (r, row) in ws.logits.chunks_exact(v).enumerate() {
+                        let next = q_from + r + 1;
+                        if layout.is_digit_row(next) {
+                            assert_eq!(argmax(&row[..10]) as u8, w[next], "row {next}");
+                        } else {
+                            assert_eq!(w[next], layout.tokens[next]);
+                        }
+                        agrees &= argmax(row) as u8 == w[next];
+                    }
+                    assert_eq!(*free, agrees);
+                    saw_unfree |= !agrees;
+                }
+            }
+        }
+        assert!(
+            saw_unfree,
+            "an untrained model never writes the layout by itself"
+        );
     }
 
     #[test]

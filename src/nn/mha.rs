@@ -50,23 +50,84 @@ pub const SPECIAL_BUCKET: usize = 5;
 /// The coupled position of tokens that have none (BOS, EOS).
 pub const NO_POSITION: u32 = u32::MAX;
 
-/// The bias bucket of query position `pq` and key position `pk`.
+/// Marks a two-level coupled position ([`level_position`]): bits 16..30 hold a level (an
+/// operand or a scratchpad line), bits 0..16 the digit position. One-level positions are below
+/// this bit and keep their meaning unchanged.
+pub const LEVEL_FLAG: u32 = 1 << 30;
+/// The digit field of a two-level position that has none: the token (a multiplier digit) is
+/// seen from every digit position of the levels near its own, in the special bucket.
+pub const NO_DIGIT: u32 = 0xFFFF;
+/// The level field of a two-level position that has none: the token (a multiplicand digit) is
+/// seen from every level, by digit position.
+pub const NO_LEVEL: u32 = 0x3FFF;
+/// Two-level positions see each other only when their levels differ by at most this (under a
+/// local window).
+pub const LEVEL_WINDOW: u32 = 1;
+
+/// A two-level coupled position: `level` (below [`NO_LEVEL`]) and `digit` (below
+/// [`NO_DIGIT`]), or either of those markers.
+pub fn level_position(level: u32, digit: u32) -> u32 {
+    assert!(
+        level <= NO_LEVEL && digit <= NO_DIGIT,
+        "level {level}, digit {digit}"
+    );
+    LEVEL_FLAG | (level << 16) | digit
+}
+
+/// The digit position of `p` (`p` itself for a one-level position).
+#[inline(always)]
+fn digit_of(p: u32) -> u32 {
+    if p & LEVEL_FLAG != 0 {
+        p & 0xFFFF
+    } else {
+        p
+    }
+}
+
+/// Whether two positions are both two-level and their levels further apart than
+/// [`LEVEL_WINDOW`].
+#[inline(always)]
+fn levels_apart(pq: u32, pk: u32) -> bool {
+    if pq & pk & LEVEL_FLAG == 0 {
+        return false;
+    }
+    let (lq, lk) = ((pq >> 16) & NO_LEVEL, (pk >> 16) & NO_LEVEL);
+    lq != NO_LEVEL && lk != NO_LEVEL && lq.abs_diff(lk) > LEVEL_WINDOW
+}
+
+/// The bias bucket of query position `pq` and key position `pk`: their digit positions'
+/// difference, clipped; the special bucket when either has no position or no digit position.
 #[inline(always)]
 pub fn bucket(pq: u32, pk: u32) -> usize {
     if pq == NO_POSITION || pk == NO_POSITION {
         SPECIAL_BUCKET
     } else {
-        ((pk as i64 - pq as i64).clamp(-2, 2) + 2) as usize
+        let (dq, dk) = (digit_of(pq), digit_of(pk));
+        if (pq | pk) & LEVEL_FLAG != 0 && (dq == NO_DIGIT || dk == NO_DIGIT) {
+            return SPECIAL_BUCKET;
+        }
+        ((dk as i64 - dq as i64).clamp(-2, 2) + 2) as usize
     }
 }
 
 /// Whether a query at coupled position `pq` sees a key at `pk` under a local `window`: always
-/// without one, and always when either has no coupled position; else when `|pk - pq| <= w`.
+/// without one, and always when either has no coupled position; else when their digit
+/// positions are within `w` (or either has none) and, for two two-level positions, their
+/// levels within [`LEVEL_WINDOW`] (or either has none).
 #[inline(always)]
 pub fn sees(window: Option<u32>, pq: u32, pk: u32) -> bool {
     match window {
         None => true,
-        Some(w) => pq == NO_POSITION || pk == NO_POSITION || pq.abs_diff(pk) <= w,
+        Some(w) => {
+            if pq == NO_POSITION || pk == NO_POSITION {
+                return true;
+            }
+            if (pq | pk) & LEVEL_FLAG == 0 {
+                return pq.abs_diff(pk) <= w;
+            }
+            let (dq, dk) = (digit_of(pq), digit_of(pk));
+            !levels_apart(pq, pk) && (dq == NO_DIGIT || dk == NO_DIGIT || dq.abs_diff(dk) <= w)
+        }
     }
 }
 

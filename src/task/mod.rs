@@ -8,6 +8,7 @@ mod arithmetic;
 pub mod exhaustive;
 pub mod expression;
 pub mod long_addition;
+pub mod many_operands;
 mod operand;
 mod pq;
 
@@ -173,7 +174,7 @@ pub const MAX_PQ: usize = 100_000;
 /// Draws in a row that may all repeat earlier questions before `generate` gives up. Rejection
 /// sampling only stalls when nearly every distinct question has been drawn; at tens of
 /// millions of draws per second this bounds the wait to about a second.
-const MAX_CONSECUTIVE_REPEATS: u64 = 20_000_000;
+pub(crate) const MAX_CONSECUTIVE_REPEATS: u64 = 20_000_000;
 
 impl TaskConfig {
     /// Expressions of `terms` operands of up to `digits` digits over `+ - *`, brackets nested
@@ -510,15 +511,16 @@ fn generate_bounded(
         exclude,
         max_repeats,
     };
+    let (unique, available) = (cfg.unique, cfg.distinct_questions());
     match cfg.kind {
-        TaskKind::Arithmetic => draws.run(cfg, &arithmetic::Sampler::new(cfg)?),
-        TaskKind::PqSystem => draws.run(cfg, &pq::Sampler::new(cfg)),
-        TaskKind::Expression => draws.run(cfg, &expression::Sampler::new(cfg)?),
+        TaskKind::Arithmetic => draws.run(unique, available, &arithmetic::Sampler::new(cfg)?),
+        TaskKind::PqSystem => draws.run(unique, available, &pq::Sampler::new(cfg)),
+        TaskKind::Expression => draws.run(unique, available, &expression::Sampler::new(cfg)?),
     }
 }
 
 /// One task's way of drawing problems: what the unique-draw loop needs to know of it.
-trait Sampler {
+pub(crate) trait Sampler {
     /// What one draw gives (an operand pair, an expression).
     type Drawn;
     /// What makes two draws the same question under the task's dedup rule.
@@ -533,21 +535,42 @@ trait Sampler {
 }
 
 /// The one rejection-sampling loop every task draws through.
-struct UniqueDraws<'a> {
-    n: usize,
-    seed: u64,
-    exclude: &'a HashSet<String>,
+pub(crate) struct UniqueDraws<'a> {
+    pub n: usize,
+    pub seed: u64,
+    pub exclude: &'a HashSet<String>,
     /// Draws in a row that may all repeat earlier questions before giving up.
-    max_repeats: u64,
+    pub max_repeats: u64,
 }
 
 impl UniqueDraws<'_> {
-    fn run<S: Sampler>(&self, cfg: &TaskConfig, sampler: &S) -> Result<Vec<Problem>, TaskError> {
+    /// `n` problems; with `unique`, no two alike (and none in `exclude`) out of the
+    /// `available` distinct questions the task has.
+    fn run<S: Sampler>(
+        &self,
+        unique: bool,
+        available: u128,
+        sampler: &S,
+    ) -> Result<Vec<Problem>, TaskError> {
+        Ok(self
+            .drawn(unique, available, sampler)?
+            .into_iter()
+            .map(|d| sampler.problem(d))
+            .collect())
+    }
+
+    /// The draws themselves (before they are written as problems).
+    pub(crate) fn drawn<S: Sampler>(
+        &self,
+        unique: bool,
+        available: u128,
+        sampler: &S,
+    ) -> Result<Vec<S::Drawn>, TaskError> {
         let n = self.n;
         let mut seen: HashSet<S::Key> = HashSet::with_capacity(n.min(1 << 20) + self.exclude.len());
         seen.extend(self.exclude.iter().filter_map(|q| sampler.drawable_key(q)));
-        let available = cfg.distinct_questions().saturating_sub(seen.len() as u128);
-        if cfg.unique && n as u128 > available {
+        let available = available.saturating_sub(seen.len() as u128);
+        if unique && n as u128 > available {
             return Err(TaskError::TooFew {
                 wanted: n,
                 available,
@@ -559,7 +582,7 @@ impl UniqueDraws<'_> {
         while problems.len() < n {
             let drawn = sampler.draw(&mut rng);
             // Without uniqueness (Brownlee) every draw counts and `exclude` does not apply.
-            if cfg.unique && !seen.insert(sampler.key(&drawn)) {
+            if unique && !seen.insert(sampler.key(&drawn)) {
                 repeats += 1;
                 if repeats >= self.max_repeats {
                     return Err(TaskError::GaveUp {
@@ -572,7 +595,7 @@ impl UniqueDraws<'_> {
                 continue;
             }
             repeats = 0;
-            problems.push(sampler.problem(drawn));
+            problems.push(drawn);
         }
         Ok(problems)
     }

@@ -5,6 +5,7 @@
 //! models.
 
 pub mod driver;
+pub mod level_nets;
 mod seq2seq;
 pub mod step_nets;
 pub mod steps;

@@ -15,7 +15,7 @@ use crate::model::pair_gru::{PairGru, PairGruEngine};
 use crate::nn::params::ParamLayout;
 use crate::run::RunConfig;
 use crate::rundir::{self, RunError};
-use crate::task::long_addition::{pad_further, sample_bucket, stress_rewrite};
+use crate::task::long_addition::{pad_further, random_questions, sample_bucket, stress_rewrite};
 use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
 use std::path::Path;
@@ -29,6 +29,12 @@ pub struct CoupledNet {
 }
 
 impl StepNet for CoupledNet {
+    type Question = Operands;
+
+    fn eval_set(&self, rng: &mut ChaCha8Rng, len: usize, count: usize) -> Vec<Operands> {
+        random_questions(rng, len, count)
+    }
+
     fn layout(&self) -> &ParamLayout {
         &self.engine.model.layout
     }
@@ -87,6 +93,12 @@ pub struct PairGruNet {
 }
 
 impl StepNet for PairGruNet {
+    type Question = Operands;
+
+    fn eval_set(&self, rng: &mut ChaCha8Rng, len: usize, count: usize) -> Vec<Operands> {
+        random_questions(rng, len, count)
+    }
+
     fn layout(&self) -> &ParamLayout {
         &self.engine.model.layout
     }
@@ -172,12 +184,29 @@ pub fn train_coupled(
 ) -> Result<(CoupledAdditionEngine, Vec<f32>, Outcome), TrainError> {
     let model = cfg.build().map_err(RunError::Config)?;
     let threads = crate::parallel::threads_or_cores(cfg.lengthgen.train.threads);
+    let run = RunConfig::CoupledTransformer(cfg.clone());
+    if !cfg.lengthgen.task.is_addition() {
+        let mut net = super::level_nets::LevelsNet::new(
+            CoupledAdditionEngine::new(model, threads),
+            cfg.lengthgen.task,
+            cfg.lengthgen.train.clone(),
+        );
+        let (params, out) = steps::train(
+            &mut net,
+            &coupled_settings(cfg),
+            &run,
+            dir,
+            open,
+            interrupted,
+            log,
+        )?;
+        return Ok((net.engine, params, out));
+    }
     let mut net = CoupledNet {
         engine: CoupledAdditionEngine::new(model, threads),
         train: cfg.lengthgen.train.clone(),
         seqs: Vec::new(),
     };
-    let run = RunConfig::CoupledTransformer(cfg.clone());
     let (params, out) = steps::train(
         &mut net,
         &coupled_settings(cfg),

@@ -8,7 +8,6 @@
 
 use super::driver::{self, Cadence, Position, Stepped, Trainee, Verdict};
 use super::TrainError;
-use crate::codec::coupled::Operands;
 use crate::config::long_addition::LengthGenTrain;
 use crate::eval::lengths::{exact_rate, Check};
 use crate::history::{EpochRecord, History};
@@ -16,7 +15,6 @@ use crate::nn::params::ParamLayout;
 use crate::optim::{warmup_cosine, AdamW};
 use crate::run::RunConfig;
 use crate::rundir::{self, Checkpoint, RunError};
-use crate::task::long_addition::random_questions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -37,6 +35,10 @@ pub struct StepLoss {
 
 /// A network trained on fresh batches, step by step.
 pub trait StepNet {
+    /// A question the evaluations ask.
+    type Question;
+    /// `count` fresh evaluation questions at operand length `len`.
+    fn eval_set(&self, rng: &mut ChaCha8Rng, len: usize, count: usize) -> Vec<Self::Question>;
     /// Names and shapes of the parameters (the weights and checkpoint files).
     fn layout(&self) -> &ParamLayout;
     /// Fresh parameters for `seed`.
@@ -51,7 +53,7 @@ pub trait StepNet {
     /// The gradient of the last [`StepNet::step`].
     fn grad(&self) -> &[f32];
     /// Each question answered with `params` and scored against its exact sum.
-    fn score(&mut self, params: &[f32], qs: &[Operands]) -> Vec<Check>;
+    fn score(&mut self, params: &[f32], qs: &[Self::Question]) -> Vec<Check>;
 }
 
 /// The loop's settings, taken from a run config.
@@ -209,7 +211,7 @@ struct StepTrainee<'a, N: StepNet> {
     decay: Vec<Range<usize>>,
     rng: ChaCha8Rng,
     /// (operand length, questions) of every evaluation.
-    eval_sets: Vec<(usize, Vec<Operands>)>,
+    eval_sets: Vec<(usize, Vec<N::Question>)>,
     history: Vec<EvalRecord>,
     loss_ema: Option<f64>,
     lr: f64,
@@ -388,7 +390,7 @@ pub fn train<N: StepNet>(
             .train
             .eval_lengths
             .iter()
-            .map(|&l| (l, random_questions(&mut eval_rng, l, s.train.eval_count)))
+            .map(|&l| (l, net.eval_set(&mut eval_rng, l, s.train.eval_count)))
             .collect();
         Ok(StepTrainee {
             opt: AdamW::new(

@@ -96,7 +96,14 @@ fn buckets_clip_and_separate_unpositioned_tokens() {
 fn attention_gradients_match_finite_differences() {
     let (a, p, mut rng) = setup(21);
     let (n, t) = (2, 7);
-    for (q_from, window) in [(0, None), (3, None), (0, Some(1)), (3, Some(1))] {
+    for (q_from, window, levels) in [
+        (0, None, false),
+        (3, None, false),
+        (0, Some(1), false),
+        (3, Some(1), false),
+        (0, Some(1), true),
+        (2, Some(1), true),
+    ] {
         let a = RelSelfAttention {
             window,
             ..a.clone()
@@ -109,6 +116,8 @@ fn attention_gradients_match_finite_differences() {
             .map(|k| {
                 if k % t == 0 {
                     NO_POSITION
+                } else if levels {
+                    two_level(k)
                 } else {
                     (k % 5) as u32
                 }
@@ -170,7 +179,14 @@ fn attention_gradients_match_finite_differences() {
 fn fast_attention_matches_its_reference_twin() {
     let (a, p, mut rng) = setup(23);
     let (n, t, d) = (3, 11, 6);
-    for (q_from, window) in [(0, None), (4, None), (4, Some(1)), (7, Some(2))] {
+    for (q_from, window, levels) in [
+        (0, None, false),
+        (4, None, false),
+        (4, Some(1), false),
+        (7, Some(2), false),
+        (0, Some(1), true),
+        (5, Some(2), true),
+    ] {
         let a = RelSelfAttention {
             window,
             ..a.clone()
@@ -182,6 +198,7 @@ fn fast_attention_matches_its_reference_twin() {
         let pos: Vec<u32> = (0..n * t)
             .map(|k| match k % t {
                 0 => NO_POSITION,
+                j if levels => two_level(k * 3 + j),
                 j => (j * 5 % 7) as u32,
             })
             .collect();
@@ -256,11 +273,57 @@ fn incremental_steps_match_the_full_forward_pass() {
             window,
             ..a.clone()
         };
-        steps_match_forward(&a, &p, &mut rng);
+        steps_match_forward(&a, &p, &mut rng, false);
+        steps_match_forward(&a, &p, &mut rng, true);
     }
 }
 
-fn steps_match_forward(a: &RelSelfAttention, p: &[f64], rng: &mut rand_chacha::ChaCha8Rng) {
+/// A two-level position for test row `k`: levels 0..4 (sometimes none), digits 0..5
+/// (sometimes none).
+fn two_level(k: usize) -> u32 {
+    let level = if k % 11 == 7 {
+        NO_LEVEL
+    } else {
+        (k * 3 % 4) as u32
+    };
+    let digit = if k % 7 == 3 { NO_DIGIT } else { (k % 5) as u32 };
+    level_position(level, digit)
+}
+
+#[test]
+fn two_level_positions_see_near_levels_and_bucket_by_digit() {
+    let w = Some(2);
+    let at = level_position;
+    // Same level, digits 1 apart: seen, bucket by the digit difference.
+    assert!(sees(w, at(3, 10), at(3, 11)));
+    assert_eq!(bucket(at(3, 10), at(3, 11)), 3);
+    // One level apart: seen; two: not, whatever the digits.
+    assert!(sees(w, at(3, 10), at(2, 10)) && sees(w, at(3, 10), at(4, 8)));
+    assert!(!sees(w, at(3, 10), at(1, 10)) && !sees(w, at(5, 10), at(3, 10)));
+    assert_eq!(bucket(at(3, 10), at(2, 10)), 2);
+    // Digits beyond the window: not seen, on any level.
+    assert!(!sees(w, at(3, 10), at(3, 13)));
+    // No digit: seen from every digit of near levels, special bucket; no level: from every
+    // level, by digit.
+    assert!(sees(w, at(3, 500), at(4, NO_DIGIT)) && !sees(w, at(3, 5), at(5, NO_DIGIT)));
+    assert_eq!(bucket(at(3, 500), at(4, NO_DIGIT)), SPECIAL_BUCKET);
+    assert!(sees(w, at(90, 4), at(NO_LEVEL, 5)) && !sees(w, at(90, 4), at(NO_LEVEL, 7)));
+    assert_eq!(bucket(at(90, 4), at(NO_LEVEL, 5)), 3);
+    // Without a window every key is seen; BOS and EOS as before.
+    assert!(sees(None, at(3, 10), at(90, 900)));
+    assert!(sees(w, at(3, 10), NO_POSITION));
+    assert_eq!(bucket(NO_POSITION, at(1, 1)), SPECIAL_BUCKET);
+    // One-level positions keep their meaning.
+    assert_eq!(bucket(10, 12), 4);
+    assert!(sees(w, 10, 12) && !sees(w, 10, 13));
+}
+
+fn steps_match_forward(
+    a: &RelSelfAttention,
+    p: &[f64],
+    rng: &mut rand_chacha::ChaCha8Rng,
+    levels: bool,
+) {
     let (n, t) = (3, 9);
     let h: Vec<f64> = (0..n * t * 6)
         .map(|_| rng.random_range(-1.0..1.0))
@@ -269,6 +332,8 @@ fn steps_match_forward(a: &RelSelfAttention, p: &[f64], rng: &mut rand_chacha::C
         .map(|k| {
             if k % t == 0 {
                 NO_POSITION
+            } else if levels {
+                two_level(k)
             } else {
                 (k * 7 % 4) as u32
             }

@@ -1,0 +1,202 @@
+//! The final report of a two-level scratchpad experiment (many-operand addition,
+//! multiplication): exact match of the final answer over a grid, random and carry-stress
+//! questions, a heatmap in the run directory, and a verdict against the bars.
+
+use anyhow::{bail, Result};
+use seqcalc::config::long_addition::LongTask;
+use seqcalc::eval::grids::{draw, grid, grid_header, grid_row, score_levels, Cell, GridKind};
+use seqcalc::run::RunConfig;
+use seqcalc::training::Trained;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The grid's rows and columns, the cells that carry a bar, and questions per cell.
+struct Plan {
+    kind: GridKind,
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    bars: Vec<(usize, usize)>,
+    /// Random questions and stress questions per part in a cell of `row x col`.
+    counts: fn(usize, usize) -> (usize, usize),
+}
+
+fn plan(task: LongTask, quick: bool) -> Plan {
+    match (task, quick) {
+        (LongTask::Multiplication, true) => Plan {
+            kind: GridKind::Multiplication,
+            rows: vec![2, 4],
+            cols: vec![2, 4],
+            bars: vec![(4, 4)],
+            counts: |_, _| (10, 2),
+        },
+        (LongTask::Multiplication, false) => Plan {
+            kind: GridKind::Multiplication,
+            rows: vec![5, 10, 20, 30, 50, 100],
+            cols: vec![5, 10, 15, 30, 50, 100],
+            bars: vec![(20, 15), (30, 30)],
+            counts: |r, c| match r * c {
+                0..=900 => (200, 20),
+                901..=2500 => (50, 5),
+                _ => (10, 2),
+            },
+        },
+        (_, true) => Plan {
+            kind: GridKind::Addition,
+            rows: vec![2, 3, 6],
+            cols: vec![3, 6],
+            bars: vec![(6, 6)],
+            counts: |_, _| (10, 2),
+        },
+        (_, false) => Plan {
+            kind: GridKind::Addition,
+            rows: vec![2, 10, 30, 100],
+            cols: vec![10, 30, 100],
+            bars: vec![(30, 30), (100, 100)],
+            counts: |r, c| match r * c {
+                0..=900 => (200, 20),
+                901..=3000 => (100, 10),
+                _ => (30, 5),
+            },
+        },
+    }
+}
+
+/// Scores the trained run over its grid, prints and draws it; returns the verdict.
+pub fn final_report(
+    trained: &mut Trained,
+    cfg: &RunConfig,
+    dir: &Path,
+    quick: bool,
+) -> Result<String> {
+    let (RunConfig::CoupledTransformer(c), Trained::CoupledTransformer { engine, params, .. }) =
+        (cfg, trained)
+    else {
+        bail!("grids are for two-level scratchpad runs");
+    };
+    let p = plan(c.lengthgen.task, quick);
+    println!(
+        "\nexact match of the final answer (every digit; the model writes all its working greedily), fresh questions"
+    );
+    println!("{}", grid_header(p.kind));
+    let mut cells: Vec<Cell> = Vec::new();
+    for &r in &p.rows {
+        for &col in &p.cols {
+            let (n, stress) = (p.counts)(r, col);
+            let mut score = |qs: &[_]| score_levels(engine, params, qs);
+            let got = grid(
+                p.kind,
+                &mut score,
+                &[r],
+                &[col],
+                n,
+                stress,
+                7,
+                &mut |cell| println!("{}", grid_row(cell)),
+            )?;
+            cells.extend(got);
+        }
+    }
+    let (svg, png) = (dir.join("grid.svg"), dir.join("grid.png"));
+    draw(p.kind, &cells, &svg, &png)?;
+    println!("Wrote {} and .png", svg.display());
+    let json = serde_json::to_string_pretty(&cells)?;
+    seqcalc::fsutil::write_atomic(&dir.join("grid.json"), json.as_bytes())?;
+    let mut ok = true;
+    let mut parts = Vec::new();
+    for &(r, col) in &p.bars {
+        let Some(cell) = cells.iter().find(|x| x.row == r && x.col == col) else {
+            continue;
+        };
+        let pass = cell.random() >= 0.99 && cell.stress() >= 0.99;
+        ok &= pass;
+        parts.push(format!(
+            "{r} x {col}: random {:.3}, stress {:.3} {}",
+            cell.random(),
+            cell.stress(),
+            if pass { "✓" } else { "✗" }
+        ));
+    }
+    let verdict = format!(
+        "{}: exact match of the final answer {} (bar: >= 0.99 random and stress) {}",
+        c.name,
+        parts.join("; "),
+        if ok { "✓" } else { "✗" }
+    );
+    println!("{verdict}");
+    Ok(verdict)
+}
+
+/// `eval` on a many-operand or multiplication run: the grid over `lengths` x `lengths` (operand
+/// count x operand length, or length of a x length of b), `n` random questions a cell (and the
+/// stress sets with `stress`), printed, drawn to `grid.svg` in the run directory, or as JSON.
+#[allow(clippy::too_many_arguments)]
+pub fn eval(
+    run: seqcalc::run::CoupledRun,
+    mut engine: seqcalc::model::coupled::CoupledAdditionEngine,
+    dir: &Path,
+    n: Option<usize>,
+    lengths: Option<Vec<usize>>,
+    stress: bool,
+    seed: u64,
+    json: bool,
+) -> Result<ExitCode> {
+    let task = run.cfg.lengthgen.task;
+    let kind = if task == LongTask::Multiplication {
+        GridKind::Multiplication
+    } else {
+        GridKind::Addition
+    };
+    let lengths = lengths.unwrap_or_else(|| vec![5, 10, 30]);
+    let n = n.unwrap_or(50);
+    if let Some(&bad) = lengths.iter().find(|&&l| !(1..=MAX_GRID).contains(&l)) {
+        bail!("--lengths: {bad} is not in 1..={MAX_GRID}");
+    }
+    if kind == GridKind::Addition && lengths.contains(&1) {
+        bail!("--lengths: operand counts (the rows) start at 2");
+    }
+    let longest = lengths.iter().max().copied().unwrap_or(1);
+    if n == 0 || n.saturating_mul(longest * longest) > MAX_DIGITS_PER_CELL {
+        bail!(
+            "--n {n} questions of {longest} x {longest} is more than {MAX_DIGITS_PER_CELL} digits a cell; ask for 1..={}",
+            (MAX_DIGITS_PER_CELL / (longest * longest)).max(1)
+        );
+    }
+    let params = run.params;
+    let mut score = |qs: &[_]| score_levels(&mut engine, &params, qs);
+    if !json {
+        println!(
+            "{}: exact match of the final answer (every digit; the model writes all its working greedily), fresh questions (seed {seed})",
+            dir.display()
+        );
+        println!("{}", grid_header(kind));
+    }
+    let cells = grid(
+        kind,
+        &mut score,
+        &lengths,
+        &lengths,
+        n,
+        if stress { 5 } else { 0 },
+        seed,
+        &mut |cell| {
+            if !json {
+                println!("{}", grid_row(cell));
+            }
+        },
+    )?;
+    let (svg, png) = (dir.join("grid.svg"), dir.join("grid.png"));
+    draw(kind, &cells, &svg, &png)?;
+    if json {
+        let v =
+            serde_json::json!({"model": dir.display().to_string(), "seed": seed, "cells": cells});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("Wrote {} and .png", svg.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The largest grid row or column `eval` takes.
+const MAX_GRID: usize = 1000;
+/// Bounds one cell's work: questions times the square of the longest length.
+const MAX_DIGITS_PER_CELL: usize = 10_000_000;
