@@ -800,3 +800,29 @@ fn a_long_addition_run_gets_samples_at_and_beyond_its_training_lengths() {
         assert_eq!(q["correct"], true, "{q}");
     }
 }
+
+#[test]
+fn the_playground_shows_a_transformers_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    train_cli(&runs, "tf", &["--arch", "transformer", "--heads", "2"]);
+    let s = serve_in(dir, &[]);
+    let a = json(&s.post("/api/runs/tf/answer", r#"{"question":"12+34"}"#));
+    let att = &a["attention"];
+    assert!(a["attention_note"].is_null(), "{a}");
+    assert_eq!(att["columns"].as_array().unwrap().len(), 5, "{a}");
+    let rows = att["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{a}");
+    for r in rows {
+        let w: Vec<f64> = r[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let pad = r[2].as_f64().unwrap();
+        assert_eq!(w.len(), 5, "{r}");
+        assert!(w.iter().all(|&x| (0.0..=1.0).contains(&x)), "{r}");
+        assert!(w.iter().sum::<f64>() + pad <= 1.0 + 1e-5, "{r}");
+    }
+}

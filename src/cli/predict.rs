@@ -4,7 +4,7 @@
 use super::{color, mark};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use seqcalc::model::{ModelKind, Seq2SeqEngine};
+use seqcalc::model::Seq2SeqEngine;
 use seqcalc::run::{Answer, Run};
 use seqcalc::rundir;
 use std::io::{BufRead, Write};
@@ -250,9 +250,6 @@ pub fn attention_map(
     let (t_in, t_out) = (run.codec.input_len(), run.codec.output_len());
     let mut enc = vec![0u8; t_in];
     run.codec.encode_input(question, &mut enc)?;
-    if engine.model.cfg.kind == ModelKind::Transformer {
-        bail!("--explain shows the attention of RNN models trained with --attention; it does not read transformer heads yet");
-    }
     let Some(w) = engine.attention_weights(&run.params, &enc, 1) else {
         bail!("--explain needs a model with attention (train with --attention)");
     };

@@ -279,11 +279,12 @@ impl<R: Real> Seq2SeqEngine<R> {
 
     /// Attention weights of the answers to `n` questions, `[n, T_out, T_in]` row-major: for each
     /// output step, how much it drew on each input position (greedy decoding for a
-    /// teacher-forced decoder). `None` when the model has no attention.
+    /// teacher-forced decoder; a transformer's last block, heads averaged). `None` when the
+    /// model has no attention.
     pub fn attention_weights(&mut self, p: &[R], inputs: &[u8], n: usize) -> Option<Vec<R>> {
         match &self.model.net {
             Network::Recurrent(rnn) => rnn.attention.as_ref()?,
-            Network::Transformer(_) => return None,
+            Network::Transformer(_) => return Some(self.transformer_attention(p, inputs, n)),
         };
         for ws in &mut self.workers {
             ws.record_attention = true;

@@ -286,6 +286,39 @@ impl<R: Real> Seq2SeqEngine<R> {
         SliceStats::total(&stats)
     }
 
+    /// [`Seq2SeqEngine::attention_weights`] for a transformer model: `[n, T_out, T_in]`, the
+    /// last block's attention (mean over heads) of the row that writes each greedy answer
+    /// symbol on each question position. A row's weights on the question sum to at most 1: the
+    /// rest falls on the start symbol and the answer written so far.
+    pub(super) fn transformer_attention(&mut self, p: &[R], inputs: &[u8], n: usize) -> Vec<R> {
+        let answers = self.predict_indices(p, inputs, n);
+        let (t_in, t_out) = (self.model.t_in, self.model.t_out);
+        let t = t_in + t_out;
+        let mut workers = std::mem::take(&mut self.transformer_workers);
+        workers.resize_with(1, TransformerWorker::default);
+        let w = &mut workers[0];
+        let tr = self.model.transformer_net();
+        self.model.transformer_rows(w, inputs, &answers, n);
+        tr.forward(p, &mut w.ws, &w.tokens, &w.segs, &w.pos, n, t, t_in);
+        let probs = tr.attention_probs(&w.ws, tr.blocks.len() - 1);
+        let heads = tr.cfg.heads;
+        let scale = R::from_f64(1.0 / heads as f64);
+        let mut out = vec![R::ZERO; n * t_out * t_in];
+        for r in 0..n {
+            for h in 0..heads {
+                for s in 0..t_out {
+                    let row = &probs[((r * heads + h) * t_out + s) * t..][..t_in];
+                    let dst = &mut out[(r * t_out + s) * t_in..][..t_in];
+                    for (d, &x) in dst.iter_mut().zip(row) {
+                        *d += x * scale;
+                    }
+                }
+            }
+        }
+        self.transformer_workers = workers;
+        out
+    }
+
     /// [`Seq2SeqEngine::predict`] for a transformer model: greedy answers' probabilities `[n, T_out, V]`.
     pub(super) fn predict_transformer(
         &mut self,
@@ -331,6 +364,36 @@ mod tests {
             .map(|_| rng.random_range(0..v as u8))
             .collect();
         (m, x, y, n)
+    }
+
+    #[test]
+    fn attention_weights_are_the_last_blocks_head_mean_over_the_question() {
+        let (m, x, _, n) = tiny();
+        let p: Vec<f64> = m.init_params(7);
+        let mut eng = Seq2SeqEngine::<f64>::new(m.clone(), 2);
+        let w = eng
+            .attention_weights(&p, &x, n)
+            .expect("a transformer has attention");
+        assert_eq!(w.len(), n * m.t_out * m.t_in);
+        // Each answer row spreads at most its whole weight over the question (the rest falls on
+        // the start symbol and the answer so far), and the first row sees nothing else but the
+        // start symbol: it puts some weight on every question position.
+        for (i, row) in w.chunks_exact(m.t_in).enumerate() {
+            let sum: f64 = row.iter().sum();
+            assert!(row.iter().all(|&v| (0.0..=1.0).contains(&v)), "{row:?}");
+            assert!(sum <= 1.0 + 1e-12, "row {i}: {sum}");
+            if i % m.t_out == 0 {
+                assert!(
+                    row.iter().all(|&v| v > 0.0) && sum < 1.0,
+                    "row {i}: {row:?}"
+                );
+            }
+        }
+        // The same weights from a worker count of one, and the answers are untouched.
+        let answers = eng.predict_indices(&p, &x, n);
+        let mut one = Seq2SeqEngine::<f64>::new(m.clone(), 1);
+        assert_eq!(one.attention_weights(&p, &x, n).unwrap(), w);
+        assert_eq!(eng.predict_indices(&p, &x, n), answers);
     }
 
     #[test]

@@ -541,6 +541,18 @@ impl Transformer {
             tmp: Vec::new(),
         }
     }
+    /// The attention weights of block `layer` in the last [`Transformer::forward`] of `ws`:
+    /// `[N, H, Tq, T]`, each query row's softmax over the keys it sees (`Tq` is `T - q_from`
+    /// for the last block, which computes the scored rows only, and `T` for the others).
+    pub fn attention_probs<'a, R: Real>(&self, ws: &'a Workspace<R>, layer: usize) -> &'a [R] {
+        let tq = if layer + 1 == self.blocks.len() {
+            ws.t - ws.q_from
+        } else {
+            ws.t
+        };
+        let rows = ws.n * self.cfg.heads * tq * ws.t;
+        &ws.layers[layer].attn.probs[..rows]
+    }
 
     /// Feeds one token per sequence (`tokens`, `segs`, `pos` each `[N]`) and writes the logits of
     /// the next token, `[N, V]`, into `logits`.

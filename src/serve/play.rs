@@ -162,7 +162,7 @@ fn ask(run: &mut Run, q: &str) -> Result<Reply, String> {
         .map(|(symbol, p)| Step { symbol, p })
         .collect();
     reply.reversed_output = run.codec.config().reverse_output;
-    if !run.cfg.model.attention {
+    if !run.cfg.model.attention && run.cfg.model.kind != seqcalc::model::ModelKind::Transformer {
         reply.attention_note =
             Some("this model has no attention (train with attention to see where it looks)".into());
         return Ok(reply);
