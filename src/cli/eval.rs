@@ -104,12 +104,7 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
                 .expect("a long-addition run has an addition domain");
             let mut run = run;
             let rep = seqcalc::eval::evaluate_exhaustive_with(&task, |qs| run.answer(qs))?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&rep)?);
-            } else {
-                print!("{}", rep.to_table());
-            }
-            Ok(ExitCode::SUCCESS)
+            print_report(&rep, a.json)
         }
         Run::CoupledTransformer { .. } | Run::PairGru { .. } => {
             if seq2seq_flags {
@@ -167,12 +162,17 @@ pub fn exec(a: EvalArgs) -> Result<ExitCode> {
             } else {
                 seqcalc::eval::evaluate_fresh_on(&run, &task, a.n.unwrap_or(10_000), seed, threads)?
             };
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&rep)?);
-            } else {
-                print!("{}", rep.to_table());
-            }
-            Ok(ExitCode::SUCCESS)
+            print_report(&rep, a.json)
         }
     }
+}
+
+/// A seq2seq-style report, as JSON or as a table.
+fn print_report(rep: &seqcalc::eval::EvalReport, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rep)?);
+    } else {
+        print!("{}", rep.to_table());
+    }
+    Ok(ExitCode::SUCCESS)
 }
