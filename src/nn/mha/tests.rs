@@ -358,3 +358,70 @@ fn steps_match_forward(
         }
     }
 }
+
+/// A decoding step that looks its visible rows up by position gives the bits of one that
+/// scans every row, for one-level, two-level and mixed sequences with every kind of position
+/// (none, no level, no digit), in f32 and f64.
+#[test]
+fn indexed_steps_have_the_bits_of_a_scan() {
+    fn check<R: Real>(a: &RelSelfAttention, p: &[R], seed: u64) -> usize {
+        let (n, t, d) = (3, 160, 6);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let h: Vec<R> = (0..n * t * d)
+            .map(|_| R::from_f64(rng.random_range(-1.0..1.0)))
+            .collect();
+        // Sequence 0 one-level, 1 two-level, 2 mixed.
+        let pos: Vec<u32> = (0..n * t)
+            .map(|k| {
+                let (b, r) = (k / t, rng.random_range(0..100));
+                let two = b == 1 || (b == 2 && r % 2 == 0);
+                if r < 3 {
+                    NO_POSITION
+                } else if !two {
+                    rng.random_range(0..30)
+                } else if r < 12 {
+                    level_position(NO_LEVEL, rng.random_range(0..20))
+                } else if r < 20 {
+                    level_position(rng.random_range(0..12), NO_DIGIT)
+                } else {
+                    level_position(rng.random_range(0..12), rng.random_range(0..20))
+                }
+            })
+            .collect();
+        let (mut kv_i, mut kv_s) = (KvCache::new(n, t, d), KvCache::new(n, t, d));
+        let (mut c_i, mut c_s) = (MhaCache::default(), MhaCache::default());
+        let (mut out_i, mut out_s) = (vec![R::ZERO; n * d], vec![R::ZERO; n * d]);
+        let mut looked_up = 0;
+        let mut rows = Vec::new();
+        for i in 0..t {
+            let hs: Vec<R> = (0..n)
+                .flat_map(|b| h[(b * t + i) * d..(b * t + i + 1) * d].to_vec())
+                .collect();
+            let ps: Vec<u32> = (0..n).map(|b| pos[b * t + i]).collect();
+            a.step_with(p, &hs, &ps, &mut kv_i, &mut c_i, &mut out_i, true);
+            a.step_with(p, &hs, &ps, &mut kv_s, &mut c_s, &mut out_s, false);
+            let bits = |o: &[R]| o.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out_i), bits(&out_s), "row {i}");
+            for (b, &pb) in ps.iter().enumerate() {
+                if kv_i.visible_rows(b, a.window.unwrap(), pb, &mut rows) {
+                    looked_up += 1;
+                    let all =
+                        (0..=i as u32).filter(|&j| sees(a.window, pb, pos[b * t + j as usize]));
+                    assert_eq!(rows, all.collect::<Vec<_>>(), "row {i} of {b}");
+                }
+            }
+        }
+        looked_up
+    }
+    let (a, p, _) = setup(23);
+    let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+    for w in [1, 2] {
+        let a = RelSelfAttention {
+            window: Some(w),
+            ..a.clone()
+        };
+        // Most two-level queries and the one-level sequence's are looked up.
+        assert!(check(&a, &p, 5 + w as u64) > 160);
+        assert!(check(&a, &p32, 9 + w as u64) > 160);
+    }
+}
