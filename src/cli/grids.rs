@@ -16,7 +16,9 @@ struct Plan {
     rows: Vec<usize>,
     cols: Vec<usize>,
     bars: Vec<(usize, usize)>,
-    /// Random questions and stress questions per part in a cell of `row x col`.
+    /// Random questions and stress questions per part in a cell of `row x col`: 1,000 and 50
+    /// in the cells that carry a bar, so that all right there means a 95% Wilson interval
+    /// above 0.99.
     counts: fn(usize, usize) -> (usize, usize),
 }
 
@@ -34,10 +36,11 @@ fn plan(task: LongTask, quick: bool) -> Plan {
             rows: vec![5, 10, 20, 30, 50, 100],
             cols: vec![5, 10, 15, 30, 50, 100],
             bars: vec![(20, 15), (30, 30)],
-            counts: |r, c| match r * c {
-                0..=900 => (200, 20),
-                901..=2500 => (50, 5),
-                _ => (10, 2),
+            counts: |r, c| match (r, c) {
+                (20, 15) | (30, 30) => (1000, 50),
+                _ if r * c <= 900 => (200, 20),
+                _ if r * c <= 2500 => (100, 10),
+                _ => (50, 5),
             },
         },
         (_, true) => Plan {
@@ -52,10 +55,9 @@ fn plan(task: LongTask, quick: bool) -> Plan {
             rows: vec![2, 10, 30, 100],
             cols: vec![10, 30, 100],
             bars: vec![(30, 30), (100, 100)],
-            counts: |r, c| match r * c {
-                0..=900 => (200, 20),
-                901..=3000 => (100, 10),
-                _ => (30, 5),
+            counts: |r, c| match (r, c) {
+                (30, 30) | (100, 100) => (1000, 50),
+                _ => (200, 20),
             },
         },
     }

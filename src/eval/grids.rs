@@ -167,7 +167,7 @@ pub fn grid_header(kind: GridKind) -> String {
         GridKind::Multiplication => ("len a", "len b"),
     };
     format!(
-        "{r:>8} {c:>7}  {:>14}  {:>14}  {:>17}  {:>7}",
+        "{r:>8} {c:>7}  {:>18}  {:>16}  {:>17}  {:>7}",
         "random", "stress", "95% CI (both)", "secs"
     )
 }
@@ -175,7 +175,7 @@ pub fn grid_header(kind: GridKind) -> String {
 pub fn grid_row(cell: &Cell) -> String {
     let (lo, hi) = cell.interval();
     format!(
-        "{:>8} {:>7}  {:>6.4} ({:>3}/{:<3})  {:>6.4} ({:>3}/{:<3})  [{lo:.4}, {hi:.4}]  {:>7.1}",
+        "{:>8} {:>7}  {:>6.4} ({:>4}/{:<4})  {:>6.4} ({:>3}/{:<3})  [{lo:.4}, {hi:.4}]  {:>7.1}",
         cell.row,
         cell.col,
         cell.random(),
