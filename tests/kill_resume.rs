@@ -512,3 +512,50 @@ fn unwritable_run_directories_give_one_clear_line() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A run that finished at its epoch bound, resumed with `--epochs` higher, trains on to the new
+/// bound and ends with the weights of a run given that bound from the start; resumed without
+/// it, nothing changes.
+#[test]
+fn a_finished_run_resumed_with_more_epochs_trains_on_to_the_same_bits() {
+    let root = tempfile::tempdir().unwrap();
+    let with_epochs = |name: &str, epochs: usize| -> Vec<String> {
+        let mut args = train_args(root.path(), name);
+        let at = args.iter().position(|a| a == "--epochs").unwrap();
+        args[at + 1] = epochs.to_string();
+        args
+    };
+    let train = |args: Vec<String>| {
+        let o = bin().args(args).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    let (short, long) = (root.path().join("short"), root.path().join("long"));
+    train(with_epochs("short", 3));
+    train(with_epochs("long", 6));
+    let resume = |extra: &[&str]| {
+        let o = bin()
+            .args(["train", "--resume", short.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    let before = snapshot(&short);
+    resume(&[]);
+    assert!(
+        snapshot(&short) == before,
+        "a finished run resumed as it was changed"
+    );
+    resume(&["--epochs", "6"]);
+    let records = |d: &Path| -> usize {
+        let h: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("history.json")).unwrap()).unwrap();
+        h["records"].as_array().unwrap().len()
+    };
+    assert_eq!(records(&short), 6);
+    let weights = |d: &Path| std::fs::read(d.join("weights.safetensors")).unwrap();
+    assert!(
+        weights(&short) == weights(&long),
+        "3 + 3 epochs differ from 6"
+    );
+}

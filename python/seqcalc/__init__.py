@@ -192,16 +192,21 @@ def train(
 def resume(
     run_dir: PathLike,
     *,
+    epochs: Optional[int] = None,
     on_epoch: Optional[EpochCallback] = None,
     on_line: Optional[Callable[[str], Any]] = None,
     verbose: bool = False,
 ) -> TrainResult:
     """Continues the stopped run in ``run_dir`` from its checkpoint; it ends with the same
-    weights as a run never stopped. A finished run is left as it is."""
-    return _train(None, Path(run_dir), "resume", on_epoch, on_line, verbose)
+    weights as a run never stopped. A finished run is left as it is, unless ``epochs`` raises
+    a seq2seq run's epoch bound (as ``seqcalc train --resume DIR --epochs N``): then it trains
+    on to the new bound."""
+    return _train(None, Path(run_dir), "resume", on_epoch, on_line, verbose, epochs)
 
 
-def _train(config, run_dir: Path, open_mode: str, on_epoch, on_line, verbose) -> TrainResult:
+def _train(
+    config, run_dir: Path, open_mode: str, on_epoch, on_line, verbose, epochs=None
+) -> TrainResult:
     if verbose:
         on_epoch = _printing(on_epoch)
         on_line = _printing_lines(on_line)
@@ -211,6 +216,7 @@ def _train(config, run_dir: Path, open_mode: str, on_epoch, on_line, verbose) ->
         open=open_mode,
         on_epoch=on_epoch,
         on_line=on_line,
+        epochs=epochs,
     )
     return TrainResult(run_dir, interrupted)
 

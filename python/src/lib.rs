@@ -740,7 +740,7 @@ enum Msg {
 /// `on_epoch` returning `False`). An exception from a callback, or KeyboardInterrupt, stops
 /// training after the current batch with a checkpoint and is then raised.
 #[pyfunction]
-#[pyo3(signature = (config, run_dir, *, open = "new", on_epoch = None, on_line = None))]
+#[pyo3(signature = (config, run_dir, *, open = "new", on_epoch = None, on_line = None, epochs = None))]
 fn train_run(
     py: Python<'_>,
     config: Option<&Bound<'_, PyAny>>,
@@ -748,6 +748,7 @@ fn train_run(
     open: &str,
     on_epoch: Option<Py<PyAny>>,
     on_line: Option<Py<PyAny>>,
+    epochs: Option<i128>,
 ) -> PyResult<bool> {
     let open = match open {
         "new" => Open::New,
@@ -765,6 +766,28 @@ fn train_run(
         (_, Some(c)) => resolve_config(py, c, false)?,
         (_, None) => RunConfig::Seq2seq(ExperimentConfig::default()),
     };
+    if let Some(e) = epochs {
+        // As `seqcalc train --resume DIR --epochs N`: a resumed seq2seq run's epoch bound.
+        let e = bounded(py, e, "epochs", 1, seqcalc::config::limits::EPOCHS as u64)? as usize;
+        match (open, &mut cfg) {
+            (Open::Resume, RunConfig::Seq2seq(c)) => c.train.epochs = e,
+            (Open::Resume, c) => {
+                return Err(bad_argument(
+                    py,
+                    format!(
+                        "epochs extends a resumed seq2seq run, not a {} run",
+                        c.kind()
+                    ),
+                ))
+            }
+            _ => {
+                return Err(bad_argument(
+                    py,
+                    "epochs is for resume; a new run takes it in its config",
+                ))
+            }
+        }
+    }
     cfg.validate().map_err(|e| run_error(py, &e))?;
     let stop = AtomicBool::new(false);
     let want_epochs = on_epoch.is_some();

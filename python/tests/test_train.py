@@ -44,6 +44,20 @@ def test_callback_returning_false_stops_with_a_checkpoint_and_resume_finishes(tm
     assert weights(d) == weights(trained[0].run_dir)
 
 
+def test_resume_with_more_epochs_trains_a_finished_run_on(tmp_path, trained):
+    d = tmp_path / "short"
+    c = tiny_config()
+    c["train"]["epochs"] = 3
+    assert len(seqcalc.train(c, run_dir=d).history) == 3
+    # Finished: resuming alone trains nothing; a higher bound trains on to it.
+    assert len(seqcalc.resume(d).history) == 3
+    assert len(seqcalc.resume(d, epochs=6).history) == 6
+    with pytest.raises(seqcalc.ArgumentError, match="epochs 0 must be in 1"):
+        seqcalc.resume(d, epochs=0)
+    with pytest.raises(seqcalc.ArgumentError, match="epochs is for resume"):
+        seqcalc._seqcalc.train_run(tiny_config(), os.fspath(tmp_path / "new"), open="new", epochs=5)
+
+
 def test_keyboard_interrupt_in_a_callback_checkpoints_and_is_raised(tmp_path, trained):
     d = tmp_path / "ctrl-c"
 

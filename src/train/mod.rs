@@ -87,6 +87,10 @@ pub struct LoopState {
     pub history: History,
     /// Set when the loop has ended (a resume then has nothing to do).
     pub stopped: Option<String>,
+    /// The loop ended at its epoch bound (not by early stopping or a target): a resume with a
+    /// higher bound trains on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_epoch_bound: bool,
     /// Mid-epoch checkpoints: batches of epoch `epochs_done + 1` already applied, and their sums.
     #[serde(default)]
     pub batches_done: usize,

@@ -198,6 +198,19 @@ impl Trainee for Seq2seqTrainee<'_> {
         if let Some(lr) = self.state.lr {
             self.adam.cfg.lr = lr;
         }
+        // Ended at its epoch bound, resumed with a higher one (`train --resume --epochs`):
+        // train on. Checkpoints older than the flag say so in their reason.
+        let at_bound = self.state.at_epoch_bound
+            || self.state.stopped.as_deref().is_some_and(|s| {
+                s == format!(
+                    "finished {} epochs; kept the weights of epoch {} (best validation loss)",
+                    self.state.epochs_done, self.state.best_epoch
+                )
+            });
+        if at_bound && self.state.epochs_done < self.cfg.train.epochs {
+            self.state.stopped = None;
+            self.state.at_epoch_bound = false;
+        }
         self.sums = std::mem::take(&mut self.state.partial);
         self.elapsed_before = self
             .state
@@ -346,6 +359,7 @@ impl Trainee for Seq2seqTrainee<'_> {
             }
         }
         if state.stopped.is_none() && state.epochs_done == t.epochs {
+            state.at_epoch_bound = true;
             state.stopped = Some(format!(
                 "finished {} epochs; kept the weights of epoch {} (best validation loss)",
                 t.epochs, state.best_epoch
