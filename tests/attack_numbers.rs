@@ -327,10 +327,10 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// Trained once per test binary, kept for its lifetime: a tiny seq2seq run and a tiny
-/// coupled-transformer run, for `predict` and `eval`.
-fn tiny_runs() -> &'static (String, String) {
-    static RUNS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+/// Trained once per test binary, kept for its lifetime: a tiny seq2seq run, a tiny
+/// coupled-transformer run and a tiny many-operand run, for `predict` and `eval`.
+fn tiny_runs() -> &'static (String, String, String) {
+    static RUNS: std::sync::OnceLock<(String, String, String)> = std::sync::OnceLock::new();
     RUNS.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
         let runs = root.join("runs");
@@ -354,28 +354,48 @@ fn tiny_runs() -> &'static (String, String) {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", common::text(&o));
+        let o = bin()
+            .args(["experiment", "run", "many-operand-addition", "--quick"])
+            .args(["--runs-dir", r, "--threads", "1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::text(&o));
         (
             runs.join("s2s").display().to_string(),
             runs.join("lg").display().to_string(),
+            runs.join("many-operand-addition-quick")
+                .display()
+                .to_string(),
         )
     })
 }
 
 /// `predict --threads V`.
 fn predict_case(v: &str) -> Vec<String> {
-    let (s2s, _) = tiny_runs();
+    let (s2s, _, _) = tiny_runs();
     strings(&["predict", "--model", s2s, &format!("--threads={v}"), "1+2"])
 }
 
-/// Integer flags of `eval`: on the seq2seq run, then on the coupled-transformer run.
+/// Integer flags of `eval`: on the seq2seq run, then on the coupled-transformer run, then on
+/// the many-operand run (its grid).
 const EVAL_INT_FLAGS: &[&str] = &["--n", "--seed", "--threads", "--digits", "--min-digits"];
 const EVAL_LENGTH_FLAGS: &[&str] = &["--n", "--threads", "--lengths", "--heatmap"];
+const EVAL_GRID_FLAGS: &[&str] = &["--n", "--seed", "--threads", "--lengths"];
 
 fn eval_case(flag: &str, v: &str, long_addition: bool) -> Vec<String> {
-    let (s2s, lg) = tiny_runs();
+    eval_case_on(flag, v, if long_addition { 1 } else { 0 })
+}
+
+fn eval_grid_case(flag: &str, v: &str) -> Vec<String> {
+    eval_case_on(flag, v, 2)
+}
+
+/// `eval` with `flag` attacked on tiny run `which` (0 seq2seq, 1 coupled, 2 many-operand).
+fn eval_case_on(flag: &str, v: &str, which: usize) -> Vec<String> {
+    let (s2s, lg, many) = tiny_runs();
     let mut a = strings(&["eval", "--model"]);
-    if long_addition {
-        a.push(lg.clone());
+    if which > 0 {
+        a.push(if which == 1 { lg.clone() } else { many.clone() });
         // Few questions at short lengths, unless the flag attacked is one of these.
         for (f, x) in [("--n", "3"), ("--lengths", "3,6")] {
             if f != flag {
@@ -548,6 +568,35 @@ const EXPERIMENT_INT_FLAGS: &[(&str, &[&str])] = &[
         "brownlee-mapping",
         &["--size", "--seed", "--epochs", "--batch-size"],
     ),
+    (
+        "many-operand-addition",
+        &[
+            "--digits",
+            "--min-digits",
+            "--layers",
+            "--heads",
+            "--ffn",
+            "--local-window",
+            "--seed",
+            "--steps",
+            "--batch-size",
+            "--threads",
+        ],
+    ),
+    (
+        "multiplication",
+        &[
+            "--digits",
+            "--min-digits",
+            "--layers",
+            "--heads",
+            "--local-window",
+            "--seed",
+            "--steps",
+            "--batch-size",
+            "--threads",
+        ],
+    ),
 ];
 
 const EXPERIMENT_FLOAT_FLAGS: &[(&str, &[&str])] = &[
@@ -560,6 +609,10 @@ const EXPERIMENT_FLOAT_FLAGS: &[(&str, &[&str])] = &[
         &["--lr", "--train-seconds", "--pad-fraction"],
     ),
     ("length-generalisation-gru", &["--lr", "--stress-fraction"]),
+    (
+        "many-operand-addition",
+        &["--lr", "--stress-fraction", "--pad-fraction"],
+    ),
 ];
 
 fn experiment_case(name: &str, flag: &str, v: &str, dir: &Path) -> Vec<String> {
@@ -587,6 +640,9 @@ fn every_integer_flag_of_every_command_at_the_edges() {
         }
         for flag in EVAL_LENGTH_FLAGS {
             attack(&eval_case(flag, &s, true), dir.path(), limit, quiet);
+        }
+        for flag in EVAL_GRID_FLAGS {
+            attack(&eval_grid_case(flag, &s), dir.path(), limit, quiet);
         }
         for i in 0..DATA_INT_FLAGS.len() {
             attack(&data_case(i, &s), dir.path(), limit, quiet);
@@ -640,11 +696,15 @@ proptest! {
     }
 
     #[test]
-    fn integer_flags_of_eval(flag in 0..EVAL_INT_FLAGS.len() + EVAL_LENGTH_FLAGS.len(), v in any_int()) {
+    fn integer_flags_of_eval(flag in 0..EVAL_INT_FLAGS.len() + EVAL_LENGTH_FLAGS.len() + EVAL_GRID_FLAGS.len(), v in any_int()) {
         let dir = scratch();
-        let args = match flag.checked_sub(EVAL_INT_FLAGS.len()) {
-            None => eval_case(EVAL_INT_FLAGS[flag], &v.to_string(), false),
-            Some(i) => eval_case(EVAL_LENGTH_FLAGS[i], &v.to_string(), true),
+        let (i, l) = (EVAL_INT_FLAGS.len(), EVAL_LENGTH_FLAGS.len());
+        let args = if flag < i {
+            eval_case(EVAL_INT_FLAGS[flag], &v.to_string(), false)
+        } else if flag < i + l {
+            eval_case(EVAL_LENGTH_FLAGS[flag - i], &v.to_string(), true)
+        } else {
+            eval_grid_case(EVAL_GRID_FLAGS[flag - i - l], &v.to_string())
         };
         attack(&args, dir.path(), Duration::from_secs(5), real_work_int(v));
     }

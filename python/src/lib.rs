@@ -8,7 +8,9 @@ use numpy::{IntoPyArray, PyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyType};
+use seqcalc::config::long_addition::LongTask;
 use seqcalc::config::ExperimentConfig;
+use seqcalc::eval::grids::{grid_json, GridKind, GridRequest};
 use seqcalc::eval::lengths::{LengthRequest, DEFAULT_LENGTHS};
 use seqcalc::run::{Run, RunConfig, RunKind};
 use seqcalc::rundir::{Open, RunError};
@@ -375,7 +377,9 @@ impl Model {
     /// Scores the model on fresh questions it never saw, as `seqcalc eval --json` does, and
     /// returns the same object as a dict. `n` (default 10,000; per length for long-addition
     /// runs) and `seed` (default 7) draw a sample; `exhaustive=True` asks every question of a
-    /// seq2seq task's domain instead. Long-addition runs also take `lengths` and `stress`.
+    /// seq2seq task's domain instead. Long-addition runs also take `lengths` and `stress`;
+    /// many-operand and multiplication runs score the grid over `lengths` x `lengths` (default
+    /// 5, 10, 30; `n` default 50 a cell) and return its `cells`, as `eval --json` does.
     #[pyo3(signature = (n = None, seed = None, *, exhaustive = false, lengths = None, stress = false))]
     fn evaluate<'py>(
         &self,
@@ -456,6 +460,21 @@ impl Model {
                     Run::Regression(m) => {
                         Ok(serde_json::to_value(m.evaluate(n.unwrap_or(10_000), seed))
                             .expect("report serialises"))
+                    }
+                    Run::CoupledTransformer { run, engine }
+                        if !run.cfg.lengthgen.task.is_addition() =>
+                    {
+                        let kind = if run.cfg.lengthgen.task == LongTask::Multiplication {
+                            GridKind::Multiplication
+                        } else {
+                            GridKind::Addition
+                        };
+                        let req = GridRequest::new(kind, lengths, n, stress)
+                            .map_err(|e| ("ArgumentError", e))?;
+                        let cells = req
+                            .score(engine, &run.params, seed, &mut |_| {})
+                            .map_err(|e| ("ArgumentError", e.to_string()))?;
+                        Ok(grid_json(&dir, seed, &cells))
                     }
                     long_run => {
                         let req = LengthRequest {

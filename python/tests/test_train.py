@@ -1,5 +1,6 @@
 """Training in-process: callbacks, stopping, Ctrl-C with a checkpoint, resuming, other kinds."""
 
+import json
 import os
 import signal
 import threading
@@ -7,7 +8,7 @@ import threading
 import pytest
 
 import seqcalc
-from conftest import EPOCHS, tiny_config
+from conftest import EPOCHS, run_cli, tiny_config
 
 
 def weights(run_dir):
@@ -146,3 +147,21 @@ def test_every_run_kind_trains_loads_answers_and_scores(tmp_path):
         assert [(x["length"], x["set"]) for x in rep["results"]][:2] == [(3, "random"), (3, "stress")]
         assert all(x["n"] > 0 for x in rep["results"])
         assert r.history
+
+
+def test_many_operand_and_multiplication_runs_score_their_grid(tmp_path, binary):
+    for name, rows in [("many-operand-addition", [2, 3]), ("multiplication", [1, 3])]:
+        cfg = seqcalc.config(name, quick=True)
+        cfg["lengthgen"]["train"]["threads"] = 1
+        m = seqcalc.train(cfg, run_dir=tmp_path / name).model
+        rep = m.evaluate(n=4, seed=5, lengths=rows, stress=True)
+        assert [(c["row"], c["col"]) for c in rep["cells"]] == [(r, c) for r in rows for c in rows]
+        assert all(c["random_n"] == 4 and c["stress_n"] > 0 for c in rep["cells"])
+        # The same cells as `seqcalc eval --json` (but for the time each took).
+        lengths = ",".join(map(str, rows))
+        cli = run_cli(binary, "eval", "--model", tmp_path / name, "--lengths", lengths,
+                      "--n", 4, "--seed", 5, "--stress", "--json")
+        strip = lambda cells: [{k: v for k, v in c.items() if k != "secs"} for c in cells]
+        assert strip(json.loads(cli.stdout)["cells"]) == strip(rep["cells"])
+    with pytest.raises(seqcalc.ArgumentError, match="operand counts"):
+        seqcalc.load(tmp_path / "many-operand-addition").evaluate(lengths=[1, 2])

@@ -4,7 +4,9 @@
 
 use anyhow::{bail, Result};
 use seqcalc::config::long_addition::LongTask;
-use seqcalc::eval::grids::{draw, grid, grid_header, grid_row, score_levels, Cell, GridKind};
+use seqcalc::eval::grids::{
+    draw, grid, grid_header, grid_json, grid_row, score_levels, Cell, GridKind, GridRequest,
+};
 use seqcalc::run::RunConfig;
 use seqcalc::training::Trained;
 use std::path::Path;
@@ -142,29 +144,12 @@ pub fn eval(
     seed: u64,
     json: bool,
 ) -> Result<ExitCode> {
-    let task = run.cfg.lengthgen.task;
-    let kind = if task == LongTask::Multiplication {
+    let kind = if run.cfg.lengthgen.task == LongTask::Multiplication {
         GridKind::Multiplication
     } else {
         GridKind::Addition
     };
-    let lengths = lengths.unwrap_or_else(|| vec![5, 10, 30]);
-    let n = n.unwrap_or(50);
-    if let Some(&bad) = lengths.iter().find(|&&l| !(1..=MAX_GRID).contains(&l)) {
-        bail!("--lengths: {bad} is not in 1..={MAX_GRID}");
-    }
-    if kind == GridKind::Addition && lengths.contains(&1) {
-        bail!("--lengths: operand counts (the rows) start at 2");
-    }
-    let longest = lengths.iter().max().copied().unwrap_or(1);
-    if n == 0 || n.saturating_mul(longest * longest) > MAX_DIGITS_PER_CELL {
-        bail!(
-            "--n {n} questions of {longest} x {longest} is more than {MAX_DIGITS_PER_CELL} digits a cell; ask for 1..={}",
-            (MAX_DIGITS_PER_CELL / (longest * longest)).max(1)
-        );
-    }
-    let params = run.params;
-    let mut score = |qs: &[_]| score_levels(&mut engine, &params, qs);
+    let req = GridRequest::new(kind, lengths, n, stress).map_err(|e| anyhow::anyhow!("--{e}"))?;
     if !json {
         println!(
             "{}: exact match of the final answer (every digit; the model writes all its working greedily), fresh questions (seed {seed})",
@@ -172,33 +157,18 @@ pub fn eval(
         );
         println!("{}", grid_header(kind));
     }
-    let cells = grid(
-        kind,
-        &mut score,
-        &lengths,
-        &lengths,
-        n,
-        if stress { 5 } else { 0 },
-        seed,
-        &mut |cell| {
-            if !json {
-                println!("{}", grid_row(cell));
-            }
-        },
-    )?;
+    let cells = req.score(&mut engine, &run.params, seed, &mut |cell| {
+        if !json {
+            println!("{}", grid_row(cell));
+        }
+    })?;
     let (svg, png) = (dir.join("grid.svg"), dir.join("grid.png"));
     draw(kind, &cells, &svg, &png)?;
     if json {
-        let v =
-            serde_json::json!({"model": dir.display().to_string(), "seed": seed, "cells": cells});
+        let v = grid_json(&dir.display().to_string(), seed, &cells);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("Wrote {} and .png", svg.display());
     }
     Ok(ExitCode::SUCCESS)
 }
-
-/// The largest grid row or column `eval` takes.
-const MAX_GRID: usize = 1000;
-/// Bounds one cell's work: questions times the square of the longest length.
-const MAX_DIGITS_PER_CELL: usize = 10_000_000;

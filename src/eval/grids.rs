@@ -49,6 +49,86 @@ pub fn score_levels(
     out
 }
 
+/// The largest grid row or column `eval` takes.
+pub const MAX_GRID: usize = 1000;
+/// Bounds one cell's work: questions times the square of the longest length.
+pub const MAX_DIGITS_PER_CELL: usize = 10_000_000;
+
+/// What `eval` asks of a two-level scratchpad run (the command line's `--lengths`, `--n` and
+/// `--stress`, Python's `lengths`, `n` and `stress`): the grid over `lengths` x `lengths`
+/// (operand count x operand length, or length of a x length of b), `n` random questions a
+/// cell, and the stress sets (5 questions a part) with `stress`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridRequest {
+    pub kind: GridKind,
+    pub lengths: Vec<usize>,
+    pub n: usize,
+    pub stress: bool,
+}
+
+impl GridRequest {
+    /// Checks the request against the bounds (defaults: lengths 5, 10, 30 and 50 questions a
+    /// cell); the error is one line naming the offending value.
+    pub fn new(
+        kind: GridKind,
+        lengths: Option<Vec<usize>>,
+        n: Option<usize>,
+        stress: bool,
+    ) -> Result<GridRequest, String> {
+        let lengths = lengths.unwrap_or_else(|| vec![5, 10, 30]);
+        let n = n.unwrap_or(50);
+        if lengths.is_empty() {
+            return Err("lengths: give at least one".into());
+        }
+        if let Some(&bad) = lengths.iter().find(|&&l| !(1..=MAX_GRID).contains(&l)) {
+            return Err(format!("lengths: {bad} is not in 1..={MAX_GRID}"));
+        }
+        if kind == GridKind::Addition && lengths.contains(&1) {
+            return Err("lengths: operand counts (the rows) start at 2".into());
+        }
+        let longest = lengths.iter().max().copied().unwrap_or(1);
+        if n == 0 || n.saturating_mul(longest * longest) > MAX_DIGITS_PER_CELL {
+            return Err(format!(
+                "n {n} questions of {longest} x {longest} is more than {MAX_DIGITS_PER_CELL} digits a cell; ask for 1..={}",
+                (MAX_DIGITS_PER_CELL / (longest * longest)).max(1)
+            ));
+        }
+        Ok(GridRequest {
+            kind,
+            lengths,
+            n,
+            stress,
+        })
+    }
+
+    /// Scores the grid with the model's greedy answers, seeded by `seed`; `progress` sees
+    /// each cell as it is done.
+    pub fn score(
+        &self,
+        engine: &mut CoupledAdditionEngine,
+        params: &[f32],
+        seed: u64,
+        progress: &mut dyn FnMut(&Cell),
+    ) -> Result<Vec<Cell>, crate::task::TaskError> {
+        let mut score = |qs: &[Question]| score_levels(engine, params, qs);
+        grid(
+            self.kind,
+            &mut score,
+            &self.lengths,
+            &self.lengths,
+            self.n,
+            if self.stress { 5 } else { 0 },
+            seed,
+            progress,
+        )
+    }
+}
+
+/// The grid's JSON, as `eval --json` prints it and Python's `evaluate` returns it.
+pub fn grid_json(model: &str, seed: u64, cells: &[Cell]) -> serde_json::Value {
+    serde_json::json!({"model": model, "seed": seed, "cells": cells})
+}
+
 /// One cell of a grid: exact match on random questions and on the stress set.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Cell {
