@@ -28,8 +28,10 @@ Three modes:
     # K training steps of batch 64 on fresh questions (the shapes seqcalc's training draws)
     python bench/reference/pytorch_levels.py --train --config many.toml --steps 300 --threads 2
 
-`--train` prints one line `train steps=K secs=S s_per_step=X tokens_per_sec=Y` (tokens as
-seqcalc counts them: every row a sequence feeds the model, `T - 1` per question).
+`--train` prints one line `train steps=K secs=S s_per_step=X draw_s_per_step=Z
+tokens_per_sec=Y`: the time of the steps, drawing each batch included as seqcalc counts it
+(`draw_s_per_step` the drawing alone: questions, their sequences, the tensors), and tokens as
+seqcalc counts them (the rows a sequence feeds the model, every token but the last).
 """
 import argparse
 import json
@@ -311,10 +313,14 @@ class Layout:
         self.pos = pos
         self.seg = torch.tensor(seq.seg, dtype=torch.long)
         self.window = window
-        bucket, sees = geometry(pos, pos, window)
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
-        self.bucket = bucket
-        self.allowed = sees & causal
+        # In blocks of rows, so that a long sequence's int64 temporaries stay small.
+        self.bucket = torch.empty(t, t, dtype=torch.long)
+        self.allowed = torch.empty(t, t, dtype=torch.bool)
+        rows = torch.arange(t)
+        for a in range(0, t, 256):
+            bucket, sees = geometry(pos[a : a + 256], pos, window)
+            self.bucket[a : a + 256] = bucket
+            self.allowed[a : a + 256] = sees & (rows[None, :] <= rows[a : a + 256, None])
         self.ln_keys = torch.log(self.allowed.sum(dim=1).to(torch.float64)).to(torch.float32)
 
 
@@ -536,15 +542,22 @@ def product_batch(rng, tr):
     return [Product(operand(rng, la, la), operand(rng, lb, lb)) for _ in range(tr["batch_size"])]
 
 
-def batch_tensors(qs, window):
+def batch_tensors(qs, window, layouts=None):
     """Tokens `[N, T + 1]` of one batch (the last row only a target), its layout over `T`
-    rows, and the first scored row (the `=`)."""
+    rows (kept in `layouts` by shape: every batch of a shape has the same), and the first
+    scored row (the `=`)."""
     seqs = [sequence(q) for q in qs]
     lay = seqs[0]
     tokens = torch.tensor([s.tokens for s in seqs], dtype=torch.long)
-    inputs = Sequence()
-    inputs.tokens, inputs.seg, inputs.pos, inputs.prompt = lay.tokens[:-1], lay.seg[:-1], lay.pos[:-1], lay.prompt
-    return tokens, Layout(inputs, window), lay.prompt - 1
+    key = (type(qs[0]).__name__, qs[0].shape())
+    if layouts is None or key not in layouts:
+        inputs = Sequence()
+        inputs.tokens, inputs.seg, inputs.pos, inputs.prompt = lay.tokens[:-1], lay.seg[:-1], lay.pos[:-1], lay.prompt
+        built = Layout(inputs, window)
+        if layouts is None:
+            return tokens, built, lay.prompt - 1
+        layouts[key] = built
+    return tokens, layouts[key], lay.prompt - 1
 
 
 def batch_loss(model, tokens, lay, q_from):
@@ -563,7 +576,8 @@ def warmup_cosine(progress, peak, warmup, floor):
 
 
 def train(cfg, steps, seed, log_every):
-    """`steps` AdamW steps on fresh batches; returns (seconds, tokens) of the steps alone."""
+    """`steps` AdamW steps on fresh batches; returns the seconds of the steps (drawing the
+    batch included, as seqcalc counts them), the seconds of drawing alone, and the tokens."""
     tr = cfg["lengthgen"]["train"]
     product = cfg["lengthgen"]["task"] == "multiplication"
     model = model_from_config(cfg)
@@ -575,11 +589,12 @@ def train(cfg, steps, seed, log_every):
         lr=tr["lr"], betas=(tr["beta1"], tr["beta2"]), eps=1e-8,
     )
     rng = random.Random(seed)
-    secs, tokens, ema = 0.0, 0, None
+    secs, draw_secs, tokens, ema, layouts = 0.0, 0.0, 0, None, {}
     for step in range(steps):
         t0 = time.perf_counter()
         qs = product_batch(rng, tr) if product else addition_batch(rng, tr)
-        toks, lay, q_from = batch_tensors(qs, model.window)
+        toks, lay, q_from = batch_tensors(qs, model.window, layouts)
+        draw_secs += time.perf_counter() - t0
         # seqcalc's schedule: progress is the fraction of steps done before this one.
         lr = warmup_cosine(step / steps, tr["lr"], tr["warmup"], tr["min_lr_fraction"])
         for g in opt.param_groups:
@@ -594,7 +609,7 @@ def train(cfg, steps, seed, log_every):
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1:>6}  {secs:7.1f}s  lr {lr:.2e}  loss {ema:.4f}", flush=True)
-    return secs, tokens
+    return secs, draw_secs, tokens
 
 
 # --- the check against seqcalc predict ----------------------------------------------------------
@@ -681,8 +696,9 @@ def main():
     steps = a.steps or int(cfg["lengthgen"]["train"]["steps"])
     model = model_from_config(cfg)
     print(f"model: {sum(p.numel() for p in model.parameters())} parameters; {torch.get_num_threads()} thread(s); torch {torch.__version__}", flush=True)
-    secs, tokens = train(cfg, steps, a.seed, a.log_every)
-    print(f"train steps={steps} secs={secs:.3f} s_per_step={secs / steps:.5f} tokens_per_sec={tokens / secs:.0f}")
+    secs, draw_secs, tokens = train(cfg, steps, a.seed, a.log_every)
+    print(f"train steps={steps} secs={secs:.3f} s_per_step={secs / steps:.5f} "
+          f"draw_s_per_step={draw_secs / steps:.5f} tokens_per_sec={tokens / secs:.0f}")
     return 0
 
 
