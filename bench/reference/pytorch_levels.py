@@ -23,10 +23,16 @@ Three modes:
 
     # greedy working of a seqcalc run, checked against `seqcalc predict --jsonl`
     python bench/reference/pytorch_levels.py --check RUN --n 200
-    # the mean loss of the true working of some questions under a run's weights
-    python bench/reference/pytorch_levels.py --loss RUN 12+345+6 99+1
+    # the mean loss of the true working of questions of one shape under a run's weights
+    # (seqcalc's: cargo run --release --example levels_loss -- RUN 123+45+6 99+1+5)
+    python bench/reference/pytorch_levels.py --loss RUN 123+45+6 99+1+5
     # K training steps of batch 64 on fresh questions (the shapes seqcalc's training draws)
     python bench/reference/pytorch_levels.py --train --config many.toml --steps 300 --threads 2
+
+The training pass computes attention with `F.scaled_dot_product_attention` (the bias, scaled,
+as a float mask; the query scaled by `c ln(keys) / sqrt(Dh)`), or with `--attention manual` as
+written out above; the two give the same gradients to about 1e-8, and the fused one was faster.
+Decoding (`--check`) runs one row at a time against key/value caches.
 
 `--train` prints one line `train steps=K secs=S s_per_step=X draw_s_per_step=Z
 tokens_per_sec=Y`: the time of the steps, drawing each batch included as seqcalc counts it
@@ -334,6 +340,7 @@ class Block(nn.Module):
     def __init__(self, dim, heads, ffn):
         super().__init__()
         self.heads = heads
+        self.sdpa = False
         self.n1 = nn.RMSNorm(dim, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.o = nn.Linear(dim, dim, bias=False)
@@ -355,10 +362,16 @@ class Block(nn.Module):
         q = qkv[:, q_from:, 0].transpose(1, 2)  # [N, H, Tq, Dh]
         k = qkv[:, :, 1].transpose(1, 2)  # [N, H, T, Dh]
         v = qkv[:, :, 2].transpose(1, 2)
-        pre = q @ k.transpose(-1, -2) / math.sqrt(dh) + self.bias[:, lay.bucket[q_from:]]
         lam = self.c[:, None, None] * lay.ln_keys[q_from:][None, :, None]  # [H, Tq, 1]
-        s = (pre * lam).masked_fill(~lay.allowed[q_from:], float("-inf"))
-        y = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(n, t - q_from, d)
+        if self.sdpa:
+            # The same scores, (q.k / sqrt(Dh)) lam + bias lam, through PyTorch's fused kernel.
+            mask = (self.bias[:, lay.bucket[q_from:]] * lam).masked_fill(~lay.allowed[q_from:], float("-inf"))
+            y = F.scaled_dot_product_attention(q * (lam / math.sqrt(dh)), k, v, attn_mask=mask, scale=1.0)
+        else:
+            pre = q @ k.transpose(-1, -2) / math.sqrt(dh) + self.bias[:, lay.bucket[q_from:]]
+            s = (pre * lam).masked_fill(~lay.allowed[q_from:], float("-inf"))
+            y = torch.softmax(s, dim=-1) @ v
+        y = y.transpose(1, 2).reshape(n, t - q_from, d)
         x = x[:, q_from:] + self.o(y)
         return x + self.ffn(self.n2(x))
 
@@ -402,6 +415,12 @@ class LevelsTransformer(nn.Module):
                     p.fill_(1.0)
                 else:
                     p.normal_(0.0, 0.02, generator=g)
+
+    def use_sdpa(self, on):
+        """Training-pass attention through `F.scaled_dot_product_attention` (the same scores)."""
+        for b in self.blocks:
+            b.sdpa = on
+        return self
 
     def logits(self, tokens, lay, q_from):
         """Logits `[N, T - q_from, V]` of `tokens [N, T]` sharing the layout `lay`."""
@@ -575,12 +594,12 @@ def warmup_cosine(progress, peak, warmup, floor):
     return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * f)))
 
 
-def train(cfg, steps, seed, log_every):
+def train(cfg, steps, seed, log_every, sdpa=False):
     """`steps` AdamW steps on fresh batches; returns the seconds of the steps (drawing the
     batch included, as seqcalc counts them), the seconds of drawing alone, and the tokens."""
     tr = cfg["lengthgen"]["train"]
     product = cfg["lengthgen"]["task"] == "multiplication"
-    model = model_from_config(cfg)
+    model = model_from_config(cfg).use_sdpa(sdpa)
     model.init_like_seqcalc(seed)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and not n.endswith(".bias")]
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and not n.endswith(".bias"))]
@@ -673,15 +692,23 @@ def main():
                     help="the seqcalc binary (default: target/release/seqcalc of this checkout; env SEQCALC_BIN)")
     ap.add_argument("--config", help="--train: a seqcalc coupled-transformer config (TOML or JSON) for the model and its training settings")
     ap.add_argument("--steps", type=int, help="--train: steps (default: the config's)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--threads", type=int, help="torch threads (default 2 for --train, else 1: decoding small batches row by row gains nothing from more)")
+    ap.add_argument("--attention", choices=("sdpa", "manual"), default="sdpa",
+                    help="--train, --loss: attention through F.scaled_dot_product_attention with the bias as a "
+                         "float mask (default), or written out (softmax of masked scores); the same scores")
     ap.add_argument("--log-every", type=int, default=0, help="--train: a progress line every this many steps")
     ap.add_argument("-v", "--verbose", action="store_true", help="--check: print every question whose working differs")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.threads is not None and not 1 <= a.threads <= 256:
+        sys.exit("pytorch_levels: --threads must be in 1..=256")
+    if a.n < 1 or a.steps is not None and a.steps < 1:
+        sys.exit("pytorch_levels: --n and --steps must be at least 1")
+    torch.set_num_threads(a.threads or (2 if a.train else 1))
     if a.check:
         return run_check(a)
     if a.loss:
         cfg, model = load_run(a.loss)
+        model.use_sdpa(a.attention == "sdpa")
         product = cfg["lengthgen"]["task"] == "multiplication"
         qs = [parse_question(q, product) for q in a.questions]
         if not qs or len({q.shape() for q in qs}) != 1:
@@ -695,8 +722,9 @@ def main():
     cfg = read_config(a.config)
     steps = a.steps or int(cfg["lengthgen"]["train"]["steps"])
     model = model_from_config(cfg)
-    print(f"model: {sum(p.numel() for p in model.parameters())} parameters; {torch.get_num_threads()} thread(s); torch {torch.__version__}", flush=True)
-    secs, draw_secs, tokens = train(cfg, steps, a.seed, a.log_every)
+    print(f"model: {sum(p.numel() for p in model.parameters())} parameters; {torch.get_num_threads()} thread(s); "
+          f"attention {a.attention}; torch {torch.__version__}", flush=True)
+    secs, draw_secs, tokens = train(cfg, steps, a.seed, a.log_every, a.attention == "sdpa")
     print(f"train steps={steps} secs={secs:.3f} s_per_step={secs / steps:.5f} "
           f"draw_s_per_step={draw_secs / steps:.5f} tokens_per_sec={tokens / secs:.0f}")
     return 0

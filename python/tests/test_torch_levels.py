@@ -21,9 +21,11 @@ sys.path.insert(0, os.path.dirname(SCRIPT))
 import pytorch_levels as pl  # noqa: E402
 
 QUESTIONS = {
-    "many-operand-addition": ["95+7+99", "12+345+6", "999+1", "5+5+5+5+5", "123456+654321+99", "1+2"],
-    "multiplication": ["47*36", "9*9", "1234*567", "99999*99", "7*123456", "10*10"],
+    "many-operand-addition": ["95+7+99", "12+345+6", "999+1+5", "5+5+5+5+5", "123456+654321+99", "1+2", "100+0+77"],
+    "multiplication": ["47*36", "9*9", "1234*567", "99999*99", "7*123456", "10*10", "4321*765"],
 }
+#: A shape several of QUESTIONS share, for the loss comparison.
+SHAPE = {"many-operand-addition": (3, 3), "multiplication": (4, 3)}
 
 
 def test_sequences_written_by_hand():
@@ -77,6 +79,14 @@ def test_working_equals_seqcalc_predict_and_training_runs(task, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     n = len(QUESTIONS[task])
     assert f"for {n}/{n} questions" in r.stdout
+    example = os.path.join(os.path.dirname(BIN), "examples", "levels_loss")
+    if os.path.exists(example):  # cargo build --release --example levels_loss
+        same_shape = [q for q in QUESTIONS[task] if pl.parse_question(q, task == "multiplication").shape() == SHAPE[task]]
+        losses = []
+        for cmd in ([example, run], [sys.executable, SCRIPT, "--loss", run]):
+            out = subprocess.run([*cmd, *same_shape], capture_output=True, text=True, check=True).stdout
+            losses.append(float(out.strip().split("=")[1]))
+        assert abs(losses[0] - losses[1]) <= 1e-5, losses
     r = subprocess.run([sys.executable, SCRIPT, "--train", "--config", os.path.join(run, "config.json"), "--steps", "3", "--threads", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
