@@ -667,7 +667,7 @@ def run_check(a):
     got = greedy(model, parsed)
     secs = time.perf_counter() - t0
     same, right = 0, 0
-    for q, p, w, (seq, written) in zip(questions, parsed, want, got):
+    for q, w, (seq, written) in zip(questions, want, got):
         mine = work_text(seq, written)
         right += read_answer(seq, written) == read_answer(seq, seq.tokens)
         if mine == w.get("work"):
@@ -731,4 +731,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as e:
+        sys.exit(f"pytorch_levels: {e}")
