@@ -24,8 +24,8 @@ Three modes:
     # greedy working of a seqcalc run, checked against `seqcalc predict --jsonl`
     python bench/reference/pytorch_levels.py --check RUN --n 200
     # the mean loss of the true working of questions of one shape under a run's weights
-    # (seqcalc's: cargo run --release --example levels_loss -- RUN 123+45+6 99+1+5)
-    python bench/reference/pytorch_levels.py --loss RUN 123+45+6 99+1+5
+    # (seqcalc's: cargo run --release --example levels_loss -- RUN 123+45+6 999+1+5)
+    python bench/reference/pytorch_levels.py --loss RUN 123+45+6 999+1+5
     # K training steps of batch 64 on fresh questions (the shapes seqcalc's training draws)
     python bench/reference/pytorch_levels.py --train --config many.toml --steps 300 --threads 2
 
