@@ -77,14 +77,21 @@ def test_keyboard_interrupt_in_a_callback_checkpoints_and_is_raised(tmp_path, tr
 
 def test_a_real_sigint_while_rust_trains_stops_it_with_a_checkpoint(tmp_path, trained):
     d = tmp_path / "sigint"
-    started = threading.Event()
+    started, sent = threading.Event(), threading.Event()
 
     def on_epoch(r):
         started.set()
+        # On a fast machine the run could end before the other thread gets to send the
+        # signal: from the third epoch on, wait for it (it lands in Rust's loop, or here).
+        if r["epoch"] >= 3:
+            sent.wait(10)
 
-    timer = threading.Thread(
-        target=lambda: started.wait(60) and os.kill(os.getpid(), signal.SIGINT)
-    )
+    def send():
+        if started.wait(60):
+            os.kill(os.getpid(), signal.SIGINT)
+            sent.set()
+
+    timer = threading.Thread(target=send)
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
