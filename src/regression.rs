@@ -65,6 +65,23 @@ impl MappingConfig {
             limits::QUESTIONS,
         )?;
         within("mapping.batch_size", self.batch_size, 1, limits::BATCH)?;
+        // An epoch's examples are drawn at once and a batch's activations kept: bounded by
+        // the machine's memory as a seq2seq run's data and activations are.
+        let per_example = (std::mem::size_of::<Vec<u32>>() + 12 * self.n_numbers) as u128;
+        let need = self.examples_per_epoch as u128 * per_example
+            + self.batch_size as u128 * self.n_numbers as u128 * 4 * 16;
+        if let Some(have) = crate::config::machine_memory_bytes() {
+            if need > u128::from(have / 10 * 8) {
+                return Err(format!(
+                    "mapping.examples_per_epoch {} of {} numbers with batches of {} need about {:.1} GiB of memory; the machine has {:.1} GiB",
+                    self.examples_per_epoch,
+                    self.n_numbers,
+                    self.batch_size,
+                    need as f64 / (1u64 << 30) as f64,
+                    have as f64 / (1u64 << 30) as f64
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -572,14 +589,20 @@ impl MappingRun {
     /// space is small, so "new" means newly drawn, as in Brownlee's evaluation).
     pub fn evaluate(&self, n: usize, seed: u64) -> MappingEval {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let (nums, _, _) = draw(&self.cfg.mapping, &mut rng, n);
-        let pred = self.predict(&nums);
         let (mut se, mut ae, mut right) = (0.0, 0.0, 0);
-        for (v, y) in nums.iter().zip(&pred) {
-            let t = v.iter().sum::<u32>() as f64;
-            se += (t - y).powi(2);
-            ae += (t - y).abs();
-            right += usize::from(y.round() == t);
+        // In chunks, so memory does not grow with `n` (the draws are those of one batch).
+        let mut left = n;
+        while left > 0 {
+            let count = left.min(1 << 16);
+            left -= count;
+            let (nums, _, _) = draw(&self.cfg.mapping, &mut rng, count);
+            let pred = self.predict(&nums);
+            for (v, y) in nums.iter().zip(&pred) {
+                let t = v.iter().sum::<u32>() as f64;
+                se += (t - y).powi(2);
+                ae += (t - y).abs();
+                right += usize::from(y.round() == t);
+            }
         }
         MappingEval {
             n,

@@ -625,12 +625,13 @@ fn experiment_case(name: &str, flag: &str, v: &str, dir: &Path) -> Vec<String> {
     a
 }
 
-/// Every integer flag of every command at the edges (0, 1, 2^32, 2^63 - 1, u64::MAX): always run.
+/// Every integer flag of every command at the edges (0, 1, 2^30 (the question limit), 2^32,
+/// 2^63 - 1, u64::MAX): always run.
 #[test]
 fn every_integer_flag_of_every_command_at_the_edges() {
     let limit = Duration::from_secs(10);
     let mut cases = 0;
-    for v in [0, 1, 1u64 << 32, i64::MAX as u64, u64::MAX] {
+    for v in [0, 1, 1u64 << 30, 1u64 << 32, i64::MAX as u64, u64::MAX] {
         let quiet = real_work_int(v);
         let s = v.to_string();
         let dir = scratch();
