@@ -91,6 +91,9 @@ def test_a_real_sigint_while_rust_trains_stops_it_with_a_checkpoint(tmp_path, tr
             os.kill(os.getpid(), signal.SIGINT)
             sent.set()
 
+    # Python ignores SIGINT when it started with SIGINT ignored (a job started in the
+    # background by a shell): give it the handler a terminal session has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Thread(target=send)
     timer.start()
     try:
@@ -98,6 +101,7 @@ def test_a_real_sigint_while_rust_trains_stops_it_with_a_checkpoint(tmp_path, tr
             seqcalc.train(tiny_config(), run_dir=d, on_epoch=on_epoch)
     finally:
         timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert (d / "checkpoint").is_dir()
     assert len(seqcalc.history(d)) < EPOCHS
     seqcalc.resume(d)
