@@ -8,7 +8,6 @@ use numpy::{IntoPyArray, PyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyType};
-use seqcalc::config::long_addition::LongTask;
 use seqcalc::config::ExperimentConfig;
 use seqcalc::eval::grids::{grid_json, GridKind, GridRequest};
 use seqcalc::eval::lengths::{LengthRequest, DEFAULT_LENGTHS};
@@ -464,11 +463,7 @@ impl Model {
                     Run::CoupledTransformer { run, engine }
                         if !run.cfg.lengthgen.task.is_addition() =>
                     {
-                        let kind = if run.cfg.lengthgen.task == LongTask::Multiplication {
-                            GridKind::Multiplication
-                        } else {
-                            GridKind::Addition
-                        };
+                        let kind = GridKind::of(run.cfg.lengthgen.task);
                         let req = GridRequest::new(kind, lengths, n, stress)
                             .map_err(|e| ("ArgumentError", e))?;
                         let cells = req

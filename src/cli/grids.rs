@@ -144,11 +144,7 @@ pub fn eval(
     seed: u64,
     json: bool,
 ) -> Result<ExitCode> {
-    let kind = if run.cfg.lengthgen.task == LongTask::Multiplication {
-        GridKind::Multiplication
-    } else {
-        GridKind::Addition
-    };
+    let kind = GridKind::of(run.cfg.lengthgen.task);
     let req = GridRequest::new(kind, lengths, n, stress).map_err(|e| anyhow::anyhow!("--{e}"))?;
     if !json {
         println!(

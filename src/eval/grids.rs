@@ -170,6 +170,16 @@ pub enum GridKind {
     Multiplication,
 }
 
+impl GridKind {
+    /// The grid of a two-level scratchpad task.
+    pub fn of(task: crate::config::long_addition::LongTask) -> GridKind {
+        match task {
+            crate::config::long_addition::LongTask::Multiplication => GridKind::Multiplication,
+            _ => GridKind::Addition,
+        }
+    }
+}
+
 /// Scores every (row, col) cell: `per_cell` unique random questions and (with `stress_per_part`
 /// above 0) the stress set, each cell seeded from `seed` and its place so that cells do not
 /// depend on one another. `progress` sees each cell as it is done.
